@@ -1,0 +1,186 @@
+"""The ``glazeish`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, find_images, read_image, save_image
+from .metadata import MetadataOptions, resolve_data_mining
+from .protect import PRESETS, ProtectConfig, Protector, output_path
+from .weights import WeightsError
+
+app = typer.Typer(
+    help="Cloak artwork against diffusion-model style mimicry, and measure how well cloaks hold up.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+PRESET_HELP = "; ".join(f"{k}: eps {p.eps:g}/255, {p.steps} steps, {p.summary}" for k, p in PRESETS.items())
+MODELS_HELP = "Folder with the encoder weights (default: $GLAZEISH_MODELS, then the download cache)."
+
+
+def fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"glazeish: error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _check_writable(outdir: Path) -> None:
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outdir):
+            pass
+    except OSError as e:
+        fail(f"{outdir}: output folder is not writable ({e.strerror or e})")
+
+
+def _progress(total: int, desc: str, disable: bool, leave: bool = True):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step" if desc != "images" else "img", leave=leave,
+                disable=disable, file=sys.stderr, dynamic_ncols=True)
+
+
+def _summary(name: str, figures: dict) -> str:
+    parts = [f"PSNR {figures['psnr']['cloak']:.1f} dB"]
+    for enc, f in figures["encoders"].items():
+        d = f["latent_displacement"]
+        parts.append(f"{enc} latent moved {d['cloak'] / max(d['random'], 1e-9):.1f}x noise")
+        if "mimic_psnr" in f:
+            m = f["mimic_psnr"]
+            parts.append(f"mimic view {m['random'] - m['cloak']:+.1f} dB vs noise")
+    return f"{name}: " + ", ".join(parts)
+
+
+@app.command()
+def protect(
+    inputs: List[Path] = typer.Argument(..., help="Image files and/or folders to cloak.", show_default=False),
+    out: Path = typer.Option(Path("protected"), "--out", "-o", help="Output folder; files are written as <stem>.protected.png."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    intensity: str = typer.Option("default", "--intensity", "-i", help=f"Preset. {PRESET_HELP}."),
+    eps: Optional[float] = typer.Option(None, help="L-inf budget in 1/255 units (overrides the preset)."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps (overrides the preset)."),
+    encoder: str = typer.Option("taef2", help="Encoder(s) to attack: taef2, taesana, diffusers:<repo-or-path>; "
+                                "comma-separated for an ensemble, name*w to weight one."),
+    objective: Optional[str] = typer.Option(None, help="texture, untargeted, style or mimic (default: the preset's)."),
+    target: Optional[Path] = typer.Option(None, help="Target/decoy pattern image (default: built-in pattern)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same cloak on one device."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    precision: str = typer.Option("auto", help="auto (fastest measured here), fp32, bf16 or fp16."),
+    models: Optional[Path] = typer.Option(None, "--models", help=MODELS_HELP),
+    fmt: str = typer.Option("png", "--format", help="png (lossless, recommended), jpeg or webp."),
+    quality: int = typer.Option(95, help="JPEG/WebP quality."),
+    overwrite: bool = typer.Option(False, help="Replace existing outputs (inputs are never overwritten)."),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Measure each cloak against same-budget noise."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summaries."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
+    metadata: bool = typer.Option(True, "--metadata/--no-metadata", help="Write the 'no AI training' XMP reservation."),
+    data_mining: str = typer.Option("aiml", help="PLUS DataMining value: aiml, genai, all, except-search, ..."),
+    creator: Optional[str] = typer.Option(None, help="Artist name for the metadata."),
+    copyright: Optional[str] = typer.Option(None, "--copyright", help="Copyright notice for the metadata."),
+    url: Optional[str] = typer.Option(None, help="Web statement of rights (URL) for the metadata."),
+    keep_gps: bool = typer.Option(False, help="Keep GPS location from the input's EXIF (dropped by default)."),
+):
+    """Cloak images so that a diffusion model's encoder sees something else.
+
+    Writes OUT/<stem>.protected.png for every input, never touching the input. A file that cannot be read
+    is reported on stderr and skipped; the exit code is 1 if any file failed.
+    """
+    if fmt not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}")
+    try:
+        config = ProtectConfig(intensity=intensity, eps=eps, steps=steps, objective=objective, encoder=encoder,
+                               target=str(target) if target else None, seed=seed, device=device,
+                               precision=precision, models_dir=str(models) if models else None)
+        meta = MetadataOptions(enabled=metadata, data_mining=resolve_data_mining(data_mining), creator=creator,
+                               copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity)
+    except ValueError as e:
+        fail(str(e))
+    if fmt != "png":
+        typer.echo(f"glazeish: warning: {fmt} is lossy; re-compression weakens the cloak (png keeps it intact)", err=True)
+    files = find_images([str(p) for p in inputs], recursive)
+    if not files:
+        fail("no images found in the given inputs")
+    _check_writable(out)
+    try:
+        protector = Protector(config)
+    except (WeightsError, ImageError, ValueError, OSError) as e:
+        fail(str(e))
+    show = not quiet and sys.stderr.isatty()
+    failures = 0
+    inputs_resolved = {f.resolve() for f in files}
+    with _progress(len(files), "images", disable=not show or len(files) < 2) as batch:
+        for f in files:
+            dest = output_path(f, out, fmt)
+            try:
+                if dest.resolve() in inputs_resolved:
+                    raise ImageError(f"{f}: output {dest} would overwrite an input; choose another --out")
+                if dest.exists() and not overwrite:
+                    typer.echo(f"glazeish: skipped {f}: {dest} exists (use --overwrite to replace it)", err=True)
+                    batch.update(1)
+                    continue
+                art = read_image(f, max_pixels=max_pixels)
+                with _progress(config.steps, f.name, disable=not show, leave=False) as bar:
+                    result = protector.protect(art, evaluate=evaluate or as_json, callback=lambda *_: bar.update(1))
+                save_image(dest, result.rgb, art.alpha, art.source, meta, fmt, quality)
+            except ImageError as e:
+                failures += 1
+                typer.echo(f"glazeish: error: {e}", err=True)
+                batch.update(1)
+                continue
+            except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
+                failures += 1
+                typer.echo(f"glazeish: error: {f}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
+                batch.update(1)
+                continue
+            batch.update(1)
+            if as_json:
+                row = {"input": str(f), "output": str(dest), "width": art.size[0], "height": art.size[1],
+                       "encoders": protector.ensemble.names, "objective": config.objective,
+                       "intensity": intensity, "eps": config.eps, "steps": config.steps, "seed": seed,
+                       "seconds": round(result.seconds, 3), "load_seconds": round(protector.load_seconds, 3),
+                       **result.figures}
+                typer.echo(json.dumps(row))
+            elif not quiet and result.figures:
+                typer.echo(_summary(dest.name, result.figures), err=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def encoders(
+    models: Optional[Path] = typer.Option(None, "--models", help=MODELS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+):
+    """List the registered encoders and whether their weights are present."""
+    from .encoders import status
+
+    rows = status(models)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        state = "ready" if r["present"] else ("CORRUPT" if r["problem"] else "missing (downloaded on first use)")
+        typer.echo(f"{r['name']:<10} {state:<34} {r['description']}")
+        if r["problem"]:
+            typer.echo(f"{'':<10} {r['problem']}")
+    typer.echo("diffusers:<repo-id-or-path>  any diffusers AutoencoderKL/Tiny/KLFlux2/DC (needs the model locally or the HF hub)")
+
+
+@app.command()
+def version():
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,254 @@
+"""Differentiable "expectation over transformation" (EOT) transforms.
+
+What a platform or a mimic does to an image between the artist's upload and the diffusion model's
+encoder: recompression, rescaling, blur, cropping, noise, an autoencoder round trip. Each is a small
+callable class, registered by name in :data:`TRANSFORMS`, called as ``t(x, rng) -> x'`` where ``x`` is
+``B×3×H×W`` float in ``[0, 1]`` (usually requiring grad) and ``rng`` a :class:`random.Random` from which
+the transform draws its parameters, so that a run is reproducible per seed. The output has the same
+shape as ``x``, stays in ``[0, 1]`` and is differentiable with respect to ``x``.
+
+:class:`glazeish.attack.PGD` samples one transform per step (``rng.choice(transforms)(x_adv, rng)``), so
+the cloak is optimised for the average over these transforms rather than for the exact pixels, and
+survives them better. Build a list with :func:`make_transforms` (``"jpeg,resize,blur,shift"``); add one
+by subclassing :class:`Transform` and decorating it with :func:`register_transform`.
+
+The heavy lifting is kornia's: its differentiable JPEG codec (Reich et al. 2024), Gaussian filters and
+anti-aliased resize are tested, batched and device-agnostic, and behave the same under autocast.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+from kornia.enhance import jpeg_codec_differentiable
+from kornia.filters import gaussian_blur2d
+from kornia.geometry.transform import resize as kornia_resize
+
+TRANSFORMS: dict[str, type["Transform"]] = {}
+
+#: The default EOT set for ``--robust``: what image hosts and scrapers do to every upload (recompress,
+#: downscale, soften, crop). ``noise`` is left out because no platform adds it and at sigma up to 0.03
+#: (8/255) it is twice the usual 4/255 budget, so its gradients mostly average the cloak away; ``ae`` is
+#: left out because it costs a decoder forward and backward per step. ``identity`` is left out so that
+#: every step pays for robustness; add it (``"identity,jpeg,..."``) to keep a share of steps on the
+#: untouched image.
+DEFAULT_ROBUST = "jpeg,resize,blur,shift"
+
+
+def register_transform(cls: type["Transform"]) -> type["Transform"]:
+    """Class decorator: register a :class:`Transform` subclass under its ``name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    TRANSFORMS[cls.name] = cls
+    return cls
+
+
+def _range(value: float | Sequence[float], what: str) -> tuple[float, float]:
+    """A number or a ``(low, high)`` pair -> ``(low, high)``."""
+    if isinstance(value, (int, float)):
+        return float(value), float(value)
+    lo, hi = (float(v) for v in value)
+    if lo > hi:
+        raise ValueError(f"{what}: low {lo} > high {hi}")
+    return lo, hi
+
+
+def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
+    """Replicate-pad bottom/right to multiples of ``m`` (what libjpeg does to fill its blocks)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x, h, w
+
+
+class Transform:
+    """Base class: ``t(x, rng) -> x'``, same shape, in ``[0, 1]``, differentiable in ``x``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+@register_transform
+class Identity(Transform):
+    name = "identity"
+    description = "no change (keeps a share of EOT steps on the untouched image)"
+
+    def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        return x
+
+
+@register_transform
+class JPEG(Transform):
+    """Differentiable JPEG (kornia, 4:2:0 chroma, standard tables) at a quality drawn from ``quality``."""
+
+    name = "jpeg"
+    description = "differentiable JPEG re-encode, quality uniform in [50, 95]"
+
+    def __init__(self, quality: float | Sequence[float] = (50.0, 95.0)):
+        self.quality = _range(quality, "jpeg quality")
+        if not 0 <= self.quality[0] <= self.quality[1] <= 100:
+            raise ValueError(f"jpeg quality must lie in [0, 100], not {self.quality}")
+
+    def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        q = rng.uniform(*self.quality)
+        # kornia >= 0.7.1 pads internally (with zeros); padding here by replication is what libjpeg does
+        # at the border and works with every kornia version.
+        xp, h, w = _pad_to_multiple(x, 16)
+        quality = torch.tensor([q], device=x.device, dtype=torch.float32)
+        y = jpeg_codec_differentiable(xp.float(), quality)[..., :h, :w]
+        return y.to(x.dtype).clamp(0, 1)
+
+
+@register_transform
+class Resize(Transform):
+    """Downscale by a factor drawn from ``factor`` (anti-aliased bilinear), then bilinear back up."""
+
+    name = "resize"
+    description = "anti-aliased downscale by a factor in [0.5, 1], bilinear back to the same size"
+
+    def __init__(self, factor: float | Sequence[float] = (0.5, 1.0)):
+        self.factor = _range(factor, "resize factor")
+        if not 0 < self.factor[0] <= self.factor[1] <= 1:
+            raise ValueError(f"resize factor must lie in (0, 1], not {self.factor}")
+
+    def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        f = rng.uniform(*self.factor)
+        h, w = x.shape[-2:]
+        size = (max(1, round(h * f)), max(1, round(w * f)))
+        if size == (h, w):
+            return x
+        small = kornia_resize(x, size, interpolation="bilinear", align_corners=False, antialias=True)
+        return kornia_resize(small, (h, w), interpolation="bilinear", align_corners=False).clamp(0, 1)
+
+
+@register_transform
+class Blur(Transform):
+    """Gaussian blur with sigma drawn from ``sigma`` (kernel ``2·ceil(3σ)+1``, reflected border)."""
+
+    name = "blur"
+    description = "Gaussian blur, sigma uniform in [0.5, 1.5] px"
+
+    def __init__(self, sigma: float | Sequence[float] = (0.5, 1.5)):
+        self.sigma = _range(sigma, "blur sigma")
+        if self.sigma[0] <= 0:
+            raise ValueError(f"blur sigma must be positive, not {self.sigma}")
+
+    def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        s = rng.uniform(*self.sigma)
+        k = 2 * math.ceil(3 * s) + 1
+        return gaussian_blur2d(x, (k, k), (s, s), border_type="reflect").clamp(0, 1)
+
+
+@register_transform
+class Shift(Transform):
+    """Translate by whole pixels (up to ``max_shift`` each way): reflect-pad, then crop the shifted window.
+
+    Whole-pixel shifts are exact (no resampling blur) and are what matters for a patch encoder: a shift
+    that is not a multiple of its downscale factor moves the image against the latent grid, which is what
+    a crop on upload or in a training pipeline does.
+    """
+
+    name = "shift"
+    description = "crop/shift by up to 8 px each way (reflected border), same size"
+
+    def __init__(self, max_shift: int = 8):
+        if max_shift < 0:
+            raise ValueError("max_shift must be non-negative")
+        self.max_shift = int(max_shift)
+
+    def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = min(self.max_shift, h - 1, w - 1)  # reflect padding needs pad < size
+        dy, dx = rng.randint(-m, m), rng.randint(-m, m)
+        if m <= 0 or (dx == 0 and dy == 0):
+            return x
+        xp = F.pad(x, (m, m, m, m), mode="reflect")
+        return xp[..., m + dy : m + dy + h, m + dx : m + dx + w]
+
+
+@register_transform
+class Noise(Transform):
+    """Additive Gaussian noise, sigma drawn from ``sigma``; the noise itself is drawn from a generator
+    seeded off ``rng``, so it too is reproducible."""
+
+    name = "noise"
+    description = "additive Gaussian noise, sigma uniform in [0, 0.03]"
+
+    def __init__(self, sigma: float | Sequence[float] = (0.0, 0.03)):
+        self.sigma = _range(sigma, "noise sigma")
+        if self.sigma[0] < 0:
+            raise ValueError(f"noise sigma must be non-negative, not {self.sigma}")
+
+    def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        s = rng.uniform(*self.sigma)
+        gen = torch.Generator(device="cpu").manual_seed(rng.getrandbits(63))
+        noise = torch.randn(x.shape, generator=gen, dtype=torch.float32).to(device=x.device, dtype=x.dtype)
+        return (x + s * noise).clamp(0, 1)
+
+
+@register_transform
+class AutoencoderRoundTrip(Transform):
+    """Autoencoder purification ``D(E(x))`` through a :class:`~glazeish.encoders.LatentModel` with a decoder.
+
+    A mimic can "wash" an image through a VAE before training; optimising through the round trip makes
+    the cloak survive it. Deterministic (``rng`` is unused). Pads by replication to the model's
+    ``multiple`` and crops back. Costs an encoder and a decoder pass, forward and backward.
+    """
+
+    name = "ae"
+    description = "autoencoder purification D(E(x)) with a model that has a decoder (needs a model)"
+    needs_model: ClassVar[bool] = True
+
+    def __init__(self, model):
+        model = _decoder_model(model)
+        self._model = model
+        self.model = model.name
+
+    def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        xp, h, w = _pad_to_multiple(x, max(1, int(getattr(self._model, "multiple", 1))))
+        y = self._model.decode(self._model.encode(xp))[..., :h, :w]
+        return y.to(x.dtype).clamp(0, 1)
+
+
+def _decoder_model(model):
+    """A LatentModel with a decoder, from a LatentModel or an Ensemble (its first model with one)."""
+    if model is None:
+        raise ValueError("transform 'ae' needs a model with a decoder (pass model=...)")
+    candidates = getattr(model, "models", None) or [model]
+    for m in candidates:
+        if getattr(m, "has_decoder", False):
+            return m
+    names = ", ".join(getattr(m, "name", type(m).__name__) for m in candidates)
+    raise ValueError(f"transform 'ae' needs a model with a decoder; {names} has none")
+
+
+def make_transforms(names: str | Sequence[str], model=None) -> list[Transform]:
+    """Build transforms from ``"jpeg,resize,blur"`` or ``["jpeg", "resize"]`` (default parameters).
+
+    ``model`` (a LatentModel or Ensemble) is needed only by ``ae``. An empty string gives ``[]``.
+    Raises ValueError naming any unknown transform.
+    """
+    if isinstance(names, str):
+        names = names.split(",")
+    out: list[Transform] = []
+    for raw in names:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name not in TRANSFORMS:
+            raise ValueError(f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
+        cls = TRANSFORMS[name]
+        out.append(cls(model) if getattr(cls, "needs_model", False) else cls())
+    return out

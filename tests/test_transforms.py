@@ -1,0 +1,183 @@
+"""EOT transforms: shape, range, determinism, gradients, and the registry."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from glazeish.transforms import (
+    DEFAULT_ROBUST,
+    JPEG,
+    TRANSFORMS,
+    AutoencoderRoundTrip,
+    Transform,
+    make_transforms,
+    register_transform,
+)
+
+MODELS = Path(os.environ.get("GLAZEISH_MODELS") or Path(__file__).resolve().parents[2] / "shared" / "models")
+NEEDS_NO_MODEL = sorted(n for n, cls in TRANSFORMS.items() if not getattr(cls, "needs_model", False))
+
+
+def smooth_image(b: int = 2, h: int = 72, w: int = 88, seed: int = 0) -> torch.Tensor:
+    """Image-like test input: low-frequency colour blobs plus mild texture, in [0, 1].
+
+    Sizes deliberately not multiples of 16 (JPEG blocks) nor of 8 (latent grid).
+    """
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(b, 3, h // 8 + 1, w // 8 + 1, generator=g)
+    img = torch.nn.functional.interpolate(low, size=(h, w), mode="bicubic", align_corners=False)
+    img = img + 0.05 * torch.randn(b, 3, h, w, generator=g)
+    return img.clamp(0, 1)
+
+
+class _FakeAE(torch.nn.Module):
+    """A tiny differentiable stand-in for a LatentModel with a decoder (4x down, 4x up)."""
+
+    name = "fake"
+    has_decoder = True
+    multiple = 4
+
+    def encode(self, x):
+        return torch.nn.functional.avg_pool2d(x, 4)
+
+    def decode(self, z):
+        return torch.nn.functional.interpolate(z, scale_factor=4, mode="bilinear").clamp(0, 1)
+
+
+def build(name: str, model=None) -> Transform:
+    return make_transforms(name, model=model)[0]
+
+
+def test_registry_has_the_documented_transforms():
+    assert {"jpeg", "resize", "blur", "shift", "noise", "identity", "ae"} <= set(TRANSFORMS)
+    assert [t.name for t in make_transforms(DEFAULT_ROBUST)] == DEFAULT_ROBUST.split(",")
+
+
+@pytest.mark.parametrize("name", NEEDS_NO_MODEL + ["ae"])
+def test_shape_range_determinism_and_gradient(name):
+    t = build(name, model=_FakeAE() if name == "ae" else None)
+    x = smooth_image().requires_grad_(True)
+    y = t(x, random.Random(123))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert float(y.detach().min()) >= 0 and float(y.detach().max()) <= 1
+    # same seed -> the same parameters and noise -> the same output
+    y2 = t(x, random.Random(123))
+    assert torch.equal(y, y2)
+    # gradients reach the input
+    y.square().sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("name", ["jpeg", "resize", "blur", "shift", "noise"])
+def test_different_seeds_draw_different_parameters(name):
+    t = build(name)
+    x = smooth_image(b=1)
+    outs = {tuple(t(x, random.Random(s)).flatten()[::97].tolist()) for s in range(6)}
+    assert len(outs) > 1
+
+
+@pytest.mark.parametrize("name", ["jpeg", "resize", "blur", "shift", "noise"])
+def test_changes_the_image(name):
+    x = smooth_image(b=1)
+    changed = [float((build(name)(x, random.Random(s)) - x).abs().mean()) for s in range(4)]
+    assert max(changed) > 1e-4
+
+
+def test_jpeg_changes_more_at_low_quality():
+    # grey, so that 4:2:0 chroma subsampling (the same at every quality) does not dominate the error
+    x = smooth_image(b=1, h=64, w=64)[:, :1].expand(-1, 3, -1, -1)
+    err = {q: float((JPEG(q)(x, random.Random(0)) - x).abs().mean()) for q in (50, 95)}
+    assert err[50] > 2 * err[95] > 0
+
+
+def test_jpeg_quality_range_is_50_to_95():
+    assert JPEG().quality == (50.0, 95.0)
+    with pytest.raises(ValueError):
+        JPEG((10, 120))
+
+
+def test_shift_is_a_whole_pixel_translation():
+    x = smooth_image(b=1, h=40, w=40)
+    t = build("shift")
+    for seed in range(5):
+        y = t(x, random.Random(seed))
+        # the interior is the input moved by whole pixels: some integer offset matches exactly
+        hits = [
+            (dy, dx)
+            for dy in range(-8, 9)
+            for dx in range(-8, 9)
+            if torch.equal(y[..., 10:30, 10:30], x[..., 10 + dy : 30 + dy, 10 + dx : 30 + dx])
+        ]
+        assert hits
+
+
+def test_make_transforms_parsing_and_errors():
+    assert make_transforms("") == []
+    assert [t.name for t in make_transforms(" jpeg , blur,,")] == ["jpeg", "blur"]
+    assert [t.name for t in make_transforms(["noise", "identity"])] == ["noise", "identity"]
+    with pytest.raises(ValueError, match="bogus"):
+        make_transforms("jpeg,bogus")
+    with pytest.raises(ValueError, match="decoder"):
+        make_transforms("ae")
+
+
+def test_ae_needs_a_decoder():
+    class NoDecoder:
+        name = "enc-only"
+        has_decoder = False
+
+    with pytest.raises(ValueError, match="enc-only"):
+        AutoencoderRoundTrip(NoDecoder())
+
+
+def test_register_transform_adds_by_name():
+    @register_transform
+    class Invert(Transform):
+        name = "_test_invert"
+
+        def __call__(self, x, rng):
+            return 1 - x
+
+    try:
+        (t,) = make_transforms("_test_invert")
+        x = smooth_image(b=1)
+        assert torch.allclose(t(x, random.Random(0)), 1 - x)
+    finally:
+        TRANSFORMS.pop("_test_invert")
+
+
+def test_works_as_pgd_transforms():
+    """The attack calls ``rng.choice(self.transforms)(x_adv, rng)``: mimic it for a few steps."""
+    rng = random.Random(0)
+    ts = make_transforms("jpeg,resize,blur,shift,noise,identity")
+    x = smooth_image(b=1, h=32, w=32).requires_grad_(True)
+    for _ in range(12):
+        y = rng.choice(ts)(x, rng)
+        (g,) = torch.autograd.grad(y.mean(), x)
+        assert torch.isfinite(g).all()
+
+
+@pytest.fixture(scope="module")
+def taef2():
+    if not (MODELS / "taef2_encoder.pth").is_file() or not (MODELS / "taef2_decoder.pth").is_file():
+        pytest.skip(f"taef2 weights not found in {MODELS} (set GLAZEISH_MODELS to the folder holding them)")
+    from glazeish.encoders import load_encoder
+
+    return load_encoder("taef2", MODELS)
+
+
+def test_ae_round_trip_with_real_taef2(taef2):
+    (t,) = make_transforms("ae", model=taef2)
+    x = smooth_image(b=1, h=64, w=72).requires_grad_(True)  # 72: the transform pads to the multiple
+    y = t(x, random.Random(0))
+    assert y.shape == x.shape and 0 <= float(y.detach().min()) and float(y.detach().max()) <= 1
+    # a reconstruction: close to the input, but not the input
+    err = float((y - x).detach().abs().mean())
+    assert 0 < err < 0.15
+    y.sum().backward()
+    assert float(x.grad.abs().sum()) > 0
