@@ -8,6 +8,7 @@ Errors are :class:`ImageError` with a one-line message that names the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import warnings
@@ -98,6 +99,17 @@ def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(im.convert("RGB")).copy(), None
 
 
+@contextlib.contextmanager
+def _pixel_limit(max_pixels: int):
+    """Let Pillow's own bomb check (raised in ``Image.open``) use our limit rather than its default."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Artwork:
     """Read an image file as an :class:`Artwork`; raise :class:`ImageError` naming the file otherwise."""
     path = Path(path)
@@ -106,7 +118,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             raise ImageError(f"{path}: is a folder, not an image")
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file (0 bytes)")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pixel_limit(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 w, h = im.size
@@ -128,8 +140,11 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read (unknown or corrupt format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{path}: refused as a possible decompression bomb ({e})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"{path}: declared size is over the limit of {max_pixels / 1e6:.0f} megapixels (possible "
+            "decompression bomb; raise it with --max-pixels if the file is trusted)"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"{path}: corrupt or truncated image ({msg})") from None

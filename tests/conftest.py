@@ -1,0 +1,70 @@
+"""Shared fixtures: the real weights and images in ../shared (tests skip cleanly without them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
+MODELS = Path(os.environ.get("GLAZEISH_MODELS", SHARED / "models"))
+IMAGES = SHARED / "images"
+
+# tests never download weights
+os.environ.setdefault("GLAZEISH_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path} (set GLAZEISH_SHARED / GLAZEISH_MODELS)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    return _need(MODELS / "taef2_encoder.pth", "real TAE weights").parent
+
+
+@pytest.fixture(scope="session")
+def taef2(models_dir):
+    from glazeish.encoders import load_encoder
+
+    return load_encoder("taef2", models_dir)
+
+
+@pytest.fixture(scope="session")
+def taesana(models_dir):
+    from glazeish.encoders import load_encoder
+
+    return load_encoder("taesana", models_dir)
+
+
+@pytest.fixture(scope="session")
+def painting_path() -> Path:
+    return _need(IMAGES / "paintings" / "00003-0-vincent-van-gogh_olive-picking-1889-2.png", "test paintings")
+
+
+@pytest.fixture(scope="session")
+def flat_path() -> Path:
+    return _need(IMAGES / "flat" / "flat_05.png", "flat-colour test images")
+
+
+def crop_rgb(path: Path, width: int, height: int, left: int = 0, top: int = 0) -> np.ndarray:
+    """``height×width×3`` uint8 crop of an image file."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB").crop((left, top, left + width, top + height))).copy()
+
+
+@pytest.fixture
+def small_painting(tmp_path, painting_path) -> Path:
+    """A 136×104 crop of a real painting (deliberately not a multiple of 8 or 32)."""
+    p = tmp_path / "in" / "painting.png"
+    p.parent.mkdir()
+    Image.fromarray(crop_rgb(painting_path, 136, 104, 100, 150)).save(p)
+    return p
