@@ -145,7 +145,7 @@ def protect(
             batch.update(1)
             if as_json:
                 row = {"input": str(f), "output": str(dest), "width": art.size[0], "height": art.size[1],
-                       "encoders": protector.ensemble.names, "objective": config.objective,
+                       "encoder": config.encoder, "objective": config.objective,
                        "intensity": intensity, "eps": config.eps, "steps": config.steps, "seed": seed,
                        "seconds": round(result.seconds, 3), "load_seconds": round(protector.load_seconds, 3),
                        **result.figures}

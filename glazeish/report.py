@@ -56,10 +56,10 @@ PROTECTION_LEVELS: tuple[tuple[float, str], ...] = (
 NO_BETTER_RATIO = 1.2
 # Retention after a purification: the fraction of the cloak's advantage over noise that is left.
 RETENTION_LEVELS: tuple[tuple[float, str], ...] = (
-    (0.75, "most of the protection remains"),
-    (0.40, "part of the protection remains"),
-    (0.10, "little of the protection remains"),
-    (-math.inf, "the protection is essentially gone"),
+    (0.75, "most of it survives"),
+    (0.40, "weakened, but still there"),
+    (0.10, "mostly lost"),
+    (-math.inf, "essentially gone"),
 )
 # PSNR is infinite for identical images; differences of PSNRs are taken with this cap so that an
 # unchanged image reads as "no effect" (0 dB) rather than inf − inf.
@@ -105,12 +105,16 @@ def noise_image(original: np.ndarray, eps: float, seed: int = 0) -> np.ndarray:
     return to_uint8(uniform_noise(to_tensor(original), eps, seed), original, eps)
 
 
+def linf_levels(original: np.ndarray, cloaked: np.ndarray) -> int:
+    """Largest change of any colour value, in 8-bit levels (1/255), computed exactly on the uint8 pixels."""
+    return int(np.abs(cloaked.astype(np.int16) - original.astype(np.int16)).max())
+
+
 def visibility(x: torch.Tensor, xa: torch.Tensor, xr: torch.Tensor) -> dict:
-    """PSNR/SSIM of cloak ``xa`` and noise ``xr`` against ``x`` (``1×3×H×W`` in [0, 1]); L∞ of the cloak in 1/255."""
+    """PSNR/SSIM of cloak ``xa`` and noise ``xr`` against ``x`` (``1×3×H×W`` in [0, 1])."""
     return {
         "psnr": _pair(metrics.psnr(xa, x), metrics.psnr(xr, x)),
         "ssim": _pair(metrics.ssim(xa, x), metrics.ssim(xr, x)),
-        "linf": float(metrics.linf(xa - x) * 255),
     }
 
 
@@ -155,7 +159,11 @@ def evaluate(
     x = to_tensor(original).to(device)
     xa = to_tensor(cloaked).to(device)
     xr = to_tensor(noise_image(original, eps, seed)).to(device)
-    return {**visibility(x, xa, xr), "encoders": encoder_figures(ensemble, x, xa, xr)}
+    return {
+        **visibility(x, xa, xr),
+        "linf": linf_levels(original, cloaked),
+        "encoders": encoder_figures(ensemble, x, xa, xr),
+    }
 
 
 def _capped(p: float) -> float:
@@ -173,16 +181,18 @@ def latent_effect(fig: dict) -> float:
 
 
 def _effects(enc_fig: dict) -> dict:
-    out = {"latent_displacement": latent_effect(enc_fig["latent_displacement"])}
+    """Per figure: (the cloak's advantage over noise, the least advantage that counts as one)."""
+    d = enc_fig["latent_displacement"]
+    out = {"latent_displacement": (latent_effect(d), (NO_BETTER_RATIO - 1) * d["random"])}
     if "mimic_psnr" in enc_fig:
-        out["mimic_psnr"] = mimic_gap(enc_fig["mimic_psnr"])
+        out["mimic_psnr"] = (mimic_gap(enc_fig["mimic_psnr"]), NO_BETTER_DB)
     return out
 
 
-def _retained(after: float, before: float) -> float | None:
-    """``after / before``, or None where the cloak had no advantage over noise to begin with."""
-    tiny = 1e-6
-    if not math.isfinite(before) or before <= tiny or math.isnan(after):
+def _retained(after: float, before: float, least: float) -> float | None:
+    """``after / before``, or None where the cloak had no advantage over noise to begin with
+    (``before < least``: a ratio of two chance-level differences means nothing)."""
+    if not math.isfinite(before) or before < max(least, 1e-9) or math.isnan(after):
         return None
     return after / before
 
@@ -241,9 +251,9 @@ def assess(
             f"the mimic's view needs an encoder with a decoder (e.g. taef2); got {', '.join(ensemble.names)}"
         )
     warnings: list[str] = []
-    linf = float(np.abs(cloaked.astype(np.int16) - original.astype(np.int16)).max())
+    linf = linf_levels(original, cloaked)
     inferred = eps is None
-    budget = linf if inferred else float(eps)
+    budget = float(linf) if inferred else float(eps)
     if budget < 0:
         raise ValueError(f"eps must be ≥ 0 (in 1/255 units), not {budget}")
     if linf == 0:
@@ -268,6 +278,7 @@ def assess(
         "seed": int(seed),
         "mimic_model": decoder.name,
         **visibility(x, xa, xr),
+        "linf": linf,
         "encoders": encoder_figures(ensemble, x, xa, xr),
         "purifications": {},
     }
@@ -278,7 +289,7 @@ def assess(
         px, pxa, pxr = p(torch.cat([x, xa, xr])).split(1)
         enc = encoder_figures(ensemble, px, pxa, pxr)
         retained = {
-            name: {k: _retained(v, before[name][k]) for k, v in _effects(f).items()} for name, f in enc.items()
+            name: {k: _retained(v, *before[name][k]) for k, (v, _) in _effects(f).items()} for name, f in enc.items()
         }
         figures["purifications"][p.name] = {"description": p.description, "encoders": enc, "retained": retained}
     figures["summary"] = _summary(figures)
@@ -329,24 +340,24 @@ def verdicts(figures: dict) -> list[str]:
 
     s = figures["summary"]
     gap = s["mimic_gap_db"]
-    strength = "the same strength" if not figures.get("eps_inferred") else f"the same strength (±{figures['eps']:g}/255)"
+    strength = f"noise of the same strength, ±{figures['eps']:g}/255"
     words = _level(gap, PROTECTION_LEVELS)
     if words is None:
+        how = f"only {gap:.1f} dB further from" if gap >= 0 else f"{-gap:.1f} dB closer to"
         out.append(
-            f"Protection: no better than random noise of {strength} — what a model trained on this image "
-            f"reproduces moves {abs(gap):.1f} dB {'less' if gap < 0 else 'more'} than with noise "
-            f"({figures['mimic_model']} mimic view)"
+            f"Protection: no better than random {strength} — what a model trained on this image reproduces "
+            f"is {how} the original's than with noise ({figures['mimic_model']} mimic view)"
         )
     else:
         out.append(
-            f"Protection: a model trained on this image {words} (mimic view {gap:.1f} dB further from the "
-            f"original's than noise of {strength}; {figures['mimic_model']})"
+            f"Protection: a model trained on this image {words} ({figures['mimic_model']} mimic view "
+            f"{gap:.1f} dB further from the original's than with {strength})"
         )
     for name, ratio in s["latent_ratio"].items():
         if name == figures["mimic_model"]:
             continue
         if ratio < NO_BETTER_RATIO:
-            out.append(f"Encoder {name}: its latent moved no more than with noise of the same strength ({ratio:.1f}×)")
+            out.append(f"Encoder {name}: its latent moved no more than with noise of the same strength ({ratio:.2f}×)")
         else:
             out.append(f"Encoder {name}: its latent moved {ratio:.1f}× as far as with noise of the same strength")
 
@@ -356,7 +367,7 @@ def verdicts(figures: dict) -> list[str]:
             out.append(f"After {what}: nothing to keep — the cloak was no better than noise to begin with")
         else:
             pct = max(0.0, r) * 100
-            out.append(f"After {what}: {_level(r, RETENTION_LEVELS)} ({pct:.0f}% of the protection remains)")
+            out.append(f"After {what}: {pct:.0f}% of the protection remains ({_level(r, RETENTION_LEVELS)})")
     out.extend(f"Warning: {w}" for w in figures.get("warnings", []))
     return out
 
@@ -441,7 +452,7 @@ def _thumb(rgb: np.ndarray, max_side: int = REPORT_MAX_SIDE, resample=Image.LANC
 
 def _data_uri(im: Image.Image) -> str:
     buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
+    im.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -1,0 +1,36 @@
+"""Summarise `glazeish protect --json` lines into a Markdown table (per image and per folder)."""
+
+import json
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+rows = [json.loads(line) for line in Path(sys.argv[1]).read_text().splitlines() if line.strip()]
+first = rows[0]
+print(f"Preset `{first['intensity']}`: eps {first['eps']}/255, {first['steps']} steps, objective `{first['objective']}`, "
+      f"encoder `{first['encoder']}`, seed {first['seed']}.  ")
+print(f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+      f"Python {platform.python_version()}.\n")
+print("| image | size | PSNR cloak / noise (dB) | latent moved: cloak / noise | mimic-view PSNR cloak / noise (dB) | gap (dB) | seconds |")
+print("|---|---|---|---|---|---|---|")
+groups = {}
+for r in rows:
+    e = r["encoders"]["taef2"]
+    d, m = e["latent_displacement"], e["mimic_psnr"]
+    gap = m["random"] - m["cloak"]
+    group = Path(r["input"]).parent.name
+    groups.setdefault(group, []).append((r["psnr"]["cloak"], d["cloak"] / d["random"], gap, r["seconds"]))
+    name = Path(r["input"]).name
+    name = name if len(name) < 40 else name[:37] + "..."
+    print(f"| {name} | {r['width']}x{r['height']} | {r['psnr']['cloak']:.1f} / {r['psnr']['random']:.1f} | "
+          f"{d['cloak']:.3f} / {d['random']:.3f} ({d['cloak'] / d['random']:.1f}x) | {m['cloak']:.1f} / {m['random']:.1f} | "
+          f"{gap:.1f} | {r['seconds']:.1f} |")
+print("\n| folder | images | mean PSNR (min) | latent ratio mean (min) | mimic-view gap mean (min) | mean seconds |")
+print("|---|---|---|---|---|---|")
+for g, vals in groups.items():
+    p, lr, gap, s = zip(*vals)
+    print(f"| {g} | {len(vals)} | {statistics.mean(p):.1f} ({min(p):.1f}) | {statistics.mean(lr):.1f}x ({min(lr):.1f}x) | "
+          f"{statistics.mean(gap):.1f} ({min(gap):.1f}) | {statistics.mean(s):.1f} |")

@@ -1,0 +1,320 @@
+"""The protections a benchmark compares: one class per protection, registered by name.
+
+A protection is built once per run from a :class:`BenchContext` and called per image:
+``p.protect(rgb, key) -> rgb'`` with ``rgb`` the original ``H×W×3`` uint8 pixels and ``rgb'`` the
+protected pixels, same shape and dtype (8-bit, as a user would save them). ``key`` is the image's stable
+id (``folder/stem``): seeded protections derive their per-image seed from it, and :class:`External`
+looks the cloaked file up by it.
+
+``p.eps`` is the declared L∞ budget in 1/255 units (what the same-budget noise baseline uses);
+``None`` means "measure it on the output" (external tools do not say what budget they used).
+``p.cache_key`` names the settings that decide the output, so a cache of protected images is only
+reused for the same settings; ``None`` means "cheap, never cache".
+
+Add one by subclassing :class:`Protection` and decorating it with :func:`register_protection`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ..imageio import IMAGE_SUFFIXES, ImageError, read_image, to_tensor, to_uint8
+
+PROTECTIONS: dict[str, type["Protection"]] = {}
+
+#: what ``bench run`` compares by default (external needs ``--external DIR``)
+DEFAULT_PROTECTIONS = [
+    "none", "random", "photoguard-encoder", "mist-textural", "glazeish-low", "glazeish-default", "glazeish-high",
+]
+QUICK_PROTECTIONS = ["none", "random", "glazeish-default"]
+
+
+def register_protection(cls: type["Protection"]) -> type["Protection"]:
+    """Class decorator: register ``cls`` under ``cls.name`` (unique, no ',' or ':')."""
+    name = getattr(cls, "name", "")
+    if not name or "," in name or ":" in name:
+        raise ValueError(f"{cls.__name__}: a protection needs a name without ',' or ':' ({name!r})")
+    old = PROTECTIONS.get(name)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"protection name {name!r} already taken by {old.__qualname__}")
+    PROTECTIONS[name] = cls
+    return cls
+
+
+@dataclass
+class BenchContext:
+    """Settings shared by every protection of a run.
+
+    ``eps`` (1/255 units) is the budget of ``random``, ``photoguard-encoder`` and ``mist-textural``; the
+    glazeish presets keep their own (low 3, default 4, high 6). ``attack_steps`` is the number of PGD steps
+    of the two baseline attacks. ``encoder`` is the attacked encoder spec (see :mod:`glazeish.encoders`).
+    """
+
+    eps: float = 4.0
+    attack_steps: int = 10
+    seed: int = 0
+    encoder: str = "taef2"
+    device: str = "auto"
+    precision: str = "auto"
+    models_dir: str | None = None
+    external: dict[str, str] = field(default_factory=dict)  # protection name -> folder
+    ensemble: object | None = None  # a loaded glazeish.encoders.Ensemble to share between protections
+
+
+def image_seed(seed: int, key: str) -> int:
+    """A per-image seed: the run's seed mixed with a stable hash of the image key."""
+    return seed * 100_003 + zlib.crc32(key.encode()) % 100_000
+
+
+class Protection:
+    """Base class. Subclasses set ``name``/``description`` and implement :meth:`protect`."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, ctx: BenchContext):
+        self.ctx = ctx
+
+    @property
+    def eps(self) -> float | None:
+        """Declared L∞ budget in 1/255 units (``None``: measured on each output)."""
+        return self.ctx.eps
+
+    @property
+    def cache_key(self) -> str | None:
+        """Settings that decide the output (a cache of protected images is reused only for equal keys)."""
+        return None
+
+    def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
+        """``H×W×3`` uint8 original -> ``H×W×3`` uint8 protected."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+@register_protection
+class NoProtection(Protection):
+    name = "none"
+    description = "the original image, unchanged (the clean reference)"
+
+    @property
+    def eps(self) -> float:
+        return 0.0
+
+    def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
+        return rgb.copy()
+
+
+@register_protection
+class RandomNoise(Protection):
+    """Uniform noise in ``[-eps, eps]``, a *different* draw from the noise baseline it is compared with,
+    so its "effect over noise" shows the noise floor of every figure (it should be ≈ 0)."""
+
+    name = "random"
+    description = "uniform random noise of the same L-inf budget (a second, independent draw)"
+
+    def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
+        from ..protect import uniform_noise
+
+        eps = self.ctx.eps / 255
+        # +1 keeps this draw different from the baseline noise, which uses image_seed(seed, key)
+        x = uniform_noise(to_tensor(rgb), eps, image_seed(self.ctx.seed, key) + 1)
+        return to_uint8(x, rgb, eps)
+
+
+class _Cloak(Protection):
+    """A glazeish :class:`~glazeish.protect.Protector` configuration (built lazily, models loaded once)."""
+
+    objective: ClassVar[str | None] = None
+    intensity: ClassVar[str] = "default"
+
+    def __init__(self, ctx: BenchContext):
+        super().__init__(ctx)
+        self._protector = None
+
+    def config(self):
+        from ..protect import ProtectConfig
+
+        c = self.ctx
+        return ProtectConfig(intensity=self.intensity, eps=c.eps, steps=c.attack_steps, objective=self.objective,
+                             encoder=c.encoder, seed=c.seed, device=c.device, precision=c.precision,
+                             models_dir=c.models_dir)
+
+    @property
+    def eps(self) -> float:
+        return float(self.config().eps)
+
+    @property
+    def cache_key(self) -> str:
+        cfg = self.config()
+        text = f"{self.name}|{cfg.eps}|{cfg.steps}|{cfg.objective}|{cfg.encoder}|{cfg.seed}|{cfg.precision}|{cfg.target}"
+        return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+    @property
+    def protector(self):
+        if self._protector is None:
+            from ..protect import Protector
+
+            self._protector = Protector(self.config(), ensemble=self.ctx.ensemble)  # type: ignore[arg-type]
+        return self._protector
+
+    def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
+        from ..imageio import Artwork
+
+        self.protector.config.seed = image_seed(self.ctx.seed, key)
+        return self.protector.protect(Artwork(rgb=rgb), evaluate=False).rgb
+
+
+@register_protection
+class PhotoGuardEncoder(_Cloak):
+    name = "photoguard-encoder"
+    description = "PhotoGuard's encoder attack: push the latent away from the clean latent (objective 'untargeted')"
+    objective = "untargeted"
+
+
+@register_protection
+class MistTextural(_Cloak):
+    name = "mist-textural"
+    description = "Mist's textural loss: pull the latent toward a decoy texture's latent (objective 'texture')"
+    objective = "texture"
+
+
+class _Preset(_Cloak):
+    """A glazeish intensity preset, exactly as ``glazeish protect --intensity X`` runs it."""
+
+    def config(self):
+        from ..protect import ProtectConfig
+
+        c = self.ctx
+        return ProtectConfig(intensity=self.intensity, encoder=c.encoder, seed=c.seed, device=c.device,
+                             precision=c.precision, models_dir=c.models_dir)
+
+
+@register_protection
+class GlazeishLow(_Preset):
+    name = "glazeish-low"
+    description = "glazeish preset 'low' (eps 3/255, 5 steps, objective 'mimic')"
+    intensity = "low"
+
+
+@register_protection
+class GlazeishDefault(_Preset):
+    name = "glazeish-default"
+    description = "glazeish preset 'default' (eps 4/255, 6 steps, objective 'mimic')"
+    intensity = "default"
+
+
+@register_protection
+class GlazeishHigh(_Preset):
+    name = "glazeish-high"
+    description = "glazeish preset 'high' (eps 6/255, 12 steps, objective 'mimic')"
+    intensity = "high"
+
+
+# strip these from an external file's stem when pairing it with an original (Glaze/Mist/glazeish naming)
+_EXTERNAL_SUFFIXES = (".protected", "_protected", "-protected", "_glazed", "-glazed", "_glaze", "-glaze",
+                      "_mist", "-mist", "_misted", "-misted", "_cloaked", "-cloaked")
+
+
+def pair_external(folder: str | Path, stems: list[str]) -> dict[str, Path]:
+    """Pair files in ``folder`` with original image stems: exact stem first, then the stem plus one of the
+    usual suffixes (``.protected``, ``_glazed``, ``-mist``, ...). Returns ``{stem: path}`` for those found."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"--external {folder}: not a folder")
+    files = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    by_stem: dict[str, Path] = {}
+    for f in files:
+        stem = f.stem
+        base = next((stem[: -len(s)] for s in _EXTERNAL_SUFFIXES if stem.lower().endswith(s)), None)
+        by_stem.setdefault(stem, f)
+        if base:
+            by_stem.setdefault(base, f)
+    return {s: by_stem[s] for s in stems if s in by_stem}
+
+
+@register_protection
+class External(Protection):
+    """Images cloaked by another tool (Glaze, Mist, ...), read from a folder and paired with the originals by
+    file-name stem. The budget is measured on each image (its L∞ distance to the original, rounded up)."""
+
+    name = "external"
+    description = "images cloaked by another tool, paired with the originals by file name"
+
+    def __init__(self, ctx: BenchContext, label: str = "external", folder: str | None = None):
+        super().__init__(ctx)
+        self.label = label
+        folder = folder or ctx.external.get(label)
+        if not folder:
+            raise ValueError("protection 'external' needs --external DIR (a folder of images cloaked by another tool)")
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise ValueError(f"--external {self.folder}: not a folder")
+
+    @property
+    def eps(self) -> None:
+        return None
+
+    def find(self, key: str) -> Path | None:
+        return pair_external(self.folder, [key.rsplit("/", 1)[-1]]).get(key.rsplit("/", 1)[-1])
+
+    def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
+        path = self.find(key)
+        if path is None:
+            raise ImageError(f"{key}: no cloaked file with this stem in {self.folder}")
+        out = read_image(path).rgb
+        if out.shape != rgb.shape:
+            raise ImageError(f"{path}: size {out.shape[1]}x{out.shape[0]} differs from the original's "
+                             f"{rgb.shape[1]}x{rgb.shape[0]} (the tool resized it; pairing needs the same size)")
+        return out
+
+
+def measured_eps(original: np.ndarray, protected: np.ndarray) -> float:
+    """L∞ distance in 1/255 units (an integer for 8-bit images)."""
+    return float(np.abs(protected.astype(np.int16) - original.astype(np.int16)).max(initial=0))
+
+
+def make_protection(name: str, ctx: BenchContext) -> Protection:
+    """Build a protection by name; ``external`` / ``external:LABEL`` read the folder from ``ctx.external``."""
+    key, sep, label = name.strip().partition(":")
+    if key not in PROTECTIONS:
+        raise ValueError(f"unknown protection {name!r}; known: {', '.join(PROTECTIONS)}")
+    if key == "external":
+        p = External(ctx, label=name.strip())
+        p.name = name.strip()  # type: ignore[misc]  # per-instance key, e.g. "external:glaze"
+        return p
+    if sep:
+        raise ValueError(f"protection {key!r} takes no ':' part (got {name!r})")
+    return PROTECTIONS[key](ctx)
+
+
+def split_protections(names: str | list[str], external: dict[str, str] | None = None) -> list[str]:
+    """``"none,random,default"`` -> list (``default``/``all``/``quick`` expand; every ``--external`` adds its
+    ``external:LABEL``). Unknown names raise ``ValueError``."""
+    parts = [names] if isinstance(names, str) else list(names)
+    out: list[str] = []
+    for part in parts:
+        for n in str(part).split(","):
+            n = n.strip()
+            if not n:
+                continue
+            if n.lower() in ("default", "all"):
+                out.extend(DEFAULT_PROTECTIONS)
+            elif n.lower() == "quick":
+                out.extend(QUICK_PROTECTIONS)
+            elif n == "external":
+                out.extend(external or {} or ["external"])
+            else:
+                if n.partition(":")[0] not in PROTECTIONS:
+                    raise ValueError(f"unknown protection {n!r}; known: {', '.join(PROTECTIONS)}")
+                out.append(n)
+    for label in external or {}:
+        out.append(label)
+    return list(dict.fromkeys(out))

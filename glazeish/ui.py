@@ -1,0 +1,683 @@
+"""The local web page: drop images, pick a strength, see what the cloak does, download the results.
+
+``python webui.py`` or ``glazeish ui`` calls :func:`main`; :func:`launch` starts the page from Python
+and :func:`build_app` returns the :class:`gradio.Blocks` without starting it (tests, embedding).
+
+The module has two halves. The first knows nothing about Gradio: :func:`cloak_batch` runs the same
+library code as ``glazeish protect`` (:class:`~glazeish.protect.Protector`,
+:func:`~glazeish.imageio.read_image`, :func:`~glazeish.imageio.save_image`) over a batch of uploaded
+files and yields one :class:`ImageResult` per image, errors included; the helpers around it turn the
+figures of :meth:`~glazeish.protect.Protector.evaluate` into words and build the preview images. The
+second half (:func:`build_app`) is the page: Gradio components wired to that generator.
+
+Nothing here optimises anything: the cloak is :meth:`Protector.protect`, exactly as on the CLI.
+"""
+
+import os
+
+# Gradio reports usage to its servers unless told not to; an artist's machine may be offline, and a
+# tool that protects their work should not phone home. Set before gradio is imported (below, lazily).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import argparse
+import hashlib
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .encoders import REGISTRY, LatentModel, load_encoder, load_encoders
+from .imageio import ImageError, read_image, save_image, to_tensor, to_uint8
+from .metadata import MetadataOptions
+from .objectives import OBJECTIVES
+from .protect import PRESETS, ProtectConfig, Protector, pad_to_multiple
+from .weights import WeightsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+#: The page's own limits (the CLI allows 64 MP): a CPU takes minutes per 10 MP, and a web upload is
+#: less trusted than a file the artist names on the command line.
+DEFAULT_MAX_PIXELS = 16_000_000
+DEFAULT_MAX_FILE_MB = 50
+UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".webp"]
+#: Job folders older than this are removed when a new job starts (Gradio keeps its own copies of
+#: everything the page shows, see ``delete_cache`` in :func:`build_app`).
+KEEP_SECONDS = 3600
+PANE_HEIGHT = 320  # px; the slider above shows the image at up to full size
+VIEW_DECODER = "taef2"  # the decoder that shows "what a model sees" when the attacked encoders have none
+
+
+class Cancelled(Exception):
+    """Raised from the step callback when the user pressed Cancel."""
+
+
+# ------------------------------------------------------------------------------------------------
+# settings, results, and the words for the figures
+
+
+@dataclass
+class Settings:
+    """What the page's controls say. ``eps`` in 1/255 units; ``encoders`` a list of registered names."""
+
+    intensity: str = "default"
+    eps: float | None = None
+    steps: int | None = None
+    encoders: Sequence[str] = ("taef2",)
+    objective: str | None = None
+    target: str | None = None  # path of an uploaded target pattern
+    seed: int = 0
+    metadata: bool = True
+    creator: str | None = None
+    copyright: str | None = None
+
+    def config(self, models_dir: str | None = None, device: str = "auto") -> ProtectConfig:
+        """The :class:`ProtectConfig` these settings mean (raises ``ValueError`` on a bad value)."""
+        encoders = [e for e in self.encoders if e]
+        if not encoders:
+            raise ValueError("choose at least one encoder (under Advanced)")
+        return ProtectConfig(
+            intensity=self.intensity, eps=self.eps, steps=None if self.steps is None else int(self.steps),
+            objective=self.objective or None, encoder=",".join(encoders), target=self.target,
+            seed=int(self.seed or 0), device=device, models_dir=models_dir,
+        )
+
+    def metadata_options(self, config: ProtectConfig) -> MetadataOptions:
+        p = PRESETS[self.intensity]
+        # name the preset only when its values were used, so the file's note does not mislead
+        same = (config.eps, config.steps, config.objective) == (p.eps, p.steps, p.objective)
+        return MetadataOptions(
+            enabled=bool(self.metadata), creator=(self.creator or "").strip() or None,
+            copyright=(self.copyright or "").strip() or None, preset=self.intensity if same else "custom",
+        )
+
+
+@dataclass
+class ImageResult:
+    """One uploaded image after a run: paths of the PNGs the page shows, figures, or an error.
+
+    ``cloaked`` is the download (``<stem>.protected.png``, the input's size, alpha kept); ``original``
+    the upright input as PNG; ``difference`` the amplified δ; ``view_original`` / ``view_cloaked`` the
+    decoder round trips ``D(E(x))``. Plain strings and dicts, so a list of them sits in ``gr.State``.
+    """
+
+    name: str  # the uploaded file's name
+    download_name: str = ""
+    width: int = 0
+    height: int = 0
+    original: str | None = None
+    cloaked: str | None = None
+    difference: str | None = None
+    view_original: str | None = None
+    view_cloaked: str | None = None
+    view_model: str | None = None
+    eps: float | None = None  # the budget used, 1/255 units
+    figures: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def visibility_label(psnr: float) -> str:
+    """Plain words for a PSNR in dB between the original and the cloaked image."""
+    if psnr >= 40:
+        return "invisible to the eye"
+    if psnr >= 36:
+        return "very hard to see, even side by side"
+    if psnr >= 32:
+        return "faint grain may show on flat colour when zoomed in"
+    return "visible noise"
+
+
+def strength_label(ratio: float) -> str:
+    """Plain words for "how many times more than random noise of the same strength"."""
+    if ratio >= 3:
+        return "strong"
+    if ratio >= 1.5:
+        return "moderate"
+    return "weak (try a higher intensity or more steps)"
+
+
+def mse_ratio(psnr_cloak: float, psnr_random: float) -> float:
+    """How many times larger the cloak's squared error is than the noise's, from the two PSNRs."""
+    return float(10 ** ((psnr_random - psnr_cloak) / 10))
+
+
+def describe_figures(figures: dict, eps: float | None = None) -> str:
+    """Markdown sentences for :meth:`Protector.evaluate`'s figures: visibility and protection strength."""
+    if not figures:
+        return ""
+    p, s = figures["psnr"], figures["ssim"]
+    lines = [
+        f"**Visibility:** {visibility_label(p['cloak'])} — PSNR {p['cloak']:.1f} dB, SSIM {s['cloak']:.3f} "
+        f"(random noise of the same strength: {p['random']:.1f} dB, SSIM {s['random']:.3f}); "
+        f"largest change {figures['linf']:.0f}/255 per colour value"
+        + (f" (budget {eps:g}/255)." if eps is not None else ".")
+    ]
+    for enc, f in figures.get("encoders", {}).items():
+        d = f["latent_displacement"]
+        moved = d["cloak"] / max(d["random"], 1e-9)
+        text = f"**Protection ({enc}):** moves what the encoder extracts {moved:.1f}× as far as random noise"
+        if "mimic_psnr" in f:
+            m = f["mimic_psnr"]
+            change = mse_ratio(m["cloak"], m["random"])
+            text += (
+                f"; changes the picture a model would learn {change:.1f}× as much as random noise — "
+                f"{strength_label(change)} (model's view vs original: {m['cloak']:.1f} dB, "
+                f"noise {m['random']:.1f} dB; lower = bigger change)."
+            )
+        else:
+            text += f" — {strength_label(moved)}."
+        lines.append(text)
+    return "\n\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# pictures
+
+
+def _gain(eps: float | None) -> float:
+    """The amplification that maps ±eps (1/255 units) to the full 0..255 range."""
+    return round(127.0 / max(float(eps or 1.0), 1.0), 1)
+
+
+def amplified_difference(original: np.ndarray, cloaked: np.ndarray, eps: float) -> np.ndarray:
+    """δ made visible: ``H×W×3`` uint8, mid-grey where nothing changed, ±``eps`` (1/255 units) at 0/255."""
+    delta = cloaked.astype(np.float32) - original.astype(np.float32)
+    gain = _gain(eps)
+    return np.clip(np.round(127.5 + delta * gain), 0, 255).astype(np.uint8)
+
+
+@torch.no_grad()
+def model_view(model: LatentModel, rgb: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """What a model trained on ``rgb`` (``H×W×3`` uint8) learns from it: the round trip ``D(E(x))``."""
+    x = to_tensor(rgb).to(device)
+    xp, (h, w) = pad_to_multiple(x, model.multiple)
+    return to_uint8(model.decode(model.encode(xp))[..., :h, :w])
+
+
+def unique_names(names: Sequence[str], suffix: str = ".protected.png") -> list[str]:
+    """``<stem><suffix>`` per upload, numbered (``a-2.protected.png``) where two stems collide."""
+    out, seen = [], set()
+    for name in names:
+        stem = Path(name).stem or "image"
+        cand, k = f"{stem}{suffix}", 1
+        while cand.lower() in seen:
+            k += 1
+            cand = f"{stem}-{k}{suffix}"
+        seen.add(cand.lower())
+        out.append(cand)
+    return out
+
+
+def make_zip(files: Sequence[str | Path], dest: str | Path) -> Path:
+    """Store ``files`` (already-compressed PNGs: no deflate) flat in ``dest``; returns ``dest``."""
+    dest = Path(dest)
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED) as z:
+        for f in files:
+            z.write(f, arcname=Path(f).name)
+    return dest
+
+
+def friendly_error(err: BaseException, path: str | Path | None = None, name: str | None = None) -> str:
+    """One readable line for the page: no traceback, and the upload's name instead of its temp path."""
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if path is not None and name:
+        msg = msg.replace(str(path), name)
+    if isinstance(err, MemoryError) or "out of memory" in msg.lower():
+        return f"{name or 'image'}: not enough memory for an image this large; try a smaller one"
+    if isinstance(err, WeightsError):
+        return f"model weights are missing or damaged: {msg}"
+    return msg
+
+
+# ------------------------------------------------------------------------------------------------
+# models, once
+
+
+class ProtectorCache:
+    """One :class:`Protector` per configuration, and one loaded encoder set per encoder spec.
+
+    Loading weights is the slow part, so ensembles are shared between configurations that differ only
+    in eps, steps, objective, seed or target. Both caches are small LRUs; ``lock`` serialises the heavy
+    work so that one job (or a cancelled job's last step) never overlaps another.
+    """
+
+    def __init__(self, max_protectors: int = 8, max_ensembles: int = 2):
+        self.max_protectors, self.max_ensembles = max_protectors, max_ensembles
+        self._protectors: OrderedDict[tuple, Protector] = OrderedDict()
+        self._ensembles: OrderedDict[tuple, object] = OrderedDict()
+        self._viewers: dict[tuple, LatentModel] = {}
+        self.lock = threading.RLock()
+        self.loads = 0  # how many times weights were loaded (tests check the cache works)
+
+    @staticmethod
+    def key(config: ProtectConfig) -> tuple:
+        target = None
+        if config.target:
+            target = hashlib.sha256(Path(config.target).read_bytes()).hexdigest()
+        c = asdict(config)
+        c["target"] = target
+        return tuple(sorted(c.items()))
+
+    def get(self, config: ProtectConfig) -> Protector:
+        key = self.key(config)
+        with self.lock:
+            if key in self._protectors:
+                self._protectors.move_to_end(key)
+                return self._protectors[key]
+            ens_key = (config.encoder, config.models_dir, config.device)
+            ensemble = self._ensembles.get(ens_key)
+            if ensemble is None:
+                from .attack import resolve_device
+
+                ensemble = load_encoders(config.encoder, config.models_dir, resolve_device(config.device))
+                self.loads += 1
+                self._ensembles[ens_key] = ensemble
+                while len(self._ensembles) > self.max_ensembles:
+                    self._ensembles.popitem(last=False)
+            else:
+                self._ensembles.move_to_end(ens_key)
+            protector = Protector(config, ensemble=ensemble)
+            self._protectors[key] = protector
+            while len(self._protectors) > self.max_protectors:
+                self._protectors.popitem(last=False)
+            return protector
+
+    def viewer(self, protector: Protector) -> LatentModel:
+        """The model whose round trip the page shows: the first attacked encoder with a decoder, else taef2."""
+        for model in protector.ensemble.models:
+            if model.has_decoder:
+                return model
+        key = (VIEW_DECODER, protector.config.models_dir, str(protector.device))
+        with self.lock:
+            if key not in self._viewers:
+                self._viewers[key] = load_encoder(VIEW_DECODER, protector.config.models_dir).to(protector.device)
+                self.loads += 1
+            return self._viewers[key]
+
+
+class Workspace:
+    """A private temp folder for this server's job outputs, pruned by age and removed on exit."""
+
+    def __init__(self, root: str | Path | None = None, keep_seconds: float = KEEP_SECONDS):
+        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="glazeish-ui-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.keep_seconds = keep_seconds
+
+    def new_job(self) -> Path:
+        self.prune()
+        return Path(tempfile.mkdtemp(prefix="job-", dir=self.root))
+
+    def prune(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for d in self.root.glob("job-*"):
+            try:
+                if now - d.stat().st_mtime > self.keep_seconds:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                pass
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# the job
+
+ProgressFn = Callable[[float, str], None]  # (fraction in [0, 1], description)
+
+
+@dataclass
+class BatchUpdate:
+    """What :func:`cloak_batch` yields: every image so far, the ZIP once all are done, a status line."""
+
+    results: list[ImageResult]
+    zip_path: str | None = None
+    status: str = ""
+    done: bool = False
+
+
+def _save_png(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> str:
+    save_image(path, rgb, alpha, metadata=MetadataOptions(enabled=False))
+    return str(path)
+
+
+def cloak_one(
+    protector: Protector,
+    viewer: LatentModel,
+    path: str | Path,
+    name: str,
+    download_name: str,
+    outdir: Path,
+    settings: Settings,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int | None = DEFAULT_MAX_FILE_MB * 1_000_000,
+    callback=None,
+) -> ImageResult:
+    """Cloak one uploaded file into ``outdir``; any failure is returned as ``ImageResult.error``."""
+    res = ImageResult(name=name, download_name=download_name)
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise ImageError(f"{name}: {size / 1e6:.1f} MB is over this page's upload limit of {max_bytes / 1e6:.0f} MB")
+        art = read_image(path, max_pixels=max_pixels)
+        res.width, res.height = art.size
+        result = protector.protect(art, evaluate=True, callback=callback)
+        stem = download_name[: -len(".protected.png")] if download_name.endswith(".protected.png") else name
+        sub = outdir / f"{len(list(outdir.iterdir())):03d}"  # one folder per image: names stay the user's
+        sub.mkdir()
+        cloaked = sub / download_name
+        save_image(cloaked, result.rgb, art.alpha, art.source, settings.metadata_options(protector.config), "png")
+        res.cloaked = str(cloaked)
+        res.original = _save_png(sub / f"{stem}.original.png", art.rgb, art.alpha)
+        res.difference = _save_png(sub / f"{stem}.difference.png", amplified_difference(art.rgb, result.rgb, protector.config.eps))
+        res.view_model = viewer.name
+        res.view_original = _save_png(sub / f"{stem}.model-view-original.png", model_view(viewer, art.rgb, protector.device))
+        res.view_cloaked = _save_png(sub / f"{stem}.model-view-cloaked.png", model_view(viewer, result.rgb, protector.device))
+        res.figures = result.figures
+        res.eps = float(protector.config.eps)
+        res.seconds = result.seconds
+    except Cancelled:
+        raise
+    except (ImageError, WeightsError, ValueError, OSError, RuntimeError, MemoryError) as e:
+        res.error = friendly_error(e, path, name)
+        log.warning("web UI: %s failed: %s", name, res.error)
+    return res
+
+
+def cloak_batch(
+    files: Sequence[str | Path],
+    settings: Settings,
+    *,
+    cache: ProtectorCache,
+    workspace: Workspace,
+    models_dir: str | None = None,
+    names: Sequence[str] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int | None = DEFAULT_MAX_FILE_MB * 1_000_000,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    device: str = "auto",
+) -> Iterator[BatchUpdate]:
+    """Cloak uploaded ``files`` one by one, yielding a :class:`BatchUpdate` after each.
+
+    A file that fails (corrupt, too large) becomes an error row and the others still complete; a
+    setting or weight problem that stops every image becomes one error row per file. Setting
+    ``cancel`` stops at the next optimisation step with :class:`Cancelled`.
+    """
+    files = [str(f) for f in files]
+    names = list(names) if names is not None else [Path(f).name for f in files]
+    downloads = unique_names(names)
+    results: list[ImageResult] = []
+    if not files:
+        yield BatchUpdate(results, status="Add one or more images first (PNG, JPEG or WebP).", done=True)
+        return
+    say = progress or (lambda frac, desc: None)
+    say(0.0, "Loading the models…")
+    try:
+        config = settings.config(models_dir, device)
+        protector = cache.get(config)
+        viewer = cache.viewer(protector)
+    except (ImageError, WeightsError, ValueError, OSError, RuntimeError) as e:
+        msg = friendly_error(e, settings.target, "target pattern")
+        results = [ImageResult(name=n, download_name=d, error=msg) for n, d in zip(names, downloads)]
+        yield BatchUpdate(results, status=f"Nothing was cloaked: {msg}", done=True)
+        return
+    outdir = workspace.new_job()
+    n, steps = len(files), max(int(config.steps), 1)
+    for i, (f, name, dl) in enumerate(zip(files, names, downloads)):
+
+        def step(k: int, total: int, loss: float, i=i, name=name) -> None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            say((i + k / max(total, 1)) / n, f"{name} ({i + 1}/{n}): step {k}/{total}")
+
+        say(i / n, f"{name} ({i + 1}/{n}): starting")
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        with cache.lock:
+            results.append(cloak_one(protector, viewer, f, name, dl, outdir, settings, max_pixels=max_pixels,
+                                     max_bytes=max_bytes, callback=step))
+        if i + 1 < n:
+            yield BatchUpdate(list(results), status=_status(results, n))
+    good = [r.cloaked for r in results if r.ok]
+    zip_path = str(make_zip(good, outdir / "glazeish-protected.zip")) if good else None
+    say(1.0, "Done")
+    yield BatchUpdate(list(results), zip_path=zip_path, status=_status(results, n, done=True), done=True)
+
+
+def md_escape(text: str) -> str:
+    """Backslash-escape Markdown and HTML specials in user-given text (file names, error lines)."""
+    return "".join("\\" + c if c in "\\`*_{}[]()<>#+!|~" else c for c in str(text))
+
+
+def _status(results: list[ImageResult], total: int, done: bool = False) -> str:
+    ok = sum(r.ok for r in results)
+    bad = [r for r in results if not r.ok]
+    head = f"{ok} of {total} image{'s' if total != 1 else ''} cloaked" + ("." if done else f"; {total - len(results)} to go…")
+    if bad:
+        head += "\n\n" + "\n".join(f"- ⚠️ **{md_escape(r.name)}** could not be cloaked: {md_escape(r.error)}" for r in bad)
+    return head
+
+
+# ------------------------------------------------------------------------------------------------
+# the page
+
+INTRO = """# glazeish — cloak your artwork
+Drop images, pick a strength, press **Cloak**. Each result shows the original next to the cloaked
+image, the change made visible, and **what an AI model sees**: the image after the model's encoder
+and decoder, which is what a model fine-tuned on your work would learn to reproduce.
+Everything runs on this computer; nothing is uploaded anywhere else."""
+
+CSS = """
+.glz-error { color: var(--error-text-color, #b91c1c); }
+/* small images fill their pane, with hard pixels so the amplified change stays readable */
+.glz-pane img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+"""
+
+
+def _intensity_choices() -> list[tuple[str, str]]:
+    return [(f"{k} — {p.summary}", k) for k, p in PRESETS.items()]
+
+
+def build_app(
+    models_dir: str | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_file_mb: float = DEFAULT_MAX_FILE_MB,
+    device: str = "auto",
+    cache: ProtectorCache | None = None,
+    workspace: Workspace | None = None,
+):
+    """The page as a :class:`gradio.Blocks` (queued: one cloaking job at a time, others wait in line)."""
+    import gradio as gr
+
+    cache = cache or ProtectorCache()
+    workspace = workspace or Workspace()
+    cancel_flags: dict[str, threading.Event] = {}
+    encoder_names = [n for n in REGISTRY]
+    max_bytes = int(max_file_mb * 1_000_000)
+
+    def preset_values(intensity: str):
+        p = PRESETS[intensity]
+        return p.eps, p.steps, p.objective
+
+    def run(files, intensity, eps, steps, encoders, objective, target, seed, metadata, creator, copyright_,
+            request: gr.Request, progress=gr.Progress()):
+        session = getattr(request, "session_hash", None) or "local"
+        flag = cancel_flags[session] = threading.Event()  # a fresh flag per job: Cancel stops this one
+        paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
+        settings = Settings(intensity=intensity, eps=eps, steps=steps, encoders=list(encoders or []),
+                            objective=objective, target=target or None, seed=int(seed or 0), metadata=metadata,
+                            creator=creator, copyright=copyright_)
+        try:
+            for update in cloak_batch(paths, settings, cache=cache, workspace=workspace, models_dir=models_dir,
+                                      max_pixels=max_pixels, max_bytes=max_bytes, device=device, cancel=flag,
+                                      progress=lambda frac, desc: progress(frac, desc=desc)):
+                rows = [asdict(r) for r in update.results]
+                zip_btn = gr.DownloadButton(value=update.zip_path, visible=update.zip_path is not None)
+                yield rows, update.status, zip_btn
+        except Cancelled:
+            yield gr.skip(), "Cancelled.", gr.skip()
+        except Exception as e:  # never a traceback in the page; the console keeps it
+            log.exception("web UI job failed")
+            yield gr.skip(), f"⚠️ Something went wrong: {md_escape(friendly_error(e))}", gr.skip()
+        finally:
+            if cancel_flags.get(session) is flag:
+                del cancel_flags[session]
+
+    def request_cancel(request: gr.Request):
+        flag = cancel_flags.get(getattr(request, "session_hash", None) or "local")
+        if flag is not None:
+            flag.set()
+        return "Cancelled; images finished before that are kept below."
+
+    with gr.Blocks(title="glazeish", delete_cache=(1800, KEEP_SECONDS)) as demo:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=3):
+                files = gr.File(label=f"Images (PNG, JPEG or WebP; up to {max_file_mb:g} MB and "
+                                f"{max_pixels / 1e6:g} megapixels each)", file_count="multiple",
+                                file_types=UPLOAD_TYPES, elem_id="glz-files")
+                with gr.Row():
+                    run_btn = gr.Button("Cloak", variant="primary", elem_id="glz-run")
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="glz-cancel")
+                status = gr.Markdown(elem_id="glz-status", min_height=64, container=True)
+                zip_btn = gr.DownloadButton("Download all (ZIP)", visible=False, elem_id="glz-zip")
+            with gr.Column(scale=2):
+                intensity = gr.Radio(_intensity_choices(), value="default", label="Intensity", elem_id="glz-intensity")
+                with gr.Accordion("Advanced", open=False, elem_id="glz-advanced"):
+                    p = PRESETS["default"]
+                    eps = gr.Slider(0.5, 16, value=p.eps, step=0.5, label="Budget eps (1/255 per colour value)",
+                                    elem_id="glz-eps")
+                    steps = gr.Slider(1, 200, value=p.steps, step=1, label="Optimisation steps", elem_id="glz-steps")
+                    encoders = gr.CheckboxGroup(encoder_names, value=["taef2"], label="Encoders to attack",
+                                                info="; ".join(f"{n}: {REGISTRY[n].description}" for n in encoder_names),
+                                                elem_id="glz-encoders")
+                    objective = gr.Dropdown([(f"{k} — {c.description}", k) for k, c in OBJECTIVES.items()],
+                                            value=p.objective, label="Objective", elem_id="glz-objective")
+                    target = gr.File(label="Target / decoy pattern (optional; default: built-in pattern)",
+                                     file_types=UPLOAD_TYPES, elem_id="glz-target")
+                    seed = gr.Number(0, precision=0, label="Seed", elem_id="glz-seed")
+                    metadata = gr.Checkbox(True, label="Write a 'no AI training' notice into the file's metadata")
+                    creator = gr.Textbox(label="Your name (metadata, optional)")
+                    copyright_ = gr.Textbox(label="Copyright notice (metadata, optional)")
+        results = gr.State([])
+
+        intensity.change(preset_values, intensity, [eps, steps, objective], queue=False)
+        run_event = run_btn.click(
+            run, [files, intensity, eps, steps, encoders, objective, target, seed, metadata, creator, copyright_],
+            [results, status, zip_btn], concurrency_limit=1, concurrency_id="cloak", show_progress_on=[status],
+        )
+        cancel_btn.click(request_cancel, None, status, queue=False, cancels=[run_event])
+
+        @gr.render(inputs=results)
+        def show(rows):
+            for i, row in enumerate(rows or []):
+                r = ImageResult(**row)
+                with gr.Group(elem_id=f"glz-result-{i}", elem_classes="glz-result"):
+                    size = f" — {r.width}×{r.height}" if r.width else ""
+                    gr.Markdown(f"### {md_escape(r.name)}{size}")
+                    if not r.ok:
+                        gr.Markdown(f"⚠️ **Could not cloak this image:** {md_escape(r.error)}", elem_classes="glz-error",
+                                    elem_id=f"glz-error-{i}")
+                        continue
+                    gr.ImageSlider((r.original, r.cloaked), label="Original ↔ cloaked (drag the handle)",
+                                   format="png", max_height=640, interactive=False, buttons=["fullscreen"],
+                                   elem_id=f"glz-slider-{i}")
+                    gr.Markdown(f"Left: the change itself, amplified {_gain(r.eps):g}× (grey = unchanged). Middle and "
+                                f"right: **what an AI model sees**, the image after the {r.view_model} encoder and "
+                                "decoder, i.e. what a model trained on it would learn to reproduce.")
+                    pane = dict(format="png", height=PANE_HEIGHT, interactive=False, buttons=["download", "fullscreen"],
+                                elem_classes="glz-pane")
+                    with gr.Row():
+                        gr.Image(r.difference, label="Change, amplified", **pane,
+                                 elem_id=f"glz-diff-{i}")
+                        gr.Image(r.view_original, label="Model sees: original", **pane,
+                                 elem_id=f"glz-view-original-{i}")
+                        gr.Image(r.view_cloaked, label="Model sees: cloaked", **pane,
+                                 elem_id=f"glz-view-cloaked-{i}")
+                    gr.Markdown(describe_figures(r.figures, r.eps), elem_id=f"glz-figures-{i}")
+                    gr.DownloadButton(f"Download {r.download_name}", r.cloaked, elem_id=f"glz-download-{i}")
+
+    demo.glazeish_workspace = workspace  # for launch() to clean up, and tests
+    demo.glazeish_cache = cache
+    return demo
+
+
+def launch(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    share: bool = False,
+    models_dir: str | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_file_mb: float = DEFAULT_MAX_FILE_MB,
+    device: str = "auto",
+    open_browser: bool = False,
+    block: bool = True,
+):
+    """Start the page on ``http://host:port`` (127.0.0.1 unless told otherwise). ``share`` asks Gradio
+    for a public link (needs the internet; anyone with the link can use the page). With
+    ``block=False`` returns the running :class:`gradio.Blocks` (call ``.close()`` when done)."""
+    import atexit
+
+    demo = build_app(models_dir, max_pixels=max_pixels, max_file_mb=max_file_mb, device=device)
+    atexit.register(demo.glazeish_workspace.cleanup)
+    demo.queue(max_size=64, default_concurrency_limit=4)
+    demo.launch(
+        server_name=host, server_port=port, share=share, inbrowser=open_browser, prevent_thread_lock=not block,
+        max_file_size=f"{int(max_file_mb * 1000)}kb", show_error=False, ssr_mode=False, run_history=False,
+        footer_links=["settings"], theme=_theme(), css=CSS, quiet=False,
+    )
+    if block:
+        demo.glazeish_workspace.cleanup()
+    return demo
+
+
+def _theme():
+    import gradio as gr
+
+    # system fonts only: nothing fetched from font servers
+    return gr.themes.Soft(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="webui.py", description="glazeish web UI: cloak images from a local web page.")
+    ap.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default 127.0.0.1: this computer only; "
+                    "0.0.0.0 opens it to your network)")
+    ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    ap.add_argument("--share", action="store_true", help="also make a public gradio.live link (needs the internet)")
+    ap.add_argument("--models", default=None, help="folder with the encoder weights (default: $GLAZEISH_MODELS, "
+                    "then the download cache)")
+    ap.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
+    ap.add_argument("--max-file-mb", type=float, default=DEFAULT_MAX_FILE_MB, help="refuse larger uploads")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    ap.add_argument("--open", action="store_true", help="open the page in the default browser")
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    a = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        launch(a.host, a.port, a.share, a.models, max_pixels=a.max_pixels, max_file_mb=a.max_file_mb,
+               device=a.device, open_browser=a.open)
+    except OSError as e:  # port taken, address not available: one line, not a traceback
+        raise SystemExit(f"glazeish ui: error: {str(e).splitlines()[0]}") from None

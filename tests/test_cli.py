@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from glazeish.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def batch(tmp_path, small_painting):
+    """A folder with two good images (one RGBA, non-square) and two bad files."""
+    d = small_painting.parent
+    rgba = Image.open(small_painting).convert("RGBA").crop((0, 0, 72, 40))
+    rgba.putpixel((0, 0), (1, 2, 3, 0))
+    rgba.save(d / "sticker.png")
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (d / "empty.jpg").write_bytes(b"")
+    return d
+
+
+def test_protect_folder_json_and_bad_files(batch, tmp_path, models_dir):
+    before = {p.name: p.read_bytes() for p in batch.iterdir()}
+    out = tmp_path / "out"
+    r = run("protect", batch, "-o", out, "--models", models_dir, "--steps", "2", "--json")
+    assert r.exit_code == 1  # some files failed
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert sorted(os.path.basename(row["input"]) for row in rows) == ["painting.png", "sticker.png"]
+    err_lines = [l for l in r.stderr.splitlines() if l.startswith("glazeish: error")]
+    assert len(err_lines) == 2 and any("broken.png" in l for l in err_lines) and any("empty.jpg" in l for l in err_lines)
+    for row in rows:
+        src = Image.open(row["input"])
+        dst = Image.open(row["output"])
+        assert dst.size == src.size and row["output"].endswith(".protected.png")
+        assert row["eps"] == 4 and row["steps"] == 2 and row["encoder"] == "taef2"
+        assert row["linf"] <= 4 + 1e-6
+        for key in ("psnr", "ssim"):
+            assert set(row[key]) == {"cloak", "random"}
+        fig = row["encoders"]["taef2"]
+        assert set(fig) == {"latent_displacement", "mimic_psnr"}
+        diff = np.abs(np.asarray(dst.convert(src.mode), int) - np.asarray(src, int))
+        assert diff[..., :3].max() <= 4
+    sticker = Image.open(out / "sticker.protected.png")
+    assert sticker.mode == "RGBA" and sticker.getpixel((0, 0)) == (1, 2, 3, 0)  # transparent pixel untouched
+    assert {p.name: p.read_bytes() for p in batch.iterdir()} == before  # inputs untouched
+
+
+def test_existing_outputs_are_kept_unless_overwrite(small_painting, tmp_path, models_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    dest = out / "painting.protected.png"
+    dest.write_bytes(b"precious")
+    r = run("protect", small_painting, "-o", out, "--models", models_dir, "--steps", "1", "--no-eval")
+    assert r.exit_code == 0 and "exists" in r.stderr and dest.read_bytes() == b"precious"
+    r = run("protect", small_painting, "-o", out, "--models", models_dir, "--steps", "1", "--no-eval", "--overwrite")
+    assert r.exit_code == 0 and Image.open(dest).size == Image.open(small_painting).size
+
+
+def test_output_never_replaces_an_input(tmp_path, small_painting, models_dir):
+    d = small_painting.parent
+    victim = d / "painting.protected.png"
+    Image.open(small_painting).save(victim)
+    data = victim.read_bytes()
+    r = run("protect", victim, small_painting, "-o", d, "--models", models_dir, "--steps", "1", "--overwrite", "--no-eval")
+    assert r.exit_code == 1 and "would overwrite an input" in r.stderr
+    assert victim.read_bytes() == data
+
+
+def test_same_seed_same_output(small_painting, tmp_path, models_dir):
+    outs = []
+    for i in range(2):
+        r = run("protect", small_painting, "-o", tmp_path / f"o{i}", "--models", models_dir, "--steps", "2",
+                "--seed", "5", "--no-eval", "--precision", "fp32")
+        assert r.exit_code == 0, r.output
+        outs.append(np.asarray(Image.open(tmp_path / f"o{i}" / "painting.protected.png")))
+    assert np.array_equal(*outs)
+
+
+@pytest.mark.parametrize(
+    "args,phrase",
+    [
+        (["--intensity", "extreme"], "unknown intensity"),
+        (["--objective", "nope"], "unknown objective"),
+        (["--encoder", "nope"], "unknown encoder"),
+        (["--format", "gif"], "--format"),
+        (["--data-mining", "whatever"], "whatever"),
+    ],
+)
+def test_bad_options_one_line(small_painting, tmp_path, models_dir, args, phrase):
+    r = run("protect", small_painting, "-o", tmp_path / "o", "--models", models_dir, *args)
+    assert r.exit_code == 2
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and phrase in lines[0]
+
+
+def test_missing_models_is_one_clear_line(small_painting, tmp_path, monkeypatch):
+    monkeypatch.setenv("GLAZEISH_OFFLINE", "1")
+    monkeypatch.setenv("GLAZEISH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("GLAZEISH_MODELS", raising=False)
+    r = run("protect", small_painting, "-o", tmp_path / "o", "--models", tmp_path / "nomodels")
+    assert r.exit_code == 2
+    assert "taef2_encoder.pth" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_dir(small_painting, tmp_path, models_dir):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    r = run("protect", small_painting, "-o", ro, "--models", models_dir)
+    assert r.exit_code == 2 and "not writable" in r.stderr
+
+
+def test_output_dir_that_is_a_file(small_painting, tmp_path, models_dir):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    r = run("protect", small_painting, "-o", f, "--models", models_dir)
+    assert r.exit_code == 2 and "not writable" in r.stderr
+
+
+def test_lossy_format_warns(small_painting, tmp_path, models_dir):
+    r = run("protect", small_painting, "-o", tmp_path / "o", "--models", models_dir, "--steps", "1", "--format", "jpeg", "--no-eval")
+    assert r.exit_code == 0 and "lossy" in r.stderr
+    assert Image.open(tmp_path / "o" / "painting.protected.jpg").format == "JPEG"
+
+
+def test_encoders_command(models_dir):
+    r = run("encoders", "--models", models_dir, "--json")
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert rows["taef2"]["present"] and rows["taesana"]["present"]
+
+
+def test_console_script_help_and_ensemble(small_painting, tmp_path, models_dir):
+    """The installed entry point works as a separate process (what a user types)."""
+    exe = [sys.executable, "-m", "glazeish"]
+    h = subprocess.run(exe + ["protect", "--help"], capture_output=True, text=True, timeout=120)
+    assert h.returncode == 0 and "--intensity" in h.stdout
+    r = subprocess.run(
+        exe + ["protect", str(small_painting), "-o", str(tmp_path / "o"), "--models", str(models_dir),
+               "--encoder", "taef2,taesana*0.5", "--steps", "1", "--json", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert row["encoder"] == "taef2,taesana*0.5" and set(row["encoders"]) == {"taef2", "taesana"}
+    assert "mimic_psnr" in row["encoders"]["taef2"] and "mimic_psnr" not in row["encoders"]["taesana"]
