@@ -8,7 +8,7 @@ art — flat colours, dark outlines — a uniform cloak shows as grain over ever
 :func:`perceptual_penalty` is a differentiable visibility score that objectives can add to their loss.
 
 The map is a simple contrast-masking (just-noticeable-difference) model, built from a few box and
-Gaussian filters (kornia) and 3×3 max-pools, so it costs a fraction of a second at 2048²:
+Gaussian filters (kornia) and 3×3 min/max, so it costs about a second at 2048² on two CPU cores:
 
 1. *detail*: ``x − GaussianBlur(x, σ=1)`` per RGB channel. Removing the local mean removes flat fills
    *and* smooth gradients (a linear ramp has no detail), which are exactly where noise shows.
@@ -19,13 +19,21 @@ Gaussian filters (kornia) and 3×3 max-pools, so it costs a fraction of a second
 4. masking activity ``a = max over channels of min(rms_detail, range)``; the budget ramps linearly
    from ``floor·eps`` at ``a = 0`` to ``eps`` at ``a ≥ saturation·eps`` — a pixel can carry the full
    budget where the local signal varies ``saturation`` times more than the budget itself.
+5. optionally (``luminance=True``, the default) the floor rises on dark backgrounds *next to
+   contrast* (Chou & Li's luminance adaptation weighted by (2)), so the inside of a thick dark outline
+   gets budget while a large dark fill, like any flat fill, stays at the floor.
+
+Transparent pixels (``alpha == 0``) get no budget: a change there is invisible in the picture but
+survives in the file, and a mimic's pipeline may composite it onto any background.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from kornia.color import rgb_to_lab
 from kornia.filters import box_blur, gaussian_blur2d
+from kornia.metrics import ssim
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
@@ -71,7 +79,7 @@ def dark_adaptation(luma: torch.Tensor) -> torch.Tensor:
 
     The dark half of Chou & Li's (1995) luminance-adaptation curve, ``17·(1 − √(Y/127)) + 3`` grey
     levels below mid-grey, divided by its value at mid-grey (3 levels): 1 at ``Y ≥ 0.5``, 2 at
-    ``Y ≈ 0.28``, 6.7 at black. The bright half (which rises again toward white) is left out on
+    ``Y ≈ 0.34``, 6.7 at black. The bright half (which rises again toward white) is left out on
     purpose: white paper backgrounds are where cloaks get noticed, and clamping at 1 halves them anyway.
     """
     y = luma.clamp(0, 1) * 255
@@ -107,10 +115,7 @@ def budget_map(
     if eps < 0:
         raise ValueError("eps must be non-negative")
     with torch.no_grad():
-        if min(x.shape[-2:]) < 3:  # too small to measure anything: the floor everywhere
-            act, busy, luma = torch.zeros_like(x[:, :1]), torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])
-        else:
-            act, busy, luma = _activity_and_background(x, radius)
+        act, busy, luma = _activity_and_background(x, radius)
         sat = max(saturation * eps, 1e-12)
         base = torch.full_like(act, float(floor))
         if luminance:
@@ -135,9 +140,6 @@ def perceptual_penalty(x_adv: torch.Tensor, x: torch.Tensor, kind: str = "ssim",
     forgives change in textured areas and punishes it on flat ones. ``kind="lab"``: mean CIELAB ΔE76
     (kornia's ``rgb_to_lab``), divided by 100, a plain colour difference.
     """
-    from kornia.color import rgb_to_lab
-    from kornia.metrics import ssim
-
     x_adv, x = x_adv.float(), x.float()
     if kind == "ssim":
         return (1 - ssim(x_adv, x, window, max_val=1.0, padding="same")).flatten(1).mean(1)

@@ -12,7 +12,6 @@ import math
 from typing import Callable, ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from .encoders import LatentModel
 

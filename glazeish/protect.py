@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from . import metrics
-from .attack import PGD, StepCallback, resolve_device
+from .attack import PGD, StepCallback, project, resolve_device
 from .encoders import Ensemble, load_encoders
 from .imageio import Artwork, read_image, to_tensor, to_uint8
 from .objectives import make_objective
+from .tiling import cloak_tiled, plan_tiles
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class ProtectConfig:
     device: str = "auto"
     precision: str = "auto"
     models_dir: str | None = None
+    tile: int = 512  # images larger than this are cloaked in overlapping tiles (flat memory)
+    overlap: int = 64
+    tile_batch: int = 1  # tiles attacked together (more is faster on a GPU, uses more memory)
 
     def __post_init__(self):
         if self.intensity not in PRESETS:
@@ -117,19 +121,28 @@ class Protector:
     def eps(self) -> float:
         return self.config.eps / 255
 
-    def attack(self, callback: StepCallback | None = None) -> PGD:
+    def attack(self, callback: StepCallback | None = None, seed: int | None = None) -> PGD:
         c = self.config
         return PGD(
-            self.ensemble, self.objective, eps=self.eps, steps=c.steps, seed=c.seed,
+            self.ensemble, self.objective, eps=self.eps, steps=c.steps, seed=c.seed if seed is None else seed,
             precision=c.precision, callback=callback,
         )
+
+    def n_tiles(self, height: int, width: int) -> int:
+        m = self.ensemble.multiple
+        return len(plan_tiles(-(-height // m) * m, -(-width // m) * m, self._tile(), self.config.overlap))
+
+    def _tile(self) -> int:
+        m = self.ensemble.multiple
+        return max(m, self.config.tile // m * m)
 
     def cloak(
         self, x: torch.Tensor, alpha: torch.Tensor | None = None, callback: StepCallback | None = None
     ) -> torch.Tensor:
         """``1×3×H×W`` in [0,1] (any H, W) -> cloaked, same shape, ``|δ| ≤ eps``.
 
-        ``alpha`` (``1×1×H×W`` in [0,1]): fully transparent pixels get no perturbation.
+        ``alpha`` (``1×1×H×W`` in [0,1]): fully transparent pixels get no perturbation. Images larger
+        than ``config.tile`` are cloaked in overlapping tiles; ``callback`` then counts steps over all tiles.
         """
         x = x.to(self.device)
         xp, (h, w) = pad_to_multiple(x, self.ensemble.multiple)
@@ -137,7 +150,17 @@ class Protector:
         if alpha is not None:
             a, _ = pad_to_multiple(alpha.to(self.device).float(), self.ensemble.multiple)
             eps_map = (a > 0).float() * self.eps
-        out = self.attack(callback)(xp, eps_map)
+        c = self.config
+        n_batches = -(-len(plan_tiles(*xp.shape[-2:], self._tile(), c.overlap)) // max(1, c.tile_batch))
+
+        def attack_tiles(xs: torch.Tensor, es: torch.Tensor | None, index: int) -> torch.Tensor:
+            progress = None
+            if callback is not None:
+                progress = lambda i, n, loss: callback(index * n + i, n * n_batches, loss)  # noqa: E731
+            return self.attack(progress, seed=c.seed + 1009 * index)(xs, es)
+
+        out = cloak_tiled(attack_tiles, xp, eps_map, self._tile(), c.overlap, c.tile_batch)
+        out = project(out, xp, self.eps if eps_map is None else eps_map)  # float safety after blending
         return out[..., :h, :w]
 
     def protect(self, art: Artwork, evaluate: bool = True, callback: StepCallback | None = None) -> Result:
@@ -151,47 +174,99 @@ class Protector:
         figures = self.evaluate(art.rgb, rgb) if evaluate else {}
         return Result(rgb=rgb, seconds=seconds, figures=figures)
 
-    @torch.no_grad()
     def evaluate(self, original: np.ndarray, cloaked: np.ndarray) -> dict:
-        """Visibility and damage of ``cloaked`` vs ``original`` (``H×W×3`` uint8), next to same-budget noise.
-
-        Keys: ``psnr``, ``ssim``, ``linf`` (in 1/255), and per encoder ``latent_displacement`` and (with a
-        decoder) ``mimic_psnr`` — PSNR between the mimic's view of the image and of the original — each
-        as ``{"cloak": v, "random": v}``. A lower mimic PSNR means a bigger change in what a model learns.
-        """
-        x = to_tensor(original).to(self.device)
-        xa = to_tensor(cloaked).to(self.device)
-        xr = to_tensor(to_uint8(uniform_noise(x, self.eps, self.config.seed), original, self.eps)).to(self.device)
-        out: dict = {
-            "psnr": {"cloak": float(metrics.psnr(xa, x)), "random": float(metrics.psnr(xr, x))},
-            "ssim": {"cloak": float(metrics.ssim(xa, x)), "random": float(metrics.ssim(xr, x))},
-            "linf": int(np.abs(cloaked.astype(np.int16) - original.astype(np.int16)).max()),  # 1/255 levels
-            "encoders": {},
-        }
-        batch, _ = pad_to_multiple(torch.cat([x, xa, xr]), self.ensemble.multiple)
-        h, w = x.shape[-2:]
-        for model in self.ensemble.models:
-            z = model.encode(batch)
-            fig = {
-                "latent_displacement": {
-                    "cloak": float(metrics.relative_l2(z[1:2], z[0:1])),
-                    "random": float(metrics.relative_l2(z[2:3], z[0:1])),
-                }
-            }
-            if model.has_decoder:
-                v = model.decode(z)[..., :h, :w]
-                fig["mimic_psnr"] = {
-                    "cloak": float(metrics.psnr(v[1:2], v[0:1])),
-                    "random": float(metrics.psnr(v[2:3], v[0:1])),
-                }
-            out["encoders"][model.name] = fig
-        return out
+        """Figures of ``cloaked`` vs ``original`` next to same-budget noise; see :func:`evaluate`."""
+        return evaluate(self.ensemble, original, cloaked, self.eps, self.config.seed, self.device, self._tile())
 
     def describe(self) -> dict:
         c = asdict(self.config)
         c["encoders"] = self.ensemble.names
         c["device"] = str(self.device)
         return c
+
+
+def noise_image(original: np.ndarray, eps: float, seed: int = 0) -> np.ndarray:
+    """The same-budget baseline as 8-bit pixels (``H×W×3`` uint8), rounded within the budget exactly as a
+    saved cloak is, so both are compared as the files they would be. ``eps`` is a fraction (``4/255``)."""
+    return to_uint8(uniform_noise(to_tensor(original), eps, seed), original, eps)
+
+
+def linf_levels(original: np.ndarray, cloaked: np.ndarray) -> int:
+    """Largest change of any colour value, in 8-bit levels (1/255), computed exactly on the uint8 pixels."""
+    return int(np.abs(cloaked.astype(np.int16) - original.astype(np.int16)).max())
+
+
+@torch.no_grad()
+def compare(ensemble: Ensemble, x: torch.Tensor, versions: dict[str, torch.Tensor], tile: int = 512) -> dict:
+    """Visibility and damage of each version of ``x`` (all ``1×3×H×W`` in [0, 1], on the ensemble's device).
+
+    Returns ``psnr`` and ``ssim`` against ``x``, and per encoder ``latent_displacement`` (relative L2 to
+    ``x``'s latent) and, with a decoder, ``mimic_psnr`` (PSNR of the mimic's view ``D(E(v))`` against
+    ``D(E(x))``), each as ``{version: value}``. A larger displacement or a lower mimic PSNR means a bigger
+    change in what a model learns. Measured in tiles of ``tile`` px so memory stays flat: sums of squares
+    add up exactly; SSIM is averaged weighted by pixels.
+    """
+    m = ensemble.multiple
+    tile = max(m, tile // m * m)
+    sums: dict = {}
+
+    def add(key, value) -> None:
+        sums[key] = sums.get(key, 0.0) + float(value)
+
+    for t in plan_tiles(*x.shape[-2:], tile, 0):
+        xt = t.slice(x).float()
+        vt = {name: t.slice(v).float() for name, v in versions.items()}
+        npx = t.h * t.w
+        add("px", npx)
+        for name, v in vt.items():
+            add(("sq", name), metrics.mse(v, xt) * npx)
+            add(("ssim", name), metrics.ssim(v, xt) * npx)
+        batch, _ = pad_to_multiple(torch.cat([xt, *vt.values()]), m)
+        for model in ensemble.models:
+            z = model.encode(batch).float()
+            add((model.name, "zz"), z[0].square().sum())
+            views = model.decode(z)[..., : t.h, : t.w].float() if model.has_decoder else None
+            for i, name in enumerate(vt, 1):
+                add((model.name, "dz", name), (z[i] - z[0]).square().sum())
+                if views is not None:
+                    add((model.name, "dv", name), (views[i] - views[0]).square().mean() * npx)
+
+    def db(sq: float) -> float:
+        return float(10 * np.log10(sums["px"] / sq)) if sq > 0 else float("inf")
+
+    out: dict = {
+        "psnr": {n: db(sums[("sq", n)]) for n in versions},
+        "ssim": {n: sums[("ssim", n)] / sums["px"] for n in versions},
+        "encoders": {},
+    }
+    for model in ensemble.models:
+        zz = max(sums[(model.name, "zz")], 1e-12)
+        fig = {"latent_displacement": {n: (sums[(model.name, "dz", n)] / zz) ** 0.5 for n in versions}}
+        if model.has_decoder:
+            fig["mimic_psnr"] = {n: db(sums[(model.name, "dv", n)]) for n in versions}
+        out["encoders"][model.name] = fig
+    return out
+
+
+def evaluate(
+    ensemble: Ensemble,
+    original: np.ndarray,
+    cloaked: np.ndarray,
+    eps: float,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    tile: int = 512,
+) -> dict:
+    """Figures of a cloak next to uniform noise of the same budget.
+
+    ``original``, ``cloaked``: ``H×W×3`` uint8; ``eps``: the noise's budget as a fraction (``4/255``).
+    Keys: ``psnr``, ``ssim``, ``encoders`` (see :func:`compare`, versions ``cloak`` and ``random``) and
+    ``linf`` (1/255 levels).
+    """
+    device = torch.device(device) if device is not None else next(ensemble.models[0].parameters()).device
+    x = to_tensor(original).to(device)
+    versions = {"cloak": to_tensor(cloaked).to(device), "random": to_tensor(noise_image(original, eps, seed)).to(device)}
+    return {**compare(ensemble, x, versions, tile), "linf": linf_levels(original, cloaked)}
 
 
 def output_path(src: Path, outdir: Path, fmt: str = "png") -> Path:

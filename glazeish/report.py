@@ -28,10 +28,9 @@ import torch
 import typer
 from PIL import Image
 
-from . import metrics
 from .encoders import Ensemble, LatentModel
 from .imageio import DEFAULT_MAX_PIXELS, ImageError, _atomic_write, read_image, to_tensor, to_uint8
-from .protect import pad_to_multiple, uniform_noise
+from .protect import compare, evaluate, linf_levels, noise_image, pad_to_multiple  # noqa: F401 (evaluate: re-exported)
 
 # --- verdict thresholds -------------------------------------------------------------------------
 # Visibility, by PSNR of the cloaked image against the original (dB). The presets land at ~39-40 (low),
@@ -73,6 +72,9 @@ PURIFICATION_WORDS = {
     "resize0.5": "downscaling to 50%",
     "resize0.75": "downscaling to 75%",
 }
+# A budget read off the cloak above this (1/255) suggests the pair differs by more than a cloak
+# (resized, re-encoded, edited): cloaking tools use 2-16; the verdicts then carry a warning.
+LARGE_CHANGE = 32
 REPORT_MAX_SIDE = 512  # the report's pictures only; figures are always computed at full resolution
 ASPECT_TOLERANCE = 0.01  # check_files: a cloak resized by another tool may differ by this much in aspect
 
@@ -89,81 +91,7 @@ def _decoder_model(ensemble: Ensemble) -> LatentModel | None:
     return next((m for m in ensemble.models if m.has_decoder), None)
 
 
-def _pair(cloak: float, random: float) -> dict:
-    return {"cloak": float(cloak), "random": float(random)}
-
-
 # --- figures --------------------------------------------------------------------------------------
-
-
-def noise_image(original: np.ndarray, eps: float, seed: int = 0) -> np.ndarray:
-    """The same-budget baseline as 8-bit pixels: ``original`` plus uniform noise in ``[-eps, eps]``.
-
-    ``original``: ``H×W×3`` uint8; ``eps``: fraction of the range (``4/255``). Rounded to 8 bits within the
-    budget exactly as a saved cloak is, so both are compared as the files they would be.
-    """
-    return to_uint8(uniform_noise(to_tensor(original), eps, seed), original, eps)
-
-
-def linf_levels(original: np.ndarray, cloaked: np.ndarray) -> int:
-    """Largest change of any colour value, in 8-bit levels (1/255), computed exactly on the uint8 pixels."""
-    return int(np.abs(cloaked.astype(np.int16) - original.astype(np.int16)).max())
-
-
-def visibility(x: torch.Tensor, xa: torch.Tensor, xr: torch.Tensor) -> dict:
-    """PSNR/SSIM of cloak ``xa`` and noise ``xr`` against ``x`` (``1×3×H×W`` in [0, 1])."""
-    return {
-        "psnr": _pair(metrics.psnr(xa, x), metrics.psnr(xr, x)),
-        "ssim": _pair(metrics.ssim(xa, x), metrics.ssim(xr, x)),
-    }
-
-
-@torch.no_grad()
-def encoder_figures(ensemble: Ensemble, x: torch.Tensor, xa: torch.Tensor, xr: torch.Tensor) -> dict:
-    """Per encoder: ``latent_displacement`` (relative L2 to the original's latent) and, with a decoder,
-    ``mimic_psnr`` (PSNR of the mimic's view against the original's view), each ``{"cloak", "random"}``.
-
-    ``x``, ``xa``, ``xr``: original, cloaked, noise, each ``1×3×H×W`` in [0, 1] on the ensemble's device.
-    A larger displacement / a lower mimic PSNR means a bigger change in what a model learns.
-    """
-    batch, _ = pad_to_multiple(torch.cat([x, xa, xr]), ensemble.multiple)
-    h, w = x.shape[-2:]
-    out: dict = {}
-    for model in ensemble.models:
-        z = model.encode(batch)
-        fig = {
-            "latent_displacement": _pair(metrics.relative_l2(z[1:2], z[0:1]), metrics.relative_l2(z[2:3], z[0:1]))
-        }
-        if model.has_decoder:
-            v = model.decode(z)[..., :h, :w]
-            fig["mimic_psnr"] = _pair(metrics.psnr(v[1:2], v[0:1]), metrics.psnr(v[2:3], v[0:1]))
-        out[model.name] = fig
-    return out
-
-
-@torch.no_grad()
-def evaluate(
-    ensemble: Ensemble,
-    original: np.ndarray,
-    cloaked: np.ndarray,
-    eps: float,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> dict:
-    """What :meth:`Protector.evaluate <glazeish.protect.Protector.evaluate>` computes, as a pure function.
-
-    ``original``, ``cloaked``: ``H×W×3`` uint8; ``eps``: the noise baseline's budget as a fraction
-    (``4/255``). Keys: ``psnr``, ``ssim``, ``linf`` (1/255) and ``encoders`` (see :func:`encoder_figures`).
-    """
-    device = torch.device(device) if device is not None else _device_of(ensemble)
-    x = to_tensor(original).to(device)
-    xa = to_tensor(cloaked).to(device)
-    xr = to_tensor(noise_image(original, eps, seed)).to(device)
-    return {
-        **visibility(x, xa, xr),
-        "linf": linf_levels(original, cloaked),
-        "encoders": encoder_figures(ensemble, x, xa, xr),
-    }
 
 
 def _capped(p: float) -> float:
@@ -223,7 +151,8 @@ def assess(
 
     Args:
         original, cloaked: ``H×W×3`` uint8 of the same size (ValueError otherwise).
-        ensemble: loaded encoders on their device; one needs a decoder (e.g. ``taef2``) for the mimic's view.
+        ensemble: loaded encoders on their device; the first with a decoder (e.g. ``taef2``) gives the
+            mimic's view (without one, ``mimic_model`` is None and there are no ``mimic_psnr`` figures).
         eps: the noise baseline's L∞ budget in 1/255 units; None takes the cloak's own L∞ (how a cloak
             made by another tool, whose budget is unknown, is compared with noise of the same strength).
         seed: noise seed (the same as ``protect --seed`` gives the same baseline as ``protect --json``).
@@ -245,11 +174,8 @@ def assess(
             f"images differ in size: original {original.shape[1]}x{original.shape[0]}, "
             f"cloaked {cloaked.shape[1]}x{cloaked.shape[0]} (resize one first, or use check_files)"
         )
-    decoder = _decoder_model(ensemble)
-    if decoder is None:
-        raise ValueError(
-            f"the mimic's view needs an encoder with a decoder (e.g. taef2); got {', '.join(ensemble.names)}"
-        )
+    decoder = _decoder_model(ensemble)  # None: no mimic's view, protection is judged by the latent alone
+    purifiers = _build_purifications(purifications, seed)  # before the slow part: a bad name fails at once
     warnings: list[str] = []
     linf = linf_levels(original, cloaked)
     inferred = eps is None
@@ -260,7 +186,7 @@ def assess(
         warnings.append("the two images are identical: there is no cloak to assess")
     elif not inferred and linf > math.floor(budget + 1e-6):
         warnings.append(f"the cloak changes pixels by up to {linf:g}/255, more than the stated budget {budget:g}/255")
-    if inferred and linf > 32:
+    if inferred and linf > LARGE_CHANGE:
         warnings.append(
             f"the images differ by up to {linf:g}/255: more than a cloak usually does (resized, re-encoded or "
             "edited?); the noise baseline uses that budget, which makes it strong"
@@ -276,18 +202,17 @@ def assess(
         "eps": budget,
         "eps_inferred": inferred,
         "seed": int(seed),
-        "mimic_model": decoder.name,
-        **visibility(x, xa, xr),
+        "mimic_model": decoder.name if decoder else None,
+        **compare(ensemble, x, {"cloak": xa, "random": xr}),
         "linf": linf,
-        "encoders": encoder_figures(ensemble, x, xa, xr),
         "purifications": {},
     }
     before = {name: _effects(f) for name, f in figures["encoders"].items()}
-    for p in _build_purifications(purifications, seed):
+    for p in purifiers:
         # the same purification on all three; figures are taken against the purified original, so
         # the purification's own change to the image is not counted as the cloak's
         px, pxa, pxr = p(torch.cat([x, xa, xr])).split(1)
-        enc = encoder_figures(ensemble, px, pxa, pxr)
+        enc = compare(ensemble, px, {"cloak": pxa, "random": pxr})["encoders"]
         retained = {
             name: {k: _retained(v, *before[name][k]) for k, (v, _) in _effects(f).items()} for name, f in enc.items()
         }
@@ -297,17 +222,24 @@ def assess(
     return figures
 
 
+def _mimic_model(figures: dict) -> str | None:
+    return figures.get("mimic_model") or next((n for n, f in figures["encoders"].items() if "mimic_psnr" in f), None)
+
+
 def _summary(figures: dict) -> dict:
-    """The headline numbers: mimic-view gap (dB), latent ratio per encoder, retained fraction per purification."""
-    m = figures["mimic_model"]
+    """The headline numbers: mimic-view gap (dB; None without a decoder), latent ratio per encoder, and
+    retained fraction per purification (of the mimic-view gap; without a decoder, of the first encoder's
+    latent displacement)."""
+    m = _mimic_model(figures)
     ratios = {}
     for name, f in figures["encoders"].items():
         d = f["latent_displacement"]
         ratios[name] = d["cloak"] / d["random"] if d["random"] > 1e-12 else (1.0 if d["cloak"] <= 1e-12 else math.inf)
+    key, fig = (m, "mimic_psnr") if m else (next(iter(figures["encoders"])), "latent_displacement")
     return {
-        "mimic_gap_db": mimic_gap(figures["encoders"][m]["mimic_psnr"]),
+        "mimic_gap_db": mimic_gap(figures["encoders"][m]["mimic_psnr"]) if m else None,
         "latent_ratio": ratios,
-        "retained": {p: f["retained"][m]["mimic_psnr"] for p, f in figures["purifications"].items()},
+        "retained": {p: f["retained"][key][fig] for p, f in figures.get("purifications", {}).items()},
     }
 
 
@@ -326,7 +258,9 @@ def verdicts(figures: dict) -> list[str]:
     """Plain-language sentences for the figures of :func:`assess` (thresholds: module constants).
 
     One for visibility, one for protection (the mimic's view, next to same-budget noise), one per other
-    encoder, one per purification, and one per warning.
+    encoder, one per purification, and one per warning. Also takes the smaller figures of
+    :meth:`Protector.evaluate <glazeish.protect.Protector.evaluate>` (no purifications then; without a
+    decoder, protection is judged by how far the latent moved).
     """
     out: list[str] = []
     psnr = figures["psnr"]["cloak"]
@@ -338,31 +272,36 @@ def verdicts(figures: dict) -> list[str]:
     out.append(f"Visibility: {_level(psnr, VISIBILITY_LEVELS)} (PSNR {_fmt_db(psnr)}, "
                f"changes of at most {figures['linf']:g}/255)")
 
-    s = figures["summary"]
+    s = figures.get("summary") or _summary(figures)
+    mimic = _mimic_model(figures)
     gap = s["mimic_gap_db"]
-    strength = f"noise of the same strength, ±{figures['eps']:g}/255"
-    words = _level(gap, PROTECTION_LEVELS)
-    if words is None:
+    strength = f"noise of the same strength, ±{figures.get('eps', figures['linf']):g}/255"
+    words = _level(gap, PROTECTION_LEVELS) if mimic else None
+    if not mimic:
+        pass  # judged by the latent alone, below
+    elif words is None:
         how = f"only {gap:.1f} dB further from" if gap >= 0 else f"{-gap:.1f} dB closer to"
         out.append(
             f"Protection: no better than random {strength} — what a model trained on this image reproduces "
-            f"is {how} the original's than with noise ({figures['mimic_model']} mimic view)"
+            f"is {how} the original's than with noise ({mimic} mimic view)"
         )
     else:
         out.append(
-            f"Protection: a model trained on this image {words} ({figures['mimic_model']} mimic view "
+            f"Protection: a model trained on this image {words} ({mimic} mimic view "
             f"{gap:.1f} dB further from the original's than with {strength})"
         )
-    for name, ratio in s["latent_ratio"].items():
-        if name == figures["mimic_model"]:
+    for i, (name, ratio) in enumerate(s["latent_ratio"].items()):
+        if name == mimic:
             continue
+        # without a decoder the first encoder's latent is the headline
+        label = "Protection (no decoder, latent only)" if not mimic and i == 0 else f"Encoder {name}"
         if ratio < NO_BETTER_RATIO:
-            out.append(f"Encoder {name}: its latent moved no more than with noise of the same strength ({ratio:.2f}×)")
+            out.append(f"{label}: the {name} latent moved no further than with {strength} ({ratio:.2f}×)")
         else:
-            out.append(f"Encoder {name}: its latent moved {ratio:.1f}× as far as with noise of the same strength")
+            out.append(f"{label}: the {name} latent moved {ratio:.1f}× as far as with {strength}")
 
     for p, r in s["retained"].items():
-        what = PURIFICATION_WORDS.get(p) or figures["purifications"][p]["description"] or p
+        what = PURIFICATION_WORDS.get(p) or figures["purifications"][p].get("description") or p
         if r is None:
             out.append(f"After {what}: nothing to keep — the cloak was no better than noise to begin with")
         else:
@@ -378,8 +317,8 @@ def table_rows(figures: dict) -> list[tuple[str, str, str, str]]:
         ("PSNR vs original (dB; higher = less visible)", f"{figures['psnr']['cloak']:.2f}",
          f"{figures['psnr']['random']:.2f}", ""),
         ("SSIM vs original (1 = identical)", f"{figures['ssim']['cloak']:.4f}", f"{figures['ssim']['random']:.4f}", ""),
-        ("Largest change L∞ (/255)", f"{figures['linf']:g}",
-         f"{figures['eps']:g}" + (" (budget read off the cloak)" if figures.get("eps_inferred") else " (budget)"), ""),
+        ("Largest change L∞ (/255)", f"{figures['linf']:g}", f"{figures.get('eps', figures['linf']):g}"
+         + (" (budget read off the cloak)" if figures.get("eps_inferred") else " (budget)"), ""),
     ]
 
     def enc_rows(prefix: str, encs: dict, retained: dict | None) -> None:
@@ -400,7 +339,7 @@ def table_rows(figures: dict) -> list[tuple[str, str, str, str]]:
                              f"{m['cloak']:.2f}", f"{m['random']:.2f}", diff))
 
     enc_rows("", figures["encoders"], None)
-    for p, pf in figures["purifications"].items():
+    for p, pf in figures.get("purifications", {}).items():
         enc_rows(f"after {p}: ", pf["encoders"], pf["retained"])
     return rows
 
@@ -426,7 +365,9 @@ def mimic_views(ensemble: Ensemble, *images: np.ndarray) -> list[np.ndarray]:
     """The mimic's view ``D(E(x))`` of each ``H×W×3`` uint8 image (same size), as uint8, same size."""
     model = _decoder_model(ensemble)
     if model is None:
-        raise ValueError(f"the mimic's view needs an encoder with a decoder; got {', '.join(ensemble.names)}")
+        raise ValueError(
+            f"the report's mimic view needs an encoder with a decoder (e.g. taef2); got {', '.join(ensemble.names)}"
+        )
     x = torch.cat([to_tensor(a) for a in images]).to(_device_of(ensemble))
     xp, (h, w) = pad_to_multiple(x, model.multiple)
     v = model.decode(model.encode(xp))[..., :h, :w]
@@ -481,16 +422,17 @@ def render_html(
     """
     if views is None:
         if ensemble is None:
-            raise ValueError("render_html needs the ensemble or the precomputed mimic views")
+            raise ValueError("the report needs the ensemble or the precomputed mimic views")
         views = mimic_views(ensemble, original, cloaked)
+    mimic = figures.get("mimic_model") or (_decoder_model(ensemble).name if ensemble else "decoder")
     # δ is high-frequency: nearest-neighbour keeps its texture visible where Lanczos would average it to grey
     pics = [
         ("Original", _thumb(original)),
         ("Cloaked", _thumb(cloaked)),
         (f"Change δ, amplified (±{figures['linf']:g}/255 shown as full contrast)",
          _thumb(amplified_delta(original, cloaked), resample=Image.NEAREST)),
-        (f"What a model learns from the original (mimic view, {figures['mimic_model']})", _thumb(views[0])),
-        (f"What a model learns from the cloaked image (mimic view, {figures['mimic_model']})", _thumb(views[1])),
+        (f"What a model learns from the original (mimic view, {mimic})", _thumb(views[0])),
+        (f"What a model learns from the cloaked image (mimic view, {mimic})", _thumb(views[1])),
     ]
     e = html.escape
     parts = [

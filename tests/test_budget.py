@@ -144,3 +144,22 @@ def test_perceptual_penalty(kind):
         assert float(perceptual_penalty((x + on_texture).clamp(0, 1), x, kind)) < float(p.detach())
     with pytest.raises(ValueError):
         perceptual_penalty(x, x, "psnr")
+
+
+def test_budget_map_plugs_into_pgd():
+    """PGD takes the map as ``eps_map`` (B×1×H×W broadcasts over channels) and keeps |δ| within it."""
+    from glazeish.attack import PGD
+    from glazeish.encoders import LatentModel
+    from glazeish.objectives import Untargeted
+
+    torch.manual_seed(0)
+    enc = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3, stride=2, padding=1)
+    )
+    model = LatentModel("tiny", enc.eval().requires_grad_(False), multiple=4)
+    x = half_flat_half_textured(h=32, w=64)
+    m = budget_map(x, EPS)
+    x_adv = PGD(model, Untargeted(), eps=EPS, steps=3, precision="fp32")(x, eps_map=m)
+    delta = (x_adv - x).abs()
+    assert bool((delta <= m + 1e-6).all())
+    assert float(delta[..., 32:].mean()) > float(delta[..., :32].mean())  # spends more on the texture

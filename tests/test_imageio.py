@@ -7,7 +7,6 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from glazeish.imageio import ImageError, find_images, read_image, save_image, to_tensor, to_uint8

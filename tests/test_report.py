@@ -149,11 +149,28 @@ def test_assess_rejects_bad_input(ensemble, original):
         assess(original, original[:, :120].copy(), ensemble)
     with pytest.raises(ValueError, match="uint8"):
         assess(original, original.astype(np.float32), ensemble)
+
+
+def test_encoder_without_decoder(tmp_path, taesana, original, cloaked):
+    """taesana has no decoder: no mimic's view, the verdict rests on the latent; the report refuses clearly."""
     from glazeish.encoders import Ensemble
 
-    no_decoder = Ensemble([m for m in ensemble.models if not m.has_decoder])
+    ens = Ensemble([taesana]).to("cpu")
+    f = assess(original, cloaked, ens)
+    assert f["mimic_model"] is None and "mimic_psnr" not in f["encoders"]["taesana"]
+    assert f["summary"]["mimic_gap_db"] is None
+    v = verdicts(f)
+    assert v[1].startswith("Protection (no decoder, latent only): the taesana latent moved")
     with pytest.raises(ValueError, match="decoder"):
-        assess(original, original, no_decoder)
+        write_report(tmp_path / "r.html", original, cloaked, f, ens)
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_verdicts_take_protector_figures(protector, original, cloaked):
+    """The web UI and ``protect`` have Protector.evaluate's smaller figures: verdicts work on them too."""
+    v = verdicts(protector.evaluate(original, cloaked))
+    assert v[0].startswith("Visibility: ") and v[1].startswith("Protection: a model trained on this image")
+    assert not any(s.startswith("After ") for s in v)
 
 
 # --- files ------------------------------------------------------------------------------------------

@@ -181,3 +181,23 @@ def test_ae_round_trip_with_real_taef2(taef2):
     assert 0 < err < 0.15
     y.sum().backward()
     assert float(x.grad.abs().sum()) > 0
+
+
+def test_plugs_into_pgd():
+    """PGD(transforms=...) runs with every cheap transform and stays in the L∞ ball."""
+    from glazeish.attack import PGD
+    from glazeish.encoders import LatentModel
+    from glazeish.objectives import Untargeted
+
+    torch.manual_seed(0)
+    enc = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3, stride=2, padding=1)
+    )
+    model = LatentModel("tiny", enc.eval().requires_grad_(False), multiple=4)
+    x = smooth_image(b=1, h=32, w=32)
+    eps = 4 / 255
+    ts = make_transforms("identity,jpeg,resize,blur,shift,noise")
+    a = PGD(model, Untargeted(), eps=eps, steps=6, precision="fp32", transforms=ts, seed=3)(x)
+    b = PGD(model, Untargeted(), eps=eps, steps=6, precision="fp32", transforms=ts, seed=3)(x)
+    assert torch.equal(a, b)  # same seed, same transforms drawn, same result
+    assert float((a - x).abs().max()) <= eps + 1e-6 and float((a - x).abs().max()) > 0
