@@ -13,7 +13,10 @@ import typer
 from . import __version__
 from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, find_images, read_image, save_image
 from .metadata import MetadataOptions, resolve_data_mining
+from . import report as report_mod
 from .protect import PRESETS, ProtectConfig, Protector, output_path
+from .report import assess, jsonable, report_path, write_report
+from .transforms import DEFAULT_ROBUST
 from .weights import WeightsError
 
 app = typer.Typer(
@@ -74,6 +77,13 @@ def protect(
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same cloak on one device."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     precision: str = typer.Option("auto", help="auto (fastest measured here), fp32, bf16 or fp16."),
+    robust: bool = typer.Option(False, "--robust", help="Optimise through simulated JPEG/resize/blur/shift "
+                                "(expectation over transformation) so the cloak better survives re-posting."),
+    transforms: str = typer.Option(DEFAULT_ROBUST, help="Transforms that --robust samples from (one per step)."),
+    budget: str = typer.Option("flat", help="flat (the same eps everywhere) or perceptual (less change on flat "
+                               "colour and smooth gradients, up to eps on texture and edges)."),
+    report: bool = typer.Option(False, "--report", help="Also write OUT/<stem>.protected.report.html: original, "
+                                "cloak, amplified change, what a model learns from each, figures and verdicts."),
     models: Optional[Path] = typer.Option(None, "--models", help=MODELS_HELP),
     fmt: str = typer.Option("png", "--format", help="png (lossless, recommended), jpeg or webp."),
     quality: int = typer.Option(95, help="JPEG/WebP quality."),
@@ -99,7 +109,8 @@ def protect(
     try:
         config = ProtectConfig(intensity=intensity, eps=eps, steps=steps, objective=objective, encoder=encoder,
                                target=str(target) if target else None, seed=seed, device=device,
-                               precision=precision, models_dir=str(models) if models else None)
+                               precision=precision, models_dir=str(models) if models else None,
+                               robust=transforms if robust else "", budget=budget)
         meta = MetadataOptions(enabled=metadata, data_mining=resolve_data_mining(data_mining), creator=creator,
                                copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity)
     except ValueError as e:
@@ -114,6 +125,8 @@ def protect(
         protector = Protector(config)
     except (WeightsError, ImageError, ValueError, OSError) as e:
         fail(str(e))
+    if report and not any(m.has_decoder for m in protector.ensemble.models):
+        fail("--report needs an encoder with a decoder (e.g. taef2) for the mimic's view")
     show = not quiet and sys.stderr.isatty()
     failures = 0
     inputs_resolved = {f.resolve() for f in files}
@@ -129,8 +142,15 @@ def protect(
                     continue
                 art = read_image(f, max_pixels=max_pixels)
                 with _progress(config.steps, f.name, disable=not show, leave=False) as bar:
-                    result = protector.protect(art, evaluate=evaluate or as_json, callback=lambda *_: bar.update(1))
+                    result = protector.protect(art, evaluate=(evaluate or as_json) and not report,
+                                               callback=lambda *_: bar.update(1))
                 save_image(dest, result.rgb, art.alpha, art.source, meta, fmt, quality)
+                if report:
+                    # judge what is on disk: jpeg/webp outputs are not result.rgb
+                    saved = result.rgb if fmt == "png" else read_image(dest).rgb
+                    result.figures = assess(art.rgb, saved, protector.ensemble, eps=config.eps, seed=seed)
+                    write_report(report_path(dest), art.rgb, saved, result.figures, protector.ensemble,
+                                 title=f"glazeish: {f.name}")
             except ImageError as e:
                 failures += 1
                 typer.echo(f"glazeish: error: {e}", err=True)
@@ -148,11 +168,14 @@ def protect(
                        "intensity": intensity, "eps": config.eps, "steps": config.steps, "seed": seed,
                        "seconds": round(result.seconds, 3), "load_seconds": round(protector.load_seconds, 3),
                        **result.figures}
-                typer.echo(json.dumps(row))
+                typer.echo(json.dumps(jsonable(row)))
             elif not quiet and result.figures:
                 typer.echo(_summary(dest.name, result.figures), err=True)
     if failures:
         raise typer.Exit(1)
+
+
+app.command()(report_mod.check)
 
 
 @app.command()

@@ -16,11 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from . import metrics
-from .attack import PGD, StepCallback, project, resolve_device
+from .attack import PGD, StepCallback, resolve_device
 from .encoders import Ensemble, load_encoders
 from .imageio import Artwork, read_image, to_tensor, to_uint8
 from .objectives import make_objective
 from .tiling import cloak_tiled, plan_tiles
+from .transforms import make_transforms
+from .budget import budget_map
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,11 @@ class ProtectConfig:
     device: str = "auto"
     precision: str = "auto"
     models_dir: str | None = None
+    robust: str = ""  # EOT transforms sampled per step, e.g. "jpeg,resize" (see glazeish.transforms)
+    budget: str = "flat"  # "flat" L∞ ball, or "perceptual": less in flat areas, up to eps on texture/edges
+    budget_floor: float = 0.25  # perceptual budget: fraction of eps that flat areas keep
     tile: int = 512  # images larger than this are cloaked in overlapping tiles (flat memory)
     overlap: int = 64
-    tile_batch: int = 1  # tiles attacked together (more is faster on a GPU, uses more memory)
 
     def __post_init__(self):
         if self.intensity not in PRESETS:
@@ -69,6 +73,8 @@ class ProtectConfig:
             raise ValueError(f"eps must be between 0 and 64 (in 1/255 units), not {self.eps}")
         if self.steps < 0:
             raise ValueError("steps must be ≥ 0")
+        if self.budget not in ("flat", "perceptual"):
+            raise ValueError(f"budget must be flat or perceptual, not {self.budget!r}")
 
 
 @dataclass
@@ -116,6 +122,7 @@ class Protector:
         if self.config.target:
             target = read_image(self.config.target).tensor()[0]
         self.objective = make_objective(self.config.objective, target)
+        self.transforms = make_transforms(self.config.robust, self.ensemble) if self.config.robust else []
 
     @property
     def eps(self) -> float:
@@ -125,7 +132,7 @@ class Protector:
         c = self.config
         return PGD(
             self.ensemble, self.objective, eps=self.eps, steps=c.steps, seed=c.seed if seed is None else seed,
-            precision=c.precision, callback=callback,
+            precision=c.precision, transforms=self.transforms, callback=callback,
         )
 
     def n_tiles(self, height: int, width: int) -> int:
@@ -146,12 +153,14 @@ class Protector:
         """
         x = x.to(self.device)
         xp, (h, w) = pad_to_multiple(x, self.ensemble.multiple)
-        eps_map = None
-        if alpha is not None:
-            a, _ = pad_to_multiple(alpha.to(self.device).float(), self.ensemble.multiple)
-            eps_map = (a > 0).float() * self.eps
         c = self.config
-        n_batches = -(-len(plan_tiles(*xp.shape[-2:], self._tile(), c.overlap)) // max(1, c.tile_batch))
+        eps_map = None
+        a = None if alpha is None else pad_to_multiple(alpha.to(self.device).float(), self.ensemble.multiple)[0]
+        if c.budget == "perceptual":
+            eps_map = budget_map(xp, self.eps, floor=c.budget_floor, alpha=a)
+        elif a is not None:
+            eps_map = (a > 0).float() * self.eps
+        n_batches = len(plan_tiles(*xp.shape[-2:], self._tile(), c.overlap))
 
         def attack_tiles(xs: torch.Tensor, es: torch.Tensor | None, index: int) -> torch.Tensor:
             progress = None
@@ -159,8 +168,7 @@ class Protector:
                 progress = lambda i, n, loss: callback(index * n + i, n * n_batches, loss)  # noqa: E731
             return self.attack(progress, seed=c.seed + 1009 * index)(xs, es)
 
-        out = cloak_tiled(attack_tiles, xp, eps_map, self._tile(), c.overlap, c.tile_batch)
-        out = project(out, xp, self.eps if eps_map is None else eps_map)  # float safety after blending
+        out = cloak_tiled(attack_tiles, xp, eps_map, self.eps, self._tile(), c.overlap)
         return out[..., :h, :w]
 
     def protect(self, art: Artwork, evaluate: bool = True, callback: StepCallback | None = None) -> Result:

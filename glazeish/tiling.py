@@ -1,16 +1,18 @@
-"""Cloak images of any size in flat memory: overlapping tiles, attacked independently, blended.
+"""Cloak images of any size in flat memory: overlapping tiles, attacked one after another.
 
-A tile's cloak is computed with the tile's own context (the encoders are convolutional; TAEF2's global
-GroupNorm branch makes each latent depend on the whole tile, so tiles must be big enough to look like
-an image). Where tiles overlap, their perturbations are blended with linear ramps. A convex combination
-of perturbations that each satisfy ``|δ| ≤ eps`` and ``0 ≤ x+δ ≤ 1`` satisfies both too, so blending
-never breaks the budget and needs no second projection.
+Each tile is attacked with its own context (the encoders are convolutional, and TAEF2's global GroupNorm
+branch makes each latent depend on the whole tile, so tiles must be big enough to look like an image).
+Tiles overlap; each pixel is *owned* by one tile (the overlaps are split at their middle). A tile is
+attacked on top of what earlier tiles already wrote: their pixels are its fixed context (budget 0 there),
+and it writes back only the pixels it owns. So every pixel's perturbation is fully optimised — no
+averaging of unrelated perturbations, which would shrink |δ| in bands along the seams — and each tile
+sees the real cloak of its neighbours.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -48,64 +50,47 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
     ]
 
 
-def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
-    """1-D blending weights: rise over ``overlap`` px where a neighbour precedes, fall where one follows."""
-    w = torch.ones(n)
-    ramp = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap
-    if overlap and not at_start:
-        w[:overlap] = torch.minimum(w[:overlap], ramp)
-    if overlap and not at_end:
-        w[-overlap:] = torch.minimum(w[-overlap:], ramp.flip(0))
-    return w
-
-
-def tile_weight(tile: Tile, height: int, width: int, overlap: int) -> torch.Tensor:
-    """``h×w`` blending weight of a tile (1 inside, ramps toward neighbouring tiles)."""
-    wy = _ramp(tile.h, overlap, tile.top == 0, tile.top + tile.h == height)
-    wx = _ramp(tile.w, overlap, tile.left == 0, tile.left + tile.w == width)
-    return wy[:, None] * wx[None, :]
-
-
-def batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
-    """Group tiles of equal shape so they can be attacked as one batch."""
-    by_shape: dict[tuple[int, int], list[Tile]] = {}
-    for t in tiles:
-        by_shape.setdefault((t.h, t.w), []).append(t)
-    for group in by_shape.values():
-        for i in range(0, len(group), size):
-            yield group[i : i + size]
+def core(tile: Tile, height: int, width: int, overlap: int) -> Tile:
+    """The part of ``tile`` it owns: the tile minus half of each overlap shared with a neighbour."""
+    half = overlap // 2
+    top = tile.top + (half if tile.top > 0 else 0)
+    left = tile.left + (half if tile.left > 0 else 0)
+    bottom = tile.top + tile.h - (half if tile.top + tile.h < height else 0)
+    right = tile.left + tile.w - (half if tile.left + tile.w < width else 0)
+    return Tile(top, left, bottom - top, right - left)
 
 
 def cloak_tiled(
     attack: Callable[[torch.Tensor, torch.Tensor | None, int], torch.Tensor],
     x: torch.Tensor,
     eps_map: torch.Tensor | None,
+    eps: float,
     tile: int,
     overlap: int,
-    batch_size: int = 1,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Cloak ``x`` (``1×3×H×W``, H and W already multiples of the encoders' multiple) tile by tile.
 
-    ``attack(x_tiles, eps_map_tiles, index)`` cloaks a ``B×3×h×w`` batch of tiles; ``index`` (the
-    batch's position) lets the caller vary the seed. With one tile this is exactly ``attack(x, eps_map, 0)``.
+    ``attack(x_tile, eps_map_tile, index)`` cloaks a ``1×3×h×w`` tile within a per-pixel budget
+    ``1×1×h×w``; ``index`` lets the caller vary the seed. ``eps_map`` (or the flat ``eps``) is the
+    budget relative to ``x``. With one tile this is exactly ``attack(x, eps_map, 0)``.
     """
     _, _, height, width = x.shape
     tiles = plan_tiles(height, width, tile, overlap)
     if len(tiles) == 1:
         return attack(x, eps_map, 0)
-    acc = torch.zeros_like(x)
-    norm = torch.zeros(1, 1, height, width, device=x.device)
-    done = 0
-    for i, group in enumerate(batches(tiles, batch_size)):
-        xs = torch.cat([t.slice(x) for t in group])
-        es = None if eps_map is None else torch.cat([t.slice(eps_map.expand(1, -1, -1, -1)) for t in group])
-        out = attack(xs, es, i)
-        for t, o in zip(group, out):
-            w = tile_weight(t, height, width, overlap).to(x.device)
-            t.slice(acc)[0] += (o - t.slice(x)[0]) * w
-            t.slice(norm)[0] += w
-        done += len(group)
+    budget = eps_map if eps_map is not None else torch.full((1, 1, height, width), float(eps), device=x.device)
+    x_adv = x.clone()
+    done = torch.zeros(1, 1, height, width, dtype=torch.bool, device=x.device)
+    for i, t in enumerate(tiles):
+        # pixels already written by earlier tiles are fixed context: their budget here is 0, so the
+        # attack leaves them as they are; elsewhere x_adv == x, so the budget stays relative to x
+        out = attack(t.slice(x_adv), t.slice(budget) * ~t.slice(done), i)
+        c = core(t, height, width, overlap)
+        own = c.slice(~done)
+        local = Tile(c.top - t.top, c.left - t.left, c.h, c.w)
+        c.slice(x_adv)[:] = torch.where(own, local.slice(out), c.slice(x_adv))
+        c.slice(done)[:] = True
         if on_tile is not None:
-            on_tile(done, len(tiles))
-    return x + acc / norm
+            on_tile(i + 1, len(tiles))
+    return x_adv
