@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
+import os
+import platform
 import random
 import time
 from typing import Callable, Sequence
@@ -47,11 +50,44 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
+def _cpu_key() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}|{os.cpu_count()}|{torch.get_num_threads()}|torch {torch.__version__}"
+
+
 @functools.lru_cache(maxsize=8)
 def _fastest_precision(device_type: str) -> str:
-    """Time one encoder-sized forward+backward in fp32 and bf16 and keep the faster (CPUs differ)."""
+    """The faster of fp32 and bf16 autocast on this machine (CPUs differ: bf16 is 2x faster on some, slower
+    on others). Measured once per CPU model and torch version, and remembered in the cache folder."""
     if device_type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    from .weights import cache_dir
+
+    memo = cache_dir() / "precision.json"
+    key = _cpu_key()
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    choice = _measure_precision(device_type)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps({**known, key: choice}))
+    except OSError:
+        pass  # a read-only home only costs the measurement next time
+    return choice
+
+
+def _measure_precision(device_type: str) -> str:
     from .tae import taef2_encoder
 
     net = taef2_encoder().eval().requires_grad_(False).to(memory_format=torch.channels_last)

@@ -199,6 +199,25 @@ def encoders(
 
 
 @app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this computer only)."),
+    port: int = typer.Option(7860, help="Port."),
+    share: bool = typer.Option(False, help="Also make a public gradio.live link (needs the internet)."),
+    models: Optional[Path] = typer.Option(None, "--models", help=MODELS_HELP),
+    max_pixels: int = typer.Option(16_000_000, help="Refuse larger images."),
+    max_file_mb: float = typer.Option(50, help="Refuse larger uploads (MB)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
+    precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
+):
+    """Start the local web page: drop images, pick a strength, download cloaked versions (needs glazeish[ui])."""
+    from .ui import serve
+
+    serve(host, port, share, str(models) if models else None, max_pixels=max_pixels,
+          max_file_mb=max_file_mb, device=device, precision=precision, open_browser=open_browser)
+
+
+@app.command()
 def version():
     """Print the version."""
     typer.echo(__version__)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import metrics
-from .attack import PGD, StepCallback, resolve_device
+from .attack import PGD, StepCallback, resolve_device, resolve_precision
 from .encoders import Ensemble, load_encoders
 from .imageio import Artwork, read_image, to_tensor, to_uint8
 from .objectives import make_objective
@@ -117,12 +117,13 @@ class Protector:
         self.device = resolve_device(self.config.device)
         t0 = time.perf_counter()
         self.ensemble = ensemble or load_encoders(self.config.encoder, self.config.models_dir, self.device)
-        self.load_seconds = time.perf_counter() - t0
         target = None
         if self.config.target:
             target = read_image(self.config.target).tensor()[0]
         self.objective = make_objective(self.config.objective, target)
         self.transforms = make_transforms(self.config.robust, self.ensemble) if self.config.robust else []
+        self.precision = resolve_precision(self.config.precision, self.device)  # may time fp32 vs bf16 once
+        self.load_seconds = time.perf_counter() - t0
 
     @property
     def eps(self) -> float:
@@ -132,7 +133,7 @@ class Protector:
         c = self.config
         return PGD(
             self.ensemble, self.objective, eps=self.eps, steps=c.steps, seed=c.seed if seed is None else seed,
-            precision=c.precision, transforms=self.transforms, callback=callback,
+            precision=self.precision, transforms=self.transforms, callback=callback,
         )
 
     def n_tiles(self, height: int, width: int) -> int:

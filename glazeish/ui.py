@@ -1,7 +1,8 @@
 """The local web page: drop images, pick a strength, see what the cloak does, download the results.
 
-``python webui.py`` or ``glazeish ui`` calls :func:`main`; :func:`launch` starts the page from Python
-and :func:`build_app` returns the :class:`gradio.Blocks` without starting it (tests, embedding).
+``python webui.py`` runs :func:`main` and ``glazeish ui`` runs :func:`serve` (serve until Ctrl-C, then
+clean up); :func:`launch` starts the page from Python, and :func:`build_app` returns the
+:class:`gradio.Blocks` without starting it (tests, embedding).
 
 The module has two halves. The first knows nothing about Gradio: :func:`cloak_batch` runs the same
 library code as ``glazeish protect`` (:class:`~glazeish.protect.Protector`,
@@ -28,9 +29,9 @@ import threading
 import time
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -81,7 +82,7 @@ class Settings:
     creator: str | None = None
     copyright: str | None = None
 
-    def config(self, models_dir: str | None = None, device: str = "auto") -> ProtectConfig:
+    def config(self, models_dir: str | None = None, device: str = "auto", precision: str = "auto") -> ProtectConfig:
         """The :class:`ProtectConfig` these settings mean (raises ``ValueError`` on a bad value)."""
         encoders = [e for e in self.encoders if e]
         if not encoders:
@@ -89,7 +90,7 @@ class Settings:
         return ProtectConfig(
             intensity=self.intensity, eps=self.eps, steps=None if self.steps is None else int(self.steps),
             objective=self.objective or None, encoder=",".join(encoders), target=self.target,
-            seed=int(self.seed or 0), device=device, models_dir=models_dir,
+            seed=int(self.seed or 0), device=device, precision=precision, models_dir=models_dir,
         )
 
     def metadata_options(self, config: ProtectConfig) -> MetadataOptions:
@@ -375,21 +376,24 @@ def cloak_one(
     try:
         size = path.stat().st_size
         if max_bytes is not None and size > max_bytes:
-            raise ImageError(f"{name}: {size / 1e6:.1f} MB is over this page's upload limit of {max_bytes / 1e6:.0f} MB")
+            raise ImageError(f"{name}: {size / 1e6:.1f} MB is over this page's upload limit of "
+                             f"{max_bytes / 1e6:.0f} MB")
         art = read_image(path, max_pixels=max_pixels)
         res.width, res.height = art.size
         result = protector.protect(art, evaluate=True, callback=callback)
-        stem = download_name[: -len(".protected.png")] if download_name.endswith(".protected.png") else name
+        stem = download_name.removesuffix(".protected.png")
         sub = outdir / f"{len(list(outdir.iterdir())):03d}"  # one folder per image: names stay the user's
         sub.mkdir()
         cloaked = sub / download_name
         save_image(cloaked, result.rgb, art.alpha, art.source, settings.metadata_options(protector.config), "png")
         res.cloaked = str(cloaked)
         res.original = _save_png(sub / f"{stem}.original.png", art.rgb, art.alpha)
-        res.difference = _save_png(sub / f"{stem}.difference.png", amplified_difference(art.rgb, result.rgb, protector.config.eps))
+        diff = amplified_difference(art.rgb, result.rgb, protector.config.eps)
+        res.difference = _save_png(sub / f"{stem}.difference.png", diff)
         res.view_model = viewer.name
-        res.view_original = _save_png(sub / f"{stem}.model-view-original.png", model_view(viewer, art.rgb, protector.device))
-        res.view_cloaked = _save_png(sub / f"{stem}.model-view-cloaked.png", model_view(viewer, result.rgb, protector.device))
+        for which, rgb in (("original", art.rgb), ("cloaked", result.rgb)):
+            view = model_view(viewer, rgb, protector.device)
+            setattr(res, f"view_{which}", _save_png(sub / f"{stem}.model-view-{which}.png", view))
         res.figures = result.figures
         res.eps = float(protector.config.eps)
         res.seconds = result.seconds
@@ -414,6 +418,7 @@ def cloak_batch(
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     device: str = "auto",
+    precision: str = "auto",
 ) -> Iterator[BatchUpdate]:
     """Cloak uploaded ``files`` one by one, yielding a :class:`BatchUpdate` after each.
 
@@ -431,7 +436,7 @@ def cloak_batch(
     say = progress or (lambda frac, desc: None)
     say(0.0, "Loading the models…")
     try:
-        config = settings.config(models_dir, device)
+        config = settings.config(models_dir, device, precision)
         protector = cache.get(config)
         viewer = cache.viewer(protector)
     except (ImageError, WeightsError, ValueError, OSError, RuntimeError) as e:
@@ -440,7 +445,7 @@ def cloak_batch(
         yield BatchUpdate(results, status=f"Nothing was cloaked: {msg}", done=True)
         return
     outdir = workspace.new_job()
-    n, steps = len(files), max(int(config.steps), 1)
+    n = len(files)
     for i, (f, name, dl) in enumerate(zip(files, names, downloads)):
 
         def step(k: int, total: int, loss: float, i=i, name=name) -> None:
@@ -470,9 +475,10 @@ def md_escape(text: str) -> str:
 def _status(results: list[ImageResult], total: int, done: bool = False) -> str:
     ok = sum(r.ok for r in results)
     bad = [r for r in results if not r.ok]
-    head = f"{ok} of {total} image{'s' if total != 1 else ''} cloaked" + ("." if done else f"; {total - len(results)} to go…")
-    if bad:
-        head += "\n\n" + "\n".join(f"- ⚠️ **{md_escape(r.name)}** could not be cloaked: {md_escape(r.error)}" for r in bad)
+    head = f"{ok} of {total} image{'s' if total != 1 else ''} cloaked"
+    head += "." if done else f"; {total - len(results)} to go…"
+    for r in bad:
+        head += f"\n\n- ⚠️ **{md_escape(r.name)}** could not be cloaked: {md_escape(r.error)}"
     return head
 
 
@@ -502,11 +508,12 @@ def build_app(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_file_mb: float = DEFAULT_MAX_FILE_MB,
     device: str = "auto",
+    precision: str = "auto",
     cache: ProtectorCache | None = None,
     workspace: Workspace | None = None,
 ):
     """The page as a :class:`gradio.Blocks` (queued: one cloaking job at a time, others wait in line)."""
-    import gradio as gr
+    gr = _gradio()
 
     cache = cache or ProtectorCache()
     workspace = workspace or Workspace()
@@ -519,21 +526,24 @@ def build_app(
         return p.eps, p.steps, p.objective
 
     def run(files, intensity, eps, steps, encoders, objective, target, seed, metadata, creator, copyright_,
-            request: gr.Request, progress=gr.Progress()):
+            request: gr.Request, progress=gr.Progress()):  # noqa: B008 (how Gradio injects a progress bar)
         session = getattr(request, "session_hash", None) or "local"
         flag = cancel_flags[session] = threading.Event()  # a fresh flag per job: Cancel stops this one
         paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
         settings = Settings(intensity=intensity, eps=eps, steps=steps, encoders=list(encoders or []),
                             objective=objective, target=target or None, seed=int(seed or 0), metadata=metadata,
                             creator=creator, copyright=copyright_)
+        yield [], "", gr.DownloadButton(visible=False)  # clear the previous run's results
         try:
             for update in cloak_batch(paths, settings, cache=cache, workspace=workspace, models_dir=models_dir,
-                                      max_pixels=max_pixels, max_bytes=max_bytes, device=device, cancel=flag,
+                                      max_pixels=max_pixels, max_bytes=max_bytes, device=device,
+                                      precision=precision, cancel=flag,
                                       progress=lambda frac, desc: progress(frac, desc=desc)):
                 rows = [asdict(r) for r in update.results]
                 zip_btn = gr.DownloadButton(value=update.zip_path, visible=update.zip_path is not None)
                 yield rows, update.status, zip_btn
         except Cancelled:
+            log.info("web UI: job cancelled; the optimisation stopped")
             yield gr.skip(), "Cancelled.", gr.skip()
         except Exception as e:  # never a traceback in the page; the console keeps it
             log.exception("web UI job failed")
@@ -568,7 +578,8 @@ def build_app(
                                     elem_id="glz-eps")
                     steps = gr.Slider(1, 200, value=p.steps, step=1, label="Optimisation steps", elem_id="glz-steps")
                     encoders = gr.CheckboxGroup(encoder_names, value=["taef2"], label="Encoders to attack",
-                                                info="; ".join(f"{n}: {REGISTRY[n].description}" for n in encoder_names),
+                                                info="; ".join(f"{n}: {REGISTRY[n].description}"
+                                                               for n in encoder_names),
                                                 elem_id="glz-encoders")
                     objective = gr.Dropdown([(f"{k} — {c.description}", k) for k, c in OBJECTIVES.items()],
                                             value=p.objective, label="Objective", elem_id="glz-objective")
@@ -595,8 +606,8 @@ def build_app(
                     size = f" — {r.width}×{r.height}" if r.width else ""
                     gr.Markdown(f"### {md_escape(r.name)}{size}")
                     if not r.ok:
-                        gr.Markdown(f"⚠️ **Could not cloak this image:** {md_escape(r.error)}", elem_classes="glz-error",
-                                    elem_id=f"glz-error-{i}")
+                        gr.Markdown(f"⚠️ **Could not cloak this image:** {md_escape(r.error)}",
+                                    elem_classes="glz-error", elem_id=f"glz-error-{i}")
                         continue
                     gr.ImageSlider((r.original, r.cloaked), label="Original ↔ cloaked (drag the handle)",
                                    format="png", max_height=640, interactive=False, buttons=["fullscreen"],
@@ -604,8 +615,8 @@ def build_app(
                     gr.Markdown(f"Left: the change itself, amplified {_gain(r.eps):g}× (grey = unchanged). Middle and "
                                 f"right: **what an AI model sees**, the image after the {r.view_model} encoder and "
                                 "decoder, i.e. what a model trained on it would learn to reproduce.")
-                    pane = dict(format="png", height=PANE_HEIGHT, interactive=False, buttons=["download", "fullscreen"],
-                                elem_classes="glz-pane")
+                    pane = {"format": "png", "height": PANE_HEIGHT, "interactive": False,
+                            "buttons": ["download", "fullscreen"], "elem_classes": "glz-pane"}
                     with gr.Row():
                         gr.Image(r.difference, label="Change, amplified", **pane,
                                  elem_id=f"glz-diff-{i}")
@@ -630,6 +641,7 @@ def launch(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_file_mb: float = DEFAULT_MAX_FILE_MB,
     device: str = "auto",
+    precision: str = "auto",
     open_browser: bool = False,
     block: bool = True,
 ):
@@ -638,7 +650,7 @@ def launch(
     ``block=False`` returns the running :class:`gradio.Blocks` (call ``.close()`` when done)."""
     import atexit
 
-    demo = build_app(models_dir, max_pixels=max_pixels, max_file_mb=max_file_mb, device=device)
+    demo = build_app(models_dir, max_pixels=max_pixels, max_file_mb=max_file_mb, device=device, precision=precision)
     atexit.register(demo.glazeish_workspace.cleanup)
     demo.queue(max_size=64, default_concurrency_limit=4)
     demo.launch(
@@ -651,8 +663,16 @@ def launch(
     return demo
 
 
+def _gradio():
+    try:
+        import gradio
+    except ImportError:
+        raise RuntimeError("the web UI needs gradio: pip install 'glazeish[ui]'") from None
+    return gradio
+
+
 def _theme():
-    import gradio as gr
+    gr = _gradio()
 
     # system fonts only: nothing fetched from font servers
     return gr.themes.Soft(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -669,15 +689,51 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
     ap.add_argument("--max-file-mb", type=float, default=DEFAULT_MAX_FILE_MB, help="refuse larger uploads")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    ap.add_argument("--precision", default="auto", help="auto (fastest measured here), fp32, bf16 or fp16")
     ap.add_argument("--open", action="store_true", help="open the page in the default browser")
     return ap.parse_args(argv)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def serve(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    share: bool = False,
+    models_dir: str | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_file_mb: float = DEFAULT_MAX_FILE_MB,
+    device: str = "auto",
+    precision: str = "auto",
+    open_browser: bool = False,
+) -> None:
+    """Serve the page until Ctrl-C or SIGTERM, then remove its temp files: what ``webui.py`` and
+    ``glazeish ui`` run. A missing gradio or a taken port ends with one line, not a traceback."""
+    import signal
+
+    # SIGTERM (kill, systemd, a test harness) ends like Ctrl-C, so the temp files are removed
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    if share or host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("the page is reachable from other machines (%s); anyone who can reach it can use it",
+                    "public share link" if share else f"--host {host}")
+    try:
+        launch(host, port, share, models_dir, max_pixels=max_pixels, max_file_mb=max_file_mb, device=device,
+               precision=precision, open_browser=open_browser)
+    except OSError as e:  # port taken, address not available
+        log.debug("launch failed: %s", e)
+        raise SystemExit(f"glazeish ui: error: cannot listen on {host}:{port} (in use, or not an address of this "
+                         "computer); choose another with --port / --host") from None
+    except RuntimeError as e:  # gradio missing
+        raise SystemExit(f"glazeish ui: error: {str(e).splitlines()[0]}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    """``python webui.py [--host H] [--port P] [--share] ...``."""
     a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        launch(a.host, a.port, a.share, a.models, max_pixels=a.max_pixels, max_file_mb=a.max_file_mb,
-               device=a.device, open_browser=a.open)
-    except OSError as e:  # port taken, address not available: one line, not a traceback
-        raise SystemExit(f"glazeish ui: error: {str(e).splitlines()[0]}") from None
+    serve(a.host, a.port, a.share, a.models, max_pixels=a.max_pixels, max_file_mb=a.max_file_mb, device=a.device,
+          precision=a.precision, open_browser=a.open)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ IMAGES = SHARED / "images"
 # tests never download weights
 os.environ.setdefault("GLAZEISH_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# keep the cache (downloads, the remembered fp32/bf16 choice) out of the user's home
+os.environ.setdefault("GLAZEISH_CACHE", tempfile.mkdtemp(prefix="glazeish-test-cache-"))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 

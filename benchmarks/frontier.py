@@ -1,0 +1,163 @@
+"""Visibility–damage frontier for re-tuning the presets (issue: robust + invisible cloaks).
+
+For each candidate setting (eps, steps, budget, robust) it cloaks a sample of `../shared/images/` at full
+size and measures, with `glazeish.report.assess` (every figure next to same-budget uniform noise):
+PSNR, the mimic-view gap (dB) and the latent ratio on taef2 (attacked), the latent ratio on taesana
+(not attacked: transfer), and the retained advantage after a real JPEG q75 re-save and a 0.75 down-up
+resize.
+
+    python benchmarks/frontier.py --out benchmarks/frontier            # the committed run
+    python benchmarks/frontier.py --quick --out /tmp/frontier          # smoke run
+
+Writes `results.jsonl`, `RESULTS.md` and `frontier.png`; resumable (finished rows are skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
+
+CANDIDATES = [
+    # name, eps, steps, budget, robust
+    ("e3", 3, 6, "flat", ""),
+    ("e4", 4, 6, "flat", ""),
+    ("e6", 6, 6, "flat", ""),
+    ("e4-robust", 4, 6, "flat", "identity,jpeg,resize"),
+    ("e6-perc", 6, 6, "perceptual", ""),
+    ("e8-perc", 8, 6, "perceptual", ""),
+    ("e8-perc-robust", 8, 6, "perceptual", "identity,jpeg,resize"),
+    ("e6-robust", 6, 6, "flat", "identity,jpeg,resize"),
+]
+
+
+def images(quick: bool) -> list[Path]:
+    paintings = sorted((SHARED / "images" / "paintings").glob("*.png"))
+    flat = sorted((SHARED / "images" / "flat").glob("*.png"))
+    return (paintings[:1] + flat[:1]) if quick else (paintings[::3] + flat[::2])  # 4 paintings, 3 flat
+
+
+def main() -> None:
+    import torch
+
+    from glazeish.encoders import Ensemble
+    from glazeish.imageio import read_image
+    from glazeish.protect import ProtectConfig, Protector
+    from glazeish.report import assess
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "frontier")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--models", default=os.environ.get("GLAZEISH_MODELS", str(SHARED / "models")))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_path = args.out / "results.jsonl"
+    done = set()
+    if log_path.exists():
+        done = {(r["candidate"], r["image"]) for r in map(json.loads, log_path.read_text().splitlines())}
+    cands = CANDIDATES[:2] if args.quick else CANDIDATES
+    files = images(args.quick)
+    measure = None
+    with open(log_path, "a") as log:
+        for name, eps, steps, budget, robust in cands:
+            cfg = ProtectConfig(eps=eps, steps=steps, budget=budget, robust=robust, models_dir=args.models,
+                                encoder="taef2")
+            p = Protector(cfg)
+            if measure is None:
+                from glazeish.encoders import load_encoder
+
+                measure = Ensemble([p.ensemble.models[0], load_encoder("taesana", args.models)])
+            for f in files:
+                if (name, f.name) in done:
+                    continue
+                art = read_image(f)
+                t0 = time.perf_counter()
+                res = p.protect(art, evaluate=False)
+                secs = time.perf_counter() - t0
+                fig = assess(art.rgb, res.rgb, measure, eps=eps, seed=0, purifications=("jpeg75", "resize0.75"))
+                t2, ts = fig["encoders"]["taef2"], fig["encoders"]["taesana"]
+                row = {
+                    "candidate": name, "eps": eps, "steps": steps, "budget": budget, "robust": robust,
+                    "image": f.name, "kind": f.parent.name, "seconds": round(secs, 2),
+                    "psnr": fig["psnr"]["cloak"], "psnr_noise": fig["psnr"]["random"],
+                    "mimic_gap": t2["mimic_psnr"]["random"] - t2["mimic_psnr"]["cloak"],
+                    "latent_ratio": t2["latent_displacement"]["cloak"] / t2["latent_displacement"]["random"],
+                    "transfer_ratio": ts["latent_displacement"]["cloak"] / ts["latent_displacement"]["random"],
+                }
+                for pur in ("jpeg75", "resize0.75"):
+                    ret = fig["purifications"][pur]["retained"]["taef2"]
+                    row[f"retained_mimic_{pur}"] = ret.get("mimic_psnr")
+                    row[f"retained_latent_{pur}"] = ret.get("latent_displacement")
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                print(f"{name} {f.name[:30]}: psnr {row['psnr']:.1f} gap {row['mimic_gap']:.1f} "
+                      f"jpeg {row['retained_mimic_jpeg75']} ({secs:.0f}s)", file=sys.stderr, flush=True)
+            del p
+            torch.set_num_threads(torch.get_num_threads())
+    summarise([json.loads(l) for l in log_path.read_text().splitlines()], args.out)
+
+
+def _mean(vals) -> float:
+    vals = [v for v in vals if v is not None]
+    return statistics.mean(vals) if vals else float("nan")
+
+
+def summarise(rows: list[dict], out: Path) -> None:
+    order = [c[0] for c in CANDIDATES]
+    lines = [
+        "# Preset frontier",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
+        "Mean over images per kind; `gap` = mimic-view PSNR of noise minus that of the cloak (dB, taef2); "
+        "`latent`/`transfer` = latent displacement ÷ noise's on taef2 (attacked) / taesana (not attacked); "
+        "`kept` = share of the cloak's advantage over noise left after the purification (mimic view / latent).",
+        "",
+        "| candidate | kind | n | PSNR | gap dB | latent × | transfer × | kept JPEG75 mimic / latent | kept resize0.75 mimic / latent | s/img |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in order:
+        for kind in ("paintings", "flat"):
+            rs = [r for r in rows if r["candidate"] == name and r["kind"] == kind]
+            if not rs:
+                continue
+            m = lambda k: _mean(r[k] for r in rs)  # noqa: E731
+            lines.append(
+                f"| {name} | {kind} | {len(rs)} | {m('psnr'):.1f} | {m('mimic_gap'):.1f} | {m('latent_ratio'):.1f} | "
+                f"{m('transfer_ratio'):.2f} | {m('retained_mimic_jpeg75'):.0%} / {m('retained_latent_jpeg75'):.0%} | "
+                f"{m('retained_mimic_resize0.75'):.0%} / {m('retained_latent_resize0.75'):.0%} | {m('seconds'):.0f} |"
+            )
+    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, kind in zip(axes, ("paintings", "flat")):
+            for i, name in enumerate(order):
+                rs = [r for r in rows if r["candidate"] == name and r["kind"] == kind]
+                if rs:
+                    x, y = _mean(r["psnr"] for r in rs), _mean(r["mimic_gap"] for r in rs)
+                    ax.scatter(x, y, color=f"C{i}")
+                    ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.set(xlabel="PSNR cloak vs original (dB) → less visible", ylabel="mimic-view gap vs noise (dB) → stronger",
+                   title=kind)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / "frontier.png", dpi=90)
+    except Exception as e:
+        print(f"plot skipped: {e}", file=sys.stderr)
+    print((out / "RESULTS.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

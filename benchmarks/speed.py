@@ -1,0 +1,156 @@
+"""Speed and memory benchmark: seconds per image and peak RSS through the real CLI, next to the protection.
+
+Every measurement is a separate `glazeish protect --json` process, so model loading, peak memory and
+thread settings are those a user gets. Peak RSS comes from `os.wait4` (that child only).
+
+    python benchmarks/speed.py --out benchmarks/speed            # the committed grid (about 30-40 min)
+    python benchmarks/speed.py --quick --out /tmp/speed          # a smoke run
+
+Writes `results.jsonl` (one row per run), `RESULTS.md` (tables) and `speed.png` (time and memory vs pixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
+PAINTING = SHARED / "images" / "paintings" / "00003-0-vincent-van-gogh_olive-picking-1889-2.png"
+
+
+def make_inputs(scratch: Path, sizes: list[tuple[int, int]]) -> dict[tuple[int, int], Path]:
+    """Test images of each size: the painting resized (Lanczos) — real brushwork at every scale."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    src = Image.open(PAINTING).convert("RGB")
+    out = {}
+    for w, h in sizes:
+        p = scratch / f"painting_{w}x{h}.png"
+        if not p.exists():
+            src.resize((w, h), Image.LANCZOS).save(p)
+        out[(w, h)] = p
+    return out
+
+
+def run_one(image: Path, outdir: Path, threads: int, args: list[str]) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "glazeish", "protect", str(image), "-o", str(outdir), "--overwrite", "--json",
+           "--quiet", *args]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        return {"error": (stderr.strip().splitlines() or ["?"])[-1], "cmd": " ".join(cmd[2:])}
+    row = json.loads(stdout.strip().splitlines()[-1])
+    row.update(process_wall_s=round(wall, 2), peak_rss_gb=round(usage.ru_maxrss / 1e6, 3), threads=threads,
+               cmd="glazeish " + " ".join(cmd[3:]))
+    return row
+
+
+def grid(quick: bool) -> list[tuple[tuple[int, int], int, list[str]]]:
+    """(size, threads, extra CLI args) per run: full grid on small sizes, the default on large ones."""
+    runs = []
+    small = [(256, 256), (512, 512)]
+    for size in small:
+        for preset in ("low", "default", "high"):
+            for enc in ("taef2", "taesana"):
+                obj = [] if enc == "taef2" else ["--objective", "texture"]  # taesana has no decoder
+                for prec in ("fp32", "bf16"):
+                    runs.append((size, 2, ["--intensity", preset, "--encoder", enc, "--precision", prec, *obj]))
+        runs.append((size, 1, ["--precision", "auto"]))
+        runs.append((size, 2, ["--precision", "auto"]))
+    for size in [(1024, 1024), (2048, 2048), (4000, 3000)]:
+        runs.append((size, 2, ["--precision", "auto"]))
+    if quick:
+        runs = [r for r in runs if r[0] == (256, 256)][:4]
+    return runs
+
+
+def summarise(rows: list[dict], out: Path) -> None:
+    lines = [
+        "# Speed and memory",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.platform()}.  ",
+        "Every row is one `glazeish protect --json` process on a resized van Gogh painting. `image s` is the "
+        "cloak itself (attack + 8-bit rounding, what `seconds` in `--json` reports); `load s` is model loading; "
+        "`process s` is the whole command, including Python start-up, loading and the figures against noise. "
+        "Protection: how far the taef2 (or taesana) latent moved, as a multiple of same-budget uniform noise, "
+        "and the mimic-view gap vs noise (dB; taef2 only).",
+        "",
+        "| size | threads | args | image s | load s | process s | peak RSS GB | PSNR | latent ×noise | mimic gap dB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r.get('size', '?')} | | `{r['cmd']}` | error: {r['error']} | | | | | | |")
+            continue
+        enc = next(iter(r["encoders"].values()))
+        d = enc["latent_displacement"]
+        m = enc.get("mimic_psnr")
+        gap = f"{m['random'] - m['cloak']:.1f}" if m else "–"
+        args = r["cmd"].split("--json --quiet")[-1].strip() or "(default)"
+        lines.append(
+            f"| {r['width']}×{r['height']} | {r['threads']} | `{args}` | {r['seconds']:.1f} | {r['load_seconds']:.2f} | "
+            f"{r['process_wall_s']:.1f} | {r['peak_rss_gb']:.2f} | {r['psnr']['cloak']:.1f} | "
+            f"{d['cloak'] / max(d['random'], 1e-9):.1f} | {gap} |"
+        )
+    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        best = [r for r in rows if "error" not in r and r["threads"] == 2 and "--precision auto" in r["cmd"]]
+        best.sort(key=lambda r: r["width"] * r["height"])
+        px = np.array([r["width"] * r["height"] / 1e6 for r in best])
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+        a1.plot(px, [r["seconds"] for r in best], "o-")
+        a1.set(xlabel="megapixels", ylabel="seconds per image", title="default preset, 2 threads")
+        a2.plot(px, [r["peak_rss_gb"] for r in best], "o-", color="C1")
+        a2.axhline(3, ls="--", color="grey")
+        a2.set(xlabel="megapixels", ylabel="peak RSS (GB)", title="memory (3 GB target dashed)")
+        fig.tight_layout()
+        fig.savefig(out / "speed.png", dpi=90)
+    except Exception as e:  # the tables matter more than the plot
+        print(f"plot skipped: {e}", file=sys.stderr)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "speed")
+    ap.add_argument("--scratch", type=Path, default=ROOT / "benchmarks" / "_scratch" / "speed")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = grid(args.quick)
+    images = make_inputs(args.scratch, sorted({r[0] for r in runs}))
+    rows = []
+    with open(args.out / "results.jsonl", "w") as log:
+        for i, (size, threads, extra) in enumerate(runs, 1):
+            row = run_one(images[size], args.scratch / "out", threads, extra)
+            row["size"] = f"{size[0]}×{size[1]}"
+            rows.append(row)
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            print(f"[{i}/{len(runs)}] {row['size']} t={threads} {' '.join(extra)}: "
+                  f"{row.get('seconds', row.get('error'))}", file=sys.stderr, flush=True)
+    summarise(rows, args.out)
+    print((args.out / "RESULTS.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
