@@ -138,7 +138,7 @@ class Protector:
 
     def n_tiles(self, height: int, width: int) -> int:
         m = self.ensemble.multiple
-        return len(plan_tiles(-(-height // m) * m, -(-width // m) * m, self._tile(), self.config.overlap))
+        return len(plan_tiles(-(-height // m) * m, -(-width // m) * m, self._tile(), self.config.overlap, m))
 
     def _tile(self) -> int:
         m = self.ensemble.multiple
@@ -161,7 +161,8 @@ class Protector:
             eps_map = budget_map(xp, self.eps, floor=c.budget_floor, alpha=a)
         elif a is not None:
             eps_map = (a > 0).float() * self.eps
-        n_batches = len(plan_tiles(*xp.shape[-2:], self._tile(), c.overlap))
+        m = self.ensemble.multiple
+        n_batches = len(plan_tiles(*xp.shape[-2:], self._tile(), c.overlap, m))
 
         def attack_tiles(xs: torch.Tensor, es: torch.Tensor | None, index: int) -> torch.Tensor:
             progress = None
@@ -169,7 +170,7 @@ class Protector:
                 progress = lambda i, n, loss: callback(index * n + i, n * n_batches, loss)  # noqa: E731
             return self.attack(progress, seed=c.seed + 1009 * index)(xs, es)
 
-        out = cloak_tiled(attack_tiles, xp, eps_map, self.eps, self._tile(), c.overlap)
+        out = cloak_tiled(attack_tiles, xp, eps_map, self.eps, self._tile(), c.overlap, m)
         return out[..., :h, :w]
 
     def protect(self, art: Artwork, evaluate: bool = True, callback: StepCallback | None = None) -> Result:
