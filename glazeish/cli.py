@@ -62,6 +62,34 @@ def _summary(name: str, figures: dict) -> str:
     return f"{name}: " + ", ".join(parts)
 
 
+def _protect_on_ray(files, out, config, meta, fmt, quality, overwrite, address, workers, evaluate, max_pixels,
+                    as_json, quiet) -> None:
+    """``protect --ray``: the same outputs, rows and messages as the local loop, from Ray workers."""
+    try:
+        import ray  # noqa: F401  (only to give a clear message when the extra is missing)
+
+        from .distributed import OutdirBusyError, WorkerSetupError, protect_with_ray
+    except ImportError:
+        fail("--ray needs Ray: pip install 'glazeish[ray]'")
+    show = not quiet and sys.stderr.isatty()
+    with _progress(len(files), "images", disable=not show or len(files) < 2) as batch:
+        def on_row(row: dict) -> None:
+            if as_json:
+                typer.echo(json.dumps(row))
+            elif not quiet and "psnr" in row:
+                typer.echo(_summary(Path(row["output"]).name, row), err=True)
+
+        try:
+            _, errors = protect_with_ray(files, out, config, meta, fmt, quality, overwrite, address=address,
+                                         num_workers=workers, evaluate=evaluate, max_pixels=max_pixels,
+                                         on_row=on_row, on_message=lambda m: typer.echo(m, err=True),
+                                         on_progress=batch.update)
+        except (WorkerSetupError, OutdirBusyError, ValueError, ConnectionError) as e:
+            fail(str(e))
+    if errors:
+        raise typer.Exit(1)
+
+
 @app.command()
 def protect(
     inputs: List[Path] = typer.Argument(..., help="Image files and/or folders to cloak.", show_default=False),
@@ -98,6 +126,16 @@ def protect(
     copyright: Optional[str] = typer.Option(None, "--copyright", help="Copyright notice for the metadata."),
     url: Optional[str] = typer.Option(None, help="Web statement of rights (URL) for the metadata."),
     keep_gps: bool = typer.Option(False, help="Keep GPS location from the input's EXIF (dropped by default)."),
+    ray: bool = typer.Option(False, "--ray", help="Run on Ray (pip install 'glazeish\\[ray]'): one task per image, "
+                             "models loaded once per worker, resumable. Starts Ray on this machine's cores unless "
+                             "--ray-address is given."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDRESS",
+                                              help="Ray cluster to run on (implies --ray): HEAD:6379, or auto "
+                                              "on a cluster node. Inputs and --out must be on a filesystem every "
+                                              "node sees at the same path."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray workers (implies --ray). Default: "
+                                          "one single-threaded worker per CPU of the cluster; with N, each of the N "
+                                          "gets CPUs/N torch threads (fewer, bigger workers for big images)."),
 ):
     """Cloak images so that a diffusion model's encoder sees something else.
 
@@ -121,6 +159,10 @@ def protect(
     if not files:
         fail("no images found in the given inputs")
     _check_writable(out)
+    if ray or ray_address or workers:
+        _protect_on_ray(files, out, config, meta, fmt, quality, overwrite, ray_address, workers,
+                        evaluate or as_json, max_pixels, as_json, quiet)
+        return
     try:
         protector = Protector(config)
     except (WeightsError, ImageError, ValueError, OSError) as e:

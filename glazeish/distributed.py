@@ -1,0 +1,722 @@
+"""Scale cloaking (and benchmark grids) out over a Ray cluster: one task per image, models loaded once per worker.
+
+Optional: needs ``pip install "glazeish[ray]"``. Ray is imported only inside the functions that start or use a
+cluster, so ``import glazeish.distributed`` works without it and the local (non-Ray) path never imports it.
+
+Two layers:
+
+* :func:`run_tasks` — generic: runs ``task_fn(state, item)`` for every item on a pool of Ray actors, each of
+  which builds its ``state`` once (``setup_fn()``, e.g. loading the encoders), streams results back to the
+  driver as they finish, records every finished item in a JSON-lines *manifest* keyed by a job key, skips
+  items already recorded on a rerun, reports an item whose task raised as a one-line error (the batch goes
+  on), and retries an item once on a fresh actor when its worker dies (killed, out of memory, node lost).
+* :func:`protect_with_ray` — ``glazeish protect --ray``: the CLI's loop over images, on :func:`run_tasks`.
+
+Exactly once, across worker and driver crashes. The job key of an image is a hash of the input's bytes, the
+output name, every :class:`~glazeish.protect.ProtectConfig` field that decides the cloak, the output format
+and metadata options and the glazeish version (:func:`job_key`). A worker writes its cloak atomically to a
+staging file named by the key (``OUTDIR/.glazeish-staging/<key>.png``, plus ``<key>.json`` with its row);
+the driver then appends the key to ``OUTDIR/.glazeish-manifest.jsonl`` (one line, fsync'd) and only then
+renames the staged file onto the output. So at every instant an item is either not started, staged (a rerun
+adopts it without recomputing), recorded but not yet renamed (a rerun finishes the rename), or done (a rerun
+skips it). A worker killed mid-image leaves at most a hidden temp file, never a half output.
+
+Multi-node: every node must see the inputs and OUTDIR at the same absolute paths (a shared filesystem);
+see the README. A result staged on a node whose OUTDIR is not the driver's is reported as an error rather
+than recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Generic, Sequence, TypeVar
+
+from . import __version__
+from .imageio import DEFAULT_MAX_PIXELS, ImageError
+from .metadata import MetadataOptions
+from .protect import ProtectConfig, output_path
+
+__all__ = [
+    "MANIFEST_NAME", "STAGING_DIR", "Manifest", "OutdirBusyError", "ProtectItem", "ProtectJob", "ProtectWorker",
+    "TaskReport", "WorkerSetupError", "check_reachable", "file_sha256", "job_key", "plan_workers",
+    "protect_actor_class", "protect_with_ray", "run_tasks",
+]
+
+MANIFEST_NAME = ".glazeish-manifest.jsonl"
+STAGING_DIR = ".glazeish-staging"
+#: Environment variables the driver passes on to every worker (a node started with ``ray start`` does not
+#: otherwise see the driver's environment).
+FORWARDED_ENV = ("GLAZEISH_MODELS", "GLAZEISH_OFFLINE", "HF_HUB_OFFLINE", "HF_HOME", "TORCH_HOME")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class WorkerSetupError(RuntimeError):
+    """A worker could not build its state (e.g. the encoder weights are missing); nothing was run."""
+
+
+class OutdirBusyError(RuntimeError):
+    """Another ``protect --ray`` run holds the output folder."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# manifest
+
+
+class Manifest:
+    """Append-only JSON-lines record of finished items: one ``{"key": ..., ...}`` object per line.
+
+    Appends are one ``write`` of one line, flushed and fsync'd, by the driver only, so a crash can at most
+    tear the last line; a torn or unparsable line is ignored on reading (its item is simply redone).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.records: dict[str, dict] = {}
+        self._torn_tail = False
+        if self.path.is_file():
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+            self._torn_tail = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and isinstance(rec.get("key"), str):
+                    self.records[rec["key"]] = rec
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.records
+
+    def get(self, key: str) -> dict | None:
+        return self.records.get(key)
+
+    def append(self, record: dict) -> None:
+        """Record one finished item (``record["key"]`` is its job key)."""
+        line = json.dumps(record, sort_keys=True, default=str) + "\n"
+        if self._torn_tail:  # start on a fresh line after a torn one, so this record is not glued to it
+            line = "\n" + line
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self._torn_tail = False
+        self.records[record["key"]] = record
+
+
+# ---------------------------------------------------------------------------------------------------------
+# generic task pool
+
+
+@dataclass
+class TaskReport(Generic[T]):
+    """What :func:`run_tasks` did: results in completion order, items skipped as already done, failures."""
+
+    results: list[tuple[T, Any]] = field(default_factory=list)
+    skipped: list[T] = field(default_factory=list)
+    failed: list[tuple[T, str]] = field(default_factory=list)
+    workers: int = 0
+    cpus_per_worker: int = 0
+    worker_deaths: int = 0
+    seconds: float = 0.0
+
+
+def plan_workers(total_cpus: float, num_workers: int | None = None,
+                 cpus_per_worker: int | None = None) -> tuple[int, int]:
+    """``(workers, cpus_per_worker)`` for a cluster with ``total_cpus`` CPUs.
+
+    Given a worker count, each worker gets an equal share of the CPUs (at least 1; its torch thread count);
+    otherwise one worker per ``cpus_per_worker`` (default 1) CPUs. Never plans more CPUs than exist unless
+    the caller asked for more workers than CPUs (then each gets 1 and the CPUs are oversubscribed).
+    """
+    total = max(1, int(total_cpus))
+    if num_workers is not None and num_workers < 1:
+        raise ValueError(f"workers must be ≥ 1, not {num_workers}")
+    if cpus_per_worker is not None and cpus_per_worker < 1:
+        raise ValueError(f"cpus per worker must be ≥ 1, not {cpus_per_worker}")
+    if num_workers:
+        return num_workers, cpus_per_worker or max(1, total // num_workers)
+    cpw = cpus_per_worker or 1
+    return max(1, total // cpw), cpw
+
+
+def _one_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type name."""
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+def _task_error(e: Exception) -> str:
+    """A one-line message for an exception raised inside a task (unwrapping Ray's wrapper)."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, BaseException):
+        return _one_line(cause)
+    # Ray's own text is "ray::Actor.method() (pid=..., ip=...)\n  traceback...\npkg.mod.SomeError: message"
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    m = re.match(r"^[\w.]+(?:Error|Exception): (.+)$", lines[-1].strip())
+    return m.group(1) if m else lines[-1].strip()
+
+
+class _TaskActorImpl:
+    """What each Ray actor runs: builds ``setup_fn()`` once, then ``task_fn(state, item)`` per call."""
+
+    def __init__(self, setup_fn: Callable[[], Any] | None, task_fn: Callable[[Any, Any], Any], threads: int):
+        import torch
+
+        # one intra-op thread per CPU the actor holds: actors on one node must not fight over cores
+        torch.set_num_threads(max(1, threads))
+        t0 = time.perf_counter()
+        self.state = setup_fn() if setup_fn is not None else None
+        self.setup_seconds = time.perf_counter() - t0
+        self.task_fn = task_fn
+
+    def ready(self) -> dict:
+        import socket
+
+        return {"pid": os.getpid(), "host": socket.gethostname(), "setup_seconds": self.setup_seconds}
+
+    def run(self, item: Any) -> Any:
+        return self.task_fn(self.state, item)
+
+
+_ACTOR_CLASSES: dict[str, Any] = {}
+
+
+def _task_actor_class():
+    """The Ray actor class around :class:`_TaskActorImpl` (created on first use: Ray is optional)."""
+    if "task" not in _ACTOR_CLASSES:
+        import ray
+
+        # a named class so that `ray list actors` and process titles ("ray::TaskActor.run") say what it is
+        _ACTOR_CLASSES["task"] = ray.remote(type("TaskActor", (_TaskActorImpl,), {"__module__": __name__}))
+    return _ACTOR_CLASSES["task"]
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Raise ``ConnectionError`` unless ``HOST:PORT`` (or ``ray://HOST:PORT``) accepts a TCP connection.
+
+    Needed because ``ray.init`` retries an unreachable address for many minutes; ``auto`` is not checked.
+    """
+    import socket
+
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and the like: Ray resolves and reports these itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(f"cannot reach a Ray cluster at {address} ({e.strerror or e}); start one with "
+                              "`ray start --head` there, or check the address and firewall") from None
+
+
+def _init_ray(address: str | None, num_workers: int | None) -> bool:
+    """Connect to ``address`` or start a local Ray instance; returns whether this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        check_reachable(address)
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        # the local instance gets every core here, or more when more workers were asked for explicitly
+        ray.init(num_cpus=max(os.cpu_count() or 1, num_workers or 0), include_dashboard=False,
+                 logging_level=logging.WARNING)
+    return True
+
+
+def run_tasks(
+    task_fn: Callable[[Any, T], R],
+    items: Sequence[T],
+    *,
+    setup_fn: Callable[[], Any] | None = None,
+    key_fn: Callable[[T], str] | None = None,
+    manifest_path: str | os.PathLike | None = None,
+    is_done: Callable[[T, dict], bool] | None = None,
+    record_fn: Callable[[T, R], dict] | None = None,
+    on_result: Callable[[T, R], None] | None = None,
+    on_error: Callable[[T, str], None] | None = None,
+    num_workers: int | None = None,
+    address: str | None = None,
+    cpus_per_worker: int | None = None,
+    gpus_per_worker: float = 0.0,
+    retries: int = 1,
+    env_vars: dict[str, str] | None = None,
+) -> TaskReport[T]:
+    """Run ``task_fn(state, item)`` for every item on a pool of Ray actors; results stream back as they finish.
+
+    Args:
+        task_fn: runs on a worker; ``state`` is that worker's ``setup_fn()`` (None without one). Its return
+            value must be picklable (and JSON-able if it goes into the manifest). An exception it raises
+            fails that item only, reported as one line.
+        items: picklable work items (paths, small dataclasses, tuples of names...).
+        setup_fn: builds a worker's state once (e.g. ``partial(Protector, config)``: models loaded once per
+            worker, not per item). If it fails on the first workers, :class:`WorkerSetupError` is raised
+            before anything runs.
+        key_fn: an item's job key (same key = same work with the same result). Items whose key repeats an
+            earlier item's are run once.
+        manifest_path: JSON-lines record of finished items keyed by ``key_fn`` (needs ``key_fn``). On a
+            rerun an item whose key is recorded is skipped (if ``is_done(item, record)`` also agrees).
+        record_fn: the manifest record for a finished item (driver side; ``"key"`` is added); raising here
+            fails the item and records nothing. Default: ``{"result": result}``.
+        on_result: called on the driver for each finished item, after it is recorded.
+        on_error: called on the driver for each failed item with a one-line message.
+        num_workers, cpus_per_worker: see :func:`plan_workers`; each worker uses ``cpus_per_worker`` torch
+            threads. Default: one single-threaded worker per CPU of the cluster.
+        address: a Ray cluster (``"auto"``, ``"HEAD:6379"``, ``"ray://HEAD:10001"``); None starts a local
+            instance with this machine's cores. A Ray instance already initialised in this process is used
+            as it is and left running.
+        gpus_per_worker: GPUs (or a fraction) reserved per worker; 0 leaves actors CPU-only.
+        retries: how many times an item is re-run on a fresh worker after its worker died.
+        env_vars: extra environment for the workers (:data:`FORWARDED_ENV` from the driver is always passed).
+    """
+    t_start = time.perf_counter()
+    items = list(items)
+    report: TaskReport[T] = TaskReport()
+    if manifest_path is not None and key_fn is None:
+        raise ValueError("a manifest needs a key_fn")
+    manifest = Manifest(manifest_path) if manifest_path is not None else None
+    keys = [key_fn(it) for it in items] if key_fn else [None] * len(items)
+    todo: list[int] = []
+    seen: set[str] = set()
+    for i, it in enumerate(items):
+        k = keys[i]
+        rec = manifest.get(k) if manifest is not None and k is not None else None
+        if rec is not None and (is_done is None or is_done(it, rec)):
+            report.skipped.append(it)
+            continue
+        if k is not None and k in seen:  # the same work twice in one batch: do it once
+            report.skipped.append(it)
+            continue
+        if k is not None:
+            seen.add(k)
+        todo.append(i)
+    if not todo:
+        report.seconds = time.perf_counter() - t_start
+        return report
+
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    owns = _init_ray(address, num_workers)
+    actors: list = []
+    try:
+        total = ray.cluster_resources().get("CPU", os.cpu_count() or 1)
+        workers, cpw = plan_workers(total, num_workers, cpus_per_worker)
+        workers = min(workers, len(todo))
+        report.workers, report.cpus_per_worker = workers, cpw
+        env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+        env.update(env_vars or {})
+        opts: dict[str, Any] = {"num_cpus": cpw, "max_restarts": 0, "max_task_retries": 0}
+        if gpus_per_worker:
+            opts["num_gpus"] = gpus_per_worker
+        if env:
+            opts["runtime_env"] = {"env_vars": env}
+        actor_cls = _task_actor_class()
+
+        def spawn():
+            return actor_cls.options(**opts).remote(setup_fn, task_fn, cpw)
+
+        actors = [spawn() for _ in range(workers)]
+        try:  # fail fast (like the local CLI) when the first workers cannot load their models
+            ray.get([a.ready.remote() for a in actors])
+        except RayError as e:
+            raise WorkerSetupError(_task_error(e)) from None
+
+        def fail(i: int, msg: str) -> None:
+            report.failed.append((items[i], msg))
+            if on_error is not None:
+                on_error(items[i], msg)
+
+        pending = deque(todo)
+        idle = list(actors)
+        flight: dict[Any, tuple[Any, int]] = {}
+        deaths: dict[int, int] = {}
+        while pending or flight:
+            while len(actors) < workers and len(idle) < len(pending):  # replace dead workers, when needed
+                actors.append(spawn())
+                idle.append(actors[-1])
+            while idle and pending:  # one item in flight per worker: a dead worker takes one item with it
+                a, i = idle.pop(), pending.popleft()
+                flight[a.run.remote(items[i])] = (a, i)
+            (ref,), _ = ray.wait(list(flight), num_returns=1)
+            a, i = flight.pop(ref)
+            try:
+                result = ray.get(ref)
+            except RayTaskError as e:  # the task raised: this item's fault; the worker is fine
+                idle.append(a)
+                fail(i, _task_error(e))
+                continue
+            except RayError as e:  # the worker died (killed, out of memory, node lost): drop it (replaced above)
+                report.worker_deaths += 1
+                actors.remove(a)
+                try:
+                    ray.kill(a, no_restart=True)
+                except Exception:  # already gone
+                    pass
+                deaths[i] = deaths.get(i, 0) + 1
+                if deaths[i] <= retries:
+                    pending.appendleft(i)
+                else:
+                    fail(i, f"worker died {deaths[i]} times running this item ({_one_line(e)[:200]})")
+                continue
+            idle.append(a)
+            try:
+                record = record_fn(items[i], result) if record_fn is not None else {"result": result}
+            except Exception as e:  # e.g. the output is not visible from the driver
+                fail(i, _one_line(e))
+                continue
+            if manifest is not None:
+                manifest.append({**record, "key": keys[i]})
+            report.results.append((items[i], result))
+            if on_result is not None:
+                on_result(items[i], result)
+    finally:
+        for a in actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:
+                pass
+        if owns:
+            ray.shutdown()
+    report.seconds = time.perf_counter() - t_start
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------
+# protect
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def job_key(input_sha256: str, output_name: str, config: ProtectConfig, meta: MetadataOptions,
+            fmt: str = "png", quality: int = 95) -> str:
+    """The job key of one image: same key -> same output file (on the same kind of device).
+
+    Hashes the input's bytes (as ``input_sha256``), the output's file name, every config field that decides
+    the cloak (not ``models_dir``, a path that differs between machines; the target pattern by its bytes),
+    the format (and quality, for the lossy ones), the metadata options and the glazeish version.
+    """
+    c = asdict(config)
+    c.pop("models_dir", None)
+    if c.get("target"):
+        try:
+            c["target"] = "sha256:" + file_sha256(c["target"])
+        except OSError:
+            pass  # the workers report the unreadable target
+    payload = {
+        "input": input_sha256, "output": output_name, "config": c, "format": fmt,
+        "quality": None if fmt == "png" else int(quality), "metadata": asdict(meta), "glazeish": __version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ProtectJob:
+    """The settings of one ``protect`` batch, shared by every image (sent to each worker once)."""
+
+    config: ProtectConfig
+    meta: MetadataOptions = field(default_factory=MetadataOptions)
+    fmt: str = "png"
+    quality: int = 95
+    evaluate: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class ProtectItem:
+    """One image: where it is, where its cloak goes, its job key and where the worker stages the file."""
+
+    src: str  # absolute: workers do not share the driver's working directory
+    dest: str
+    key: str
+    staged: str
+    label_src: str = ""  # the paths as the user gave them, for rows and messages (as the local CLI prints)
+    label_dest: str = ""
+
+
+class ProtectWorker:
+    """One :class:`~glazeish.protect.Protector` (models loaded once) cloaking files; what a Ray actor holds.
+
+    Usable without Ray: ``ProtectWorker(job).protect_file("a.png", "out/a.protected.png")``.
+    """
+
+    def __init__(self, job: ProtectJob):
+        from .protect import Protector
+
+        self.job = job
+        self.protector = Protector(job.config)
+
+    def protect_file(self, src: str | os.PathLike, dest: str | os.PathLike,
+                     write_to: str | os.PathLike | None = None) -> dict:
+        """Read ``src``, cloak it, save it (to ``write_to`` if given, else ``dest``) exactly as the CLI does.
+
+        Returns the CLI's ``--json`` row (``output`` is ``dest``). Raises :class:`ImageError` with a one-line
+        message naming the file when it cannot be read, cloaked or written.
+        """
+        from .imageio import read_image, save_image
+
+        job, config = self.job, self.job.config
+        art = read_image(src, max_pixels=job.max_pixels)
+        try:
+            result = self.protector.protect(art, evaluate=job.evaluate)
+        except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
+            raise ImageError(f"{src}: {_one_line(e)}") from None
+        save_image(write_to or dest, result.rgb, art.alpha, art.source, job.meta, job.fmt, job.quality)
+        return {"input": str(src), "output": str(dest), "width": art.size[0], "height": art.size[1],
+                "encoder": config.encoder, "objective": config.objective, "intensity": config.intensity,
+                "eps": config.eps, "steps": config.steps, "seed": config.seed,
+                "seconds": round(result.seconds, 3), "load_seconds": round(self.protector.load_seconds, 3),
+                **result.figures}
+
+
+def protect_actor_class():
+    """``ray.remote(ProtectWorker)``, for driving protect actors by hand (``protect_with_ray`` uses
+    :func:`run_tasks`, whose actors hold a :class:`ProtectWorker` as their state)."""
+    if "protect" not in _ACTOR_CLASSES:
+        import ray
+
+        _ACTOR_CLASSES["protect"] = ray.remote(type("ProtectActor", (ProtectWorker,), {"__module__": __name__}))
+    return _ACTOR_CLASSES["protect"]
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, default=str))
+    os.replace(tmp, path)
+
+
+def _protect_task(worker: ProtectWorker, item: ProtectItem) -> dict:
+    """Worker side: cloak one image into its staging file, then write its row next to it (that order: a
+    staged ``.json`` therefore always has a complete image beside it)."""
+    staged = Path(item.staged)
+    try:
+        row = worker.protect_file(item.src, item.dest, write_to=staged)
+    except ImageError as e:
+        msg = str(e)
+        if item.label_src and msg.startswith(item.src):
+            raise ImageError(item.label_src + msg[len(item.src):]) from None
+        raise
+    row["input"], row["output"] = item.label_src or item.src, item.label_dest or item.dest
+    out = {"row": row, "bytes": staged.stat().st_size}
+    _write_json_atomic(staged.with_suffix(".json"), out)
+    return out
+
+
+def _output_ok(dest: Path, record: dict) -> bool:
+    """The recorded output is there and is the file that was recorded (same size)."""
+    try:
+        return dest.stat().st_size == record.get("bytes")
+    except OSError:
+        return False
+
+
+def protect_with_ray(
+    files: Sequence[str | os.PathLike],
+    outdir: str | os.PathLike,
+    config: ProtectConfig,
+    meta: MetadataOptions | None = None,
+    fmt: str = "png",
+    quality: int = 95,
+    overwrite: bool = False,
+    address: str | None = None,
+    num_workers: int | None = None,
+    evaluate: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_row: Callable[[dict], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    cpus_per_worker: int | None = None,
+    gpus_per_worker: float = 0.0,
+) -> tuple[list[dict], list[str]]:
+    """``glazeish protect --ray``: cloak ``files`` into ``outdir`` on Ray workers; resumable, exactly once.
+
+    Same outputs as the local CLI loop (``OUTDIR/<stem>.protected.<ext>``, same pixels for the same seed and
+    device, same ``--json`` rows, passed to ``on_row`` as each image finishes). Messages for stderr (errors,
+    skipped files; each one line starting ``glazeish:``) go to ``on_message``; ``on_progress(n)`` says that
+    ``n`` more files were dealt with (done, resumed, skipped or failed), for a progress bar over
+    ``len(files)``. An existing output is skipped unless ``overwrite``, as in the CLI, except one that this
+    command recorded in ``OUTDIR/.glazeish-manifest.jsonl`` under the same job key: that one counts as done
+    even with ``overwrite`` (it would come out the same). ``num_workers``, ``cpus_per_worker``,
+    ``gpus_per_worker`` and ``address``: see :func:`run_tasks`.
+
+    Returns ``(rows done in this run, error messages)``; the CLI exits 1 if there are any errors. Raises
+    :class:`WorkerSetupError` when the workers cannot load the models, :class:`OutdirBusyError` when another
+    run holds ``outdir``, ``ConnectionError`` when ``address`` cannot be reached, and ``ImportError`` without Ray.
+    """
+    import sys
+
+    say = on_message or (lambda s: print(s, file=sys.stderr))
+    progress = on_progress or (lambda n: None)
+    meta = meta or MetadataOptions()
+    out = Path(outdir).resolve()
+    staging = out / STAGING_DIR
+    staging.mkdir(parents=True, exist_ok=True)
+    lock = _lock_outdir(out)
+    try:
+        return _protect_locked(files, outdir, out, staging, config, meta, fmt, quality, overwrite, address,
+                               num_workers, evaluate, max_pixels, on_row, say, progress, cpus_per_worker,
+                               gpus_per_worker)
+    finally:
+        lock.close()
+
+
+def _lock_outdir(out: Path):
+    """Hold an exclusive lock on ``OUTDIR/.glazeish.lock`` for the run: two drivers on one folder would each
+    redo the other's in-flight images. Where the filesystem has no locks, this quietly does nothing."""
+    import fcntl
+
+    f = open(out / ".glazeish.lock", "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise OutdirBusyError(f"another glazeish run is writing to {out}; wait for it or choose another "
+                              "--out") from None
+    except OSError:
+        pass  # no lock support (some network filesystems)
+    return f
+
+
+def _protect_locked(files, outdir, out, staging, config, meta, fmt, quality, overwrite, address, num_workers,
+                    evaluate, max_pixels, on_row, say, progress, cpus_per_worker, gpus_per_worker):
+    """The body of :func:`protect_with_ray`, run while holding the output folder's lock."""
+    for junk in staging.glob(".*.tmp"):  # temp files of workers killed mid-write (save_image is atomic)
+        junk.unlink(missing_ok=True)
+    manifest = Manifest(out / MANIFEST_NAME)
+    # absolute paths: workers do not share the driver's working directory
+    if config.models_dir:
+        config = ProtectConfig(**{**asdict(config), "models_dir": str(Path(config.models_dir).resolve())})
+    if config.target:
+        config = ProtectConfig(**{**asdict(config), "target": str(Path(config.target).resolve())})
+    job = ProtectJob(config=config, meta=meta, fmt=fmt, quality=quality, evaluate=evaluate, max_pixels=max_pixels)
+    ext = Path(output_path(Path("x"), out, fmt)).suffix
+
+    errors: list[str] = []
+    rows: list[dict] = []
+    todo: list[ProtectItem] = []
+    resumed = 0
+    inputs_resolved = {Path(f).resolve() for f in files}
+    claimed: dict[Path, str] = {}
+    wanted: list[tuple[Any, Path, Path, str]] = []  # (as given, absolute source, output, output as the CLI names it)
+    for f in files:
+        src = Path(os.path.abspath(f))  # not resolve(): a symlink's own stem names the output, as in the CLI
+        dest = output_path(src, out, fmt)
+        label_dest = str(output_path(Path(f), Path(outdir), fmt))
+        if dest.resolve() in inputs_resolved:
+            errors.append(f"glazeish: error: {f}: output {label_dest} would overwrite an input; choose another --out")
+            say(errors[-1])
+            progress(1)
+            continue
+        if dest in claimed:
+            say(f"glazeish: skipped {f}: {label_dest} is also the output of {claimed[dest]} (rename one of them)")
+            progress(1)
+            continue
+        claimed[dest] = str(f)
+        wanted.append((f, src, dest, label_dest))
+
+    def digest(src: Path) -> str:
+        try:
+            return file_sha256(src)
+        except OSError:
+            return "unreadable"  # the worker reports why, in the CLI's words
+
+    # the inputs are hashed up front (that is what makes a rerun safe); threads overlap the reads
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        digests = list(pool.map(digest, [w[1] for w in wanted]))
+    for (f, src, dest, label_dest), dig in zip(wanted, digests):
+        key = job_key(dig, dest.name, config, meta, fmt, quality)
+        staged = staging / f"{key}{ext}"
+        staged_json = staged.with_suffix(".json")
+        rec = manifest.get(key)
+        if rec is not None and _output_ok(dest, rec):
+            resumed += 1
+            continue
+        if rec is not None and staged.is_file():  # recorded, the rename was interrupted: finish it
+            os.replace(staged, dest)
+            staged_json.unlink(missing_ok=True)
+            resumed += 1
+            continue
+        if rec is None and staged_json.is_file():  # staged by a worker before the driver died: adopt it
+            try:
+                done = json.loads(staged_json.read_text())
+                if staged.stat().st_size == done["bytes"]:
+                    manifest.append({"key": key, "input": str(f), "output": label_dest, "bytes": done["bytes"],
+                                     "row": done["row"]})
+                    os.replace(staged, dest)
+                    staged_json.unlink(missing_ok=True)
+                    resumed += 1
+                    continue
+            except (OSError, ValueError, KeyError):
+                pass  # a torn staging pair: redo the image
+        if dest.exists() and not overwrite:
+            say(f"glazeish: skipped {f}: {label_dest} exists (use --overwrite to replace it)")
+            progress(1)
+            continue
+        todo.append(ProtectItem(src=str(src), dest=str(dest), key=key, staged=str(staged), label_src=str(f),
+                                label_dest=label_dest))
+    if resumed:
+        say(f"glazeish: {resumed} of {len(files)} images were already done in {out} (resumed)")
+        progress(resumed)
+
+    def record(item: ProtectItem, result: dict) -> dict:
+        staged = Path(item.staged)
+        if not staged.is_file():
+            raise ImageError(f"{item.label_src}: the worker wrote {staged}, which this machine cannot see: every node "
+                             "must share the output folder at the same path")
+        return {"input": item.label_src, "output": item.label_dest, "bytes": result["bytes"], "row": result["row"]}
+
+    def commit(item: ProtectItem, result: dict) -> None:
+        staged = Path(item.staged)
+        os.replace(staged, item.dest)
+        staged.with_suffix(".json").unlink(missing_ok=True)
+        rows.append(result["row"])
+        progress(1)
+        if on_row is not None:
+            on_row(result["row"])
+
+    def error(item: ProtectItem, msg: str) -> None:
+        if not msg.startswith(item.label_src):  # e.g. "worker died 2 times ...": say which file
+            msg = f"{item.label_src}: {msg}"
+        errors.append(f"glazeish: error: {msg}")
+        say(errors[-1])
+        progress(1)
+
+    try:
+        report = run_tasks(
+            _protect_task, todo, setup_fn=partial(ProtectWorker, job), key_fn=lambda it: it.key,
+            manifest_path=out / MANIFEST_NAME, is_done=lambda it, rec: _output_ok(Path(it.dest), rec),
+            record_fn=record, on_result=commit, on_error=error, num_workers=num_workers, address=address,
+            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+        )
+    finally:
+        try:
+            staging.rmdir()  # only if empty: leftovers are staged results a rerun will adopt
+        except OSError:
+            pass
+    if report.worker_deaths:
+        say(f"glazeish: {report.worker_deaths} worker(s) died during the run and were replaced")
+    return rows, errors
