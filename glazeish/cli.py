@@ -220,6 +220,17 @@ def protect(
 app.command()(report_mod.check)
 
 
+def _bench_app() -> typer.Typer:
+    from .bench.cli import app as bench_app
+    from .bench.mimic import mimic_command
+
+    bench_app.command("mimic")(mimic_command)
+    return bench_app
+
+
+app.add_typer(_bench_app(), name="bench", help="Benchmarks: protections x purifications (run, report), mimicry training (mimic).")
+
+
 @app.command()
 def encoders(
     models: Optional[Path] = typer.Option(None, "--models", help=MODELS_HELP),

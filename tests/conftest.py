@@ -15,7 +15,9 @@ SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
 MODELS = Path(os.environ.get("GLAZEISH_MODELS", SHARED / "models"))
 IMAGES = SHARED / "images"
 
-# tests never download weights
+# tests use the real weights in ../shared and never download any
+if MODELS.is_dir():
+    os.environ.setdefault("GLAZEISH_MODELS", str(MODELS))
 os.environ.setdefault("GLAZEISH_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # keep the cache (downloads, the remembered fp32/bf16 choice) out of the user's home

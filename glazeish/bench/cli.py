@@ -30,6 +30,12 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _split(s: str) -> list[str]:
     return [p.strip() for p in s.split(",") if p.strip()]
 
@@ -79,6 +85,21 @@ def run(
     grid: bool = typer.Option(True, "--grid/--no-grid", help="Write the image grid(s)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write tables and plots at the end."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    pipeline: Optional[str] = typer.Option(None, help="A diffusers pipeline (repo id or local folder): also "
+                                           "measure img2img on its generated images (needs the weights locally "
+                                           "or the HF hub)."),
+    prompt: str = typer.Option("a painting", help="Prompt of the pipeline measurements."),
+    strengths: str = typer.Option("0.3,0.45,0.6", help="img2img strengths."),
+    pipeline_steps: int = typer.Option(30, help="Denoising steps of the pipeline."),
+    guidance: float = typer.Option(7.5, help="Classifier-free guidance scale."),
+    pipeline_dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16 weights for the pipeline."),
+    pipeline_purifications: str = typer.Option("none", help="Purifications after which img2img is measured."),
+    lora_steps: int = typer.Option(0, help="Fine-tune a LoRA for this many steps on each set (0: off; SD-style "
+                                   "pipelines, needs peft)."),
+    lora_rank: int = typer.Option(4, help="LoRA rank."),
+    lora_lr: float = typer.Option(1e-4, help="LoRA learning rate."),
+    lora_samples: int = typer.Option(4, help="Images sampled from each LoRA."),
+    resolution: Optional[int] = typer.Option(None, help="LoRA training/sampling size (default: the pipeline's)."),
 ):
     """Measure protections on a set of images; resumable (finished rows are skipped) and seeded.
 
@@ -94,12 +115,29 @@ def run(
         purifications = QUICK_PURIFS if quick else DEFAULT_PURIFS
     if quick and limit is None:
         limit = 2
+    pcfg = None
+    if pipeline:
+        from .pipelines import PipelineConfig
+
+        try:
+            strength_list = tuple(float(v) for v in _split(strengths))
+        except ValueError:
+            _fail(f"--strengths must be comma-separated numbers, not {strengths!r}")
+        if pipeline_dtype not in ("fp32", "fp16", "bf16"):
+            _fail("--pipeline-dtype must be fp32, fp16 or bf16")
+        pcfg = PipelineConfig(
+            pipeline=pipeline, prompt=prompt, strengths=strength_list, steps=pipeline_steps, guidance=guidance,
+            seed=seed, device="cuda" if device == "auto" and _cuda() else ("cpu" if device == "auto" else device),
+            dtype=pipeline_dtype, lora_steps=lora_steps, lora_rank=lora_rank, lora_lr=lora_lr,
+            lora_samples=lora_samples, resolution=resolution, purifications=_split(pipeline_purifications),
+        )
     config = BenchConfig(
         images=[str(p) for p in images], out=str(out), protections=_split(protections),
         purifications=_split(purifications), encoders=_split(encoders), attacked=attacked,
         style_encoder=style_encoder, eps=eps, attack_steps=attack_steps, seed=seed, device=device,
         precision=precision, models_dir=str(models) if models else None, cache=str(cache) if cache else None,
         external=ext, limit=limit, slow_images=slow_images, impress_steps=impress_steps, batch=batch,
+        pipeline=pcfg,
     )
     try:
         bench = Bench(config, log=lambda s: typer.echo(f"glazeish bench: {s}", err=True))

@@ -34,6 +34,7 @@ import torch
 from ..metadata import MetadataOptions
 from ..imageio import ImageError, find_images, read_image, save_image, to_tensor, to_uint8
 from .measure import Measurer, metric_info
+from .pipelines import PipelineConfig
 from .protections import BenchContext, Protection, image_seed, make_protection, measured_eps, split_protections
 
 CSV_NAME = "results.csv"
@@ -67,6 +68,7 @@ class BenchConfig:
     impress_steps: int = 20
     batch: int = 4
     recursive: bool = False
+    pipeline: "PipelineConfig | None" = None  # full diffusers pipeline measurements (img2img, LoRA)
 
 
 def image_key(path: Path) -> str:
@@ -75,15 +77,18 @@ def image_key(path: Path) -> str:
 
 
 def list_images(folders: Iterable[str], limit: int | None = None, recursive: bool = False) -> list[Path]:
-    """Images of every folder (sorted), at most ``limit`` per folder."""
-    out: list[Path] = []
+    """Images of every folder (sorted), at most ``limit`` per folder, taken round-robin across folders so
+    that a run stopped early still covers every folder (paintings, flat, ...)."""
+    groups: list[list[Path]] = []
     for folder in folders:
         found = find_images([folder], recursive)
         by_parent: dict[Path, list[Path]] = {}
         for f in found:
             by_parent.setdefault(f.parent, []).append(f)
-        for files in by_parent.values():
-            out.extend(files[:limit] if limit else files)
+        groups.extend(files[:limit] if limit else files for files in by_parent.values())
+    out: list[Path] = []
+    for i in range(max((len(g) for g in groups), default=0)):
+        out.extend(g[i] for g in groups if i < len(g))
     keys = [image_key(p) for p in out]
     dupes = {k for k in keys if keys.count(k) > 1}
     if dupes:
@@ -135,13 +140,12 @@ class ResultsWriter:
             w.writerows(rows)
         self.rows = rows
 
-    def done(self, metric_names: list[str]) -> set[tuple[str, str, str]]:
-        """(image, protection, purification) groups that have every metric in ``metric_names``."""
-        have: dict[tuple[str, str, str], set[str]] = {}
+    def have(self) -> dict[tuple[str, str, str], set[str]]:
+        """(image, protection, purification) -> the metrics already written for it."""
+        out: dict[tuple[str, str, str], set[str]] = {}
         for r in self.rows:
-            have.setdefault((r["image"], r["protection"], r["purification"]), set()).add(r["metric"])
-        need = set(metric_names)
-        return {k for k, v in have.items() if need <= v}
+            out.setdefault((r["image"], r["protection"], r["purification"]), set()).add(r["metric"])
+        return out
 
     def effects_at_none(self) -> dict[tuple[str, str, str], float]:
         """(image, protection, metric) -> effect without purification, for the ``retained`` column."""
@@ -149,6 +153,9 @@ class ResultsWriter:
                 for r in self.rows if r["purification"] == NONE}
 
     def write(self, rows: list[dict]) -> None:
+        """Append ``rows``, leaving out metrics already written for their group (a re-run adding metrics)."""
+        have = self.have()
+        rows = [r for r in rows if r["metric"] not in have.get((r["image"], r["protection"], r["purification"]), ())]
         buf = io.StringIO()
         w = csv.DictWriter(buf, CSV_FIELDS)
         w.writerows(rows)
@@ -197,7 +204,8 @@ def environment(config: BenchConfig, device: torch.device) -> dict:
 
 
 def _update_env(out: Path, entry: dict) -> None:
-    """Append this invocation to ``environment.json`` (a resumed run keeps the history)."""
+    """Record this invocation in ``environment.json`` (a resumed run keeps the history): appended when it
+    starts, replaced (same ``run_id``) when it finishes, so a run that was stopped is still on record."""
     path = out / ENV_NAME
     data = {"runs": []}
     if path.is_file():
@@ -205,7 +213,8 @@ def _update_env(out: Path, entry: dict) -> None:
             data = json.loads(path.read_text())
         except json.JSONDecodeError:
             pass
-    data.setdefault("runs", []).append(entry)
+    runs = [r for r in data.setdefault("runs", []) if r.get("run_id") != entry.get("run_id")]
+    data["runs"] = runs + [entry]
     data["latest"] = entry
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
@@ -262,6 +271,18 @@ class Bench:
             (p.name, p) for p in make_purifications(names, model=mimic, steps=c.impress_steps, seed=c.seed)
         ] if names else [(NONE, None)]
         self.slow = {name for name, p in self.purifications if p is not None and needs_model(name)}
+        self.img2img = None
+        if c.pipeline is not None:
+            from .pipelines import Img2ImgMeasurer
+
+            self.img2img = Img2ImgMeasurer(c.pipeline, style=style)
+
+    def metric_names(self, purification: str) -> list[str]:
+        """Metrics written for every (image, protection) after ``purification``."""
+        names = list(self.measurer.metric_names)
+        if self.img2img is not None and purification in self.config.pipeline.purifications:
+            names += self.img2img.metric_names
+        return names
 
     # -- cache --------------------------------------------------------------------------------
 
@@ -308,11 +329,15 @@ class Bench:
                 slow_ok.add(k)
 
         writer = ResultsWriter(self.out / CSV_NAME)
-        done = writer.done(self.measurer.metric_names)
+        have = writer.have()
+        done = {k for k, v in have.items() if set(self.metric_names(k[2])) <= v}
         none_effects = writer.effects_at_none()
         started = time.time()
         env = environment(c, self.device)
         env["started"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        env["run_id"] = f"{env['started']}-{os.getpid()}"
+        env["finished"] = None
+        _update_env(self.out, env)
         timings: dict[str, list[float]] = {}
         errors: list[str] = []
 
@@ -362,6 +387,8 @@ class Bench:
                 writer.write(rows)
                 bar.update(1)
         bar.close()
+        if c.pipeline is not None and c.pipeline.lora_steps > 0:
+            self._lora(files, writer)
         env["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         env["seconds"] = round(time.time() - started, 1)
         env["attack_seconds_mean"] = {k: round(float(np.mean(v)), 2) for k, v in timings.items()}
@@ -378,6 +405,50 @@ class Bench:
         env["cache"] = str(self.cache)
         _update_env(self.out, env)
         return self.out / CSV_NAME
+
+    def _lora(self, files: list[Path], writer: ResultsWriter) -> None:
+        """Set-level LoRA mimicry per folder: one LoRA per protection, per noise budget and on the clean set."""
+        from ..protect import uniform_noise
+        from .pipelines import lora_metrics, lora_mimic
+
+        pcfg = self.config.pipeline
+        have = writer.have()
+        by_folder: dict[str, list[Path]] = {}
+        for f in files:
+            by_folder.setdefault(f.parent.name, []).append(f)
+        prots = [p for p in self.protections if p.name != NONE]
+        for folder, group in by_folder.items():
+            if all((f"lora:{folder}/0", p.name, NONE) in have for p in prots):
+                continue
+            originals = [read_image(f).rgb for f in group]
+            keys = [image_key(f) for f in group]
+            sets: dict[str, list[torch.Tensor]] = {"clean": [to_tensor(r) for r in originals]}
+            eps_of: dict[str, float] = {}
+            for p in prots:
+                imgs = [self.protected(p, r, k)[0] for r, k in zip(originals, keys)]
+                eps = p.eps if p.eps is not None else max(measured_eps(r, i) for r, i in zip(originals, imgs))
+                eps_of[p.name] = eps
+                sets[p.name] = [to_tensor(i) for i in imgs]
+                nkey = f"noise@{eps:g}"
+                if nkey not in sets:
+                    sets[nkey] = [to_tensor(to_uint8(uniform_noise(to_tensor(r), eps / 255, image_seed(self.config.seed, k)),
+                                                     r, eps / 255)) for r, k in zip(originals, keys)]
+            results = lora_mimic(self.img2img.pipe, sets, pcfg)
+            style = self.measurer.style
+            clean_m = lora_metrics(results["clean"], results["clean"], sets["clean"], style)
+            rows = []
+            for p in prots:
+                val = lora_metrics(results[p.name], results["clean"], sets["clean"], style)
+                noi = lora_metrics(results[f"noise@{eps_of[p.name]:g}"], results["clean"], sets["clean"], style)
+                res_px = results[p.name].samples.shape[-1]
+                for k, (v, n, cl) in enumerate(zip(val, noi, clean_m)):
+                    for m in v:
+                        eff = v[m] - n[m]
+                        rows.append({"image": f"lora:{folder}/{k}", "folder": folder, "width": res_px, "height": res_px,
+                                     "protection": p.name, "eps": _fmt(eps_of[p.name]), "purification": NONE,
+                                     "metric": m, "value": _fmt(v[m]), "clean": _fmt(cl[m]), "noise": _fmt(n[m]),
+                                     "effect": _fmt(eff if np.isfinite(eff) else float("nan")), "retained": ""})
+            writer.write(rows)
 
     def grids(self, per_folder: int = 1, protections: list[str] | None = None) -> list[Path]:
         """Image grids (original / protected / mimic view / amplified δ) for the first image(s) of each folder."""
@@ -419,23 +490,31 @@ class Bench:
             noise_rgb = to_uint8(uniform_noise(x, eps_key / 255, image_seed(self.config.seed, k)), rgb, eps_key / 255)
         rows = []
         for pname, pur in wanted:
-            need = []
+            # measure each distinct image once ("none" and eps-0 noise are the clean image itself)
+            need: list[tuple[str, np.ndarray]] = []
             if pname not in clean_cache:
                 need.append(("clean", rgb))
-            if pname not in noise_cache[eps_key]:
+            if pname not in noise_cache[eps_key] and noise_rgb is not rgb:
                 need.append(("noise", noise_rgb))
-            need.append(("value", cloak))
-            batch = torch.cat([to_tensor(a) for _, a in need])
-            if pur is not None:
-                batch = pur(batch.to(self.device))
-            figures = self.measurer.measure(ref, batch)
-            got = {role: fig for (role, _), fig in zip(need, figures)}
+            if not np.array_equal(cloak, rgb):
+                need.append(("value", cloak))
+            got: dict[str, dict[str, float]] = {}
+            if need:
+                batch = torch.cat([to_tensor(a) for _, a in need])
+                if pur is not None:
+                    batch = pur(batch.to(self.device))
+                figs = self.measurer.measure(ref, batch)
+                if self.img2img is not None and pname in self.config.pipeline.purifications:
+                    figs = [{**a, **b} for a, b in zip(figs, self.img2img.measure(ref, batch))]
+                got = {role: fig for (role, _), fig in zip(need, figs)}
             if "clean" in got:
                 clean_cache[pname] = got["clean"]
             if "noise" in got:
                 noise_cache[eps_key][pname] = got["noise"]
-            clean, noise, value = clean_cache[pname], noise_cache[eps_key][pname], got["value"]
-            for m in self.measurer.metric_names:
+            clean = clean_cache[pname]
+            noise = noise_cache[eps_key].get(pname, clean)
+            value = got.get("value", clean)
+            for m in self.metric_names(pname):
                 effect = value[m] - noise[m]
                 if pname == NONE:
                     none_effects[(k, prot_name, m)] = effect

@@ -283,7 +283,7 @@ def measured_eps(original: np.ndarray, protected: np.ndarray) -> float:
 
 def make_protection(name: str, ctx: BenchContext) -> Protection:
     """Build a protection by name; ``external`` / ``external:LABEL`` read the folder from ``ctx.external``."""
-    key, sep, label = name.strip().partition(":")
+    key, sep, _ = name.strip().partition(":")
     if key not in PROTECTIONS:
         raise ValueError(f"unknown protection {name!r}; known: {', '.join(PROTECTIONS)}")
     if key == "external":
@@ -310,11 +310,10 @@ def split_protections(names: str | list[str], external: dict[str, str] | None = 
             elif n.lower() == "quick":
                 out.extend(QUICK_PROTECTIONS)
             elif n == "external":
-                out.extend(external or {} or ["external"])
+                out.extend(list(external) if external else ["external"])
             else:
                 if n.partition(":")[0] not in PROTECTIONS:
                     raise ValueError(f"unknown protection {n!r}; known: {', '.join(PROTECTIONS)}")
                 out.append(n)
-    for label in external or {}:
-        out.append(label)
+    out.extend(external or {})
     return list(dict.fromkeys(out))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .harness import CSV_NAME, ENV_NAME, NONE, read_rows, to_float
 from .measure import metric_info
@@ -86,7 +87,8 @@ class Results:
         self.purifications = list(dict.fromkeys(r["purification"] for r in rows))
         self.metrics = list(dict.fromkeys(r["metric"] for r in rows))
         self.folders = sorted(dict.fromkeys(r["folder"] for r in rows))
-        self.images = list(dict.fromkeys(r["image"] for r in rows))
+        # set-level LoRA rows ("lora:<folder>/<k>") are samples, not images of the set
+        self.images = list(dict.fromkeys(r["image"] for r in rows if not r["image"].startswith("lora:")))
         self._index: dict[tuple[str, str, str], dict[str, dict[str, float]]] = {}
         for r in rows:
             cell = {k: to_float(r[k]) for k in ("value", "clean", "noise", "effect", "eps")}
@@ -97,12 +99,20 @@ class Results:
     def load(cls, out: str | Path) -> "Results":
         return cls(read_rows(Path(out) / CSV_NAME))
 
-    def cells(self, prot: str, pur: str, metric: str, folder: str | None = None) -> dict[str, dict]:
+    def cells(self, prot: str, pur: str, metric: str, folder: str | None = None,
+              images: set[str] | None = None) -> dict[str, dict]:
         d = self._index.get((prot, pur, metric), {})
-        return {k: v for k, v in d.items() if folder is None or v["folder"] == folder}
+        return {k: v for k, v in d.items()
+                if (folder is None or v["folder"] == folder) and (images is None or k in images)}
 
-    def stat(self, prot: str, pur: str, metric: str, column: str = "value", folder: str | None = None) -> Stat:
-        return Stat.of([c[column] for c in self.cells(prot, pur, metric, folder).values()])
+    def stat(self, prot: str, pur: str, metric: str, column: str = "value", folder: str | None = None,
+             images: set[str] | None = None) -> Stat:
+        return Stat.of([c[column] for c in self.cells(prot, pur, metric, folder, images).values()])
+
+    def common_images(self, prots: list[str], purs: list[str]) -> set[str]:
+        """Images measured for every one of ``prots`` after every one of ``purs`` (a paired comparison)."""
+        sets = [set(self.cells(p, q, self.metrics[0])) for p in prots for q in purs]
+        return set.intersection(*sets) if sets else set()
 
     def eps(self, prot: str) -> str:
         vals = sorted({c["eps"] for c in self.cells(prot, NONE, self.metrics[0]).values() if not math.isnan(c["eps"])})
@@ -110,10 +120,11 @@ class Results:
             return "?"
         return f"{vals[0]:g}" if len(vals) == 1 else f"{vals[0]:g}-{vals[-1]:g}"
 
-    def retained(self, prot: str, pur: str, metric: str, folder: str | None = None) -> Stat:
+    def retained(self, prot: str, pur: str, metric: str, folder: str | None = None,
+                 images: set[str] | None = None) -> Stat:
         """Ratio of mean effects after ``pur`` and without purification, over images having both."""
-        after = self.cells(prot, pur, metric, folder)
-        before = self.cells(prot, NONE, metric, folder)
+        after = self.cells(prot, pur, metric, folder, images)
+        before = self.cells(prot, NONE, metric, folder, images)
         keys = [k for k in after if k in before]
         num = np.array([after[k]["effect"] for k in keys], dtype=np.float64)
         den = np.array([before[k]["effect"] for k in keys], dtype=np.float64)
@@ -180,8 +191,10 @@ def _env(out: Path) -> dict:
 
 def headline(res: Results, prot: str = "glazeish-default", baseline: str = "random", folder: str | None = None,
              purifications: tuple[str, ...] = ("jpeg75", "resize0.75")) -> str:
-    """The quality-bar table: ``prot`` vs ``baseline`` (same L∞ noise) on the key metrics."""
+    """The quality-bar table: ``prot`` vs ``baseline`` (same L∞ noise) on the key metrics, over the images
+    that have both protections after every purification shown (a paired comparison)."""
     purs = [p for p in purifications if p in res.purifications]
+    imgs = res.common_images([prot, baseline], [NONE] + purs)
     header = ["metric", "clean image", f"{baseline} (eps {res.eps(baseline)})", f"{prot} (eps {res.eps(prot)})",
               f"{prot} − its noise baseline"] + [f"retained after {p}" for p in purs]
     rows = []
@@ -194,28 +207,29 @@ def headline(res: Results, prot: str = "glazeish-default", baseline: str = "rand
             label += " — transfer, not attacked"
         rows.append([
             label,
-            fmt_stat(res.stat(prot, NONE, m, "clean", folder), m),
-            fmt_stat(res.stat(baseline, NONE, m, "value", folder), m),
-            fmt_stat(res.stat(prot, NONE, m, "value", folder), m),
-            fmt_stat(res.stat(prot, NONE, m, "effect", folder), m),
-        ] + ([fmt_ratio(res.retained(prot, p, m, folder)) for p in purs] if info.group != "visibility" else
+            fmt_stat(res.stat(prot, NONE, m, "clean", folder, imgs), m),
+            fmt_stat(res.stat(baseline, NONE, m, "value", folder, imgs), m),
+            fmt_stat(res.stat(prot, NONE, m, "value", folder, imgs), m),
+            fmt_stat(res.stat(prot, NONE, m, "effect", folder, imgs), m),
+        ] + ([fmt_ratio(res.retained(prot, p, m, folder, imgs)) for p in purs] if info.group != "visibility" else
              ["" for _ in purs]))
-    return table(header, rows)
+    n = len([i for i in imgs if folder is None or res.cells(prot, NONE, res.metrics[0], folder, {i})])
+    return f"n = {n} images\n\n" + table(header, rows)
 
 
 def summary_table(res: Results, pur: str = NONE, folder: str | None = None) -> str:
     """Every protection × the main metrics (mean ± 95% CI) after ``pur``."""
     ms = [m for m in SUMMARY_METRICS if m in res.metrics]
-    header = ["protection", "eps"] + [metric_info(m).label.replace("latent displacement", "latent") for m in ms]
-    rows = [[p, res.eps(p)] + [fmt_stat(res.stat(p, pur, m, "value", folder), m) for m in ms]
-            for p in res.protections]
+    header = ["protection", "eps", "n"] + [metric_info(m).label.replace("latent displacement", "latent") for m in ms]
+    rows = [[p, res.eps(p), str(res.stat(p, pur, ms[0], "value", folder).n)]
+            + [fmt_stat(res.stat(p, pur, m, "value", folder), m) for m in ms] for p in res.protections]
     return table(header, rows)
 
 
 def detail_table(res: Results, metric: str, pur: str = NONE) -> str:
     """One metric: each protection next to its same-budget noise, the clean image and the effect."""
-    header = ["protection", "eps", "protected", "same-L∞ noise", "clean", "effect (protected − noise)"]
-    rows = [[p, res.eps(p)] + [fmt_stat(res.stat(p, pur, metric, col), metric)
+    header = ["protection", "eps", "n", "protected", "same-L∞ noise", "clean", "effect (protected − noise)"]
+    rows = [[p, res.eps(p), str(res.stat(p, pur, metric).n)] + [fmt_stat(res.stat(p, pur, metric, col), metric)
                                for col in ("value", "noise", "clean", "effect")] for p in res.protections]
     return table(header, rows)
 
@@ -225,6 +239,20 @@ def retained_table(res: Results, metric: str, attacked: list[str]) -> str:
     header = ["protection"] + [pur_label(p, attacked) for p in purs]
     rows = [[p] + [fmt_ratio(res.retained(p, q, metric)) for q in purs]
             for p in res.protections if p not in (NONE,)]
+    return table(header, rows)
+
+
+def pipeline_table(res: Results, ms: list[str]) -> str:
+    """img2img / LoRA metrics without purification: protected, noise and effect per protection."""
+    header = ["metric", "protection", "protected", "same-L∞ noise", "effect"]
+    rows = []
+    for m in ms:
+        for p in res.protections:
+            s = res.stat(p, NONE, m)
+            if s.n == 0 or p == NONE:
+                continue
+            rows.append([m, p, fmt_stat(s, m), fmt_stat(res.stat(p, NONE, m, "noise"), m),
+                         fmt_stat(res.stat(p, NONE, m, "effect"), m)])
     return table(header, rows)
 
 
@@ -284,8 +312,9 @@ def render(res: Results, out: Path, headline_protection: str = "glazeish-default
     attacked = latest.get("attacked") or ["taef2"]
     prot = headline_protection if headline_protection in res.protections else next(
         (p for p in res.protections if p not in (NONE, "random")), res.protections[-1])
-    parts = [f"# Protection benchmark results\n",
-             f"{len(res.images)} images ({', '.join(f'{f}: {sum(1 for i in res.images if i.startswith(f + chr(47)))}' for f in res.folders)}), "
+    counts = ", ".join(f"{f}: {sum(1 for i in res.images if i.startswith(f + '/'))}" for f in res.folders)
+    parts = ["# Protection benchmark results\n",
+             f"{len(res.images)} images ({counts}), "
              f"protections {', '.join(res.protections)}; purifications {', '.join(res.purifications)}. "
              "Means over images ± 95% confidence interval (Student t); retained effect = mean effect after the "
              "purification ÷ mean effect before (bootstrap 95% interval). *Effect* = the protection's figure minus "
@@ -313,6 +342,10 @@ def render(res: Results, out: Path, headline_protection: str = "glazeish-default
         if m in res.metrics:
             parts.append(f"\n**{metric_info(m).label}**\n")
             parts.append(retained_table(res, m, attacked))
+    pipe_metrics = [m for m in res.metrics if m.startswith(("img2img@", "lora:"))]
+    if pipe_metrics:
+        parts.append("\n## Full pipelines (generated images; effect = protected − same-budget noise)\n")
+        parts.append(pipeline_table(res, pipe_metrics))
     parts.append("\n## What each purification costs the clean image\n")
     parts.append(purification_cost_table(res, attacked))
     parts.append("\n## Every metric next to clean and same-budget noise (no purification)\n")
@@ -391,7 +424,7 @@ def plot_retained(res: Results, path: Path, attacked: list[str]) -> Path | None:
     if not purs or not prots or not ms:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(len(ms), 1, figsize=(max(6, 1.1 * len(purs) * len(prots) / 3 + 3), 3.3 * len(ms)),
+    fig, axes = plt.subplots(len(ms), 1, figsize=(max(8, 0.5 * len(purs) * len(prots) + 3), 3.3 * len(ms)),
                              squeeze=False)
     cmap = plt.get_cmap("tab10")
     width = 0.8 / len(prots)
@@ -407,7 +440,8 @@ def plot_retained(res: Results, path: Path, attacked: list[str]) -> Path | None:
         ax.set_xticks(np.arange(len(purs)))
         ax.set_xticklabels([pur_label(q, attacked) for q in purs], fontsize=8, rotation=15)
         ax.set_ylabel("retained effect")
-        ax.set_title(f"{metric_info(m).label}: effect after ÷ effect before (1 = survives, 0 = removed)", fontsize=9)
+        ax.set_title(f"{metric_info(m).label}: retained effect = effect after ÷ before (1 survives, 0 removed)",
+                     fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=7, ncol=min(4, len(prots)))
     fig.tight_layout()
@@ -452,7 +486,17 @@ def plot_grid(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return path
+    return shrink_png(path)
+
+
+def shrink_png(path: Path, limit: int = 900_000) -> Path:
+    """Re-save a PNG over ``limit`` bytes with a 256-colour palette (noise panels compress badly otherwise)."""
+    if Path(path).stat().st_size <= limit:
+        return Path(path)
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(256)
+    small.save(path, optimize=True)
+    return Path(path)
 
 
 def build(out: str | Path, headline_protection: str = "glazeish-default") -> dict[str, Path]:

@@ -1,0 +1,337 @@
+"""Tests for glazeish.bench: metrics on known inputs, protections, the CSV schema, resume, external import,
+the report and the CLI sub-app. Images are 64-96 px and attacks take 2-3 steps, so this file stays fast."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from glazeish import metrics
+from glazeish.bench import harness, protections, report
+from glazeish.bench.harness import CSV_FIELDS, Bench, BenchConfig, read_rows
+from glazeish.bench.measure import Measurer, metric_info, pearson
+from glazeish.bench.protections import BenchContext, make_protection, pair_external, split_protections
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MODELS_DIR = Path(os.environ.get("GLAZEISH_MODELS") or SHARED / "models")
+NEEDED = ("taef2_encoder.pth", "taef2_decoder.pth", "taesana_encoder.pth")
+
+
+@pytest.fixture(scope="module")
+def models_dir() -> Path:
+    missing = [f for f in NEEDED if not (MODELS_DIR / f).is_file()]
+    if missing:
+        pytest.skip(f"encoder weights not found in {MODELS_DIR} (missing {', '.join(missing)}; set GLAZEISH_MODELS)")
+    return MODELS_DIR
+
+
+@pytest.fixture(scope="module")
+def measurer(models_dir) -> Measurer:
+    from glazeish.encoders import load_encoder
+
+    taef2, taesana = load_encoder("taef2", models_dir), load_encoder("taesana", models_dir)
+    return Measurer([taef2, taesana], taef2, metrics.StyleFeatures(taesana.encoder))
+
+
+def art(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
+    """A picture-like ``H×W×3`` uint8 image: smooth colour field, an edge and some texture."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, 4, 4, generator=g)
+    field = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)[0]
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    img = 0.7 * field + 0.15 + 0.1 * torch.sin(xx * 0.7 + yy * 0.3) - 0.2 * (xx > w / 2).float()
+    return (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+@pytest.fixture(scope="module")
+def image_dirs(tmp_path_factory) -> list[Path]:
+    """Two folders like ../shared/images: paintings/ (one square image) and flat/ (one non-square)."""
+    root = tmp_path_factory.mktemp("imgs")
+    p, f = root / "paintings", root / "flat"
+    p.mkdir(parents=True)
+    f.mkdir(parents=True)
+    Image.fromarray(art(64, 64, 1)).save(p / "vase.png")
+    Image.fromarray(art(64, 96, 2)).save(f / "cel.png")
+    return [p, f]
+
+
+def config(dirs, out, **kw) -> BenchConfig:
+    base = dict(images=[str(d) for d in dirs], out=str(out), protections=["none", "random", "mist-textural"],
+                purifications=["none", "jpeg75"], attack_steps=2, models_dir=str(MODELS_DIR), device="cpu",
+                precision="fp32", batch=4)
+    base.update(kw)
+    return BenchConfig(**base)
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics on known inputs
+
+
+def test_psnr_and_delta_norms_of_a_known_delta():
+    x = torch.full((1, 3, 32, 32), 0.5)
+    d = 4 / 255
+    y = x + d
+    assert float(metrics.psnr(y, x)) == pytest.approx(20 * math.log10(255 / 4), abs=1e-3)  # 36.09 dB
+    assert float(metrics.linf(y - x)) == pytest.approx(d, rel=1e-5)
+    assert float(metrics.l2(y - x)) == pytest.approx(d * math.sqrt(3 * 32 * 32), rel=1e-5)
+    assert math.isinf(float(metrics.psnr(x, x)))
+
+
+def test_ssim_ms_ssim_of_identical_images_is_one_and_drops_with_noise():
+    x = torch.from_numpy(art(64, 64)).permute(2, 0, 1)[None].float() / 255
+    assert float(metrics.ssim(x, x)) == pytest.approx(1.0, abs=1e-5)
+    assert float(metrics.ms_ssim(x, x)) == pytest.approx(1.0, abs=1e-5)
+    noisy = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert float(metrics.ssim(noisy, x)) < 0.9
+    assert float(metrics.ms_ssim(noisy, x)) < float(metrics.ms_ssim(x, x))
+
+
+def test_relative_l2_style_distance_and_pearson_on_known_inputs():
+    z = torch.ones(2, 4, 3, 3)
+    assert metrics.relative_l2(1.1 * z, z).tolist() == pytest.approx([0.1, 0.1], rel=1e-5)
+    feats = [torch.rand(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))]
+    assert float(metrics.style_distance(feats, feats)) == 0.0
+    assert float(metrics.style_distance([2 * feats[0]], feats)) > 0
+    a = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    assert pearson(a, a).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
+    assert pearson(a, -3 * a).tolist() == pytest.approx([-1.0, -1.0], abs=1e-5)
+    assert pearson(a, torch.zeros_like(a)).tolist() == [0.0, 0.0]  # constant: defined as 0, not nan
+
+
+def test_measurer_clean_is_exact_and_noise_is_measured(measurer):
+    x = torch.from_numpy(art(64, 96)).permute(2, 0, 1)[None].float() / 255
+    ref = measurer.reference(x)
+    d = 4 / 255
+    shifted = (x + d * torch.sign(torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))).clamp(0, 1)
+    clean, noisy = measurer.measure(ref, torch.cat([x, shifted]))
+    assert set(clean) == set(measurer.metric_names)
+    # the clean image against itself: exact, whatever the batch
+    assert math.isinf(clean["psnr"]) and math.isinf(clean["mimic_psnr"])
+    assert clean["latent:taef2"] == 0 and clean["latent:taesana"] == 0 and clean["style"] == 0
+    assert clean["ssim"] == pytest.approx(1.0, abs=1e-5) and clean["decoy_corr"] == 0
+    # the clean mimic view vs the original is the autoencoder's own round-trip loss: finite, same for both rows
+    assert 15 < clean["mimic_psnr_orig"] < 60
+    # ±4/255 sign noise (clipped at 0/1): L∞ 4, RMS ≤ 4, PSNR ≥ the 36.09 dB of a full-amplitude δ
+    assert noisy["linf"] == pytest.approx(4.0, abs=1e-3)
+    assert 3.0 < noisy["l2"] <= 4.0 + 1e-4
+    assert noisy["psnr"] >= 20 * math.log10(255 / 4) - 1e-3
+    assert noisy["latent:taef2"] > 0 and noisy["latent:taesana"] > 0 and noisy["style"] > 0
+    assert noisy["mimic_psnr"] < 60 and math.isfinite(noisy["mimic_psnr"])
+
+
+def test_metric_info_directions():
+    assert not metric_info("psnr").damage_up and metric_info("psnr").group == "visibility"
+    assert metric_info("latent:taesana").damage_up and metric_info("latent:taesana").group == "latent"
+    assert not metric_info("mimic_psnr").damage_up and metric_info("style").damage_up
+
+
+# ---------------------------------------------------------------------------------------------
+# protections
+
+
+def test_registry_and_name_lists():
+    for name in ("none", "random", "photoguard-encoder", "mist-textural", "glazeish-low", "glazeish-default",
+                 "glazeish-high", "external"):
+        assert name in protections.PROTECTIONS
+    assert split_protections("default") == protections.DEFAULT_PROTECTIONS
+    assert split_protections("none,random", {"external:glaze": "/x"}) == ["none", "random", "external:glaze"]
+    with pytest.raises(ValueError, match="unknown protection"):
+        split_protections("nope")
+    with pytest.raises(ValueError, match="--external"):
+        make_protection("external", BenchContext())
+
+
+def test_random_protection_is_in_budget_and_not_the_baseline_draw():
+    rgb = art(48, 40)
+    ctx = BenchContext(eps=4, seed=3)
+    p = make_protection("random", ctx)
+    out = p.protect(rgb, "f/a")
+    diff = out.astype(int) - rgb.astype(int)
+    assert np.abs(diff).max() == 4 and (diff != 0).mean() > 0.5
+    assert np.array_equal(out, p.protect(rgb, "f/a"))  # seeded
+    assert not np.array_equal(out, p.protect(rgb, "f/b"))  # per-image seed
+    from glazeish.imageio import to_tensor, to_uint8
+    from glazeish.protect import uniform_noise
+
+    baseline = to_uint8(uniform_noise(to_tensor(rgb), 4 / 255, protections.image_seed(3, "f/a")), rgb, 4 / 255)
+    assert not np.array_equal(out, baseline)
+    assert make_protection("none", ctx).protect(rgb, "f/a").tobytes() == rgb.tobytes()
+
+
+def test_presets_keep_their_own_budget():
+    ctx = BenchContext(eps=8)
+    assert make_protection("glazeish-low", ctx).eps == 3
+    assert make_protection("glazeish-high", ctx).eps == 6
+    assert make_protection("mist-textural", ctx).eps == 8
+    a, b = make_protection("mist-textural", ctx), make_protection("photoguard-encoder", ctx)
+    assert a.cache_key != b.cache_key
+    assert a.cache_key != make_protection("mist-textural", BenchContext(eps=4)).cache_key
+
+
+def test_pair_external_by_stem(tmp_path):
+    for n in ("a.png", "b_glazed.png", "c.protected.png", "zz.png", "notes.txt"):
+        (tmp_path / n).write_bytes(b"x")
+    found = pair_external(tmp_path, ["a", "b", "c", "d"])
+    assert {k: v.name for k, v in found.items()} == {"a": "a.png", "b": "b_glazed.png", "c": "c.protected.png"}
+
+
+# ---------------------------------------------------------------------------------------------
+# the run: CSV schema, effect/retained arithmetic, resume, external import
+
+
+def _by_key(rows):
+    return {(r["image"], r["protection"], r["purification"], r["metric"]): r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def base_run(image_dirs, models_dir, tmp_path_factory) -> tuple[Bench, Path]:
+    """One small run shared by the schema and resume tests: 2 images × 3 protections × 2 purifications."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    bench = Bench(config(image_dirs, out))
+    bench.run(progress=False)
+    return bench, out
+
+
+def test_run_csv_schema_and_arithmetic(base_run):
+    bench, out = base_run
+    path = out / harness.CSV_NAME
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == CSV_FIELDS
+        rows = list(reader)
+    names = bench.measurer.metric_names
+    assert len(rows) == 2 * 3 * 2 * len(names)  # images × protections × purifications × metrics
+    keys = _by_key(rows)
+    assert len(keys) == len(rows)  # one row per (image, protection, purification, metric)
+    assert {r["folder"] for r in rows} == {"paintings", "flat"}
+    assert {(r["image"], r["width"], r["height"]) for r in rows} == {("paintings/vase", "64", "64"),
+                                                                    ("flat/cel", "96", "64")}
+    for r in rows:
+        value, noise = harness.to_float(r["value"]), harness.to_float(r["noise"])
+        if math.isfinite(value) and math.isfinite(noise):
+            # the CSV keeps 6 significant digits of each column
+            tol = 2e-5 * max(1.0, abs(value), abs(noise))
+            assert harness.to_float(r["effect"]) == pytest.approx(value - noise, abs=tol)
+        if r["purification"] == "jpeg75" and r["retained"]:
+            base = harness.to_float(keys[(r["image"], r["protection"], "none", r["metric"])]["effect"])
+            assert harness.to_float(r["retained"]) == pytest.approx(harness.to_float(r["effect"]) / base, rel=1e-3)
+            assert metric_info(r["metric"]).group != "visibility"
+    linf = keys[("flat/cel", "mist-textural", "none", "linf")]
+    assert 0 < float(linf["value"]) <= 4 and float(linf["noise"]) == pytest.approx(4.0) and linf["eps"] == "4"
+    # the none protection is the clean image, and its noise baseline has budget 0
+    none = keys[("paintings/vase", "none", "none", "mimic_psnr")]
+    assert none["value"] == none["clean"] == none["noise"] == "inf" and none["eps"] == "0"
+    # after JPEG, "clean" is the purified original measured against the original: no longer exact
+    jp = keys[("paintings/vase", "random", "jpeg75", "psnr")]
+    assert 25 < float(jp["clean"]) < 60
+    # the attack moves the attacked latent more than same-budget noise
+    lat = keys[("paintings/vase", "mist-textural", "none", "latent:taef2")]
+    assert float(lat["effect"]) > 0
+    env = (out / harness.ENV_NAME).read_text()
+    assert '"seed": 0' in env and '"torch"' in env and '"cpu"' in env
+
+
+def test_resume_skips_finished_rows_and_reuses_the_cache(base_run, image_dirs, tmp_path, monkeypatch):
+    import shutil
+
+    bench, done_out = base_run
+    out = tmp_path / "out"
+    shutil.copytree(done_out, out)  # the CSV and the protected-image cache
+    cfg = config(image_dirs, out)
+    path = out / harness.CSV_NAME
+    full = path.read_text()
+    # a run killed while writing: the last group is cut mid-line
+    lines = full.splitlines(keepends=True)
+    n_metrics = len(bench.measurer.metric_names)
+    path.write_text("".join(lines[: -n_metrics // 2]) + lines[-n_metrics // 2][:7])
+    # the attack must come from the cache, not be recomputed
+    calls = []
+    orig = protections.MistTextural.protect
+    monkeypatch.setattr(protections.MistTextural, "protect", lambda self, *a: calls.append(a) or orig(self, *a))
+    Bench(cfg).run(progress=False)
+    assert calls == []
+    again, before = _by_key(read_rows(path)), _by_key(read_rows_from_text(full))
+    assert again.keys() == before.keys()  # the torn group is complete again, nothing duplicated
+    for k, r in before.items():  # same numbers (seeded); only float noise of a different batch makeup
+        for col in ("value", "clean", "noise"):
+            a, b = harness.to_float(again[k][col]), harness.to_float(r[col])
+            assert a == b or a == pytest.approx(b, rel=1e-3, abs=1e-6), (k, col)
+    # a finished run resumed adds nothing
+    Bench(cfg).run(progress=False)
+    assert len(read_rows(path)) == len(before)
+    assert calls == []
+
+
+def read_rows_from_text(text: str) -> list[dict]:
+    return list(csv.DictReader(text.splitlines()))
+
+
+def test_external_import(image_dirs, tmp_path, models_dir):
+    ext = tmp_path / "glazed"
+    ext.mkdir()
+    src = image_dirs[0] / "vase.png"
+    rgb = np.asarray(Image.open(src).convert("RGB")).astype(int)
+    pattern = np.where((np.indices(rgb.shape[:2]).sum(0) % 2 == 0)[..., None], 3, -3)
+    Image.fromarray(np.clip(rgb + pattern, 0, 255).astype(np.uint8)).save(ext / "vase_glazed.png")
+    out = tmp_path / "out"
+    cfg = config(image_dirs, out, protections=["none"], purifications=["none"], external={"external:tool": str(ext)})
+    bench = Bench(cfg)
+    assert [p.name for p in bench.protections] == ["none", "external:tool"]
+    bench.run(progress=False)
+    keys = _by_key(read_rows(out / harness.CSV_NAME))
+    r = keys[("paintings/vase", "external:tool", "none", "linf")]
+    assert r["eps"] == "3" and r["value"] == "3" and float(r["noise"]) == pytest.approx(3.0)
+    expected = -10 * math.log10(float(np.mean(((np.clip(rgb + pattern, 0, 255) - rgb) / 255.0) ** 2)))
+    assert float(keys[("paintings/vase", "external:tool", "none", "psnr")]["value"]) == pytest.approx(expected, abs=1e-3)
+    # the flat image has no cloaked counterpart: reported, not fatal
+    assert ("flat/cel", "external:tool", "none", "psnr") not in keys
+    env = (out / harness.ENV_NAME).read_text()
+    assert "no cloaked file" in env
+
+
+# ---------------------------------------------------------------------------------------------
+# report and CLI
+
+
+def test_stats_and_ratio_of_means():
+    s = report.Stat.of([1.0, 2.0, 3.0])
+    assert s.mean == 2.0 and s.n == 3 and s.ci == pytest.approx(4.303 / math.sqrt(3), rel=1e-3)
+    assert report.Stat.of([float("inf")] * 3).mean == float("inf")
+    assert report.Stat.of([float("nan"), 1.0]).n == 1
+    r = report.ratio_of_means(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0]))
+    assert r.mean == pytest.approx(0.5) and r.ci == pytest.approx(0.0, abs=1e-9)
+    assert report.t975(1) == 12.706 and report.t975(1000) == pytest.approx(1.962, abs=0.003)
+
+
+def test_cli_run_and_report(image_dirs, tmp_path, models_dir):
+    from typer.testing import CliRunner
+
+    from glazeish.bench.cli import app
+
+    out = tmp_path / "out"
+    args = ["run", "--images", str(image_dirs[0]), "--images", str(image_dirs[1]), "--out", str(out),
+            "--protections", "none,random,mist-textural", "--attack-steps", "1", "--purifications", "none,jpeg75",
+            "--models", str(models_dir), "--precision", "fp32", "--quiet"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    for name in ("results.csv", "results.md", "frontier.png", "retained.png", "environment.json"):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in out.glob("grid_*.png")) == ["grid_flat_cel.png", "grid_paintings_vase.png"]
+    md = (out / "results.md").read_text()
+    assert "## Headline: mist-textural vs same-budget random noise" in md  # no glazeish preset: the first cloak
+    assert "retained after jpeg75" in md and "| mist-textural | 4 |" in md
+    (out / "results.md").unlink()
+    (out / "frontier.png").unlink()
+    res = CliRunner().invoke(app, ["report", str(out), "--headline", "none"])
+    assert res.exit_code == 0, res.output
+    assert (out / "frontier.png").stat().st_size > 1000
+    assert "## Headline: none vs" in (out / "results.md").read_text()
+    bad = CliRunner().invoke(app, ["run", "--images", str(image_dirs[0]), "--out", str(out), "--protections", "nope"])
+    assert bad.exit_code == 2 and "unknown protection" in bad.output
