@@ -17,7 +17,7 @@ from PIL import Image
 
 from glazeish.bench import mimic
 from glazeish.bench.mimic import (
-    ImageStats, LatentSet, MimicConfig, TinyUNet, c2st_accuracy, colour_histogram, image_stats, run_mimic,
+    LatentSet, MimicConfig, TinyUNet, c2st_accuracy, colour_histogram, image_stats, run_mimic,
     set_distances, texture_histogram,
 )
 from glazeish.metrics import StyleFeatures, style_distance
