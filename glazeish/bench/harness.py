@@ -267,9 +267,13 @@ class Bench:
         names = [p for p in c.purifications if p.strip().lower() != NONE]
         # model-based purifications get the mimic autoencoder: the only one with a decoder here, and the
         # one the cloaks attacked — the report labels these rows as such
-        self.purifications = [(NONE, None)] + [
-            (p.name, p) for p in make_purifications(names, model=mimic, steps=c.impress_steps, seed=c.seed)
-        ] if names else [(NONE, None)]
+        # an explicit "ae:<encoder>" / "impress:<encoder>" loads that (un-attacked) model instead
+        self.purifications = [(NONE, None)]
+        for n in names:
+            for p in make_purifications([n], model=None if ":" in n else mimic, steps=c.impress_steps,
+                                        seed=c.seed, models_dir=c.models_dir):
+                if p.name not in dict(self.purifications):
+                    self.purifications.append((p.name, p))
         self.slow = {name for name, p in self.purifications if p is not None and needs_model(name)}
         self.img2img = None
         if c.pipeline is not None:

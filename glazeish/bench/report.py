@@ -19,10 +19,10 @@ from .harness import CSV_NAME, ENV_NAME, NONE, read_rows, to_float
 from .measure import metric_info
 
 REPORT_NAME = "results.md"
-HEADLINE_METRICS = ["latent:taef2", "mimic_psnr", "style", "latent:taesana", "decoy_corr", "mimic_psnr_orig", "psnr"]
+HEADLINE_METRICS = ["latent:taef2", "mimic_psnr", "mimic_mse", "style", "latent:taesana", "decoy_corr", "mimic_psnr_orig", "psnr"]
 SUMMARY_METRICS = ["psnr", "ssim", "linf", "latent:taef2", "latent:taesana", "mimic_psnr", "mimic_psnr_orig",
                    "style", "style_orig", "decoy_corr"]
-RETAINED_METRICS = ["mimic_psnr", "latent:taef2", "style", "latent:taesana"]
+RETAINED_METRICS = ["mimic_psnr", "mimic_mse", "latent:taef2", "style", "latent:taesana"]
 # two-sided 95% Student t quantiles, df 1..30 (beyond: 1.96 + 2.4/df is within 0.003 of the exact value)
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
@@ -78,10 +78,29 @@ def ratio_of_means(num: np.ndarray, den: np.ndarray, seed: int = 0, resamples: i
 # aggregation
 
 
+def _mse(psnr_cell: str) -> float:
+    v = to_float(psnr_cell)
+    return float("nan") if math.isnan(v) else 10 ** (-v / 10)
+
+
+def _derived_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``mimic_mse`` rows from ``mimic_psnr`` rows: the same comparison on a linear (MSE) scale."""
+    out = []
+    for r in rows:
+        if r["metric"] != "mimic_psnr":
+            continue
+        v, c, n = _mse(r["value"]), _mse(r["clean"]), _mse(r["noise"])
+        e = v - n
+        out.append({**r, "metric": "mimic_mse", "value": repr(v), "clean": repr(c), "noise": repr(n),
+                    "effect": repr(e) if math.isfinite(e) else "", "retained": ""})
+    return out
+
+
 class Results:
     """The CSV as arrays, with the lookups the tables and plots need."""
 
     def __init__(self, rows: list[dict[str, str]]):
+        rows = rows + _derived_rows(rows)
         self.rows = rows
         self.protections = list(dict.fromkeys(r["protection"] for r in rows))
         self.purifications = list(dict.fromkeys(r["purification"] for r in rows))
@@ -167,8 +186,10 @@ def fmt_ratio(s: Stat) -> str:
 def pur_label(name: str, attacked: list[str]) -> str:
     """Purification name for tables; an autoencoder purification through an attacked model is flagged."""
     model = name.split(":", 1)[1] if ":" in name else None
-    if name.startswith(("ae", "impress")) and (model is None or model in attacked):
+    if name.startswith("ae") and (model is None or model in attacked):
         return f"{name} (attacked AE†)"
+    if name.startswith("impress") and (model is None or model in attacked):
+        return f"{name}‡"
     return name
 
 
@@ -217,12 +238,12 @@ def headline(res: Results, prot: str = "glazeish-default", baseline: str = "rand
     return f"n = {n} images\n\n" + table(header, rows)
 
 
-def summary_table(res: Results, pur: str = NONE, folder: str | None = None) -> str:
-    """Every protection × the main metrics (mean ± 95% CI) after ``pur``."""
+def summary_table(res: Results, pur: str = NONE, folder: str | None = None, images: set[str] | None = None) -> str:
+    """Every protection × the main metrics (mean ± 95% CI) after ``pur`` (optionally on ``images`` only)."""
     ms = [m for m in SUMMARY_METRICS if m in res.metrics]
     header = ["protection", "eps", "n"] + [metric_info(m).label.replace("latent displacement", "latent") for m in ms]
-    rows = [[p, res.eps(p), str(res.stat(p, pur, ms[0], "value", folder).n)]
-            + [fmt_stat(res.stat(p, pur, m, "value", folder), m) for m in ms] for p in res.protections]
+    rows = [[p, res.eps(p), str(res.stat(p, pur, ms[0], "value", folder, images).n)]
+            + [fmt_stat(res.stat(p, pur, m, "value", folder, images), m) for m in ms] for p in res.protections]
     return table(header, rows)
 
 
@@ -237,8 +258,9 @@ def detail_table(res: Results, metric: str, pur: str = NONE) -> str:
 def retained_table(res: Results, metric: str, attacked: list[str]) -> str:
     purs = [p for p in res.purifications if p != NONE]
     header = ["protection"] + [pur_label(p, attacked) for p in purs]
+    # "random" is the noise floor: its effect is ≈ 0, so a ratio of it says nothing
     rows = [[p] + [fmt_ratio(res.retained(p, q, metric)) for q in purs]
-            for p in res.protections if p not in (NONE,)]
+            for p in res.protections if p not in (NONE, "random")]
     return table(header, rows)
 
 
@@ -319,10 +341,13 @@ def render(res: Results, out: Path, headline_protection: str = "glazeish-default
              "Means over images ± 95% confidence interval (Student t); retained effect = mean effect after the "
              "purification ÷ mean effect before (bootstrap 95% interval). *Effect* = the protection's figure minus "
              "the figure of uniform noise with the same L∞ budget, both measured after the same purification.\n"]
-    if any(p.startswith(("ae", "impress")) for p in res.purifications):
-        parts.append("† `ae`/`impress` purify through the autoencoder the cloaks attacked (taef2: the only one with "
-                     "a decoder here); a real counter-measure would use one that was not attacked, so read these "
-                     "columns as a special case, not as evidence about unseen autoencoders.\n")
+    if any(p.startswith("ae") for p in res.purifications):
+        parts.append("† `ae` is a round trip through the autoencoder the cloaks attacked (taef2: the only one with "
+                     "a decoder here): close to a best case for the cloak, whose damaged mimic view the round trip "
+                     "reproduces; an un-attacked autoencoder (`ae:<encoder>`) is the real test.\n")
+    if any(p.startswith("impress") for p in res.purifications):
+        parts.append("‡ `impress` optimises consistency through the attacked autoencoder — IMPRESS's own threat "
+                     "model (the mimic purifies with the autoencoder of the model it will fine-tune).\n")
     parts.append(f"## Headline: {prot} vs same-budget random noise\n")
     parts.append(headline(res, prot))
     for folder in res.folders:
@@ -334,6 +359,10 @@ def render(res: Results, out: Path, headline_protection: str = "glazeish-default
         parts.append(words)
     parts.append("\n## All protections, no purification\n")
     parts.append(summary_table(res))
+    common = res.common_images(res.protections, [NONE])
+    if 0 < len(common) < len(res.images):
+        parts.append(f"\n**Paired: the {len(common)} images that every protection was run on**\n")
+        parts.append(summary_table(res, images=common))
     for folder in res.folders:
         parts.append(f"\n**{folder} only**\n")
         parts.append(summary_table(res, folder=folder))
@@ -483,7 +512,7 @@ def plot_grid(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]
             ax.set_title(label, fontsize=7)
     del scale
     fig.suptitle(title + f" (centre {2 * half}×{2 * half} px crop at full resolution)", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))  # keep the suptitle clear of row 1
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return shrink_png(path)
