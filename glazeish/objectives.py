@@ -8,6 +8,7 @@ Add one by subclassing :class:`Objective` and decorating it with :func:`register
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable, ClassVar
 
@@ -49,18 +50,23 @@ def default_target(height: int, width: int, device: torch.device | str = "cpu") 
     return (fg * stripes + bg * (1 - stripes)).to(device)
 
 
-def fit_target(target: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    """Tile (never resize) a ``3×h×w`` target to the shape of ``like`` (``B×3×H×W``)."""
+def fit_target(target: torch.Tensor | None, like: torch.Tensor, origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Tile (never resize) a ``3×h×w`` target to the shape of ``like`` (``B×3×H×W``).
+
+    ``origin`` = (top, left) of ``like`` in a larger image: the window of the image-wide pattern that
+    falls there, so the decoy continues seamlessly across the tiles of a large image.
+    """
     b, _, h, w = like.shape
+    top, left = origin
     if target is None:
-        t = default_target(h, w, like.device)
+        t = default_target(top + h, left + w, like.device)
     else:
         t = target.to(like.device, torch.float32)
         if t.dim() == 4:
             t = t[0]
-        reps = (1, math.ceil(h / t.shape[1]), math.ceil(w / t.shape[2]))
-        t = t.repeat(*reps)[:, :h, :w]
-    return t.unsqueeze(0).expand(b, -1, -1, -1)
+        reps = (1, math.ceil((top + h) / t.shape[1]), math.ceil((left + w) / t.shape[2]))
+        t = t.repeat(*reps)
+    return t[:, top : top + h, left : left + w].unsqueeze(0).expand(b, -1, -1, -1)
 
 
 class Objective:
@@ -69,6 +75,13 @@ class Objective:
     name: ClassVar[str] = ""
     needs_decoder: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    origin: tuple[int, int] = (0, 0)  # where x's top-left sits in the whole image (tiles)
+
+    def at(self, top: int, left: int) -> "Objective":
+        """A copy for a tile at (top, left): decoy targets are cut from the image-wide pattern there."""
+        out = copy.copy(self)
+        out.origin = (top, left)
+        return out
 
     def setup(self, model: LatentModel, x: torch.Tensor) -> LossFn:
         raise NotImplementedError
@@ -89,7 +102,7 @@ class TargetedTexture(Objective):
 
     def setup(self, model: LatentModel, x: torch.Tensor) -> LossFn:
         with torch.no_grad():
-            z_t = model.encode(fit_target(self.target, x)).float()
+            z_t = model.encode(fit_target(self.target, x, self.origin)).float()
             base = _per_image_mse(model.encode(x), z_t).clamp_min(1e-8)
         return lambda xa: _per_image_mse(model.encode(xa), z_t) / base
 
@@ -133,7 +146,7 @@ class StyleDecoy(Objective):
 
     def setup(self, model: LatentModel, x: torch.Tensor) -> LossFn:
         with torch.no_grad():
-            s_t = _style_stats(model.encode(fit_target(self.target, x)))
+            s_t = _style_stats(model.encode(fit_target(self.target, x, self.origin)))
             base = _style_distance(_style_stats(model.encode(x)), s_t).clamp_min(1e-8)
         return lambda xa: _style_distance(_style_stats(model.encode(xa)), s_t) / base
 
@@ -157,11 +170,11 @@ class MimicView(Objective):
 
     def setup(self, model: LatentModel, x: torch.Tensor) -> LossFn:
         if not model.has_decoder:
-            return TargetedTexture(self.target).setup(model, x)
+            return TargetedTexture(self.target).at(*self.origin).setup(model, x)
         with torch.no_grad():
             z0 = model.encode(x)
             view0 = model.decode(z0).float()
-            ref = view0 if self.untargeted else fit_target(self.target, x)
+            ref = view0 if self.untargeted else fit_target(self.target, x, self.origin)
             base = _per_image_mse(view0, ref if not self.untargeted else torch.full_like(view0, 0.5)).clamp_min(1e-8)
         sign = -1.0 if self.untargeted else 1.0
         f = x.shape[-1] // z0.shape[-1]

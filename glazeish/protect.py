@@ -20,7 +20,7 @@ from .attack import PGD, StepCallback, resolve_device, resolve_precision
 from .encoders import Ensemble, load_encoders
 from .imageio import Artwork, read_image, to_tensor, to_uint8
 from .objectives import make_objective
-from .tiling import cloak_tiled, plan_tiles
+from .tiling import Tile, cloak_tiled, plan_tiles
 from .transforms import make_transforms
 from .budget import budget_map
 
@@ -129,10 +129,13 @@ class Protector:
     def eps(self) -> float:
         return self.config.eps / 255
 
-    def attack(self, callback: StepCallback | None = None, seed: int | None = None) -> PGD:
+    def attack(
+        self, callback: StepCallback | None = None, seed: int | None = None, origin: tuple[int, int] = (0, 0)
+    ) -> PGD:
+        """The configured :class:`PGD`; ``origin`` = where the attacked image sits in a larger one (tiles)."""
         c = self.config
         return PGD(
-            self.ensemble, self.objective, eps=self.eps, steps=c.steps, seed=c.seed if seed is None else seed,
+            self.ensemble, self.objective.at(*origin), eps=self.eps, steps=c.steps, seed=c.seed if seed is None else seed,
             precision=self.precision, transforms=self.transforms, callback=callback,
         )
 
@@ -164,11 +167,11 @@ class Protector:
         m = self.ensemble.multiple
         n_batches = len(plan_tiles(*xp.shape[-2:], self._tile(), c.overlap, m))
 
-        def attack_tiles(xs: torch.Tensor, es: torch.Tensor | None, index: int) -> torch.Tensor:
+        def attack_tiles(xs: torch.Tensor, es: torch.Tensor | None, index: int, tile: Tile) -> torch.Tensor:
             progress = None
             if callback is not None:
                 progress = lambda i, n, loss: callback(index * n + i, n * n_batches, loss)  # noqa: E731
-            return self.attack(progress, seed=c.seed + 1009 * index)(xs, es)
+            return self.attack(progress, seed=c.seed + 1009 * index, origin=(tile.top, tile.left))(xs, es)
 
         out = cloak_tiled(attack_tiles, xp, eps_map, self.eps, self._tile(), c.overlap, m)
         return out[..., :h, :w]

@@ -73,7 +73,7 @@ def cores(tiles: list[Tile]) -> list[Tile]:
 
 
 def cloak_tiled(
-    attack: Callable[[torch.Tensor, torch.Tensor | None, int], torch.Tensor],
+    attack: Callable[[torch.Tensor, torch.Tensor | None, int, "Tile"], torch.Tensor],
     x: torch.Tensor,
     eps_map: torch.Tensor | None,
     eps: float,
@@ -84,21 +84,22 @@ def cloak_tiled(
 ) -> torch.Tensor:
     """Cloak ``x`` (``1×3×H×W``, H and W already multiples of the encoders' multiple) tile by tile.
 
-    ``attack(x_tile, eps_map_tile, index)`` cloaks a ``1×3×h×w`` tile within a per-pixel budget
-    ``1×1×h×w``; ``index`` lets the caller vary the seed. ``eps_map`` (or the flat ``eps``) is the
-    budget relative to ``x``. With one tile this is exactly ``attack(x, eps_map, 0)``.
+    ``attack(x_tile, eps_map_tile, index, tile)`` cloaks a ``1×3×h×w`` tile within a per-pixel budget
+    ``1×1×h×w``; ``index`` lets the caller vary the seed, ``tile`` says where the tile sits (so a decoy
+    pattern can continue across tile borders). ``eps_map`` (or the flat ``eps``) is the budget relative
+    to ``x``. With one tile this is exactly ``attack(x, eps_map, 0, Tile(0, 0, H, W))``.
     """
     _, _, height, width = x.shape
     tiles = plan_tiles(height, width, tile, overlap, multiple)
     if len(tiles) == 1:
-        return attack(x, eps_map, 0)
+        return attack(x, eps_map, 0, tiles[0])
     budget = eps_map if eps_map is not None else torch.full((1, 1, height, width), float(eps), device=x.device)
     x_adv = x.clone()
     done = torch.zeros(1, 1, height, width, dtype=torch.bool, device=x.device)
     for i, (t, c) in enumerate(zip(tiles, cores(tiles))):
         # pixels already written by earlier tiles are fixed context: their budget here is 0, so the
         # attack leaves them as they are; elsewhere x_adv == x, so the budget stays relative to x
-        out = attack(t.slice(x_adv), t.slice(budget) * ~t.slice(done), i)
+        out = attack(t.slice(x_adv), t.slice(budget) * ~t.slice(done), i, t)
         c.slice(x_adv)[:] = Tile(c.top - t.top, c.left - t.left, c.h, c.w).slice(out)
         c.slice(done)[:] = True
         if on_tile is not None:

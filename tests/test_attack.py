@@ -117,6 +117,15 @@ def test_targets_are_tiled_not_resized():
     assert torch.equal(big[0, :, 5:10, 7:14], small)
 
 
+@pytest.mark.parametrize("target", [None, torch.rand(3, 5, 7)])
+def test_targets_continue_across_tiles(target):
+    """A tile at (top, left) gets the image-wide pattern's window there, not a pattern restarted at 0,0."""
+    whole = fit_target(target, torch.zeros(1, 3, 100, 120))
+    tile = fit_target(target, torch.zeros(1, 3, 40, 56), origin=(48, 64))
+    assert torch.equal(tile, whole[..., 48:88, 64:120])
+    assert Untargeted().at(8, 16).origin == (8, 16) and Untargeted().origin == (0, 0)
+
+
 def test_real_encoder_attack_beats_noise(taef2):
     """On the real TAEF2 encoder, 4 steps already move the latent far more than same-budget noise."""
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25

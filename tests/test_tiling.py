@@ -30,7 +30,7 @@ def test_plan_covers_and_cores_partition_the_image(h, w, multiple):
 def test_one_tile_is_exactly_the_untiled_attack():
     calls = []
 
-    def attack(xs, es, i):
+    def attack(xs, es, i, tile):
         calls.append(i)
         return xs + 0.01
 
@@ -43,7 +43,7 @@ def test_later_tiles_keep_earlier_pixels_and_budget():
     x = torch.zeros(1, 3, 96, 160)
     seen = []
 
-    def attack(xs, es, i):
+    def attack(xs, es, i, tile):
         seen.append(es.clone())
         return xs + es  # use all the budget it is given
 
