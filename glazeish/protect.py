@@ -235,6 +235,7 @@ def compare(ensemble: Ensemble, x: torch.Tensor, versions: dict[str, torch.Tenso
             add(("sq", name), metrics.mse(v, xt) * npx)
             add(("ssim", name), metrics.ssim(v, xt) * npx)
         batch, _ = pad_to_multiple(torch.cat([xt, *vt.values()]), m)
+        batch = batch.contiguous(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
         for model in ensemble.models:
             z = model.encode(batch).float()
             add((model.name, "zz"), z[0].square().sum())
