@@ -6,7 +6,7 @@ PSNR, the mimic-view gap (dB) and the latent ratio on taef2 (attacked), the late
 (not attacked: transfer), and the retained advantage after a real JPEG q75 re-save and a 0.75 down-up
 resize.
 
-    python benchmarks/frontier.py --out benchmarks/frontier            # the committed run
+    python benchmarks/frontier.py --out benchmarks/frontier            # all 18 images, every candidate
     python benchmarks/frontier.py --quick --out /tmp/frontier          # smoke run
 
 Writes `results.jsonl`, `RESULTS.md` and `frontier.png`; resumable (finished rows are skipped).
@@ -34,13 +34,17 @@ CANDIDATES = [
     ("e8-perc-jpeg", 8, 6, "perceptual", "identity,jpeg"),
     ("e3", 3, 6, "flat", ""),
     ("e6", 6, 6, "flat", ""),
+    ("e4-jpeg-resize", 4, 6, "flat", "identity,jpeg,resize"),
+    ("e5-jpeg", 5, 6, "flat", "identity,jpeg"),
 ]
 
 
-def images(quick: bool) -> list[Path]:
+def images(quick: bool, sample: bool) -> list[Path]:
     paintings = sorted((SHARED / "images" / "paintings").glob("*.png"))
     flat = sorted((SHARED / "images" / "flat").glob("*.png"))
-    return (paintings[:1] + flat[:1]) if quick else (paintings[::6] + flat[::3])  # 2 paintings, 2 flat
+    if quick:
+        return paintings[:1] + flat[:1]
+    return (paintings[::6] + flat[::3]) if sample else (paintings + flat)  # sample: 2 paintings, 2 flat
 
 
 def main() -> None:
@@ -54,6 +58,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "frontier")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--candidates", default="", help="comma-separated subset of the candidates to run")
+    ap.add_argument("--sample", action="store_true", help="2 paintings + 2 flat images instead of all 18")
     ap.add_argument("--models", default=os.environ.get("GLAZEISH_MODELS", str(SHARED / "models")))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +68,13 @@ def main() -> None:
     if log_path.exists():
         done = {(r["candidate"], r["image"]) for r in map(json.loads, log_path.read_text().splitlines())}
     cands = CANDIDATES[:2] if args.quick else CANDIDATES
-    files = images(args.quick)
+    if args.candidates:
+        wanted = args.candidates.split(",")
+        unknown = set(wanted) - {c[0] for c in CANDIDATES}
+        if unknown:
+            ap.error(f"unknown candidates: {', '.join(sorted(unknown))}")
+        cands = [c for c in cands if c[0] in wanted]
+    files = images(args.quick, args.sample)
     measure = None
     with open(log_path, "a") as log:
         for name, eps, steps, budget, robust in cands:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,7 +15,7 @@ from . import __version__
 from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, find_images, read_image, save_image
 from .metadata import MetadataOptions, resolve_data_mining
 from . import report as report_mod
-from .protect import PRESETS, ProtectConfig, Protector, output_path
+from .protect import PRESETS, ProtectConfig, Protector, json_row, output_path
 from .report import assess, jsonable, report_path, write_report
 from .transforms import DEFAULT_ROBUST
 from .weights import WeightsError
@@ -116,7 +117,8 @@ def protect(
     fmt: str = typer.Option("png", "--format", help="png (lossless, recommended), jpeg or webp."),
     quality: int = typer.Option(95, help="JPEG/WebP quality."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs (inputs are never overwritten)."),
-    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Measure each cloak against same-budget noise."),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Measure each cloak against same-budget noise "
+                                  "(costs about half the cloak's time; --no-eval skips it, also in --json)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summaries."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
@@ -161,7 +163,7 @@ def protect(
     _check_writable(out)
     if ray or ray_address or workers:
         _protect_on_ray(files, out, config, meta, fmt, quality, overwrite, ray_address, workers,
-                        evaluate or as_json, max_pixels, as_json, quiet)
+                        evaluate, max_pixels, as_json, quiet)
         return
     try:
         protector = Protector(config)
@@ -182,9 +184,10 @@ def protect(
                     typer.echo(f"glazeish: skipped {f}: {dest} exists (use --overwrite to replace it)", err=True)
                     batch.update(1)
                     continue
+                t_image = time.perf_counter()
                 art = read_image(f, max_pixels=max_pixels)
                 with _progress(config.steps, f.name, disable=not show, leave=False) as bar:
-                    result = protector.protect(art, evaluate=(evaluate or as_json) and not report,
+                    result = protector.protect(art, evaluate=evaluate and not report,
                                                callback=lambda *_: bar.update(1))
                 save_image(dest, result.rgb, art.alpha, art.source, meta, fmt, quality)
                 if report:
@@ -203,13 +206,10 @@ def protect(
                 typer.echo(f"glazeish: error: {f}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
                 batch.update(1)
                 continue
+            image_seconds = time.perf_counter() - t_image  # read, cloak, figures, write (and report)
             batch.update(1)
             if as_json:
-                row = {"input": str(f), "output": str(dest), "width": art.size[0], "height": art.size[1],
-                       "encoder": config.encoder, "objective": config.objective,
-                       "intensity": intensity, "eps": config.eps, "steps": config.steps, "seed": seed,
-                       "seconds": round(result.seconds, 3), "load_seconds": round(protector.load_seconds, 3),
-                       **result.figures}
+                row = json_row(f, dest, art, config, result, protector.load_seconds, image_seconds)
                 typer.echo(json.dumps(jsonable(row)))
             elif not quiet and result.figures:
                 typer.echo(_summary(dest.name, result.figures), err=True)

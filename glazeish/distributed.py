@@ -43,7 +43,7 @@ from typing import Any, Callable, Generic, Sequence, TypeVar
 from . import __version__
 from .imageio import DEFAULT_MAX_PIXELS, ImageError
 from .metadata import MetadataOptions
-from .protect import ProtectConfig, output_path
+from .protect import ProtectConfig, json_row, output_path
 
 __all__ = [
     "MANIFEST_NAME", "STAGING_DIR", "Manifest", "OutdirBusyError", "ProtectItem", "ProtectJob", "ProtectWorker",
@@ -478,17 +478,14 @@ class ProtectWorker:
         from .imageio import read_image, save_image
 
         job, config = self.job, self.job.config
+        t0 = time.perf_counter()
         art = read_image(src, max_pixels=job.max_pixels)
         try:
             result = self.protector.protect(art, evaluate=job.evaluate)
         except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
             raise ImageError(f"{src}: {_one_line(e)}") from None
         save_image(write_to or dest, result.rgb, art.alpha, art.source, job.meta, job.fmt, job.quality)
-        return {"input": str(src), "output": str(dest), "width": art.size[0], "height": art.size[1],
-                "encoder": config.encoder, "objective": config.objective, "intensity": config.intensity,
-                "eps": config.eps, "steps": config.steps, "seed": config.seed,
-                "seconds": round(result.seconds, 3), "load_seconds": round(self.protector.load_seconds, 3),
-                **result.figures}
+        return json_row(src, dest, art, config, result, self.protector.load_seconds, time.perf_counter() - t0)
 
 
 def protect_actor_class():

@@ -46,6 +46,7 @@ def test_protect_folder_json_and_bad_files(batch, tmp_path, models_dir):
         assert dst.size == src.size and row["output"].endswith(".protected.png")
         assert row["eps"] == 4 and row["steps"] == 2 and row["encoder"] == "taef2"
         assert row["linf"] <= 4 + 1e-6
+        assert row["image_seconds"] >= row["seconds"] + row["figure_seconds"] > 0
         for key in ("psnr", "ssim"):
             assert set(row[key]) == {"cloak", "random"}
         fig = row["encoders"]["taef2"]
@@ -66,6 +67,13 @@ def test_existing_outputs_are_kept_unless_overwrite(small_painting, tmp_path, mo
     assert r.exit_code == 0 and "exists" in r.stderr and dest.read_bytes() == b"precious"
     r = run("protect", small_painting, "-o", out, "--models", models_dir, "--steps", "1", "--no-eval", "--overwrite")
     assert r.exit_code == 0 and Image.open(dest).size == Image.open(small_painting).size
+
+
+def test_json_without_eval_skips_the_figures(small_painting, tmp_path, models_dir):
+    r = run("protect", small_painting, "-o", tmp_path, "--models", models_dir, "--steps", "1", "--no-eval", "--json")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "psnr" not in row and row["figure_seconds"] == 0 and row["image_seconds"] >= row["seconds"] > 0
 
 
 def test_output_never_replaces_an_input(tmp_path, small_painting, models_dir):
