@@ -36,6 +36,7 @@ CANDIDATES = [
     ("e6", 6, 6, "flat", ""),
     ("e4-jpeg-resize", 4, 6, "flat", "identity,jpeg,resize"),
     ("e5-jpeg", 5, 6, "flat", "identity,jpeg"),
+    ("e6-jpeg-s12", 6, 12, "flat", "identity,jpeg"),
 ]
 
 
@@ -128,9 +129,10 @@ def summarise(rows: list[dict], out: Path) -> None:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
         "Mean over images per kind; `gap` = mimic-view PSNR of noise minus that of the cloak (dB, taef2); "
         "`latent`/`transfer` = latent displacement ÷ noise's on taef2 (attacked) / taesana (not attacked); "
-        "`kept` = share of the cloak's advantage over noise left after the purification (mimic view / latent).",
+        "`kept` = share of the cloak's advantage over noise left after the purification (mimic view / latent), "
+        "each measured against the equally purified original (see `glazeish.report.assess`). `n` = images.",
         "",
-        "| candidate | kind | n | PSNR | gap dB | latent × | transfer × | kept JPEG75 mimic / latent | kept resize0.75 mimic / latent | s/img |",
+        "| candidate | kind | n | PSNR mean (min) | gap dB mean (min) | latent × | transfer × | kept JPEG75 mimic / latent | kept resize0.75 mimic / latent | s/img |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in order:
@@ -139,8 +141,10 @@ def summarise(rows: list[dict], out: Path) -> None:
             if not rs:
                 continue
             m = lambda k: _mean(r[k] for r in rs)  # noqa: E731
+            lo = lambda k: min(r[k] for r in rs)  # noqa: E731
             lines.append(
-                f"| {name} | {kind} | {len(rs)} | {m('psnr'):.1f} | {m('mimic_gap'):.1f} | {m('latent_ratio'):.1f} | "
+                f"| {name} | {kind} | {len(rs)} | {m('psnr'):.1f} ({lo('psnr'):.1f}) | {m('mimic_gap'):.1f} "
+                f"({lo('mimic_gap'):.1f}) | {m('latent_ratio'):.1f} | "
                 f"{m('transfer_ratio'):.2f} | {m('retained_mimic_jpeg75'):.0%} / {m('retained_latent_jpeg75'):.0%} | "
                 f"{m('retained_mimic_resize0.75'):.0%} / {m('retained_latent_resize0.75'):.0%} | {m('seconds'):.0f} |"
             )

@@ -221,6 +221,14 @@ class Ensemble:
         return m
 
     @property
+    def device(self) -> torch.device:
+        """Where the models' weights live (CPU for an ensemble without weights)."""
+        for model in self.models:
+            for p in model.parameters():
+                return p.device
+        return torch.device("cpu")
+
+    @property
     def names(self) -> list[str]:
         return [m.name for m in self.models]
 

@@ -15,14 +15,14 @@ from typing import Callable, ClassVar
 import torch
 
 from .encoders import LatentModel
+from .registry import registrar
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 OBJECTIVES: dict[str, type["Objective"]] = {}
 
 
-def register_objective(cls: type["Objective"]) -> type["Objective"]:
-    OBJECTIVES[cls.name] = cls
-    return cls
+#: class decorator: register an :class:`Objective` under its ``name``
+register_objective = registrar(OBJECTIVES, "objective")
 
 
 def _per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -292,7 +292,7 @@ def evaluate(
     Keys: ``psnr``, ``ssim``, ``encoders`` (see :func:`compare`, versions ``cloak`` and ``random``) and
     ``linf`` (1/255 levels).
     """
-    device = torch.device(device) if device is not None else next(ensemble.models[0].parameters()).device
+    device = torch.device(device) if device is not None else ensemble.device
     x = to_tensor(original).to(device)
     versions = {"cloak": to_tensor(cloaked).to(device), "random": to_tensor(noise_image(original, eps, seed)).to(device)}
     return {**compare(ensemble, x, versions, tile), "linf": linf_levels(original, cloaked)}

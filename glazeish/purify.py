@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .registry import registrar
+
 if TYPE_CHECKING:  # imported lazily at run time: the Pillow/kornia purifications need no model code
     from .encoders import LatentModel
 
@@ -65,16 +67,8 @@ QUICK_PURIFICATIONS: list[str] = ["jpeg75", "resize0.75"]
 _ALIASES = {"default": DEFAULT_PURIFICATIONS, "all": DEFAULT_PURIFICATIONS, "quick": QUICK_PURIFICATIONS}
 
 
-def register_purification(cls: type["Purification"]) -> type["Purification"]:
-    """Class decorator: register ``cls`` under ``cls.name`` (names are unique)."""
-    name = getattr(cls, "name", "")
-    if not name or not isinstance(name, str) or "," in name or ":" in name or name != name.strip():
-        raise ValueError(f"{cls.__name__}: a purification needs a non-empty name without ',' or ':' ({name!r})")
-    old = PURIFICATIONS.get(name)
-    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise ValueError(f"purification name {name!r} already taken by {old.__qualname__}")
-    PURIFICATIONS[name] = cls
-    return cls
+#: class decorator: register a :class:`Purification` under its ``name`` (unique)
+register_purification = registrar(PURIFICATIONS, "purification")
 
 
 class Purification:

@@ -79,13 +79,6 @@ REPORT_MAX_SIDE = 512  # the report's pictures only; figures are always computed
 ASPECT_TOLERANCE = 0.01  # check_files: a cloak resized by another tool may differ by this much in aspect
 
 
-def _device_of(ensemble: Ensemble) -> torch.device:
-    for model in ensemble.models:
-        for p in model.parameters():
-            return p.device
-    return torch.device("cpu")
-
-
 def _decoder_model(ensemble: Ensemble) -> LatentModel | None:
     """The model whose decoder gives the mimic's view (the first one with a decoder)."""
     return next((m for m in ensemble.models if m.has_decoder), None)
@@ -192,7 +185,7 @@ def assess(
             "edited?); the noise baseline uses that budget, which makes it strong"
         )
 
-    device = _device_of(ensemble)
+    device = ensemble.device
     x = to_tensor(original).to(device)
     xa = to_tensor(cloaked).to(device)
     xr = to_tensor(noise_image(original, budget / 255, seed)).to(device)
@@ -368,7 +361,7 @@ def mimic_views(ensemble: Ensemble, *images: np.ndarray) -> list[np.ndarray]:
         raise ValueError(
             f"the report's mimic view needs an encoder with a decoder (e.g. taef2); got {', '.join(ensemble.names)}"
         )
-    x = torch.cat([to_tensor(a) for a in images]).to(_device_of(ensemble))
+    x = torch.cat([to_tensor(a) for a in images]).to(ensemble.device)
     xp, (h, w) = pad_to_multiple(x, model.multiple)
     v = model.decode(model.encode(xp))[..., :h, :w]
     return [to_uint8(v[i]) for i in range(len(images))]

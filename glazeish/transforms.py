@@ -29,6 +29,8 @@ from kornia.enhance import jpeg_codec_differentiable
 from kornia.filters import gaussian_blur2d
 from kornia.geometry.transform import resize as kornia_resize
 
+from .registry import registrar
+
 TRANSFORMS: dict[str, type["Transform"]] = {}
 
 #: The default EOT set for ``--robust``: what image hosts and scrapers do to every upload (recompress,
@@ -42,12 +44,8 @@ TRANSFORMS: dict[str, type["Transform"]] = {}
 DEFAULT_ROBUST = "identity,jpeg,resize,blur,shift"
 
 
-def register_transform(cls: type["Transform"]) -> type["Transform"]:
-    """Class decorator: register a :class:`Transform` subclass under its ``name``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    TRANSFORMS[cls.name] = cls
-    return cls
+#: class decorator: register a :class:`Transform` under its ``name``
+register_transform = registrar(TRANSFORMS, "transform")
 
 
 def _range(value: float | Sequence[float], what: str) -> tuple[float, float]:

@@ -25,6 +25,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..imageio import IMAGE_SUFFIXES, ImageError, read_image, to_tensor, to_uint8
+from ..registry import registrar
 
 PROTECTIONS: dict[str, type["Protection"]] = {}
 
@@ -35,16 +36,8 @@ DEFAULT_PROTECTIONS = [
 QUICK_PROTECTIONS = ["none", "random", "glazeish-default"]
 
 
-def register_protection(cls: type["Protection"]) -> type["Protection"]:
-    """Class decorator: register ``cls`` under ``cls.name`` (unique, no ',' or ':')."""
-    name = getattr(cls, "name", "")
-    if not name or "," in name or ":" in name:
-        raise ValueError(f"{cls.__name__}: a protection needs a name without ',' or ':' ({name!r})")
-    old = PROTECTIONS.get(name)
-    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise ValueError(f"protection name {name!r} already taken by {old.__qualname__}")
-    PROTECTIONS[name] = cls
-    return cls
+#: class decorator: register a :class:`Protection` under its ``name`` (unique)
+register_protection = registrar(PROTECTIONS, "protection")
 
 
 @dataclass
