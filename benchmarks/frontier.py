@@ -100,6 +100,7 @@ def main() -> None:
                     "image": f.name, "kind": f.parent.name, "seconds": round(secs, 2),
                     "psnr": fig["psnr"]["cloak"], "psnr_noise": fig["psnr"]["random"],
                     "mimic_gap": t2["mimic_psnr"]["random"] - t2["mimic_psnr"]["cloak"],
+                    "mimic_psnr": t2["mimic_psnr"]["cloak"], "mimic_psnr_noise": t2["mimic_psnr"]["random"],
                     "latent_ratio": t2["latent_displacement"]["cloak"] / t2["latent_displacement"]["random"],
                     "transfer_ratio": ts["latent_displacement"]["cloak"] / ts["latent_displacement"]["random"],
                 }
@@ -116,6 +117,10 @@ def main() -> None:
     summarise([json.loads(l) for l in log_path.read_text().splitlines()], args.out)
 
 
+#: which candidate each preset is (glazeish/protect.py PRESETS), chosen from this frontier
+PRESET_OF = {"e3": "low", "e4-jpeg": "default", "e6-jpeg-s12": "high"}
+
+
 def _mean(vals) -> float:
     vals = [v for v in vals if v is not None]
     return statistics.mean(vals) if vals else float("nan")
@@ -130,7 +135,12 @@ def summarise(rows: list[dict], out: Path) -> None:
         "Mean over images per kind; `gap` = mimic-view PSNR of noise minus that of the cloak (dB, taef2); "
         "`latent`/`transfer` = latent displacement ÷ noise's on taef2 (attacked) / taesana (not attacked); "
         "`kept` = share of the cloak's advantage over noise left after the purification (mimic view / latent), "
-        "each measured against the equally purified original (see `glazeish.report.assess`). `n` = images.",
+        "each measured against the equally purified original (see `glazeish.report.assess`). `n` = images. "
+        "Rows with n = 2 (paintings) / 2 (flat) are the earlier 4-image sample. `s/img` = the cloak only, on a "
+        "machine shared with other jobs (not a speed result; see `benchmarks/speed/`).",
+        "",
+        "Commands: `python benchmarks/frontier.py --out benchmarks/frontier --candidates NAMES` "
+        "(resumable; `--sample` = the 4-image sample).",
         "",
         "| candidate | kind | n | PSNR mean (min) | gap dB mean (min) | latent × | transfer × | kept JPEG75 mimic / latent | kept resize0.75 mimic / latent | s/img |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -143,7 +153,7 @@ def summarise(rows: list[dict], out: Path) -> None:
             m = lambda k: _mean(r[k] for r in rs)  # noqa: E731
             lo = lambda k: min(r[k] for r in rs)  # noqa: E731
             lines.append(
-                f"| {name} | {kind} | {len(rs)} | {m('psnr'):.1f} ({lo('psnr'):.1f}) | {m('mimic_gap'):.1f} "
+                f"| {name}{' (**' + PRESET_OF[name] + '**)' if name in PRESET_OF else ''} | {kind} | {len(rs)} | {m('psnr'):.1f} ({lo('psnr'):.1f}) | {m('mimic_gap'):.1f} "
                 f"({lo('mimic_gap'):.1f}) | {m('latent_ratio'):.1f} | "
                 f"{m('transfer_ratio'):.2f} | {m('retained_mimic_jpeg75'):.0%} / {m('retained_latent_jpeg75'):.0%} | "
                 f"{m('retained_mimic_resize0.75'):.0%} / {m('retained_latent_resize0.75'):.0%} | {m('seconds'):.0f} |"
@@ -161,10 +171,13 @@ def summarise(rows: list[dict], out: Path) -> None:
                 rs = [r for r in rows if r["candidate"] == name and r["kind"] == kind]
                 if rs:
                     x, y = _mean(r["psnr"] for r in rs), _mean(r["mimic_gap"] for r in rs)
-                    ax.scatter(x, y, color=f"C{i}")
-                    ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                    preset = PRESET_OF.get(name)
+                    ax.scatter(x, y, color=f"C{i}", marker="*" if preset else "o", s=120 if preset else 30)
+                    label = f"{name} = {preset}" if preset else name
+                    ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points",
+                                fontweight="bold" if preset else "normal")
             ax.set(xlabel="PSNR cloak vs original (dB) → less visible", ylabel="mimic-view gap vs noise (dB) → stronger",
-                   title=kind)
+                   title=f"{kind} (n = images per point in RESULTS.md; ★ = preset)")
             ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out / "frontier.png", dpi=90)

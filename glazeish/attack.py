@@ -177,7 +177,7 @@ class PGD:
 
         ``eps_map`` (broadcastable to ``images``, values in [0, eps]) replaces the flat budget per pixel.
         """
-        x = images.detach().float()
+        x = images.detach().float().contiguous(memory_format=torch.channels_last)  # faster convolutions on CPU
         m = self.ensemble.multiple
         if x.shape[-1] % m or x.shape[-2] % m:
             raise ValueError(f"image size {tuple(x.shape[-2:])} must be a multiple of {m} (pad first)")
@@ -203,7 +203,8 @@ class PGD:
             x_adv.requires_grad_(True)
             inp = x_adv
             if self.transforms:
-                inp = rng.choice(self.transforms)(x_adv, rng)
+                # transforms return plain-layout tensors; the convolutions are ~1.7x faster in channels_last
+                inp = rng.choice(self.transforms)(x_adv, rng).contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):
                 loss = sum(w * fn(inp).float().sum() for fn, w in losses)
             (grad,) = torch.autograd.grad(loss, x_adv)

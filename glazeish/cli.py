@@ -31,6 +31,17 @@ PRESET_HELP = "; ".join(f"{k}: eps {p.eps:g}/255, {p.steps} steps, {p.summary}" 
 MODELS_HELP = "Folder with the encoder weights (default: $GLAZEISH_MODELS, then the download cache)."
 
 
+def _robust(flag: bool | None, transforms: str | None) -> str | None:
+    """ProtectConfig.robust from --robust/--no-robust and --transforms (None: the preset's)."""
+    if transforms is not None:
+        if flag is False:
+            fail("--transforms and --no-robust contradict each other")
+        return transforms
+    if flag is None:
+        return None
+    return DEFAULT_ROBUST if flag else ""
+
+
 def fail(msg: str, code: int = 2) -> None:
     typer.echo(f"glazeish: error: {msg}", err=True)
     raise typer.Exit(code)
@@ -106,9 +117,12 @@ def protect(
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same cloak on one device."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     precision: str = typer.Option("auto", help="auto (fastest measured here), fp32, bf16 or fp16."),
-    robust: bool = typer.Option(False, "--robust", help="Optimise through simulated JPEG/resize/blur/shift "
-                                "(expectation over transformation) so the cloak better survives re-posting."),
-    transforms: str = typer.Option(DEFAULT_ROBUST, help="Transforms that --robust samples from (one per step)."),
+    robust: Optional[bool] = typer.Option(None, "--robust/--no-robust", help="Optimise through simulated "
+                                          f"re-posting (expectation over transformation): --robust samples "
+                                          f"{DEFAULT_ROBUST}; --no-robust none. Default: the preset's "
+                                          "(default/high: identity,jpeg)."),
+    transforms: Optional[str] = typer.Option(None, help="Exactly these transforms, one sampled per step "
+                                             "(e.g. identity,jpeg,resize; implies --robust)."),
     budget: str = typer.Option("flat", help="flat (the same eps everywhere) or perceptual (less change on flat "
                                "colour and smooth gradients, up to eps on texture and edges)."),
     report: bool = typer.Option(False, "--report", help="Also write OUT/<stem>.protected.report.html: original, "
@@ -150,7 +164,7 @@ def protect(
         config = ProtectConfig(intensity=intensity, eps=eps, steps=steps, objective=objective, encoder=encoder,
                                target=str(target) if target else None, seed=seed, device=device,
                                precision=precision, models_dir=str(models) if models else None,
-                               robust=transforms if robust else "", budget=budget)
+                               robust=_robust(robust, transforms), budget=budget)
         meta = MetadataOptions(enabled=metadata, data_mining=resolve_data_mining(data_mining), creator=creator,
                                copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity)
     except ValueError as e:

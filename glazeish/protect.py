@@ -27,18 +27,23 @@ from .budget import budget_map
 
 @dataclass(frozen=True)
 class Preset:
-    """A documented (eps, steps, objective) triple; eps in 1/255 units."""
+    """A documented setting, chosen on the measured frontier (``benchmarks/frontier/RESULTS.md``).
+
+    ``eps`` in 1/255 units; ``robust`` = the EOT transforms sampled per step ("" = none).
+    """
 
     eps: float
     steps: int
     objective: str
+    robust: str
     summary: str
 
 
 PRESETS: dict[str, Preset] = {
-    "low": Preset(3, 5, "mimic", "lightest touch (PSNR ~39-40 dB); weakest protection"),
-    "default": Preset(4, 6, "mimic", "near-invisible (PSNR ~37-39 dB); changes what a mimic reproduces"),
-    "high": Preset(6, 12, "mimic", "strongest; faint grain may show on flat colour (PSNR ~34-36 dB)"),
+    "low": Preset(3, 6, "mimic", "", "lightest touch (PSNR ~39-41 dB); a JPEG re-save removes most of it"),
+    "default": Preset(4, 6, "mimic", "identity,jpeg",
+                      "near-invisible (PSNR ~38-39 dB); optimised to survive a JPEG re-save"),
+    "high": Preset(6, 12, "mimic", "identity,jpeg", "strongest; faint grain may show on flat colour (PSNR ~35-36 dB)"),
 }
 
 
@@ -56,7 +61,7 @@ class ProtectConfig:
     device: str = "auto"
     precision: str = "auto"
     models_dir: str | None = None
-    robust: str = ""  # EOT transforms sampled per step, e.g. "jpeg,resize" (see glazeish.transforms)
+    robust: str | None = None  # EOT transforms sampled per step, e.g. "identity,jpeg"; "" = none (glazeish.transforms)
     budget: str = "flat"  # "flat" L∞ ball, or "perceptual": less in flat areas, up to eps on texture/edges
     budget_floor: float = 0.25  # perceptual budget: fraction of eps that flat areas keep
     tile: int = 512  # images larger than this are cloaked in overlapping tiles (flat memory)
@@ -69,6 +74,7 @@ class ProtectConfig:
         self.eps = p.eps if self.eps is None else float(self.eps)
         self.steps = p.steps if self.steps is None else int(self.steps)
         self.objective = self.objective or p.objective
+        self.robust = p.robust if self.robust is None else self.robust
         if not 0 <= self.eps <= 64:
             raise ValueError(f"eps must be between 0 and 64 (in 1/255 units), not {self.eps}")
         if self.steps < 0:

@@ -45,7 +45,7 @@ class BenchContext:
     """Settings shared by every protection of a run.
 
     ``eps`` (1/255 units) is the budget of ``random``, ``photoguard-encoder`` and ``mist-textural``; the
-    glazeish presets keep their own (low 3, default 4, high 6). ``attack_steps`` is the number of PGD steps
+    glazeish presets keep their own (see ``glazeish.protect.PRESETS``). ``attack_steps`` is the number of PGD steps
     of the two baseline attacks. ``encoder`` is the attacked encoder spec (see :mod:`glazeish.encoders`).
     """
 
@@ -147,7 +147,8 @@ class _Cloak(Protection):
     @property
     def cache_key(self) -> str:
         cfg = self.config()
-        text = f"{self.name}|{cfg.eps}|{cfg.steps}|{cfg.objective}|{cfg.encoder}|{cfg.seed}|{cfg.precision}|{cfg.target}"
+        text = (f"{self.name}|{cfg.eps}|{cfg.steps}|{cfg.objective}|{cfg.encoder}|{cfg.seed}|{cfg.precision}|"
+                f"{cfg.target}|{cfg.robust}|{cfg.budget}|{cfg.budget_floor}")
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 
     @property
@@ -179,6 +180,14 @@ class MistTextural(_Cloak):
     objective = "texture"
 
 
+def _describe(intensity: str) -> str:
+    from ..protect import PRESETS
+
+    p = PRESETS[intensity]
+    eot = f", optimised through {p.robust}" if p.robust else ""
+    return f"glazeish preset '{intensity}' (eps {p.eps:g}/255, {p.steps} steps, objective '{p.objective}'{eot})"
+
+
 class _Preset(_Cloak):
     """A glazeish intensity preset, exactly as ``glazeish protect --intensity X`` runs it."""
 
@@ -193,21 +202,21 @@ class _Preset(_Cloak):
 @register_protection
 class GlazeishLow(_Preset):
     name = "glazeish-low"
-    description = "glazeish preset 'low' (eps 3/255, 5 steps, objective 'mimic')"
+    description = _describe("low")
     intensity = "low"
 
 
 @register_protection
 class GlazeishDefault(_Preset):
     name = "glazeish-default"
-    description = "glazeish preset 'default' (eps 4/255, 6 steps, objective 'mimic')"
+    description = _describe("default")
     intensity = "default"
 
 
 @register_protection
 class GlazeishHigh(_Preset):
     name = "glazeish-high"
-    description = "glazeish preset 'high' (eps 6/255, 12 steps, objective 'mimic')"
+    description = _describe("high")
     intensity = "high"
 
 
