@@ -3,7 +3,7 @@
 Every measurement is a separate `glazeish protect --json` process, so model loading, peak memory and
 thread settings are those a user gets. Peak RSS comes from `os.wait4` (that child only).
 
-    python benchmarks/speed.py --out benchmarks/speed            # the committed grid (about 30-40 min)
+    python benchmarks/speed.py --out benchmarks/speed            # the committed grid (about 30 min)
     python benchmarks/speed.py --quick --out /tmp/speed          # a smoke run
 
 Writes `results.jsonl` (one row per run), `RESULTS.md` (tables) and `speed.png` (time and memory vs pixels).
@@ -60,7 +60,8 @@ def run_one(image: Path, outdir: Path, threads: int, args: list[str]) -> dict:
 
 
 def grid(quick: bool) -> list[tuple[tuple[int, int], int, list[str]]]:
-    """(size, threads, extra CLI args) per run: full grid on small sizes, the default on large ones."""
+    """(size, threads, extra CLI args) per run: presets × encoders × precisions on small sizes, threads and
+    figures on/off at 512², the default on large sizes."""
     runs = []
     small = [(256, 256), (512, 512)]
     for size in small:
@@ -69,44 +70,107 @@ def grid(quick: bool) -> list[tuple[tuple[int, int], int, list[str]]]:
                 obj = [] if enc == "taef2" else ["--objective", "texture"]  # taesana has no decoder
                 for prec in ("fp32", "bf16"):
                     runs.append((size, 2, ["--intensity", preset, "--encoder", enc, "--precision", prec, *obj]))
-        runs.append((size, 1, ["--precision", "auto"]))
-        runs.append((size, 2, ["--precision", "auto"]))
+        for threads in (1, 2):
+            runs.append((size, threads, ["--precision", "auto"]))
+    runs.append(((512, 512), 2, ["--precision", "auto", "--no-eval"]))
     for size in [(1024, 1024), (2048, 2048), (4000, 3000)]:
         runs.append((size, 2, ["--precision", "auto"]))
+    runs.append(((2048, 2048), 2, ["--precision", "auto", "--no-eval"]))
     if quick:
         runs = [r for r in runs if r[0] == (256, 256)][:4]
     return runs
 
 
-def summarise(rows: list[dict], out: Path) -> None:
+def make_batch(scratch: Path, n: int = 20, size: int = 512) -> Path:
+    """``n`` different ``size``² images (centre crops of the shared paintings and drawings, resized)."""
+    folder = scratch / f"batch{n}"
+    folder.mkdir(parents=True, exist_ok=True)
+    srcs = sorted((SHARED / "images").glob("*/*.png"))
+    for i in range(n):
+        p = folder / f"img{i:02d}.png"
+        if p.exists():
+            continue
+        im = Image.open(srcs[i % len(srcs)]).convert("RGB")
+        if i >= len(srcs):  # second pass: mirrored, so no two inputs are the same picture
+            im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        im.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS).save(p)
+    return folder
+
+
+def run_batch(folder: Path, outdir: Path, threads: int = 2) -> dict:
+    """One process over the whole folder: per-image times from the --json rows, next to the total."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "glazeish", "protect", str(folder), "-o", str(outdir), "--overwrite", "--json",
+           "--quiet", "--precision", "auto"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    rows = [json.loads(l) for l in proc.stdout.read().splitlines() if l.startswith("{")]
+    if os.waitstatus_to_exitcode(status) != 0 or not rows:
+        return {"error": (proc.stderr.read().strip().splitlines() or ["?"])[-1], "cmd": " ".join(cmd[2:])}
+    return {
+        "batch": len(rows), "threads": threads, "process_wall_s": round(wall, 2),
+        "peak_rss_gb": round(usage.ru_maxrss / 1e6, 3), "load_seconds": rows[0]["load_seconds"],
+        "seconds": [r["seconds"] for r in rows], "image_seconds": [r["image_seconds"] for r in rows],
+        "cmd": "glazeish " + " ".join(cmd[3:]),
+    }
+
+
+def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
     lines = [
         "# Speed and memory",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_name()}, Python {platform.python_version()}, "
         f"{platform.platform()}.  ",
-        "Every row is one `glazeish protect --json` process on a resized van Gogh painting. `image s` is the "
-        "cloak itself (attack + 8-bit rounding, what `seconds` in `--json` reports); `load s` is model loading; "
-        "`process s` is the whole command, including Python start-up, loading and the figures against noise. "
-        "Protection: how far the taef2 (or taesana) latent moved, as a multiple of same-budget uniform noise, "
+        "Every row is one `glazeish protect --json` process on the van Gogh painting resized to the size. "
+        "`cloak s` = attack + 8-bit rounding (`seconds` in `--json`); `figures s` = measuring the cloak next to "
+        "same-budget noise (`--no-eval` skips it); `image s` = everything for the image (read, cloak, figures, "
+        "write); `load s` = model loading (once per process; the first run on a machine also times fp32 "
+        "against bf16 once); `process s` = the whole command including Python and torch start-up. "
+        "Protection: the taef2 (or taesana) latent displacement as a multiple of same-budget uniform noise's, "
         "and the mimic-view gap vs noise (dB; taef2 only).",
         "",
-        "| size | threads | args | image s | load s | process s | peak RSS GB | PSNR | latent ×noise | mimic gap dB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| size | threads | args | cloak s | figures s | image s | load s | process s | peak RSS GB | PSNR | "
+        "latent ×noise | mimic gap dB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r.get('size', '?')} | | `{r['cmd']}` | error: {r['error']} | | | | | | |")
+            lines.append(f"| {r.get('size', '?')} | | `{r['cmd']}` | error: {r['error']} | | | | | | | | |")
             continue
-        enc = next(iter(r["encoders"].values()))
-        d = enc["latent_displacement"]
-        m = enc.get("mimic_psnr")
-        gap = f"{m['random'] - m['cloak']:.1f}" if m else "–"
         args = r["cmd"].split("--json --quiet")[-1].strip() or "(default)"
+        prot = "| – | – | –"
+        if r.get("encoders"):
+            enc = next(iter(r["encoders"].values()))
+            d = enc["latent_displacement"]
+            m = enc.get("mimic_psnr")
+            gap = f"{m['random'] - m['cloak']:.1f}" if m else "–"
+            prot = f"| {r['psnr']['cloak']:.1f} | {d['cloak'] / max(d['random'], 1e-9):.1f} | {gap}"
         lines.append(
-            f"| {r['width']}×{r['height']} | {r['threads']} | `{args}` | {r['seconds']:.1f} | {r['load_seconds']:.2f} | "
-            f"{r['process_wall_s']:.1f} | {r['peak_rss_gb']:.2f} | {r['psnr']['cloak']:.1f} | "
-            f"{d['cloak'] / max(d['random'], 1e-9):.1f} | {gap} |"
+            f"| {r['width']}×{r['height']} | {r['threads']} | `{args}` | {r['seconds']:.1f} | "
+            f"{r['figure_seconds']:.1f} | {r['image_seconds']:.1f} | {r['load_seconds']:.2f} | "
+            f"{r['process_wall_s']:.1f} | {r['peak_rss_gb']:.2f} {prot} |"
         )
+    if batch:
+        lines += ["", "## Batch", ""]
+        if "error" in batch:
+            lines.append(f"`{batch['cmd']}` failed: {batch['error']}")
+        else:
+            img, cl = np.array(batch["image_seconds"]), np.array(batch["seconds"])
+            lines += [
+                f"`{batch['cmd']}` — {batch['batch']} different 512×512 images in one process, {batch['threads']} "
+                "threads (models loaded once).",
+                "",
+                "| images | load s | image s: mean / median / max | cloak s: mean | process s | process s ÷ images | "
+                "peak RSS GB |",
+                "|---|---|---|---|---|---|---|",
+                f"| {batch['batch']} | {batch['load_seconds']:.2f} | {img.mean():.1f} / {np.median(img):.1f} / "
+                f"{img.max():.1f} | {cl.mean():.1f} | {batch['process_wall_s']:.1f} | "
+                f"{batch['process_wall_s'] / batch['batch']:.1f} | {batch['peak_rss_gb']:.2f} |",
+            ]
     (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib
@@ -114,11 +178,13 @@ def summarise(rows: list[dict], out: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        best = [r for r in rows if "error" not in r and r["threads"] == 2 and "--precision auto" in r["cmd"]]
+        best = [r for r in rows if "error" not in r and r["threads"] == 2 and r["cmd"].endswith("--precision auto")]
         best.sort(key=lambda r: r["width"] * r["height"])
         px = np.array([r["width"] * r["height"] / 1e6 for r in best])
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
-        a1.plot(px, [r["seconds"] for r in best], "o-")
+        a1.plot(px, [r["seconds"] for r in best], "o-", label="cloak")
+        a1.plot(px, [r["image_seconds"] for r in best], "s--", label="cloak + figures + I/O")
+        a1.legend()
         a1.set(xlabel="megapixels", ylabel="seconds per image", title="default preset, 2 threads")
         a2.plot(px, [r["peak_rss_gb"] for r in best], "o-", color="C1")
         a2.axhline(3, ls="--", color="grey")
@@ -147,9 +213,23 @@ def main() -> None:
             log.write(json.dumps(row) + "\n")
             log.flush()
             print(f"[{i}/{len(runs)}] {row['size']} t={threads} {' '.join(extra)}: "
-                  f"{row.get('seconds', row.get('error'))}", file=sys.stderr, flush=True)
-    summarise(rows, args.out)
+                  f"{row.get('image_seconds', row.get('error'))}", file=sys.stderr, flush=True)
+        batch = None
+        if not args.quick:
+            batch = run_batch(make_batch(args.scratch), args.scratch / "out-batch")
+            log.write(json.dumps(batch) + "\n")
+    summarise(rows, args.out, batch)
     print((args.out / "RESULTS.md").read_text())
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

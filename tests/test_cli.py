@@ -76,6 +76,18 @@ def test_json_without_eval_skips_the_figures(small_painting, tmp_path, models_di
     assert "psnr" not in row and row["figure_seconds"] == 0 and row["image_seconds"] >= row["seconds"] > 0
 
 
+def test_robust_flags_map_onto_the_preset():
+    from glazeish.cli import _robust
+    from glazeish.protect import ProtectConfig
+    from glazeish.transforms import DEFAULT_ROBUST
+
+    assert ProtectConfig(robust=_robust(None, None)).robust == "identity,jpeg"  # the default preset's
+    assert ProtectConfig(intensity="low", robust=_robust(None, None)).robust == ""
+    assert ProtectConfig(robust=_robust(False, None)).robust == ""
+    assert ProtectConfig(intensity="low", robust=_robust(True, None)).robust == DEFAULT_ROBUST
+    assert ProtectConfig(robust=_robust(None, "jpeg,blur")).robust == "jpeg,blur"
+
+
 def test_output_never_replaces_an_input(tmp_path, small_painting, models_dir):
     d = small_painting.parent
     victim = d / "painting.protected.png"
@@ -104,6 +116,8 @@ def test_same_seed_same_output(small_painting, tmp_path, models_dir):
         (["--encoder", "nope"], "unknown encoder"),
         (["--format", "gif"], "--format"),
         (["--data-mining", "whatever"], "whatever"),
+        (["--transforms", "jpeg", "--no-robust"], "contradict"),
+        (["--transforms", "jpeg,nope"], "unknown transform"),
     ],
 )
 def test_bad_options_one_line(small_painting, tmp_path, models_dir, args, phrase):

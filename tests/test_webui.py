@@ -120,7 +120,7 @@ def test_friendly_error_hides_temp_paths():
 def test_settings_take_preset_values_and_reject_no_encoder():
     c = ui.Settings(intensity="high").config()
     p = PRESETS["high"]
-    assert (c.eps, c.steps, c.objective, c.encoder) == (p.eps, p.steps, p.objective, "taef2")
+    assert (c.eps, c.steps, c.objective, c.robust, c.encoder) == (p.eps, p.steps, p.objective, p.robust, "taef2")
     c2 = ui.Settings(encoders=["taef2", "taesana"], eps=2.5, steps=3).config("models")
     assert (c2.encoder, c2.eps, c2.steps, c2.models_dir) == ("taef2,taesana", 2.5, 3, "models")
     with pytest.raises(ValueError, match="at least one encoder"):
