@@ -214,7 +214,7 @@ def json_row(src, dest, art: Artwork, config: ProtectConfig, result: Result, loa
     """
     return {"input": str(src), "output": str(dest), "width": art.size[0], "height": art.size[1],
             "encoder": config.encoder, "objective": config.objective, "intensity": config.intensity,
-            "eps": config.eps, "steps": config.steps, "seed": config.seed,
+            "eps": config.eps, "steps": config.steps, "robust": config.robust, "seed": config.seed,
             "seconds": round(result.seconds, 3), "figure_seconds": round(result.figure_seconds, 3),
             "image_seconds": round(image_seconds, 3), "load_seconds": round(load_seconds, 3), **result.figures}
 

@@ -699,19 +699,11 @@ def _interrupt(signum, frame):
 
 
 def serve(
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    share: bool = False,
-    models_dir: str | None = None,
-    *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_file_mb: float = DEFAULT_MAX_FILE_MB,
-    device: str = "auto",
-    precision: str = "auto",
-    open_browser: bool = False,
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, share: bool = False, models_dir: str | None = None, **options
 ) -> None:
     """Serve the page until Ctrl-C or SIGTERM, then remove its temp files: what ``webui.py`` and
-    ``glazeish ui`` run. A missing gradio or a taken port ends with one line, not a traceback."""
+    ``glazeish ui`` run. ``options`` are :func:`launch`'s keyword options (``max_pixels``, ``device``, …).
+    A missing gradio or a taken port ends with one line, not a traceback."""
     import signal
 
     # SIGTERM (kill, systemd, a test harness) ends like Ctrl-C, so the temp files are removed
@@ -721,8 +713,7 @@ def serve(
         log.warning("the page is reachable from other machines (%s); anyone who can reach it can use it",
                     "public share link" if share else f"--host {host}")
     try:
-        launch(host, port, share, models_dir, max_pixels=max_pixels, max_file_mb=max_file_mb, device=device,
-               precision=precision, open_browser=open_browser)
+        launch(host, port, share, models_dir, **options)
     except OSError as e:  # port taken, address not available
         log.debug("launch failed: %s", e)
         raise SystemExit(f"glazeish ui: error: cannot listen on {host}:{port} (in use, or not an address of this "

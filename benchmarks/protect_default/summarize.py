@@ -11,9 +11,10 @@ import torch
 rows = [json.loads(line) for line in Path(sys.argv[1]).read_text().splitlines() if line.strip()]
 first = rows[0]
 print(f"Preset `{first['intensity']}`: eps {first['eps']}/255, {first['steps']} steps, objective `{first['objective']}`, "
-      f"encoder `{first['encoder']}`, seed {first['seed']}.  ")
+      f"optimised through `{first.get('robust') or 'nothing'}`, encoder `{first['encoder']}`, seed {first['seed']}.  ")
 print(f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-      f"Python {platform.python_version()}.\n")
+      f"Python {platform.python_version()}. `seconds` = the cloak only, on a machine shared with other jobs "
+      "(speed: benchmarks/speed/).\n")
 print("| image | size | PSNR cloak / noise (dB) | latent moved: cloak / noise | mimic-view PSNR cloak / noise (dB) | gap (dB) | seconds |")
 print("|---|---|---|---|---|---|---|")
 groups = {}
