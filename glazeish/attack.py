@@ -59,6 +59,7 @@ def _cpu_key() -> str:
                 break
     except OSError:
         pass
+    # "v2": the timing changed (encoder+decoder, best of three), so choices memoised by v1 are timed again
     return f"{model}|{os.cpu_count()}|{torch.get_num_threads()}|torch {torch.__version__}|v2"
 
 
