@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from glazeish.attack import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
 PAINTING = SHARED / "images" / "paintings" / "00003-0-vincent-van-gogh_olive-picking-1889-2.png"
@@ -123,7 +125,7 @@ def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
     lines = [
         "# Speed and memory",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_name()}, Python {platform.python_version()}, "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}, "
         f"{platform.platform()}.  ",
         "Every row is one `glazeish protect --json` process on the van Gogh painting resized to the size. "
         "`cloak s` = attack + 8-bit rounding (`seconds` in `--json`); `figures s` = measuring the cloak next to "
@@ -220,16 +222,6 @@ def main() -> None:
             log.write(json.dumps(batch) + "\n")
     summarise(rows, args.out, batch)
     print((args.out / "RESULTS.md").read_text())
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -50,17 +50,21 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _cpu_key() -> str:
-    model = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; the platform's processor string elsewhere)."""
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_key() -> str:
     # "v2": the timing changed (encoder+decoder, best of three), so choices memoised by v1 are timed again
-    return f"{model}|{os.cpu_count()}|{torch.get_num_threads()}|torch {torch.__version__}|v2"
+    return f"{cpu_name()}|{os.cpu_count()}|{torch.get_num_threads()}|torch {torch.__version__}|v2"
 
 
 @functools.lru_cache(maxsize=8)

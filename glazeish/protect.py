@@ -171,16 +171,15 @@ class Protector:
             eps_map = budget_map(xp, self.eps, floor=c.budget_floor, alpha=a)
         elif a is not None:
             eps_map = (a > 0).float() * self.eps
-        m = self.ensemble.multiple
-        n_batches = len(plan_tiles(*xp.shape[-2:], self._tile(), c.overlap, m))
+        n_tiles = self.n_tiles(h, w)
 
         def attack_tiles(xs: torch.Tensor, es: torch.Tensor | None, index: int, tile: Tile) -> torch.Tensor:
             progress = None
             if callback is not None:
-                progress = lambda i, n, loss: callback(index * n + i, n * n_batches, loss)  # noqa: E731
+                progress = lambda i, n, loss: callback(index * n + i, n * n_tiles, loss)  # noqa: E731
             return self.attack(progress, seed=c.seed + 1009 * index, origin=(tile.top, tile.left))(xs, es)
 
-        out = cloak_tiled(attack_tiles, xp, eps_map, self.eps, self._tile(), c.overlap, m)
+        out = cloak_tiled(attack_tiles, xp, eps_map, self.eps, self._tile(), c.overlap, self.ensemble.multiple)
         return out[..., :h, :w]
 
     def protect(self, art: Artwork, evaluate: bool = True, callback: StepCallback | None = None) -> Result:

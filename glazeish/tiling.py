@@ -80,7 +80,6 @@ def cloak_tiled(
     tile: int,
     overlap: int,
     multiple: int = 1,
-    on_tile: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Cloak ``x`` (``1×3×H×W``, H and W already multiples of the encoders' multiple) tile by tile.
 
@@ -102,6 +101,4 @@ def cloak_tiled(
         out = attack(t.slice(x_adv), t.slice(budget) * ~t.slice(done), i, t)
         c.slice(x_adv)[:] = Tile(c.top - t.top, c.left - t.left, c.h, c.w).slice(out)
         c.slice(done)[:] = True
-        if on_tile is not None:
-            on_tile(i + 1, len(tiles))
     return x_adv

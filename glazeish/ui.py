@@ -34,13 +34,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .encoders import REGISTRY, LatentModel, load_encoder, load_encoders
-from .imageio import ImageError, read_image, save_image, to_tensor, to_uint8
+from .encoders import REGISTRY, Ensemble, LatentModel, load_encoder, load_encoders
+from .imageio import ImageError, read_image, save_image
 from .metadata import MetadataOptions
 from .objectives import OBJECTIVES
-from .protect import PRESETS, ProtectConfig, Protector, pad_to_multiple
+from .protect import PRESETS, ProtectConfig, Protector
+from .report import mimic_views
 from .weights import WeightsError
 
 log = logging.getLogger(__name__)
@@ -200,14 +200,6 @@ def amplified_difference(original: np.ndarray, cloaked: np.ndarray, eps: float) 
     delta = cloaked.astype(np.float32) - original.astype(np.float32)
     gain = _gain(eps)
     return np.clip(np.round(127.5 + delta * gain), 0, 255).astype(np.uint8)
-
-
-@torch.no_grad()
-def model_view(model: LatentModel, rgb: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
-    """What a model trained on ``rgb`` (``H×W×3`` uint8) learns from it: the round trip ``D(E(x))``."""
-    x = to_tensor(rgb).to(device)
-    xp, (h, w) = pad_to_multiple(x, model.multiple)
-    return to_uint8(model.decode(model.encode(xp))[..., :h, :w])
 
 
 def unique_names(names: Sequence[str], suffix: str = ".protected.png") -> list[str]:
@@ -392,7 +384,7 @@ def cloak_one(
         res.difference = _save_png(sub / f"{stem}.difference.png", diff)
         res.view_model = viewer.name
         for which, rgb in (("original", art.rgb), ("cloaked", result.rgb)):
-            view = model_view(viewer, rgb, protector.device)
+            (view,) = mimic_views(Ensemble([viewer]), rgb)
             setattr(res, f"view_{which}", _save_png(sub / f"{stem}.model-view-{which}.png", view))
         res.figures = result.figures
         res.eps = float(protector.config.eps)

@@ -31,6 +31,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from ..attack import cpu_name
 from ..metadata import MetadataOptions
 from ..imageio import ImageError, find_images, read_image, save_image, to_tensor, to_uint8
 from .measure import Measurer, metric_info
@@ -180,14 +181,7 @@ def environment(config: BenchConfig, device: torch.device) -> dict:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
         "python": sys.version.split()[0],
