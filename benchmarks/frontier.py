@@ -51,10 +51,11 @@ def images(quick: bool, sample: bool) -> list[Path]:
 def main() -> None:
     import torch
 
+    from glazeish.config import ProtectConfig
     from glazeish.encoders import Ensemble
+    from glazeish.evaluation import assess
     from glazeish.imageio import read_image
-    from glazeish.protect import ProtectConfig, Protector
-    from glazeish.report import assess
+    from glazeish.protect import Protector
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "frontier")
@@ -79,7 +80,7 @@ def main() -> None:
     measure = None
     with open(log_path, "a") as log:
         for name, eps, steps, budget, robust in cands:
-            cfg = ProtectConfig(eps=eps, steps=steps, budget=budget, robust=robust, models_dir=args.models,
+            cfg = ProtectConfig(eps_levels=eps, steps=steps, budget=budget, robust=robust, models_dir=args.models,
                                 encoder="taef2")
             p = Protector(cfg)
             if measure is None:
@@ -91,23 +92,22 @@ def main() -> None:
                     continue
                 art = read_image(f)
                 t0 = time.perf_counter()
-                res = p.protect(art, evaluate=False)
+                res = p.protect(art)
                 secs = time.perf_counter() - t0
-                fig = assess(art.rgb, res.rgb, measure, eps=eps, seed=0, purifications=("jpeg75", "resize0.75"))
-                t2, ts = fig["encoders"]["taef2"], fig["encoders"]["taesana"]
+                fig = assess(art.rgb, res.rgb, measure, eps_levels=eps, seed=0, purifications=("jpeg75", "resize0.75"))
+                b, s = fig.before, fig.summary
                 row = {
                     "candidate": name, "eps": eps, "steps": steps, "budget": budget, "robust": robust,
                     "image": f.name, "kind": f.parent.name, "seconds": round(secs, 2),
-                    "psnr": fig["psnr"]["cloak"], "psnr_noise": fig["psnr"]["random"],
-                    "mimic_gap": t2["mimic_psnr"]["random"] - t2["mimic_psnr"]["cloak"],
-                    "mimic_psnr": t2["mimic_psnr"]["cloak"], "mimic_psnr_noise": t2["mimic_psnr"]["random"],
-                    "latent_ratio": t2["latent_displacement"]["cloak"] / t2["latent_displacement"]["random"],
-                    "transfer_ratio": ts["latent_displacement"]["cloak"] / ts["latent_displacement"]["random"],
+                    "psnr": b.cloak.psnr, "psnr_noise": b.noise.psnr, "psnr_uniform": b.uniform.psnr,
+                    "mimic_gap": s.view_gap, "mimic_gap_uniform": s.view_gap_uniform,
+                    "mimic_psnr": b.cloak.view_psnr, "mimic_psnr_noise": b.noise.view_psnr,
+                    "latent_ratio": s.latent_ratio["taef2"], "transfer_ratio": s.latent_ratio["taesana"],
                 }
                 for pur in ("jpeg75", "resize0.75"):
-                    ret = fig["purifications"][pur]["retained"]["taef2"]
-                    row[f"retained_mimic_{pur}"] = ret.get("mimic_psnr")
-                    row[f"retained_latent_{pur}"] = ret.get("latent_displacement")
+                    row[f"retained_mimic_{pur}"] = fig.purified[pur].retained
+                    c = fig.purified[pur].comparison
+                    row[f"retained_latent_{pur}"] = c.latent_gain("taef2") / max(b.latent_gain("taef2"), 1e-9)
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 print(f"{name} {f.name[:30]}: psnr {row['psnr']:.1f} gap {row['mimic_gap']:.1f} "
@@ -135,7 +135,7 @@ def summarise(rows: list[dict], out: Path) -> None:
         "Mean over images per kind; `gap` = mimic-view PSNR of noise minus that of the cloak (dB, taef2); "
         "`latent`/`transfer` = latent displacement ÷ noise's on taef2 (attacked) / taesana (not attacked); "
         "`kept` = share of the cloak's advantage over noise left after the purification (mimic view / latent), "
-        "each measured against the equally purified original (see `glazeish.report.assess`). `n` = images. "
+        "each measured against the equally purified original (see `glazeish.evaluation.assess`). `n` = images. "
         "Rows with n = 2 (paintings) / 2 (flat) are the earlier 4-image sample. `s/img` = the cloak only, on a "
         "machine shared with other jobs (not a speed result; see `benchmarks/speed/`).",
         "",

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from glazeish.attack import cpu_name
+from glazeish.device import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
@@ -132,8 +132,8 @@ def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
         "same-budget noise (`--no-eval` skips it); `image s` = everything for the image (read, cloak, figures, "
         "write); `load s` = model loading (once per process; the first run on a machine also times fp32 "
         "against bf16 once); `process s` = the whole command including Python and torch start-up. "
-        "Protection: the taef2 (or taesana) latent displacement as a multiple of same-budget uniform noise's, "
-        "and the mimic-view gap vs noise (dB; taef2 only).",
+        "Protection: the taef2 (or taesana) latent displacement as a multiple of same-PSNR noise's, "
+        "and the mimic-view gap vs same-PSNR noise (dB; taef2 only).",
         "",
         "| size | threads | args | cloak s | figures s | image s | load s | process s | peak RSS GB | PSNR | "
         "latent ×noise | mimic gap dB |",
@@ -145,12 +145,11 @@ def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
             continue
         args = r["cmd"].split("--json --quiet")[-1].strip() or "(default)"
         prot = "| – | – | –"
-        if r.get("encoders"):
-            enc = next(iter(r["encoders"].values()))
-            d = enc["latent_displacement"]
-            m = enc.get("mimic_psnr")
-            gap = f"{m['random'] - m['cloak']:.1f}" if m else "–"
-            prot = f"| {r['psnr']['cloak']:.1f} | {d['cloak'] / max(d['random'], 1e-9):.1f} | {gap}"
+        if r.get("figures"):
+            f = r["figures"]
+            s = f["summary"]
+            gap = f"{s['view_gap']:.1f}" if s["view_gap"] is not None else "–"
+            prot = f"| {f['before']['cloak']['psnr']:.1f} | {s['latent_ratio'][f['encoders'][0]]:.1f} | {gap}"
         lines.append(
             f"| {r['width']}×{r['height']} | {r['threads']} | `{args}` | {r['seconds']:.1f} | "
             f"{r['figure_seconds']:.1f} | {r['image_seconds']:.1f} | {r['load_seconds']:.2f} | "

@@ -1,13 +1,16 @@
 """glazeish: cloak artwork against diffusion-model style mimicry, and measure how well cloaks hold up."""
 
-__version__ = "0.1.0"
-
-from .attack import PGD, project  # noqa: E402
-from .encoders import Ensemble, LatentModel, load_encoder, load_encoders, register_encoder  # noqa: E402
-from .objectives import OBJECTIVES, Objective, make_objective, register_objective  # noqa: E402
-from .protect import PRESETS, ProtectConfig, Protector  # noqa: E402
+from ._version import __version__  # noqa: F401  (glazeish.__version__)
+from .attack import PGD, project
+from .config import PRESETS, ProtectConfig
+from .encoders import Ensemble, LatentModel, load_encoder, load_encoders, register_encoder
+from .evaluation import Evaluator, Figures, assess, judge
+from .job import Cloaker, Job
+from .objectives import OBJECTIVES, Objective, make_objective, register_objective
+from .protect import Protector
 
 __all__ = [
-    "PGD", "project", "Ensemble", "LatentModel", "load_encoder", "load_encoders", "register_encoder",
-    "OBJECTIVES", "Objective", "make_objective", "register_objective", "PRESETS", "ProtectConfig", "Protector",
+    "PGD", "project", "PRESETS", "ProtectConfig", "Ensemble", "LatentModel", "load_encoder", "load_encoders",
+    "register_encoder", "Evaluator", "Figures", "assess", "judge", "Cloaker", "Job", "OBJECTIVES", "Objective",
+    "make_objective", "register_objective", "Protector",
 ]

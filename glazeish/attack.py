@@ -8,18 +8,13 @@ budget map is given), enforced by :func:`project`, the only place that clamps.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import json
 import math
-import os
-import platform
 import random
-import time
 from typing import Callable, Sequence
 
 import torch
 
+from .device import autocast, resolve_precision
 from .encoders import Ensemble, LatentModel
 from .objectives import Objective
 
@@ -44,90 +39,6 @@ def step_sizes(alpha: float, steps: int, schedule: str = "cosine") -> list[float
     return out
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux; the platform's processor string elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_key() -> str:
-    # "v2": the timing changed (encoder+decoder, best of three), so choices memoised by v1 are timed again
-    return f"{cpu_name()}|{os.cpu_count()}|{torch.get_num_threads()}|torch {torch.__version__}|v2"
-
-
-@functools.lru_cache(maxsize=8)
-def _fastest_precision(device_type: str) -> str:
-    """The faster of fp32 and bf16 autocast on this machine (CPUs differ: bf16 is 2x faster on some, slower
-    on others). Measured once per CPU model and torch version, and remembered in the cache folder."""
-    if device_type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    from .weights import cache_dir
-
-    memo = cache_dir() / "precision.json"
-    key = _cpu_key()
-    try:
-        known = json.loads(memo.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if key in known:
-        return known[key]
-    choice = _measure_precision(device_type)
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        memo.write_text(json.dumps({**known, key: choice}))
-    except OSError:
-        pass  # a read-only home only costs the measurement next time
-    return choice
-
-
-def _measure_precision(device_type: str) -> str:
-    # One cloak step's work (encoder and decoder, forward and backward) at a size where the kernels run as
-    # they do on real images; fp32 and bf16 interleaved, best of three each, so a burst of load on a shared
-    # machine cannot decide alone.
-    from .tae import taef2_decoder, taef2_encoder
-
-    enc = taef2_encoder().eval().requires_grad_(False).to(memory_format=torch.channels_last)
-    dec = taef2_decoder().eval().requires_grad_(False).to(memory_format=torch.channels_last)
-    x = torch.rand(1, 3, 256, 256).contiguous(memory_format=torch.channels_last).requires_grad_(True)
-    times = {"fp32": math.inf, "bf16": math.inf}
-    for round_ in range(4):
-        for prec in times:
-            t0 = time.perf_counter()
-            with autocast(torch.device(device_type), prec):
-                dec(enc(x)).float().square().mean().backward()
-            if round_ > 0:  # round 0 is warm-up
-                times[prec] = min(times[prec], time.perf_counter() - t0)
-    return "bf16" if times["bf16"] < 0.9 * times["fp32"] else "fp32"
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> the faster of fp32/bf16 measured on this machine; otherwise as given."""
-    if precision == "auto":
-        return _fastest_precision(device.type)
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {precision!r}")
-    return precision
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
 class PGD:
     """Projected gradient descent on an objective over one or several encoders.
 
@@ -140,7 +51,8 @@ class PGD:
         schedule: step-size decay, ``cosine`` (default), ``linear`` or ``constant``.
         random_start: start from uniform noise in the budget, as PGD does.
         seed: seeds the random start and any sampled transforms (same seed, same device -> same result).
-        precision: ``auto`` (fastest measured), ``fp32``, ``bf16`` or ``fp16`` autocast.
+        precision: ``auto`` (chosen from the hardware, see :mod:`glazeish.device`), ``fp32``, ``bf16`` or
+            ``fp16`` autocast.
         transforms: optional list of differentiable transforms; one is sampled per step
             (expectation over transformation) and applied before the encoders.
         callback: called as ``callback(step, steps, loss)`` after every step (progress bars, cancel).
@@ -173,7 +85,7 @@ class PGD:
         self.precision = precision
         self.transforms = list(transforms or [])
         self.callback = callback
-        if objective.needs_decoder and not any(m.has_decoder for m in self.ensemble.models):
+        if objective.needs_decoder and self.ensemble.mimic is None:
             names = ", ".join(self.ensemble.names)
             raise ValueError(f"objective {objective.name!r} needs a decoder; none of {names} has one")
 

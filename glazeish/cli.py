@@ -1,23 +1,29 @@
-"""The ``glazeish`` command line."""
+"""The ``glazeish`` command line: ``protect``, ``check``, ``encoders``, ``ui``, ``bench``, ``version``.
+
+The only module (with :mod:`glazeish.bench.cli`) that knows typer: every command parses its options, builds
+the library's objects (:class:`~glazeish.job.Job`, :class:`~glazeish.job.Cloaker`,
+:func:`~glazeish.evaluation.assess`) and prints what they return.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from . import __version__
-from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, find_images, read_image, save_image
+from ._version import __version__
+from .config import PRESETS, ProtectConfig
+from .encoders import ENCODERS
+from .evaluation import judge, jsonable, one_line
+from .imageio import DEFAULT_MAX_PIXELS, ImageError, find_images
+from .job import Cloaker, Job
 from .metadata import MetadataOptions, resolve_data_mining
-from . import report as report_mod
-from .protect import PRESETS, ProtectConfig, Protector, json_row, output_path
-from .report import assess, jsonable, report_path, write_report
-from .transforms import DEFAULT_ROBUST
+from .objectives import OBJECTIVES
+from .transforms import DEFAULT_ROBUST, TRANSFORMS
 from .weights import WeightsError
 
 app = typer.Typer(
@@ -27,8 +33,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-PRESET_HELP = "; ".join(f"{k}: eps {p.eps:g}/255, {p.steps} steps, {p.summary}" for k, p in PRESETS.items())
+PRESET_HELP = "; ".join(f"{k}: eps {p.eps_levels:g}/255, {p.steps} steps, {p.summary}" for k, p in PRESETS.items())
 MODELS_HELP = "Folder with the encoder weights (default: $GLAZEISH_MODELS, then the download cache)."
+ENCODER_HELP = ("Encoder(s) to attack, comma-separated for an ensemble, name*w to weight one. Registered: "
+                + ENCODERS.help())
+
+
+def fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"glazeish: error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _one_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
 
 
 def _robust(flag: bool | None, transforms: str | None) -> str | None:
@@ -40,11 +58,6 @@ def _robust(flag: bool | None, transforms: str | None) -> str | None:
     if flag is None:
         return None
     return DEFAULT_ROBUST if flag else ""
-
-
-def fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"glazeish: error: {msg}", err=True)
-    raise typer.Exit(code)
 
 
 def _check_writable(outdir: Path) -> None:
@@ -63,19 +76,14 @@ def _progress(total: int, desc: str, disable: bool, leave: bool = True):
                 disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
-def _summary(name: str, figures: dict) -> str:
-    parts = [f"PSNR {figures['psnr']['cloak']:.1f} dB"]
-    for enc, f in figures["encoders"].items():
-        d = f["latent_displacement"]
-        parts.append(f"{enc} latent moved {d['cloak'] / max(d['random'], 1e-9):.1f}x noise")
-        if "mimic_psnr" in f:
-            m = f["mimic_psnr"]
-            parts.append(f"mimic view {m['random'] - m['cloak']:+.1f} dB vs noise")
-    return f"{name}: " + ", ".join(parts)
+def _purify_list(purify: str) -> tuple[str, ...]:
+    from .purify import expand
+
+    return tuple(expand(purify))
 
 
-def _protect_on_ray(files, out, config, meta, fmt, quality, overwrite, address, workers, evaluate, max_pixels,
-                    as_json, quiet) -> None:
+def _protect_on_ray(files: list[Path], out: Path, job: Job, overwrite: bool, address: str | None,
+                    workers: int | None, as_json: bool, quiet: bool) -> None:
     """``protect --ray``: the same outputs, rows and messages as the local loop, from Ray workers."""
     try:
         import ray  # noqa: F401  (only to give a clear message when the extra is missing)
@@ -85,15 +93,14 @@ def _protect_on_ray(files, out, config, meta, fmt, quality, overwrite, address, 
         fail("--ray needs Ray: pip install 'glazeish[ray]'")
     show = not quiet and sys.stderr.isatty()
     with _progress(len(files), "images", disable=not show or len(files) < 2) as batch:
-        def on_row(row: dict) -> None:
+        def on_row(row: dict, summary: str | None) -> None:
             if as_json:
                 typer.echo(json.dumps(row))
-            elif not quiet and "psnr" in row:
-                typer.echo(_summary(Path(row["output"]).name, row), err=True)
+            elif not quiet and summary:
+                typer.echo(summary, err=True)
 
         try:
-            _, errors = protect_with_ray(files, out, config, meta, fmt, quality, overwrite, address=address,
-                                         num_workers=workers, evaluate=evaluate, max_pixels=max_pixels,
+            _, errors = protect_with_ray(files, out, job, overwrite=overwrite, address=address, num_workers=workers,
                                          on_row=on_row, on_message=lambda m: typer.echo(m, err=True),
                                          on_progress=batch.update)
         except (WorkerSetupError, OutdirBusyError, ValueError, ConnectionError) as e:
@@ -108,31 +115,34 @@ def protect(
     out: Path = typer.Option(Path("protected"), "--out", "-o", help="Output folder; files are written as <stem>.protected.png."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     intensity: str = typer.Option("default", "--intensity", "-i", help=f"Preset. {PRESET_HELP}."),
-    eps: Optional[float] = typer.Option(None, help="L-inf budget in 1/255 units (overrides the preset)."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps (overrides the preset)."),
-    encoder: str = typer.Option("taef2", help="Encoder(s) to attack: taef2, taesana, diffusers:<repo-or-path>; "
-                                "comma-separated for an ensemble, name*w to weight one."),
-    objective: Optional[str] = typer.Option(None, help="texture, untargeted, style or mimic (default: the preset's)."),
+    eps: Optional[float] = typer.Option(None, help="L-inf budget in 1/255 units, 0-64 (overrides the preset)."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps, 0-1000 (overrides the preset)."),
+    encoder: str = typer.Option("taef2", help=ENCODER_HELP),
+    objective: Optional[str] = typer.Option(None, help="What the cloak optimises (default: the preset's). "
+                                            + OBJECTIVES.help()),
     target: Optional[Path] = typer.Option(None, help="Target/decoy pattern image (default: built-in pattern)."),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives the same cloak on one device."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same cloak on one kind of machine."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
-    precision: str = typer.Option("auto", help="auto (fastest measured here), fp32, bf16 or fp16."),
+    precision: str = typer.Option("auto", help="auto (bf16 where the processor computes it natively, else fp32; "
+                                  "never decided by a timing), fp32, bf16 or fp16."),
     robust: Optional[bool] = typer.Option(None, "--robust/--no-robust", help="Optimise through simulated "
                                           f"re-posting (expectation over transformation): --robust samples "
                                           f"{DEFAULT_ROBUST}; --no-robust none. Default: the preset's "
                                           "(default/high: identity,jpeg)."),
     transforms: Optional[str] = typer.Option(None, help="Exactly these transforms, one sampled per step "
-                                             "(e.g. identity,jpeg,resize; implies --robust)."),
+                                             f"(implies --robust). {TRANSFORMS.help()}"),
     budget: str = typer.Option("flat", help="flat (the same eps everywhere) or perceptual (less change on flat "
                                "colour and smooth gradients, up to eps on texture and edges)."),
     report: bool = typer.Option(False, "--report", help="Also write OUT/<stem>.protected.report.html: original, "
                                 "cloak, amplified change, what a model learns from each, figures and verdicts."),
+    purify: str = typer.Option("jpeg75", help="Survival to report in the figures: purifications, comma-separated "
+                               "(jpeg75, resize0.5, webp, ...; 'none' for none)."),
     models: Optional[Path] = typer.Option(None, "--models", help=MODELS_HELP),
     fmt: str = typer.Option("png", "--format", help="png (lossless, recommended), jpeg or webp."),
-    quality: int = typer.Option(95, help="JPEG/WebP quality."),
+    quality: int = typer.Option(95, help="JPEG/WebP quality, 1-100."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs (inputs are never overwritten)."),
-    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Measure each cloak against same-budget noise "
-                                  "(costs about half the cloak's time; --no-eval skips it, also in --json)."),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Measure each cloak against noise of the same "
+                                  "PSNR and of the same L-inf (--no-eval skips the figures, also in --json)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summaries."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
@@ -158,17 +168,18 @@ def protect(
     Writes OUT/<stem>.protected.png for every input, never touching the input. A file that cannot be read
     is reported on stderr and skipped; the exit code is 1 if any file failed.
     """
-    if fmt not in FORMATS:
-        fail(f"--format must be one of {', '.join(FORMATS)}")
     try:
-        config = ProtectConfig(intensity=intensity, eps=eps, steps=steps, objective=objective, encoder=encoder,
+        config = ProtectConfig(intensity=intensity, eps_levels=eps, steps=steps, objective=objective, encoder=encoder,
                                target=str(target) if target else None, seed=seed, device=device,
                                precision=precision, models_dir=str(models) if models else None,
                                robust=_robust(robust, transforms), budget=budget)
+        OBJECTIVES[config.objective]
         meta = MetadataOptions(enabled=metadata, data_mining=resolve_data_mining(data_mining), creator=creator,
                                copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity)
-    except ValueError as e:
-        fail(str(e))
+        job = Job(config=config.resolved(), meta=meta, fmt=fmt, quality=quality, evaluate=evaluate or report,
+                  purify=_purify_list(purify), report=report, max_pixels=max_pixels)
+    except (ValueError, WeightsError) as e:
+        fail(_one_line(e))
     if fmt != "png":
         typer.echo(f"glazeish: warning: {fmt} is lossy; re-compression weakens the cloak (png keeps it intact)", err=True)
     files = find_images([str(p) for p in inputs], recursive)
@@ -176,21 +187,20 @@ def protect(
         fail("no images found in the given inputs")
     _check_writable(out)
     if ray or ray_address or workers:
-        _protect_on_ray(files, out, config, meta, fmt, quality, overwrite, ray_address, workers,
-                        evaluate, max_pixels, as_json, quiet)
+        _protect_on_ray(files, out, job, overwrite, ray_address, workers, as_json, quiet)
         return
     try:
-        protector = Protector(config)
+        cloaker = Cloaker(job)
     except (WeightsError, ImageError, ValueError, OSError) as e:
-        fail(str(e))
-    if report and not any(m.has_decoder for m in protector.ensemble.models):
+        fail(_one_line(e))
+    if report and cloaker.evaluator.mimic is None:
         fail("--report needs an encoder with a decoder (e.g. taef2) for the mimic's view")
     show = not quiet and sys.stderr.isatty()
     failures = 0
     inputs_resolved = {f.resolve() for f in files}
     with _progress(len(files), "images", disable=not show or len(files) < 2) as batch:
         for f in files:
-            dest = output_path(f, out, fmt)
+            dest = out / job.output_name(f)
             try:
                 if dest.resolve() in inputs_resolved:
                     raise ImageError(f"{f}: output {dest} would overwrite an input; choose another --out")
@@ -198,51 +208,86 @@ def protect(
                     typer.echo(f"glazeish: skipped {f}: {dest} exists (use --overwrite to replace it)", err=True)
                     batch.update(1)
                     continue
-                t_image = time.perf_counter()
-                art = read_image(f, max_pixels=max_pixels)
                 with _progress(config.steps, f.name, disable=not show, leave=False) as bar:
-                    result = protector.protect(art, evaluate=evaluate and not report,
-                                               callback=lambda *_: bar.update(1))
-                save_image(dest, result.rgb, art.alpha, art.source, meta, fmt, quality)
-                if report:
-                    # judge what is on disk: jpeg/webp outputs are not result.rgb
-                    saved = result.rgb if fmt == "png" else read_image(dest).rgb
-                    result.figures = assess(art.rgb, saved, protector.ensemble, eps=config.eps, seed=seed)
-                    write_report(report_path(dest), art.rgb, saved, result.figures, protector.ensemble,
-                                 title=f"glazeish: {f.name}")
-            except ImageError as e:
+                    def step(i: int, n: int, loss: float, bar=bar) -> None:
+                        bar.total, bar.n = n, i  # n counts the steps of every tile of a large image
+                        bar.refresh()
+
+                    done = cloaker.cloak_file(f, dest, callback=step)
+            except (ImageError, WeightsError) as e:
                 failures += 1
-                typer.echo(f"glazeish: error: {e}", err=True)
+                typer.echo(f"glazeish: error: {_one_line(e)}", err=True)
                 batch.update(1)
                 continue
-            except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
-                failures += 1
-                typer.echo(f"glazeish: error: {f}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
-                batch.update(1)
-                continue
-            image_seconds = time.perf_counter() - t_image  # read, cloak, figures, write (and report)
             batch.update(1)
             if as_json:
-                row = json_row(f, dest, art, config, result, protector.load_seconds, image_seconds)
-                typer.echo(json.dumps(jsonable(row)))
-            elif not quiet and result.figures:
-                typer.echo(_summary(dest.name, result.figures), err=True)
+                typer.echo(json.dumps(jsonable(done.row(config, cloaker.protector.precision))))
+            elif not quiet and done.figures is not None:
+                typer.echo(one_line(dest.name, done.figures), err=True)
     if failures:
         raise typer.Exit(1)
 
 
-app.command()(report_mod.check)
+@app.command()
+def check(
+    original: Path = typer.Argument(..., help="The image before cloaking.", show_default=False),
+    cloaked: Path = typer.Argument(..., help="The cloaked image (by glazeish or any other tool).", show_default=False),
+    encoder: str = typer.Option("taef2", help="Encoder(s) to measure with; the first with a decoder (taef2) "
+                                "gives the mimic's view. Comma-separated for several."),
+    models: Optional[Path] = typer.Option(None, "--models", help=MODELS_HELP),
+    eps: Optional[float] = typer.Option(None, help="Budget of the same-L-inf noise baseline in 1/255 units "
+                                        "(default: the cloak's own largest change)."),
+    purify: str = typer.Option("jpeg75", help="Purifications to test survival against, comma-separated "
+                               "(jpeg75, resize0.5, webp, ...; 'none' for none)."),
+    seed: int = typer.Option(0, help="Seed of the noise baselines."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures and verdicts as one JSON object."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the HTML report to this file "
+                                          "(or into this folder as <cloaked stem>.report.html)."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
+):
+    """Did the cloak work? Compare ORIGINAL and CLOAKED with noise of the same PSNR and of the same L-inf.
 
+    Prints plain-language verdicts on visibility, protection (what a model trained on the image would
+    reproduce, and how far that is from the original's) and survival of a JPEG re-save; exits 2 with one line
+    on stderr if an input is unusable. Never writes over ORIGINAL or CLOAKED.
+    """
+    from .device import resolve_device
+    from .encoders import load_encoders
+    from .evaluation import Evaluator, assess, load_pair
+    from .report import write_report
 
-def _bench_app() -> typer.Typer:
-    from .bench.cli import app as bench_app
-    from .bench.mimic import mimic_command
-
-    bench_app.command("mimic")(mimic_command)
-    return bench_app
-
-
-app.add_typer(_bench_app(), name="bench", help="Benchmarks: protections x purifications (run, report), mimicry training (mimic).")
+    dest = None
+    if report is not None:
+        dest = report / f"{cloaked.stem}.report.html" if report.is_dir() else report
+        if dest.resolve() in {original.resolve(), cloaked.resolve()}:
+            fail(f"--report {report}: that is one of the images being checked; choose another file")
+    try:
+        orig_rgb, cloak_rgb, alpha, warns = load_pair(original, cloaked, max_pixels)
+        evaluator = Evaluator(load_encoders(encoder, models, resolve_device(device)))
+        figures = assess(orig_rgb, cloak_rgb, evaluator, alpha=alpha, eps_levels=eps, seed=seed,
+                         purifications=_purify_list(purify))
+    except (ImageError, WeightsError, ValueError, OSError, RuntimeError, MemoryError) as e:
+        fail(_one_line(e))  # RuntimeError: e.g. out of memory on a huge image; every error is one line
+    figures.warnings[:0] = warns
+    verdict = judge(figures)
+    if dest is not None:
+        try:
+            write_report(dest, orig_rgb, cloak_rgb, figures, evaluator, title=f"glazeish check: {cloaked.name}",
+                         alpha=alpha)
+        except (ImageError, ValueError) as e:
+            fail(_one_line(e))
+    if as_json:
+        row = {"original": str(original), "cloaked": str(cloaked), **figures.to_dict(), "verdicts": verdict.sentences}
+        if dest is not None:
+            row["report"] = str(dest)
+        typer.echo(json.dumps(jsonable(row), allow_nan=False))
+        return
+    typer.echo(f"{cloaked} vs {original}:")
+    for v in verdict.sentences:
+        typer.echo(f"  {v}")
+    if dest is not None:
+        typer.echo(f"  Report: {dest}")
 
 
 @app.command()
@@ -253,7 +298,10 @@ def encoders(
     """List the registered encoders and whether their weights are present."""
     from .encoders import status
 
-    rows = status(models)
+    try:
+        rows = status(models)
+    except WeightsError as e:
+        fail(_one_line(e))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -262,7 +310,9 @@ def encoders(
         typer.echo(f"{r['name']:<10} {state:<34} {r['description']}")
         if r["problem"]:
             typer.echo(f"{'':<10} {r['problem']}")
-    typer.echo("diffusers:<repo-id-or-path>  any diffusers AutoencoderKL/Tiny/KLFlux2/DC (needs the model locally or the HF hub)")
+    for name, entry in ENCODERS.items():
+        if not entry.weights:
+            typer.echo(f"{name + ':<arg>':<10} {entry.description}")
 
 
 @app.command()
@@ -288,6 +338,16 @@ def ui(
 def version():
     """Print the version."""
     typer.echo(__version__)
+
+
+def _bench_app() -> typer.Typer:
+    from .bench.cli import app as bench_app
+
+    return bench_app
+
+
+app.add_typer(_bench_app(), name="bench", help="Benchmarks: protections x purifications (run, report), mimicry "
+              "training (mimic).")
 
 
 def main() -> None:  # pragma: no cover

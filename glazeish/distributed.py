@@ -13,8 +13,8 @@ Two layers:
 * :func:`protect_with_ray` — ``glazeish protect --ray``: the CLI's loop over images, on :func:`run_tasks`.
 
 Exactly once, across worker and driver crashes. The job key of an image is a hash of the input's bytes, the
-output name, every :class:`~glazeish.protect.ProtectConfig` field that decides the cloak, the output format
-and metadata options and the glazeish version (:func:`job_key`). A worker writes its cloak atomically to a
+output name and the :class:`~glazeish.job.Job`'s fingerprint (every setting that decides the output file, the
+resolved precision included, and the glazeish version: :meth:`~glazeish.job.Job.key`). A worker writes its cloak atomically to a
 staging file named by the key (``OUTDIR/.glazeish-staging/<key>.png``, plus ``<key>.json`` with its row);
 the driver then appends the key to ``OUTDIR/.glazeish-manifest.jsonl`` (one line, fsync'd) and only then
 renames the staged file onto the output. So at every instant an item is either not started, staged (a rerun
@@ -28,6 +28,7 @@ than recorded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,20 +36,16 @@ import os
 import re
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
-from . import __version__
-from .imageio import DEFAULT_MAX_PIXELS, ImageError
-from .metadata import MetadataOptions
-from .protect import ProtectConfig, json_row, output_path
+from .imageio import ImageError
 
 __all__ = [
-    "MANIFEST_NAME", "STAGING_DIR", "Manifest", "OutdirBusyError", "ProtectItem", "ProtectJob", "ProtectWorker",
-    "TaskReport", "WorkerSetupError", "check_reachable", "file_sha256", "job_key", "plan_workers",
-    "protect_actor_class", "protect_with_ray", "run_tasks",
+    "MANIFEST_NAME", "STAGING_DIR", "Manifest", "OutdirBusyError", "ProtectItem", "TaskReport", "WorkerSetupError",
+    "check_reachable", "file_sha256", "plan_workers", "protect_with_ray", "run_tasks",
 ]
 
 MANIFEST_NAME = ".glazeish-manifest.jsonl"
@@ -410,40 +407,6 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def job_key(input_sha256: str, output_name: str, config: ProtectConfig, meta: MetadataOptions,
-            fmt: str = "png", quality: int = 95) -> str:
-    """The job key of one image: same key -> same output file (on the same kind of device).
-
-    Hashes the input's bytes (as ``input_sha256``), the output's file name, every config field that decides
-    the cloak (not ``models_dir``, a path that differs between machines; the target pattern by its bytes),
-    the format (and quality, for the lossy ones), the metadata options and the glazeish version.
-    """
-    c = asdict(config)
-    c.pop("models_dir", None)
-    if c.get("target"):
-        try:
-            c["target"] = "sha256:" + file_sha256(c["target"])
-        except OSError:
-            pass  # the workers report the unreadable target
-    payload = {
-        "input": input_sha256, "output": output_name, "config": c, "format": fmt,
-        "quality": None if fmt == "png" else int(quality), "metadata": asdict(meta), "glazeish": __version__,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ProtectJob:
-    """The settings of one ``protect`` batch, shared by every image (sent to each worker once)."""
-
-    config: ProtectConfig
-    meta: MetadataOptions = field(default_factory=MetadataOptions)
-    fmt: str = "png"
-    quality: int = 95
-    evaluate: bool = True
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-
 @dataclass(frozen=True)
 class ProtectItem:
     """One image: where it is, where its cloak goes, its job key and where the worker stages the file."""
@@ -456,67 +419,29 @@ class ProtectItem:
     label_dest: str = ""
 
 
-class ProtectWorker:
-    """One :class:`~glazeish.protect.Protector` (models loaded once) cloaking files; what a Ray actor holds.
-
-    Usable without Ray: ``ProtectWorker(job).protect_file("a.png", "out/a.protected.png")``.
-    """
-
-    def __init__(self, job: ProtectJob):
-        from .protect import Protector
-
-        self.job = job
-        self.protector = Protector(job.config)
-
-    def protect_file(self, src: str | os.PathLike, dest: str | os.PathLike,
-                     write_to: str | os.PathLike | None = None) -> dict:
-        """Read ``src``, cloak it, save it (to ``write_to`` if given, else ``dest``) exactly as the CLI does.
-
-        Returns the CLI's ``--json`` row (``output`` is ``dest``). Raises :class:`ImageError` with a one-line
-        message naming the file when it cannot be read, cloaked or written.
-        """
-        from .imageio import read_image, save_image
-
-        job, config = self.job, self.job.config
-        t0 = time.perf_counter()
-        art = read_image(src, max_pixels=job.max_pixels)
-        try:
-            result = self.protector.protect(art, evaluate=job.evaluate)
-        except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
-            raise ImageError(f"{src}: {_one_line(e)}") from None
-        save_image(write_to or dest, result.rgb, art.alpha, art.source, job.meta, job.fmt, job.quality)
-        return json_row(src, dest, art, config, result, self.protector.load_seconds, time.perf_counter() - t0)
-
-
-def protect_actor_class():
-    """``ray.remote(ProtectWorker)``, for driving protect actors by hand (``protect_with_ray`` uses
-    :func:`run_tasks`, whose actors hold a :class:`ProtectWorker` as their state)."""
-    if "protect" not in _ACTOR_CLASSES:
-        import ray
-
-        _ACTOR_CLASSES["protect"] = ray.remote(type("ProtectActor", (ProtectWorker,), {"__module__": __name__}))
-    return _ACTOR_CLASSES["protect"]
-
-
 def _write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, default=str))
     os.replace(tmp, path)
 
 
-def _protect_task(worker: ProtectWorker, item: ProtectItem) -> dict:
-    """Worker side: cloak one image into its staging file, then write its row next to it (that order: a
-    staged ``.json`` therefore always has a complete image beside it)."""
+def _protect_task(cloaker, item: ProtectItem) -> dict:
+    """Worker side: cloak one image into its staging file (the one job path, :meth:`Cloaker.cloak_file`), then
+    write its row next to it (that order: a staged ``.json`` therefore always has a complete image beside it)."""
+    from .evaluation import jsonable, one_line
+
     staged = Path(item.staged)
     try:
-        row = worker.protect_file(item.src, item.dest, write_to=staged)
+        done = cloaker.cloak_file(item.src, item.dest, write_to=staged)
     except ImageError as e:
         msg = str(e)
         if item.label_src and msg.startswith(item.src):
             raise ImageError(item.label_src + msg[len(item.src):]) from None
         raise
-    row["input"], row["output"] = item.label_src or item.src, item.label_dest or item.dest
-    out = {"row": row, "bytes": staged.stat().st_size}
+    done.src, done.dest = item.label_src or item.src, item.label_dest or item.dest
+    row = jsonable(done.row(cloaker.protector.config, cloaker.protector.precision))
+    summary = one_line(Path(done.dest).name, done.figures) if done.figures is not None else None
+    out = {"row": row, "summary": summary, "bytes": staged.stat().st_size}
     _write_json_atomic(staged.with_suffix(".json"), out)
     return out
 
@@ -529,56 +454,7 @@ def _output_ok(dest: Path, record: dict) -> bool:
         return False
 
 
-def protect_with_ray(
-    files: Sequence[str | os.PathLike],
-    outdir: str | os.PathLike,
-    config: ProtectConfig,
-    meta: MetadataOptions | None = None,
-    fmt: str = "png",
-    quality: int = 95,
-    overwrite: bool = False,
-    address: str | None = None,
-    num_workers: int | None = None,
-    evaluate: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    on_row: Callable[[dict], None] | None = None,
-    on_message: Callable[[str], None] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    cpus_per_worker: int | None = None,
-    gpus_per_worker: float = 0.0,
-) -> tuple[list[dict], list[str]]:
-    """``glazeish protect --ray``: cloak ``files`` into ``outdir`` on Ray workers; resumable, exactly once.
-
-    Same outputs as the local CLI loop (``OUTDIR/<stem>.protected.<ext>``, same pixels for the same seed and
-    device, same ``--json`` rows, passed to ``on_row`` as each image finishes). Messages for stderr (errors,
-    skipped files; each one line starting ``glazeish:``) go to ``on_message``; ``on_progress(n)`` says that
-    ``n`` more files were dealt with (done, resumed, skipped or failed), for a progress bar over
-    ``len(files)``. An existing output is skipped unless ``overwrite``, as in the CLI, except one that this
-    command recorded in ``OUTDIR/.glazeish-manifest.jsonl`` under the same job key: that one counts as done
-    even with ``overwrite`` (it would come out the same). ``num_workers``, ``cpus_per_worker``,
-    ``gpus_per_worker`` and ``address``: see :func:`run_tasks`.
-
-    Returns ``(rows done in this run, error messages)``; the CLI exits 1 if there are any errors. Raises
-    :class:`WorkerSetupError` when the workers cannot load the models, :class:`OutdirBusyError` when another
-    run holds ``outdir``, ``ConnectionError`` when ``address`` cannot be reached, and ``ImportError`` without Ray.
-    """
-    import sys
-
-    say = on_message or (lambda s: print(s, file=sys.stderr))
-    progress = on_progress or (lambda n: None)
-    meta = meta or MetadataOptions()
-    out = Path(outdir).resolve()
-    staging = out / STAGING_DIR
-    staging.mkdir(parents=True, exist_ok=True)
-    lock = _lock_outdir(out)
-    try:
-        return _protect_locked(files, outdir, out, staging, config, meta, fmt, quality, overwrite, address,
-                               num_workers, evaluate, max_pixels, on_row, say, progress, cpus_per_worker,
-                               gpus_per_worker)
-    finally:
-        lock.close()
-
-
+@contextlib.contextmanager
 def _lock_outdir(out: Path):
     """Hold an exclusive lock on ``OUTDIR/.glazeish.lock`` for the run: two drivers on one folder would each
     redo the other's in-flight images. Where the filesystem has no locks, this quietly does nothing."""
@@ -586,134 +462,165 @@ def _lock_outdir(out: Path):
 
     f = open(out / ".glazeish.lock", "a")
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        raise OutdirBusyError(f"another glazeish run is writing to {out}; wait for it or choose another "
-                              "--out") from None
-    except OSError:
-        pass  # no lock support (some network filesystems)
-    return f
-
-
-def _protect_locked(files, outdir, out, staging, config, meta, fmt, quality, overwrite, address, num_workers,
-                    evaluate, max_pixels, on_row, say, progress, cpus_per_worker, gpus_per_worker):
-    """The body of :func:`protect_with_ray`, run while holding the output folder's lock."""
-    for junk in staging.glob(".*.tmp"):  # temp files of workers killed mid-write (save_image is atomic)
-        junk.unlink(missing_ok=True)
-    manifest = Manifest(out / MANIFEST_NAME)
-    # absolute paths: workers do not share the driver's working directory
-    if config.models_dir:
-        config = ProtectConfig(**{**asdict(config), "models_dir": str(Path(config.models_dir).resolve())})
-    if config.target:
-        config = ProtectConfig(**{**asdict(config), "target": str(Path(config.target).resolve())})
-    job = ProtectJob(config=config, meta=meta, fmt=fmt, quality=quality, evaluate=evaluate, max_pixels=max_pixels)
-    ext = Path(output_path(Path("x"), out, fmt)).suffix
-
-    errors: list[str] = []
-    rows: list[dict] = []
-    todo: list[ProtectItem] = []
-    resumed = 0
-    inputs_resolved = {Path(f).resolve() for f in files}
-    claimed: dict[Path, str] = {}
-    wanted: list[tuple[Any, Path, Path, str]] = []  # (as given, absolute source, output, output as the CLI names it)
-    for f in files:
-        src = Path(os.path.abspath(f))  # not resolve(): a symlink's own stem names the output, as in the CLI
-        dest = output_path(src, out, fmt)
-        label_dest = str(output_path(Path(f), Path(outdir), fmt))
-        if dest.resolve() in inputs_resolved:
-            errors.append(f"glazeish: error: {f}: output {label_dest} would overwrite an input; choose another --out")
-            say(errors[-1])
-            progress(1)
-            continue
-        if dest in claimed:
-            say(f"glazeish: skipped {f}: {label_dest} is also the output of {claimed[dest]} (rename one of them)")
-            progress(1)
-            continue
-        claimed[dest] = str(f)
-        wanted.append((f, src, dest, label_dest))
-
-    def digest(src: Path) -> str:
         try:
-            return file_sha256(src)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutdirBusyError(f"another glazeish run is writing to {out}; wait for it or choose another "
+                                  "--out") from None
         except OSError:
-            return "unreadable"  # the worker reports why, in the CLI's words
+            pass  # no lock support (some network filesystems)
+        yield f
+    finally:
+        f.close()
 
-    # the inputs are hashed up front (that is what makes a rerun safe); threads overlap the reads
+
+def protect_with_ray(
+    files: Sequence[str | os.PathLike],
+    outdir: str | os.PathLike,
+    job,
+    *,
+    overwrite: bool = False,
+    address: str | None = None,
+    num_workers: int | None = None,
+    on_row: Callable[[dict, str | None], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    cpus_per_worker: int | None = None,
+    gpus_per_worker: float = 0.0,
+) -> tuple[list[dict], list[str]]:
+    """``glazeish protect --ray``: cloak ``files`` into ``outdir`` on Ray workers; resumable, exactly once.
+
+    ``job`` is the :class:`~glazeish.job.Job` (its config resolved, so every worker runs the same precision).
+    Same outputs as the local CLI loop (``OUTDIR/<stem>.protected.<ext>``, the same bytes for the same seed,
+    the same ``--json`` rows, passed to ``on_row(row, summary line)`` as each image finishes). Messages for
+    stderr (errors, skipped files; each one line starting ``glazeish:``) go to ``on_message``;
+    ``on_progress(n)`` says that ``n`` more files were dealt with (done, resumed, skipped or failed). An
+    existing output is skipped unless ``overwrite``, as in the CLI, except one that this command recorded in
+    ``OUTDIR/.glazeish-manifest.jsonl`` under the same job key: that one counts as done even with
+    ``overwrite`` (it would come out the same). ``num_workers``, ``cpus_per_worker``, ``gpus_per_worker`` and
+    ``address``: see :func:`run_tasks`.
+
+    Returns ``(rows done in this run, error messages)``; the CLI exits 1 if there are any errors. Raises
+    :class:`WorkerSetupError` when the workers cannot load the models, :class:`OutdirBusyError` when another
+    run holds ``outdir``, ``ConnectionError`` when ``address`` cannot be reached, and ``ImportError`` without Ray.
+    """
+    import sys
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        digests = list(pool.map(digest, [w[1] for w in wanted]))
-    for (f, src, dest, label_dest), dig in zip(wanted, digests):
-        key = job_key(dig, dest.name, config, meta, fmt, quality)
-        staged = staging / f"{key}{ext}"
-        staged_json = staged.with_suffix(".json")
-        rec = manifest.get(key)
-        if rec is not None and _output_ok(dest, rec):
-            resumed += 1
-            continue
-        if rec is not None and staged.is_file():  # recorded, the rename was interrupted: finish it
-            os.replace(staged, dest)
-            staged_json.unlink(missing_ok=True)
-            resumed += 1
-            continue
-        if rec is None and staged_json.is_file():  # staged by a worker before the driver died: adopt it
+    from .job import Cloaker
+
+    say = on_message or (lambda s: print(s, file=sys.stderr))
+    progress = on_progress or (lambda n: None)
+    job = replace(job, config=job.config.resolved())  # absolute paths, device and precision decided here
+    out = Path(outdir).resolve()
+    staging = out / STAGING_DIR
+    staging.mkdir(parents=True, exist_ok=True)
+    with _lock_outdir(out):
+        for junk in staging.glob(".*.tmp"):  # temp files of workers killed mid-write (writes are atomic)
+            junk.unlink(missing_ok=True)
+        manifest = Manifest(out / MANIFEST_NAME)
+        ext = Path(job.output_name("x")).suffix
+        errors: list[str] = []
+        rows: list[dict] = []
+        todo: list[ProtectItem] = []
+        resumed = 0
+        inputs_resolved = {Path(f).resolve() for f in files}
+        claimed: dict[Path, str] = {}
+        wanted: list[tuple[Any, Path, Path, str]] = []  # (as given, absolute source, output, output as the CLI names it)
+        for f in files:
+            src = Path(os.path.abspath(f))  # not resolve(): a symlink's own stem names the output, as in the CLI
+            dest = out / job.output_name(src)
+            label_dest = str(Path(outdir) / job.output_name(f))
+            if dest.resolve() in inputs_resolved:
+                errors.append(f"glazeish: error: {f}: output {label_dest} would overwrite an input; choose another --out")
+                say(errors[-1])
+                progress(1)
+                continue
+            if dest in claimed:
+                say(f"glazeish: skipped {f}: {label_dest} is also the output of {claimed[dest]} (rename one of them)")
+                progress(1)
+                continue
+            claimed[dest] = str(f)
+            wanted.append((f, src, dest, label_dest))
+
+        def digest(src: Path) -> str:
             try:
-                done = json.loads(staged_json.read_text())
-                if staged.stat().st_size == done["bytes"]:
-                    manifest.append({"key": key, "input": str(f), "output": label_dest, "bytes": done["bytes"],
-                                     "row": done["row"]})
-                    os.replace(staged, dest)
-                    staged_json.unlink(missing_ok=True)
-                    resumed += 1
-                    continue
-            except (OSError, ValueError, KeyError):
-                pass  # a torn staging pair: redo the image
-        if dest.exists() and not overwrite:
-            say(f"glazeish: skipped {f}: {label_dest} exists (use --overwrite to replace it)")
+                return file_sha256(src)
+            except OSError:
+                return "unreadable"  # the worker reports why, in the CLI's words
+
+        # the inputs are hashed up front (that is what makes a rerun safe); threads overlap the reads
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            digests = list(pool.map(digest, [w[1] for w in wanted]))
+        for (f, src, dest, label_dest), dig in zip(wanted, digests):
+            key = job.key(dig, dest.name)
+            staged = staging / f"{key}{ext}"
+            staged_json = staged.with_suffix(".json")
+            rec = manifest.get(key)
+            if rec is not None and _output_ok(dest, rec):
+                resumed += 1
+                continue
+            if rec is not None and staged.is_file():  # recorded, the rename was interrupted: finish it
+                os.replace(staged, dest)
+                staged_json.unlink(missing_ok=True)
+                resumed += 1
+                continue
+            if rec is None and staged_json.is_file():  # staged by a worker before the driver died: adopt it
+                try:
+                    done = json.loads(staged_json.read_text())
+                    if staged.stat().st_size == done["bytes"]:
+                        manifest.append({"key": key, "input": str(f), "output": label_dest, "bytes": done["bytes"],
+                                         "row": done["row"]})
+                        os.replace(staged, dest)
+                        staged_json.unlink(missing_ok=True)
+                        resumed += 1
+                        continue
+                except (OSError, ValueError, KeyError):
+                    pass  # a torn staging pair: redo the image
+            if dest.exists() and not overwrite:
+                say(f"glazeish: skipped {f}: {label_dest} exists (use --overwrite to replace it)")
+                progress(1)
+                continue
+            todo.append(ProtectItem(src=str(src), dest=str(dest), key=key, staged=str(staged), label_src=str(f),
+                                    label_dest=label_dest))
+        if resumed:
+            say(f"glazeish: {resumed} of {len(files)} images were already done in {out} (resumed)")
+            progress(resumed)
+
+        def record(item: ProtectItem, result: dict) -> dict:
+            if not Path(item.staged).is_file():
+                raise ImageError(f"{item.label_src}: the worker wrote {item.staged}, which this machine cannot see: "
+                                 "every node must share the output folder at the same path")
+            return {"input": item.label_src, "output": item.label_dest, "bytes": result["bytes"], "row": result["row"]}
+
+        def commit(item: ProtectItem, result: dict) -> None:
+            staged = Path(item.staged)
+            os.replace(staged, item.dest)
+            staged.with_suffix(".json").unlink(missing_ok=True)
+            rows.append(result["row"])
             progress(1)
-            continue
-        todo.append(ProtectItem(src=str(src), dest=str(dest), key=key, staged=str(staged), label_src=str(f),
-                                label_dest=label_dest))
-    if resumed:
-        say(f"glazeish: {resumed} of {len(files)} images were already done in {out} (resumed)")
-        progress(resumed)
+            if on_row is not None:
+                on_row(result["row"], result.get("summary"))
 
-    def record(item: ProtectItem, result: dict) -> dict:
-        staged = Path(item.staged)
-        if not staged.is_file():
-            raise ImageError(f"{item.label_src}: the worker wrote {staged}, which this machine cannot see: every node "
-                             "must share the output folder at the same path")
-        return {"input": item.label_src, "output": item.label_dest, "bytes": result["bytes"], "row": result["row"]}
+        def error(item: ProtectItem, msg: str) -> None:
+            if not msg.startswith(item.label_src):  # e.g. "worker died 2 times ...": say which file
+                msg = f"{item.label_src}: {msg}"
+            errors.append(f"glazeish: error: {msg}")
+            say(errors[-1])
+            progress(1)
 
-    def commit(item: ProtectItem, result: dict) -> None:
-        staged = Path(item.staged)
-        os.replace(staged, item.dest)
-        staged.with_suffix(".json").unlink(missing_ok=True)
-        rows.append(result["row"])
-        progress(1)
-        if on_row is not None:
-            on_row(result["row"])
-
-    def error(item: ProtectItem, msg: str) -> None:
-        if not msg.startswith(item.label_src):  # e.g. "worker died 2 times ...": say which file
-            msg = f"{item.label_src}: {msg}"
-        errors.append(f"glazeish: error: {msg}")
-        say(errors[-1])
-        progress(1)
-
-    try:
-        report = run_tasks(
-            _protect_task, todo, setup_fn=partial(ProtectWorker, job), key_fn=lambda it: it.key,
-            manifest_path=out / MANIFEST_NAME, is_done=lambda it, rec: _output_ok(Path(it.dest), rec),
-            record_fn=record, on_result=commit, on_error=error, num_workers=num_workers, address=address,
-            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-        )
-    finally:
         try:
-            staging.rmdir()  # only if empty: leftovers are staged results a rerun will adopt
-        except OSError:
-            pass
-    if report.worker_deaths:
-        say(f"glazeish: {report.worker_deaths} worker(s) died during the run and were replaced")
-    return rows, errors
+            report = run_tasks(
+                _protect_task, todo, setup_fn=partial(Cloaker, job), key_fn=lambda it: it.key,
+                manifest_path=out / MANIFEST_NAME, is_done=lambda it, rec: _output_ok(Path(it.dest), rec),
+                record_fn=record, on_result=commit, on_error=error, num_workers=num_workers, address=address,
+                cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+            )
+        finally:
+            try:
+                staging.rmdir()  # only if empty: leftovers are staged results a rerun will adopt
+            except OSError:
+                pass
+        if report.worker_deaths:
+            say(f"glazeish: {report.worker_deaths} worker(s) died during the run and were replaced")
+        return rows, errors

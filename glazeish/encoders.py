@@ -2,7 +2,18 @@
 
 Every encoder is a :class:`LatentModel`: ``encode`` maps RGB ``B×3×H×W`` in ``[0, 1]`` (H, W multiples of
 ``multiple``) to a latent ``B×C×h×w``; ``decode`` (when the model has a decoder) maps it back to RGB in
-``[0, 1]``. Add one by writing a loader and decorating it with :func:`register_encoder`.
+``[0, 1]``. An encoder is added by one class: an :class:`EncoderLoader` that declares its weight files (name,
+sha256, upstream URL) and loads them, registered with :data:`register_encoder`::
+
+    @register_encoder
+    class Mine(EncoderLoader):
+        name = "mine"
+        description = "my encoder, 8x downscale"
+        weights = (WeightFile("mine.pth", "<sha256>", upstream="https://example.org/"),)
+
+        @classmethod
+        def load(cls, models_dir=None):
+            return LatentModel(cls.name, cls.state_into(MyNet(), "mine.pth", models_dir), multiple=8)
 
 Specs accepted by :func:`load_encoders`: a registered name (``taef2``, ``taesana``),
 ``diffusers:<repo-id-or-path>`` for any diffusers autoencoder, or a comma-separated list of these
@@ -12,15 +23,18 @@ Specs accepted by :func:`load_encoders`: a registered name (``taef2``, ``taesana
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from . import tae, weights
+from .registry import Registered, Registry, split_specs
+from .weights import WeightFile
 
 
 class LatentModel(nn.Module):
@@ -37,6 +51,11 @@ class LatentModel(nn.Module):
     def has_decoder(self) -> bool:
         return self.decoder is not None
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live (the CPU for a model without weights)."""
+        return next(self.parameters(), torch.empty(0)).device
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``B×3×H×W`` in [0, 1] -> latent ``B×C×h×w``."""
         return self.encoder(x)
@@ -47,60 +66,77 @@ class LatentModel(nn.Module):
             raise ValueError(f"encoder {self.name!r} has no decoder")
         return self.decoder(z).clamp(0, 1)
 
+    def round_trip(self, x: torch.Tensor) -> torch.Tensor:
+        """The mimic's view ``D(E(x))`` of ``B×3×H×W`` in [0, 1] (any size: padded and cropped back)."""
+        from .imageio import pad_to_multiple
+
+        xp, (h, w) = pad_to_multiple(x, self.multiple)
+        return self.decode(self.encode(xp))[..., :h, :w]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)
 
 
-@dataclass
-class EncoderInfo:
-    name: str
-    description: str
-    files: tuple[str, ...]
-    loader: Callable[[str | None], LatentModel]
+ENCODERS: Registry = Registry("encoder")
+#: class decorator: register an :class:`EncoderLoader` under its ``name``
+register_encoder = ENCODERS.register
 
 
-REGISTRY: dict[str, EncoderInfo] = {}
+class EncoderLoader(Registered):
+    """Registry entry for one encoder: its weight files and how to load them into a :class:`LatentModel`."""
+
+    weights: ClassVar[tuple[WeightFile, ...]] = ()
+
+    @classmethod
+    def load(cls, models_dir: str | None = None) -> LatentModel:
+        raise NotImplementedError
+
+    @classmethod
+    def from_spec(cls, arg: str | None = None, models_dir: str | os.PathLike | None = None, **_) -> LatentModel:
+        if arg is not None:
+            raise ValueError(f"encoder {cls.name!r} takes no ':' argument (got {cls.name}:{arg})")
+        return cls.load(str(models_dir) if models_dir else None)
+
+    @classmethod
+    def state_into(cls, module: nn.Module, file: str, models_dir: str | None) -> nn.Module:
+        """Load the declared weight file ``file`` (sha256-checked, ``weights_only``) into ``module``."""
+        wf = next((w for w in cls.weights if w.name == file), None)
+        if wf is None:
+            raise ValueError(f"encoder {cls.name!r} declares no weight file {file!r}")
+        path = weights.resolve(wf, models_dir)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            module.load_state_dict(state)
+        except Exception as e:
+            raise weights.WeightsError(f"{path}: could not load weights ({e})") from None
+        return module.float().eval().requires_grad_(False)
 
 
-def register_encoder(name: str, description: str, files: tuple[str, ...] = ()):
-    """Decorator: register ``loader(models_dir) -> LatentModel`` under ``name``."""
+@register_encoder
+class TAEF2(EncoderLoader):
+    name = "taef2"
+    description = "FLUX.2-compatible tiny autoencoder (encoder + decoder), 8x downscale, 32 channels"
+    weights = (
+        WeightFile("taef2_encoder.pth", "10a4e1021e89d7551eaf161352da8dbd0b1aa83872ae28b150c1df1ce2f147b6"),
+        WeightFile("taef2_decoder.pth", "0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5"),
+    )
 
-    def wrap(loader: Callable[[str | None], LatentModel]):
-        REGISTRY[name] = EncoderInfo(name, description, files, loader)
-        return loader
-
-    return wrap
-
-
-def _load_state(module: nn.Module, file: str, models_dir: str | None) -> nn.Module:
-    path = weights.resolve(file, models_dir)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state)
-    except Exception as e:
-        raise weights.WeightsError(f"{path}: could not load weights ({e})") from None
-    return module.float().eval().requires_grad_(False)
+    @classmethod
+    def load(cls, models_dir: str | None = None) -> LatentModel:
+        enc = cls.state_into(tae.taef2_encoder(), "taef2_encoder.pth", models_dir)
+        dec = cls.state_into(tae.taef2_decoder(), "taef2_decoder.pth", models_dir)
+        return LatentModel(cls.name, enc, dec, multiple=8)
 
 
-@register_encoder(
-    "taef2",
-    "FLUX.2-compatible tiny autoencoder (encoder + decoder), 8x downscale, 32 channels",
-    ("taef2_encoder.pth", "taef2_decoder.pth"),
-)
-def _load_taef2(models_dir: str | None = None) -> LatentModel:
-    enc = _load_state(tae.taef2_encoder(), "taef2_encoder.pth", models_dir)
-    dec = _load_state(tae.taef2_decoder(), "taef2_decoder.pth", models_dir)
-    return LatentModel("taef2", enc, dec, multiple=8)
+@register_encoder
+class TAESana(EncoderLoader):
+    name = "taesana"
+    description = "Sana DC-AE tiny encoder, 32x downscale, 32 channels (encoder only)"
+    weights = (WeightFile("taesana_encoder.pth", "858f4e4cc293f88efaf58107f4154b960b9ced0cb5d9c050dad11f926b618c1f"),)
 
-
-@register_encoder(
-    "taesana",
-    "Sana DC-AE tiny encoder, 32x downscale, 32 channels (encoder only)",
-    ("taesana_encoder.pth",),
-)
-def _load_taesana(models_dir: str | None = None) -> LatentModel:
-    enc = _load_state(tae.taesana_encoder(), "taesana_encoder.pth", models_dir)
-    return LatentModel("taesana", enc, None, multiple=32)
+    @classmethod
+    def load(cls, models_dir: str | None = None) -> LatentModel:
+        return LatentModel(cls.name, cls.state_into(tae.taesana_encoder(), "taesana_encoder.pth", models_dir), None, 32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,11 +184,18 @@ def _diffusers_class(path: str, subfolder: str | None) -> str | None:
     return None
 
 
+def _looks_local(path: str) -> bool:
+    """A path the user means as a folder on this machine (not a hub repo id like ``owner/name``)."""
+    return path.startswith(("/", "./", "../", "~", ".\\"))
+
+
 def load_diffusers(path: str, subfolder: str | None = None) -> LatentModel:
     """Load a diffusers autoencoder by repo id or local path (a VAE folder or a pipeline's ``vae/``)."""
+    local = Path(path).expanduser()
+    if _looks_local(path) and not local.is_dir():
+        raise weights.WeightsError(f"{path}: no such folder (a diffusers autoencoder or pipeline folder, or a hub id)")
     import diffusers
 
-    local = Path(path).expanduser()
     if subfolder is None and local.is_dir() and not (local / "config.json").is_file() and (local / "vae").is_dir():
         subfolder = "vae"
     cls_name = _diffusers_class(str(local), subfolder) if local.is_dir() else None
@@ -196,6 +239,21 @@ def _probe_multiple(model: LatentModel, size: int = 64) -> int:
                 size *= 2
 
 
+@register_encoder
+class Diffusers(EncoderLoader):
+    """``diffusers:<repo-id-or-path>``: any diffusers autoencoder (the argument is required)."""
+
+    name = "diffusers"
+    description = ("any diffusers AutoencoderKL (SD 1.5, SDXL, FLUX.1), AutoencoderTiny, AutoencoderKLFlux2 or "
+                   "AutoencoderDC, by hub id or local folder: diffusers:<repo-id-or-path>")
+
+    @classmethod
+    def from_spec(cls, arg: str | None = None, **_) -> LatentModel:
+        if not arg:
+            raise ValueError("encoder 'diffusers' needs a repo id or folder: diffusers:<repo-id-or-path>")
+        return load_diffusers(arg)
+
+
 # ---------------------------------------------------------------------------------------------
 # specs and ensembles
 
@@ -215,22 +273,21 @@ class Ensemble:
 
     @property
     def multiple(self) -> int:
-        m = 1
-        for model in self.models:
-            m = m * model.multiple // _gcd(m, model.multiple)
-        return m
+        return math.lcm(*(m.multiple for m in self.models)) if self.models else 1
 
     @property
     def device(self) -> torch.device:
-        """Where the models' weights live (CPU for an ensemble without weights)."""
-        for model in self.models:
-            for p in model.parameters():
-                return p.device
-        return torch.device("cpu")
+        """Where the models' weights live (the CPU for an ensemble without weights)."""
+        return next((p.device for m in self.models for p in m.parameters()), torch.device("cpu"))
 
     @property
     def names(self) -> list[str]:
         return [m.name for m in self.models]
+
+    @property
+    def mimic(self) -> LatentModel | None:
+        """The model whose decoder gives the mimic's view ``D(E(x))``: the first one with a decoder."""
+        return first_with_decoder(self.models)
 
     def to(self, device: torch.device | str) -> "Ensemble":
         for m in self.models:
@@ -244,66 +301,75 @@ class Ensemble:
         return len(self.models)
 
 
-def _gcd(a: int, b: int) -> int:
-    while b:
-        a, b = b, a % b
-    return a
+def first_with_decoder(models) -> LatentModel | None:
+    """The first model with a decoder among ``models`` (a LatentModel, an Ensemble or a list), or None."""
+    if models is None:
+        return None
+    if isinstance(models, Ensemble):
+        models = models.models
+    elif not isinstance(models, (list, tuple)):
+        models = [models]
+    return next((m for m in models if getattr(m, "has_decoder", False)), None)
 
 
-def parse_spec(spec: str) -> list[tuple[str, float]]:
-    """``"taef2,taesana*0.5"`` -> ``[("taef2", 1.0), ("taesana", 0.5)]``."""
+def require_decoder(model, who: str) -> LatentModel:
+    """The first model with a decoder in ``model`` (see :func:`first_with_decoder`), or a ValueError saying that
+    ``who`` (e.g. ``"purification 'ae'"``) needs one and naming the models it was given."""
+    if model is None:
+        raise ValueError(f"{who} needs a model: an un-attacked autoencoder with a decoder (e.g. taef2)")
+    found = first_with_decoder(model)
+    if found is None:
+        names = ", ".join(getattr(m, "name", "?") for m in getattr(model, "models", [model]))
+        raise ValueError(f"{who} needs a model with a decoder; {names} has none")
+    return found
+
+
+def parse_ensemble(spec: str) -> list[tuple[str, float]]:
+    """``"taef2,taesana*0.5"`` -> ``[("taef2", 1.0), ("taesana", 0.5)]``; weights must be positive."""
     out = []
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        name, _, w = part.rpartition("*") if "*" in part else (part, "", "1")
+    for part in split_specs(spec):
+        name, star, w = part.rpartition("*") if "*" in part else (part, "", "1")
         try:
             weight = float(w)
         except ValueError:
             raise ValueError(f"bad encoder weight in {part!r}") from None
+        if not math.isfinite(weight) or weight <= 0:
+            raise ValueError(f"encoder weight must be a positive number, not {w!r} in {part!r}")
         out.append((name.strip(), weight))
     if not out:
         raise ValueError("no encoder named")
     return out
 
 
-def load_encoder(name: str, models_dir: str | os.PathLike | None = None) -> LatentModel:
-    """Load one encoder by registered name or ``diffusers:<repo-or-path>``."""
-    if name.startswith("diffusers:"):
-        return load_diffusers(name.split(":", 1)[1])
-    if name not in REGISTRY:
-        raise ValueError(f"unknown encoder {name!r}; known: {', '.join(REGISTRY)}, diffusers:<repo-or-path>")
-    return REGISTRY[name].loader(str(models_dir) if models_dir else None)
+def load_encoder(spec: str, models_dir: str | os.PathLike | None = None) -> LatentModel:
+    """Load one encoder by registered name or ``name:argument`` (``diffusers:<repo-or-path>``)."""
+    return ENCODERS.build(spec, models_dir=models_dir)
 
 
 def load_encoders(
     spec: str, models_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu"
 ) -> Ensemble:
     """Load an encoder spec (see module doc) as an :class:`Ensemble` on ``device``."""
-    parsed = parse_spec(spec)
+    parsed = parse_ensemble(spec)
+    for name, _ in parsed:  # every name checked before the (slow) loading
+        ENCODERS[name]
     models = [load_encoder(n, models_dir) for n, _ in parsed]
     return Ensemble(models, [w for _, w in parsed]).to(device)
 
 
 def status(models_dir: str | os.PathLike | None = None) -> list[dict]:
-    """For each registered encoder: whether its weight files are present (verified) and where."""
+    """For each registered encoder with weight files: whether they are present (verified) and where."""
     rows = []
-    for info in REGISTRY.values():
+    for name, entry in ENCODERS.items():
+        if not entry.weights:
+            continue
         found, problem = [], None
-        for f in info.files:
+        for wf in entry.weights:
             try:
-                p = weights.find(f, models_dir)
+                p = weights.find(wf, models_dir)
             except weights.WeightsError as e:
                 p, problem = None, str(e)
             found.append(str(p) if p else None)
-        rows.append(
-            {
-                "name": info.name,
-                "description": info.description,
-                "present": all(found),
-                "files": dict(zip(info.files, found)),
-                "problem": problem,
-            }
-        )
+        rows.append({"name": name, "description": entry.description, "present": all(found),
+                     "files": dict(zip((w.name for w in entry.weights), found)), "problem": problem})
     return rows

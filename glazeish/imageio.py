@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .metadata import MetadataOptions, SourceMetadata, read_source_metadata, save_kwargs
@@ -77,6 +78,19 @@ def to_uint8(x: torch.Tensor, reference: np.ndarray | None = None, eps: float | 
         ref = reference.astype(np.int16)
         out = np.clip(out, ref - k, ref + k)
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def pad_to_multiple(x: torch.Tensor, m: int, mode: str = "reflect") -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad ``B×C×H×W`` on the bottom/right to multiples of ``m``; returns the padded tensor and the original
+    ``(H, W)`` to crop back to. ``reflect`` (the default: no new edges for a convolution to see) falls back to
+    ``replicate`` where the image is too small to reflect; ``replicate`` is what libjpeg does at the border."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % max(1, int(m)), (-w) % max(1, int(m))
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    if mode == "reflect" and not (ph < h and pw < w):
+        mode = "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
 
 def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:

@@ -1,9 +1,12 @@
-"""Image and latent metrics. All take ``B×C×H×W`` float tensors in ``[0, 1]`` and return one value per
-image (a tensor of shape ``B``), computed in float32 without gradients unless the caller enables them.
+"""Image and latent metrics: plain functions of ``B×C×H×W`` float tensors in ``[0, 1]`` that return one value per
+image (a tensor of shape ``B``; :func:`masked_mean` and :func:`flip` a float for one image), computed in float32
+without gradients unless the caller enables them. The figures of a cloak are built from these by
+:class:`glazeish.evaluation.Evaluator`, the only caller that decides what is compared with what.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.metrics import ssim as _kornia_ssim
@@ -27,11 +30,47 @@ def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     return 10 * torch.log10(data_range**2 / mse(a, b))
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
-    """Mean SSIM (Gaussian window 11, σ 1.5, kornia); 1 for identical images."""
+def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """SSIM map ``B×C×(H−w+1)×(W−w+1)`` (Gaussian window ``w`` = 11 or the image's odd size, σ 1.5, kornia,
+    valid part only: no padded border counts)."""
     a, b = _f32(a, b)
     window = min(window, a.shape[-1], a.shape[-2]) | 1
-    return _kornia_ssim(a, b, window, padding="valid").flatten(1).mean(1)
+    if window > min(a.shape[-2:]):
+        window -= 2
+    return _kornia_ssim(a, b, max(window, 1), padding="valid")
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Mean SSIM (see :func:`ssim_map`); 1 for identical images."""
+    return ssim_map(a, b, window).flatten(1).mean(1)
+
+
+def masked_mean(value_map: torch.Tensor, mask: torch.Tensor | None) -> float:
+    """Mean of a ``1×C×h×w`` map over the pixels where ``mask`` (``1×1×H×W``, centred crop to ``h×w``) is set;
+    the plain mean without a mask (0 where nothing is visible)."""
+    if mask is None:
+        return float(value_map.mean())
+    dh, dw = (mask.shape[-2] - value_map.shape[-2]) // 2, (mask.shape[-1] - value_map.shape[-1]) // 2
+    m = mask[..., dh : dh + value_map.shape[-2], dw : dw + value_map.shape[-1]].to(value_map.dtype)
+    n = float(m.sum()) * value_map.shape[1]
+    return float((value_map * m).sum()) / n if n else 0.0
+
+
+def flip(test: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Mean ꟻLIP error (NVIDIA's "how visible is the difference when flipping between two images", LDR, sRGB,
+    67 pixels per degree) of ``1×3×H×W`` images in [0, 1], over the pixels where ``mask`` is set; 0 = identical.
+
+    Computed by the ``flip-evaluator`` package (no downloaded weights); images smaller than the metric's
+    filters are measured as they are.
+    """
+    import flip_evaluator
+
+    def arr(t: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(t[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+
+    err, _, _ = flip_evaluator.evaluate(arr(reference), arr(test), "LDR", applyMagma=False, computeMeanError=False)
+    err = torch.from_numpy(np.ascontiguousarray(err)).permute(2, 0, 1)[None].to(test.device)
+    return masked_mean(err, mask)
 
 
 def _ssim_cs(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,12 +114,14 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.stack([v**wi for v, wi in zip(vals, w)]).prod(0)
 
 
-def linf(delta: torch.Tensor) -> torch.Tensor:
-    return delta.detach().float().abs().flatten(1).amax(1)
-
-
-def l2(delta: torch.Tensor) -> torch.Tensor:
-    return delta.detach().float().flatten(1).norm(dim=1)
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation per image of two ``B×...`` tensors (0 where either is constant)."""
+    a, b = _f32(a, b)
+    a, b = a.flatten(1), b.flatten(1)
+    a = a - a.mean(1, keepdim=True)
+    b = b - b.mean(1, keepdim=True)
+    den = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(den > 0, (a * b).sum(1) / den.clamp_min(1e-12), torch.zeros_like(den))
 
 
 def relative_l2(z: torch.Tensor, z_ref: torch.Tensor) -> torch.Tensor:

@@ -15,14 +15,14 @@ from typing import Callable, ClassVar
 import torch
 
 from .encoders import LatentModel
-from .registry import registrar
+from .registry import Registered, Registry
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
-OBJECTIVES: dict[str, type["Objective"]] = {}
+OBJECTIVES: Registry = Registry("objective")
 
 
-#: class decorator: register an :class:`Objective` under its ``name``
-register_objective = registrar(OBJECTIVES, "objective")
+#: class decorator: register an :class:`Objective` under its ``name`` (unique)
+register_objective = OBJECTIVES.register
 
 
 def _per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -69,12 +69,14 @@ def fit_target(target: torch.Tensor | None, like: torch.Tensor, origin: tuple[in
     return t[:, top : top + h, left : left + w].unsqueeze(0).expand(b, -1, -1, -1)
 
 
-class Objective:
-    """Base class. ``setup(model, x)`` -> ``loss(x_adv) -> B`` to minimise (1 at the clean image)."""
+class Objective(Registered):
+    """Base class. ``setup(model, x)`` -> ``loss(x_adv) -> B`` to minimise (1 at the clean image).
 
-    name: ClassVar[str] = ""
+    Built by name with :data:`OBJECTIVES` ``.build(name, target=pattern)``: objectives that take a decoy
+    ``target`` (``3×h×w`` in [0, 1]) get it, the others ignore it.
+    """
+
     needs_decoder: ClassVar[bool] = False
-    description: ClassVar[str] = ""
     origin: tuple[int, int] = (0, 0)  # where x's top-left sits in the whole image (tiles)
 
     def at(self, top: int, left: int) -> "Objective":
@@ -211,10 +213,4 @@ class _LatentWindow:
 
 def make_objective(name: str, target: torch.Tensor | None = None) -> Objective:
     """Build a registered objective by name; ``target`` (``3×h×w`` in [0,1]) where it takes one."""
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVES)}")
-    cls = OBJECTIVES[name]
-    try:
-        return cls(target=target)
-    except TypeError:
-        return cls()
+    return OBJECTIVES.build(name, target=target)

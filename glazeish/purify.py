@@ -20,13 +20,14 @@ implementing ``apply`` and decorating the class with :func:`register_purificatio
         def apply(self, x):
             return (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
 
-Purifications that need an (un-attacked) autoencoder set ``needs_model = True`` and take it as the
-constructor's ``model``; :func:`make_purification` passes it.
+Purifications that need an (un-attacked) autoencoder set ``needs_model = True`` (the benchmark runs these
+slow ones on fewer images) and take it as the constructor's ``model``. Build them by name with
+:func:`make_purifications` (``"jpeg75,resize0.5,ae:taesana"``): every constructor gets the keywords it
+accepts of ``model``, ``seed``, ``models_dir``, ... (the one registry protocol of :mod:`glazeish.registry`).
 """
 
 from __future__ import annotations
 
-import inspect
 import io
 import math
 from typing import TYPE_CHECKING, ClassVar
@@ -36,47 +37,38 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .registry import registrar
+from .imageio import pad_to_multiple
+from .registry import Registered, Registry, split_specs
 
 if TYPE_CHECKING:  # imported lazily at run time: the Pillow/kornia purifications need no model code
     from .encoders import LatentModel
 
-PURIFICATIONS: dict[str, type["Purification"]] = {}
+PURIFICATIONS: Registry = Registry("purification")
 
-#: every purification of a full benchmark (``ae`` and ``impress`` need the un-attacked model)
+#: what ``bench run`` measures by default: what platforms and a cheap mimic do to an image
 DEFAULT_PURIFICATIONS: list[str] = [
-    "jpeg95",
-    "jpeg75",
-    "jpeg50",
-    "webp",
-    "resize0.5",
-    "resize0.75",
-    "blur1",
-    "blur2",
-    "noise0.05",
-    "median3",
-    "bits5",
-    "tvd",
-    "bilateral",
-    "ae",
-    "impress",
+    "jpeg75", "jpeg50", "webp", "resize0.5", "resize0.75", "blur1", "noise0.05", "median3", "tvd",
 ]
 #: a cheap pair for quick checks
 QUICK_PURIFICATIONS: list[str] = ["jpeg75", "resize0.75"]
+#: every purification that needs nothing but the un-attacked model (``ae``, ``impress``)
+ALL_PURIFICATIONS: list[str] = [
+    "jpeg95", "jpeg75", "jpeg50", "webp", "resize0.5", "resize0.75", "blur1", "blur2", "noise0.05", "median3",
+    "bits5", "tvd", "bilateral", "ae", "impress",
+]
 
-_ALIASES = {"default": DEFAULT_PURIFICATIONS, "all": DEFAULT_PURIFICATIONS, "quick": QUICK_PURIFICATIONS}
+_ALIASES = {"default": DEFAULT_PURIFICATIONS, "all": ALL_PURIFICATIONS, "quick": QUICK_PURIFICATIONS}
 
 
 #: class decorator: register a :class:`Purification` under its ``name`` (unique)
-register_purification = registrar(PURIFICATIONS, "purification")
+register_purification = PURIFICATIONS.register
 
 
-class Purification:
+class Purification(Registered):
     """Base class. Subclasses set ``name``/``description`` and implement :meth:`apply`."""
 
-    name: ClassVar[str] = ""
-    description: ClassVar[str] = ""
-    needs_model: ClassVar[bool] = False  # takes a LatentModel with a decoder as ``model``
+    needs_model: ClassVar[bool] = False  # model-based (takes a LatentModel with a decoder as ``model``): slow
+    needs_pipeline: ClassVar[bool] = False  # needs a diffusers pipeline the user names: never in a default list
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
@@ -132,29 +124,10 @@ def _pad_mode(x: torch.Tensor, pad: int) -> str:
     return "reflect" if min(x.shape[-2:]) > pad else "replicate"
 
 
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad bottom/right to a multiple of ``multiple`` (reflect where possible); returns the original H, W."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    if h > ph and w > pw:
-        return F.pad(x, (0, pw, 0, ph), mode="reflect"), (h, w)
-    return F.pad(x, (0, pw, 0, ph), mode="replicate"), (h, w)
-
-
-def _model_device(model: torch.nn.Module, fallback: torch.device) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return fallback
-
-
 def _check_model(model: "LatentModel | None", who: str) -> "LatentModel":
-    if model is None:
-        raise ValueError(f"purification {who!r} needs a model: an un-attacked LatentModel with a decoder")
-    if not getattr(model, "has_decoder", False):
-        raise ValueError(f"purification {who!r} needs a model with a decoder; {getattr(model, 'name', model)!r} has none")
-    return model
+    from .encoders import require_decoder
+
+    return require_decoder(model, f"purification {who!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,10 +327,13 @@ class AutoencoderPurification(Purification):
         self.model = _check_model(model, "ae")
         self.name = f"ae:{self.model.name}"  # type: ignore[misc]  # per-instance key, e.g. "ae:taef2"
 
+    @classmethod
+    def from_spec(cls, arg: str | None = None, **context):
+        """``ae`` uses the ``model`` it is given; ``ae:<encoder>`` loads that encoder (``models_dir``)."""
+        return super().from_spec(None, **_model_for(cls.name, arg, context))
+
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        dev = _model_device(self.model, x.device)
-        xp, (h, w) = _pad_to_multiple(x.to(dev), self.model.multiple)
-        return self.model.decode(self.model.encode(xp))[..., :h, :w]
+        return self.model.round_trip(x.to(self.model.device))
 
 
 @register_purification
@@ -396,15 +372,17 @@ class Impress(Purification):
         self.lam = float(lam)
         self.ssim_weight = float(ssim_weight)
 
+    @classmethod
+    def from_spec(cls, arg: str | None = None, **context):
+        """``impress`` uses the ``model`` it is given; ``impress:<encoder>`` loads that encoder."""
+        return super().from_spec(None, **_model_for(cls.name, arg, context))
+
     def consistency(self, x: torch.Tensor) -> torch.Tensor:
         """``‖D(E(x)) − x‖²`` per image (mean over pixels), differentiable in ``x``."""
-        xp, (h, w) = _pad_to_multiple(x, self.model.multiple)
-        rec = self.model.decode(self.model.encode(xp))[..., :h, :w]
-        return (rec - x).square().flatten(1).mean(1)
+        return (self.model.round_trip(x) - x).square().flatten(1).mean(1)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        dev = _model_device(self.model, x.device)
-        x0 = x.to(dev)
+        x0 = x.to(self.model.device)
         xp = x0.clone().requires_grad_(True)
         opt = torch.optim.Adam([xp], lr=self.lr)
         with torch.enable_grad():
@@ -432,6 +410,7 @@ class NoisyUpscale(Purification):
 
     name = "upscale"
     description = "noisy upscaling: Gaussian noise sigma 0.1, diffusers upscaler, resize back"
+    needs_pipeline = True
 
     def __init__(
         self,
@@ -460,7 +439,7 @@ class NoisyUpscale(Purification):
         h, w = x.shape[-2:]
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         noisy = (x + self.noise * torch.randn(x.shape, generator=gen).to(x.device)).clamp(0, 1)
-        noisy, _ = _pad_to_multiple(noisy, 8)
+        noisy, _ = pad_to_multiple(noisy, 8)
         self.pipe.to(x.device)
         images = [Image.fromarray(a, "RGB") for a in _to_uint8_arrays(noisy)]
         out = self.pipe(
@@ -481,79 +460,47 @@ class NoisyUpscale(Purification):
 # construction by name
 
 
-def needs_model(name: str) -> bool:
-    """Whether the registered purification ``name`` (``ae:<encoder>`` allowed) needs a model."""
-    return _lookup(name)[0].needs_model
+def _model_for(name: str, arg: str | None, context: dict) -> dict:
+    """The context with ``model`` set for ``name:<encoder>``: that encoder, loaded unless it was passed in."""
+    model = context.get("model")
+    if arg:
+        from .encoders import first_with_decoder, load_encoder
+
+        given = first_with_decoder(model)
+        if given is None or given.name != arg:
+            model = load_encoder(arg, context.get("models_dir"))
+            device = getattr(given, "device", None)
+            model = model.to(device) if device is not None else model
+    return {**context, "model": model}
 
 
-def _lookup(name: str) -> tuple[type[Purification], str | None]:
-    key, sep, arg = name.strip().partition(":")
-    cls = PURIFICATIONS.get(key)
-    if cls is None:
-        raise ValueError(f"unknown purification {name.strip()!r}; known: {', '.join(PURIFICATIONS)}")
-    return cls, (arg.strip() if sep else None)
-
-
-def make_purification(name: str, model: "LatentModel | None" = None, **kw) -> Purification:
-    """Build a registered purification by name.
-
-    ``model`` goes to those that need one (``ae``, ``impress``) and is ignored by the others.
-    ``ae:<encoder>`` / ``impress:<encoder>`` with no ``model`` load that encoder (``models_dir=`` in ``kw``).
-    Other keywords go to the constructor (``seed``, ``steps``, ``upscaler``, ...).
-    """
-    cls, arg = _lookup(name)
-    models_dir = kw.pop("models_dir", None)
-    if not cls.needs_model:
-        if arg is not None:
-            raise ValueError(f"purification {cls.name!r} takes no ':<encoder>' part (got {name!r})")
-        return cls(**kw)
-    if model is None and arg:
-        from .encoders import load_encoder
-
-        model = load_encoder(arg, models_dir)
-    elif model is not None and arg and arg != getattr(model, "name", None):
-        raise ValueError(f"purification {name!r} asks for encoder {arg!r} but was given {model.name!r}")
-    return cls(model=model, **kw)
-
-
-def _split_names(names: str | list[str] | tuple[str, ...]) -> list[str]:
-    parts = [names] if isinstance(names, str) else list(names)
+def expand(names: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``"quick,blur1"`` -> the names, aliases (``default``, ``quick``, ``all``) expanded, ``none`` dropped,
+    duplicates removed, every name checked (ValueError listing the known ones)."""
     out: list[str] = []
-    for part in parts:
-        for n in str(part).split(","):
-            n = n.strip()
-            if not n or n.lower() == "none":
-                continue
+    for n in split_specs(names):
+        if n.lower() != "none":
             out.extend(_ALIASES.get(n.lower(), [n]))
-    return list(dict.fromkeys(out))
-
-
-def make_purifications(names: str | list[str], model: "LatentModel | None" = None, **kw) -> list[Purification]:
-    """Build a list from ``"jpeg75,resize0.5,ae"`` (or a list of names; ``quick``/``default`` expand).
-
-    Unknown names raise ``ValueError`` listing the known ones. Keywords go to each constructor that
-    accepts them (``seed=1`` to all, ``upscaler=PATH`` to ``upscale``). Duplicates are dropped.
-    """
-    wanted = _split_names(names)
-    for n in wanted:  # validate every name before building anything (some are slow to build)
-        _lookup(n)
-    out: list[Purification] = []
-    seen: set[str] = set()
-    for n in wanted:
-        cls, _ = _lookup(n)
-        params = inspect.signature(cls.__init__).parameters
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        own = {k: v for k, v in kw.items() if takes_any or k in params or k == "models_dir"}
-        p = make_purification(n, model=model, **own)
-        if p.name not in seen:
-            seen.add(p.name)
-            out.append(p)
+    out = list(dict.fromkeys(out))
+    for n in out:
+        PURIFICATIONS[n]
     return out
 
 
-def describe() -> list[dict[str, str]]:
-    """``[{"name", "description", "needs_model"}]`` for every registered purification (for ``--help``)."""
-    return [
-        {"name": c.name, "description": c.description, "needs_model": str(c.needs_model).lower()}
-        for c in PURIFICATIONS.values()
-    ]
+def make_purification(name: str, model: "LatentModel | None" = None, **kw) -> Purification:
+    """Build one purification by name (``ae:<encoder>`` loads that encoder); keywords go to the constructor
+    where it takes them (``seed``, ``steps``, ``upscaler``, ``models_dir``, ...)."""
+    return PURIFICATIONS.build(name, model=model, **kw)
+
+
+def make_purifications(names: str | list[str], model: "LatentModel | None" = None, **kw) -> list[Purification]:
+    """Build a list from ``"jpeg75,resize0.5,ae"`` (or a list of names; ``quick``/``default``/``all`` expand).
+
+    Unknown names raise ``ValueError`` listing the known ones before anything is built. Duplicates are
+    dropped (also ``ae`` and ``ae:taef2`` when the model is taef2).
+    """
+    out: dict[str, Purification] = {}
+    for n in expand(names):
+        p = make_purification(n, model=model, **kw)
+        out.setdefault(p.name, p)
+    return list(out.values())

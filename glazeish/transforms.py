@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import ClassVar, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,9 +29,11 @@ from kornia.enhance import jpeg_codec_differentiable
 from kornia.filters import gaussian_blur2d
 from kornia.geometry.transform import resize as kornia_resize
 
-from .registry import registrar
+from .encoders import require_decoder
+from .imageio import pad_to_multiple
+from .registry import Registered, Registry, split_specs
 
-TRANSFORMS: dict[str, type["Transform"]] = {}
+TRANSFORMS: Registry = Registry("transform")
 
 #: The default EOT set for ``--robust``: what image hosts and scrapers do to every upload (recompress,
 #: downscale, soften, crop), plus ``identity`` so that a fifth of the steps still optimise the untouched
@@ -45,7 +47,7 @@ DEFAULT_ROBUST = "identity,jpeg,resize,blur,shift"
 
 
 #: class decorator: register a :class:`Transform` under its ``name``
-register_transform = registrar(TRANSFORMS, "transform")
+register_transform = TRANSFORMS.register
 
 
 def _range(value: float | Sequence[float], what: str) -> tuple[float, float]:
@@ -58,20 +60,8 @@ def _range(value: float | Sequence[float], what: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
-    """Replicate-pad bottom/right to multiples of ``m`` (what libjpeg does to fill its blocks)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % m, (-w) % m
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x, h, w
-
-
-class Transform:
+class Transform(Registered):
     """Base class: ``t(x, rng) -> x'``, same shape, in ``[0, 1]``, differentiable in ``x``."""
-
-    name: ClassVar[str] = ""
-    description: ClassVar[str] = ""
 
     def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
         raise NotImplementedError
@@ -106,7 +96,7 @@ class JPEG(Transform):
         q = rng.uniform(*self.quality)
         # kornia >= 0.7.1 pads internally (with zeros); padding here by replication is what libjpeg does
         # at the border and works with every kornia version.
-        xp, h, w = _pad_to_multiple(x, 16)
+        xp, (h, w) = pad_to_multiple(x, 16, mode="replicate")
         quality = torch.tensor([q], device=x.device, dtype=torch.float32)
         y = jpeg_codec_differentiable(xp.float(), quality)[..., :h, :w]
         return y.to(x.dtype).clamp(0, 1)
@@ -210,29 +200,13 @@ class AutoencoderRoundTrip(Transform):
 
     name = "ae"
     description = "autoencoder purification D(E(x)) with a model that has a decoder (needs a model)"
-    needs_model: ClassVar[bool] = True
 
-    def __init__(self, model):
-        model = _decoder_model(model)
-        self._model = model
-        self.model = model.name
+    def __init__(self, model=None):
+        self._model = require_decoder(model, "transform 'ae'")
+        self.model = self._model.name
 
     def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
-        xp, h, w = _pad_to_multiple(x, max(1, int(getattr(self._model, "multiple", 1))))
-        y = self._model.decode(self._model.encode(xp))[..., :h, :w]
-        return y.to(x.dtype).clamp(0, 1)
-
-
-def _decoder_model(model):
-    """A LatentModel with a decoder, from a LatentModel or an Ensemble (its first model with one)."""
-    if model is None:
-        raise ValueError("transform 'ae' needs a model with a decoder (pass model=...)")
-    candidates = getattr(model, "models", None) or [model]
-    for m in candidates:
-        if getattr(m, "has_decoder", False):
-            return m
-    names = ", ".join(getattr(m, "name", type(m).__name__) for m in candidates)
-    raise ValueError(f"transform 'ae' needs a model with a decoder; {names} has none")
+        return self._model.round_trip(x).to(x.dtype).clamp(0, 1)
 
 
 def make_transforms(names: str | Sequence[str], model=None) -> list[Transform]:
@@ -241,15 +215,4 @@ def make_transforms(names: str | Sequence[str], model=None) -> list[Transform]:
     ``model`` (a LatentModel or Ensemble) is needed only by ``ae``. An empty string gives ``[]``.
     Raises ValueError naming any unknown transform.
     """
-    if isinstance(names, str):
-        names = names.split(",")
-    out: list[Transform] = []
-    for raw in names:
-        name = raw.strip().lower()
-        if not name:
-            continue
-        if name not in TRANSFORMS:
-            raise ValueError(f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
-        cls = TRANSFORMS[name]
-        out.append(cls(model) if getattr(cls, "needs_model", False) else cls())
-    return out
+    return TRANSFORMS.build_all([n.lower() for n in split_specs(names)], model=model)

@@ -5,13 +5,12 @@ clean up); :func:`launch` starts the page from Python, and :func:`build_app` ret
 :class:`gradio.Blocks` without starting it (tests, embedding).
 
 The module has two halves. The first knows nothing about Gradio: :func:`cloak_batch` runs the same
-library code as ``glazeish protect`` (:class:`~glazeish.protect.Protector`,
-:func:`~glazeish.imageio.read_image`, :func:`~glazeish.imageio.save_image`) over a batch of uploaded
-files and yields one :class:`ImageResult` per image, errors included; the helpers around it turn the
-figures of :meth:`~glazeish.protect.Protector.evaluate` into words and build the preview images. The
-second half (:func:`build_app`) is the page: Gradio components wired to that generator.
+job as ``glazeish protect`` (:meth:`glazeish.job.Cloaker.cloak_file`) over a batch of uploaded files and
+yields one :class:`ImageResult` per image, errors included, with the preview images and the words of
+:func:`glazeish.evaluation.judge`. The second half (:func:`build_app`) is the page: Gradio components
+wired to that generator.
 
-Nothing here optimises anything: the cloak is :meth:`Protector.protect`, exactly as on the CLI.
+Nothing here optimises or measures anything: the cloak and its figures are the library's, exactly as on the CLI.
 """
 
 import os
@@ -21,7 +20,6 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import argparse
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -35,12 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoders import REGISTRY, Ensemble, LatentModel, load_encoder, load_encoders
-from .imageio import ImageError, read_image, save_image
+from .config import PRESETS, ProtectConfig
+from .encoders import ENCODERS, load_encoder, load_encoders
+from .evaluation import Evaluator, judge
+from .imageio import ImageError, save_image
+from .job import Cloaker, Job
 from .metadata import MetadataOptions
 from .objectives import OBJECTIVES
-from .protect import PRESETS, ProtectConfig, Protector
-from .report import mimic_views
+from .protect import Protector
+from .report import amplified_delta
 from .weights import WeightsError
 
 log = logging.getLogger(__name__)
@@ -88,15 +89,22 @@ class Settings:
         if not encoders:
             raise ValueError("choose at least one encoder (under Advanced)")
         return ProtectConfig(
-            intensity=self.intensity, eps=self.eps, steps=None if self.steps is None else int(self.steps),
+            intensity=self.intensity, eps_levels=self.eps, steps=None if self.steps is None else int(self.steps),
             objective=self.objective or None, encoder=",".join(encoders), target=self.target,
             seed=int(self.seed or 0), device=device, precision=precision, models_dir=models_dir,
         )
 
+    def job(self, models_dir: str | None = None, device: str = "auto", precision: str = "auto",
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> Job:
+        """The :class:`~glazeish.job.Job` of these settings: PNG out, figures with JPEG q75 survival."""
+        config = self.config(models_dir, device, precision)
+        return Job(config=config, meta=self.metadata_options(config), fmt="png", evaluate=True, purify=("jpeg75",),
+                   max_pixels=max_pixels)
+
     def metadata_options(self, config: ProtectConfig) -> MetadataOptions:
         p = PRESETS[self.intensity]
         # name the preset only when its values were used, so the file's note does not mislead
-        same = (config.eps, config.steps, config.objective) == (p.eps, p.steps, p.objective)
+        same = (config.eps_levels, config.steps, config.objective) == (p.eps_levels, p.steps, p.objective)
         return MetadataOptions(
             enabled=bool(self.metadata), creator=(self.creator or "").strip() or None,
             copyright=(self.copyright or "").strip() or None, preset=self.intensity if same else "custom",
@@ -123,7 +131,8 @@ class ImageResult:
     view_cloaked: str | None = None
     view_model: str | None = None
     eps: float | None = None  # the budget used, 1/255 units
-    figures: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)  # Figures.to_dict()
+    verdicts: list[str] = field(default_factory=list)  # judge(figures).sentences
     seconds: float = 0.0
     error: str | None = None
 
@@ -132,74 +141,13 @@ class ImageResult:
         return self.error is None
 
 
-def visibility_label(psnr: float) -> str:
-    """Plain words for a PSNR in dB between the original and the cloaked image."""
-    if psnr >= 40:
-        return "invisible to the eye"
-    if psnr >= 36:
-        return "very hard to see, even side by side"
-    if psnr >= 32:
-        return "faint grain may show on flat colour when zoomed in"
-    return "visible noise"
-
-
-def strength_label(ratio: float) -> str:
-    """Plain words for "how many times more than random noise of the same strength"."""
-    if ratio >= 3:
-        return "strong"
-    if ratio >= 1.5:
-        return "moderate"
-    return "weak (try a higher intensity or more steps)"
-
-
-def mse_ratio(psnr_cloak: float, psnr_random: float) -> float:
-    """How many times larger the cloak's squared error is than the noise's, from the two PSNRs."""
-    return float(10 ** ((psnr_random - psnr_cloak) / 10))
-
-
-def describe_figures(figures: dict, eps: float | None = None) -> str:
-    """Markdown sentences for :meth:`Protector.evaluate`'s figures: visibility and protection strength."""
-    if not figures:
-        return ""
-    p, s = figures["psnr"], figures["ssim"]
-    lines = [
-        f"**Visibility:** {visibility_label(p['cloak'])} — PSNR {p['cloak']:.1f} dB, SSIM {s['cloak']:.3f} "
-        f"(random noise of the same strength: {p['random']:.1f} dB, SSIM {s['random']:.3f}); "
-        f"largest change {figures['linf']:.0f}/255 per colour value"
-        + (f" (budget {eps:g}/255)." if eps is not None else ".")
-    ]
-    for enc, f in figures.get("encoders", {}).items():
-        d = f["latent_displacement"]
-        moved = d["cloak"] / max(d["random"], 1e-9)
-        text = f"**Protection ({enc}):** moves what the encoder extracts {moved:.1f}× as far as random noise"
-        if "mimic_psnr" in f:
-            m = f["mimic_psnr"]
-            change = mse_ratio(m["cloak"], m["random"])
-            text += (
-                f"; changes the picture a model would learn {change:.1f}× as much as random noise — "
-                f"{strength_label(change)} (model's view vs original: {m['cloak']:.1f} dB, "
-                f"noise {m['random']:.1f} dB; lower = bigger change)."
-            )
-        else:
-            text += f" — {strength_label(moved)}."
-        lines.append(text)
-    return "\n\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------
-# pictures
-
-
-def _gain(eps: float | None) -> float:
-    """The amplification that maps ±eps (1/255 units) to the full 0..255 range."""
-    return round(127.0 / max(float(eps or 1.0), 1.0), 1)
-
-
-def amplified_difference(original: np.ndarray, cloaked: np.ndarray, eps: float) -> np.ndarray:
-    """δ made visible: ``H×W×3`` uint8, mid-grey where nothing changed, ±``eps`` (1/255 units) at 0/255."""
-    delta = cloaked.astype(np.float32) - original.astype(np.float32)
-    gain = _gain(eps)
-    return np.clip(np.round(127.5 + delta * gain), 0, 255).astype(np.uint8)
+def describe_figures(sentences: Sequence[str]) -> str:
+    """Markdown for the verdict sentences of :func:`glazeish.evaluation.judge`: the topic in bold."""
+    out = []
+    for line in sentences:
+        head, sep, rest = line.partition(": ")
+        out.append(f"**{md_escape(head)}:** {md_escape(rest)}" if sep else md_escape(line))
+    return "\n\n".join(out)
 
 
 def unique_names(names: Sequence[str], suffix: str = ".protected.png") -> list[str]:
@@ -242,63 +190,54 @@ def friendly_error(err: BaseException, path: str | Path | None = None, name: str
 
 
 class ProtectorCache:
-    """One :class:`Protector` per configuration, and one loaded encoder set per encoder spec.
+    """One :class:`~glazeish.job.Cloaker` per job, and one loaded encoder set per encoder spec.
 
-    Loading weights is the slow part, so ensembles are shared between configurations that differ only
-    in eps, steps, objective, seed or target. Both caches are small LRUs; ``lock`` serialises the heavy
-    work so that one job (or a cancelled job's last step) never overlaps another.
+    Loading weights is the slow part, so ensembles are shared between jobs that differ only in eps, steps,
+    objective, seed, target or metadata. Both caches are small LRUs keyed by fingerprints; ``lock`` serialises
+    the heavy work so that one job (or a cancelled job's last step) never overlaps another.
     """
 
     def __init__(self, max_protectors: int = 8, max_ensembles: int = 2):
         self.max_protectors, self.max_ensembles = max_protectors, max_ensembles
-        self._protectors: OrderedDict[tuple, Protector] = OrderedDict()
+        self._cloakers: OrderedDict[str, Cloaker] = OrderedDict()
         self._ensembles: OrderedDict[tuple, object] = OrderedDict()
-        self._viewers: dict[tuple, LatentModel] = {}
+        self._viewers: dict[tuple, Evaluator] = {}
         self.lock = threading.RLock()
         self.loads = 0  # how many times weights were loaded (tests check the cache works)
 
-    @staticmethod
-    def key(config: ProtectConfig) -> tuple:
-        target = None
-        if config.target:
-            target = hashlib.sha256(Path(config.target).read_bytes()).hexdigest()
-        c = asdict(config)
-        c["target"] = target
-        return tuple(sorted(c.items()))
-
-    def get(self, config: ProtectConfig) -> Protector:
-        key = self.key(config)
+    def get(self, job: Job) -> Cloaker:
+        config = job.config.resolved()
+        key = job.key("", "")
         with self.lock:
-            if key in self._protectors:
-                self._protectors.move_to_end(key)
-                return self._protectors[key]
+            if key in self._cloakers:
+                self._cloakers.move_to_end(key)
+                return self._cloakers[key]
             ens_key = (config.encoder, config.models_dir, config.device)
             ensemble = self._ensembles.get(ens_key)
             if ensemble is None:
-                from .attack import resolve_device
-
-                ensemble = load_encoders(config.encoder, config.models_dir, resolve_device(config.device))
+                ensemble = load_encoders(config.encoder, config.models_dir, config.device)
                 self.loads += 1
                 self._ensembles[ens_key] = ensemble
                 while len(self._ensembles) > self.max_ensembles:
                     self._ensembles.popitem(last=False)
             else:
                 self._ensembles.move_to_end(ens_key)
-            protector = Protector(config, ensemble=ensemble)
-            self._protectors[key] = protector
-            while len(self._protectors) > self.max_protectors:
-                self._protectors.popitem(last=False)
-            return protector
+            cloaker = Cloaker(job, Protector(config, ensemble=ensemble))
+            self._cloakers[key] = cloaker
+            while len(self._cloakers) > self.max_protectors:
+                self._cloakers.popitem(last=False)
+            return cloaker
 
-    def viewer(self, protector: Protector) -> LatentModel:
-        """The model whose round trip the page shows: the first attacked encoder with a decoder, else taef2."""
-        for model in protector.ensemble.models:
-            if model.has_decoder:
-                return model
-        key = (VIEW_DECODER, protector.config.models_dir, str(protector.device))
+    def viewer(self, cloaker: Cloaker) -> Evaluator:
+        """What draws "what a model sees": the attacked encoders' first decoder, else taef2's."""
+        if cloaker.evaluator.mimic is not None:
+            return cloaker.evaluator
+        config = cloaker.protector.config
+        key = (VIEW_DECODER, config.models_dir, str(cloaker.protector.device))
         with self.lock:
             if key not in self._viewers:
-                self._viewers[key] = load_encoder(VIEW_DECODER, protector.config.models_dir).to(protector.device)
+                model = load_encoder(VIEW_DECODER, config.models_dir).to(cloaker.protector.device)
+                self._viewers[key] = Evaluator([model])
                 self.loads += 1
             return self._viewers[key]
 
@@ -350,19 +289,18 @@ def _save_png(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> s
 
 
 def cloak_one(
-    protector: Protector,
-    viewer: LatentModel,
+    cloaker: Cloaker,
+    viewer: Evaluator,
     path: str | Path,
     name: str,
     download_name: str,
     outdir: Path,
-    settings: Settings,
     *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int | None = DEFAULT_MAX_FILE_MB * 1_000_000,
     callback=None,
 ) -> ImageResult:
-    """Cloak one uploaded file into ``outdir``; any failure is returned as ``ImageResult.error``."""
+    """Cloak one uploaded file into ``outdir`` with the one job path; any failure is returned as
+    ``ImageResult.error``."""
     res = ImageResult(name=name, download_name=download_name)
     path = Path(path)
     try:
@@ -370,25 +308,24 @@ def cloak_one(
         if max_bytes is not None and size > max_bytes:
             raise ImageError(f"{name}: {size / 1e6:.1f} MB is over this page's upload limit of "
                              f"{max_bytes / 1e6:.0f} MB")
-        art = read_image(path, max_pixels=max_pixels)
-        res.width, res.height = art.size
-        result = protector.protect(art, evaluate=True, callback=callback)
-        stem = download_name.removesuffix(".protected.png")
         sub = outdir / f"{len(list(outdir.iterdir())):03d}"  # one folder per image: names stay the user's
         sub.mkdir()
         cloaked = sub / download_name
-        save_image(cloaked, result.rgb, art.alpha, art.source, settings.metadata_options(protector.config), "png")
+        done = cloaker.cloak_file(path, cloaked, callback=callback)
+        art, rgb = done.art, done.rgb
+        res.width, res.height = art.size
+        stem = download_name.removesuffix(".protected.png")
         res.cloaked = str(cloaked)
         res.original = _save_png(sub / f"{stem}.original.png", art.rgb, art.alpha)
-        diff = amplified_difference(art.rgb, result.rgb, protector.config.eps)
-        res.difference = _save_png(sub / f"{stem}.difference.png", diff)
-        res.view_model = viewer.name
-        for which, rgb in (("original", art.rgb), ("cloaked", result.rgb)):
-            (view,) = mimic_views(Ensemble([viewer]), rgb)
+        eps = cloaker.protector.config.eps_levels
+        res.difference = _save_png(sub / f"{stem}.difference.png", amplified_delta(art.rgb, rgb, eps))
+        res.view_model = viewer.mimic.name
+        for which, view in zip(("original", "cloaked"), viewer.views(art.rgb, rgb)):
             setattr(res, f"view_{which}", _save_png(sub / f"{stem}.model-view-{which}.png", view))
-        res.figures = result.figures
-        res.eps = float(protector.config.eps)
-        res.seconds = result.seconds
+        res.figures = done.figures.to_dict() if done.figures else {}
+        res.verdicts = judge(done.figures).sentences if done.figures else []
+        res.eps = float(eps)
+        res.seconds = done.seconds
     except Cancelled:
         raise
     except (ImageError, WeightsError, ValueError, OSError, RuntimeError, MemoryError) as e:
@@ -428,9 +365,8 @@ def cloak_batch(
     say = progress or (lambda frac, desc: None)
     say(0.0, "Loading the models…")
     try:
-        config = settings.config(models_dir, device, precision)
-        protector = cache.get(config)
-        viewer = cache.viewer(protector)
+        cloaker = cache.get(settings.job(models_dir, device, precision, max_pixels))
+        viewer = cache.viewer(cloaker)
     except (ImageError, WeightsError, ValueError, OSError, RuntimeError) as e:
         msg = friendly_error(e, settings.target, "target pattern")
         results = [ImageResult(name=n, download_name=d, error=msg) for n, d in zip(names, downloads)]
@@ -449,8 +385,7 @@ def cloak_batch(
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         with cache.lock:
-            results.append(cloak_one(protector, viewer, f, name, dl, outdir, settings, max_pixels=max_pixels,
-                                     max_bytes=max_bytes, callback=step))
+            results.append(cloak_one(cloaker, viewer, f, name, dl, outdir, max_bytes=max_bytes, callback=step))
         if i + 1 < n:
             yield BatchUpdate(list(results), status=_status(results, n))
     good = [r.cloaked for r in results if r.ok]
@@ -510,12 +445,12 @@ def build_app(
     cache = cache or ProtectorCache()
     workspace = workspace or Workspace()
     cancel_flags: dict[str, threading.Event] = {}
-    encoder_names = [n for n in REGISTRY]
+    encoder_names = [n for n, entry in ENCODERS.items() if entry.weights]
     max_bytes = int(max_file_mb * 1_000_000)
 
     def preset_values(intensity: str):
         p = PRESETS[intensity]
-        return p.eps, p.steps, p.objective
+        return p.eps_levels, p.steps, p.objective
 
     def run(files, intensity, eps, steps, encoders, objective, target, seed, metadata, creator, copyright_,
             request: gr.Request, progress=gr.Progress()):  # noqa: B008 (how Gradio injects a progress bar)
@@ -566,11 +501,11 @@ def build_app(
                 intensity = gr.Radio(_intensity_choices(), value="default", label="Intensity", elem_id="glz-intensity")
                 with gr.Accordion("Advanced", open=False, elem_id="glz-advanced"):
                     p = PRESETS["default"]
-                    eps = gr.Slider(0.5, 16, value=p.eps, step=0.5, label="Budget eps (1/255 per colour value)",
+                    eps = gr.Slider(0.5, 16, value=p.eps_levels, step=0.5, label="Budget eps (1/255 per colour value)",
                                     elem_id="glz-eps")
                     steps = gr.Slider(1, 200, value=p.steps, step=1, label="Optimisation steps", elem_id="glz-steps")
                     encoders = gr.CheckboxGroup(encoder_names, value=["taef2"], label="Encoders to attack",
-                                                info="; ".join(f"{n}: {REGISTRY[n].description}"
+                                                info="; ".join(f"{n}: {ENCODERS[n].description}"
                                                                for n in encoder_names),
                                                 elem_id="glz-encoders")
                     objective = gr.Dropdown([(f"{k} — {c.description}", k) for k, c in OBJECTIVES.items()],
@@ -604,7 +539,8 @@ def build_app(
                     gr.ImageSlider((r.original, r.cloaked), label="Original ↔ cloaked (drag the handle)",
                                    format="png", max_height=640, interactive=False, buttons=["fullscreen"],
                                    elem_id=f"glz-slider-{i}")
-                    gr.Markdown(f"Left: the change itself, amplified {_gain(r.eps):g}× (grey = unchanged). Middle and "
+                    gr.Markdown(f"Left: the change itself, amplified {127.5 / max(r.eps or 1, 1):.0f}× (grey = "
+                                f"unchanged). Middle and "
                                 f"right: **what an AI model sees**, the image after the {r.view_model} encoder and "
                                 "decoder, i.e. what a model trained on it would learn to reproduce.")
                     pane = {"format": "png", "height": PANE_HEIGHT, "interactive": False,
@@ -616,7 +552,7 @@ def build_app(
                                  elem_id=f"glz-view-original-{i}")
                         gr.Image(r.view_cloaked, label="Model sees: cloaked", **pane,
                                  elem_id=f"glz-view-cloaked-{i}")
-                    gr.Markdown(describe_figures(r.figures, r.eps), elem_id=f"glz-figures-{i}")
+                    gr.Markdown(describe_figures(r.verdicts), elem_id=f"glz-figures-{i}")
                     gr.DownloadButton(f"Download {r.download_name}", r.cloaked, elem_id=f"glz-download-{i}")
 
     demo.glazeish_workspace = workspace  # for launch() to clean up, and tests

@@ -1,8 +1,10 @@
 """Where encoder weights come from: a model directory, a cache, or a checked download.
 
-Search order for a weight file: the ``models_dir`` argument, then ``$GLAZEISH_MODELS``, then the cache
-(``$GLAZEISH_CACHE`` or ``~/.cache/glazeish/models``). A missing file is downloaded from its upstream URL
-into the cache unless ``$GLAZEISH_OFFLINE=1``; every file is checked against its sha256 before use.
+Each encoder declares its files as :class:`WeightFile` (name, sha256, upstream URL) next to its loader in
+:mod:`glazeish.encoders`. Search order for a file: the ``models_dir`` argument (which must exist when given),
+then ``$GLAZEISH_MODELS``, then the cache (``$GLAZEISH_CACHE`` or ``~/.cache/glazeish/models``). A missing file
+is downloaded from its upstream URL into the cache unless ``$GLAZEISH_OFFLINE=1``; every file is checked
+against its sha256 before use.
 """
 
 from __future__ import annotations
@@ -19,22 +21,15 @@ UPSTREAM = "https://github.com/madebyollin/taesd/raw/main/"
 
 @dataclass(frozen=True)
 class WeightFile:
+    """One weight file: its name, the sha256 it must have, and where it is downloaded from."""
+
     name: str
     sha256: str
+    upstream: str = UPSTREAM
 
     @property
     def url(self) -> str:
-        return UPSTREAM + self.name
-
-
-WEIGHTS = {
-    w.name: w
-    for w in (
-        WeightFile("taef2_encoder.pth", "10a4e1021e89d7551eaf161352da8dbd0b1aa83872ae28b150c1df1ce2f147b6"),
-        WeightFile("taef2_decoder.pth", "0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5"),
-        WeightFile("taesana_encoder.pth", "858f4e4cc293f88efaf58107f4154b960b9ced0cb5d9c050dad11f926b618c1f"),
-    )
-}
+        return self.upstream + self.name
 
 
 class WeightsError(RuntimeError):
@@ -50,7 +45,13 @@ def cache_dir() -> Path:
 
 
 def search_dirs(models_dir: str | os.PathLike | None = None) -> list[Path]:
-    dirs = [Path(models_dir).expanduser()] if models_dir else []
+    """Where weight files are looked for, in order; a ``models_dir`` that is not a folder is an error."""
+    dirs = []
+    if models_dir:
+        d = Path(models_dir).expanduser()
+        if not d.is_dir():
+            raise WeightsError(f"{d}: the model folder does not exist (check --models / GLAZEISH_MODELS)")
+        dirs.append(d)
     if os.environ.get("GLAZEISH_MODELS"):
         dirs.append(Path(os.environ["GLAZEISH_MODELS"]).expanduser())
     dirs.append(cache_dir())
@@ -75,19 +76,18 @@ def _verify(path: Path, wf: WeightFile) -> Path:
     return path
 
 
-def find(name: str, models_dir: str | os.PathLike | None = None) -> Path | None:
-    """Return the first verified copy of ``name`` in the search path, or None."""
-    wf = WEIGHTS[name]
+def find(wf: WeightFile, models_dir: str | os.PathLike | None = None) -> Path | None:
+    """Return the first verified copy of ``wf`` in the search path, or None."""
     for d in search_dirs(models_dir):
-        p = d / name
+        p = d / wf.name
         if p.is_file():
             return _verify(p, wf)
     return None
 
 
-def download(name: str, dest_dir: Path | None = None, timeout: float = 60.0) -> Path:
-    """Download ``name`` from upstream into ``dest_dir`` (the cache), verify it, rename atomically."""
-    wf = WEIGHTS[name]
+def download(wf: WeightFile, dest_dir: Path | None = None, timeout: float = 60.0) -> Path:
+    """Download ``wf`` from upstream into ``dest_dir`` (the cache), verify it, rename atomically."""
+    name = wf.name
     dest_dir = dest_dir or cache_dir()
     hint = (
         f"could not download {name} from {wf.url}. Download it by hand and put it in "
@@ -113,17 +113,15 @@ def download(name: str, dest_dir: Path | None = None, timeout: float = 60.0) -> 
     return dest_dir / name
 
 
-def resolve(name: str, models_dir: str | os.PathLike | None = None) -> Path:
-    """Path of a verified copy of weight file ``name``, downloading it if allowed."""
-    if name not in WEIGHTS:
-        raise WeightsError(f"unknown weight file {name!r}; known: {', '.join(WEIGHTS)}")
-    found = find(name, models_dir)
+def resolve(wf: WeightFile, models_dir: str | os.PathLike | None = None) -> Path:
+    """Path of a verified copy of ``wf``, downloading it if allowed."""
+    found = find(wf, models_dir)
     if found:
         return found
     if os.environ.get("GLAZEISH_OFFLINE", "").lower() in ("1", "true", "yes"):
         looked = ", ".join(str(d) for d in search_dirs(models_dir))
         raise WeightsError(
-            f"model weights {name} not found (looked in {looked}) and GLAZEISH_OFFLINE is set; "
-            f"download {WEIGHTS[name].url} into one of those folders"
+            f"model weights {wf.name} not found (looked in {looked}) and GLAZEISH_OFFLINE is set; "
+            f"download {wf.url} into one of those folders"
         )
-    return download(name)
+    return download(wf)

@@ -73,3 +73,30 @@ def small_painting(tmp_path, painting_path) -> Path:
     p.parent.mkdir()
     Image.fromarray(crop_rgb(painting_path, 136, 104, 100, 150)).save(p)
     return p
+
+
+@pytest.fixture(scope="session")
+def ensemble(taef2):
+    """The real taef2 (encoder + decoder) as an ensemble on the CPU."""
+    from glazeish.encoders import Ensemble
+
+    return Ensemble([taef2]).to("cpu")
+
+
+@pytest.fixture(scope="session")
+def original(painting_path) -> np.ndarray:
+    """A 128×96 crop of a Van Gogh painting (textured, like most art people protect)."""
+    from glazeish.imageio import read_image
+
+    return np.ascontiguousarray(read_image(painting_path).rgb[200:296, 150:278])
+
+
+@pytest.fixture(scope="session")
+def cloaked(ensemble, original) -> np.ndarray:
+    """A real glazeish cloak of ``original`` (default objective, 3 steps, ±4/255, fp32)."""
+    from glazeish.config import ProtectConfig
+    from glazeish.imageio import Artwork
+    from glazeish.protect import Protector
+
+    p = Protector(ProtectConfig(eps_levels=4, steps=3, device="cpu", precision="fp32"), ensemble=ensemble)
+    return p.protect(Artwork(rgb=original)).rgb

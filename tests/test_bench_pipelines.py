@@ -97,16 +97,15 @@ def _img(h: int, w: int, seed: int) -> torch.Tensor:
 
 
 def test_img2img_measurer_is_seeded_and_reports_per_strength(tiny_pipeline):
-    from glazeish.bench.measure import Reference
-
     m = Img2ImgMeasurer(_cfg(tiny_pipeline, strengths=(0.3, 0.6)))
     assert sorted(m.metric_names) == sorted(f"img2img@{s}:{k}" for s in ("0.3", "0.6")
                                              for k in ("psnr", "ssim", "psnr_orig", "decoy_corr"))
     x = _img(32, 48, 0)  # non-square, like the flat images
-    ref = Reference(x=x, latents={})
     g = m.generate(x, 0.6)
     assert g.shape == x.shape and 0 <= float(g.min()) and float(g.max()) <= 1
-    clean, other = m.measure(ref, torch.cat([x, _img(32, 48, 1)]))
+    cache: dict = {}
+    clean, other = m.measure(x, torch.cat([x, _img(32, 48, 1)]), cache)
+    assert set(cache["img2img"]) == {0.3, 0.6}  # the original's generations, kept for the next versions
     # same input, same seed: the generated image is identical to the reference generation
     assert math.isinf(clean["img2img@0.6:psnr"]) and clean["img2img@0.6:decoy_corr"] == 0
     assert math.isfinite(other["img2img@0.6:psnr"]) and other["img2img@0.6:psnr"] > 0

@@ -44,17 +44,19 @@ def test_protect_folder_json_and_bad_files(batch, tmp_path, models_dir):
         src = Image.open(row["input"])
         dst = Image.open(row["output"])
         assert dst.size == src.size and row["output"].endswith(".protected.png")
-        assert row["eps"] == 4 and row["steps"] == 2 and row["encoder"] == "taef2"
-        assert row["linf"] <= 4 + 1e-6
+        assert row["eps_levels"] == 4 and row["steps"] == 2 and row["encoder"] == "taef2"
+        assert row["precision"] in ("fp32", "bf16")
+        f = row["figures"]
+        assert f["linf"] <= 4 and set(f["before"]) == {"cloak", "noise", "uniform", "clean_copy_psnr"}
         assert row["image_seconds"] >= row["seconds"] + row["figure_seconds"] > 0
-        for key in ("psnr", "ssim"):
-            assert set(row[key]) == {"cloak", "random"}
-        fig = row["encoders"]["taef2"]
-        assert set(fig) == {"latent_displacement", "mimic_psnr"}
+        assert f["before"]["cloak"]["view_psnr"] is not None and set(f["before"]["cloak"]["latent"]) == {"taef2"}
+        assert set(f["purified"]) == {"jpeg75"}  # the default survival figure
         diff = np.abs(np.asarray(dst.convert(src.mode), int) - np.asarray(src, int))
         assert diff[..., :3].max() <= 4
     sticker = Image.open(out / "sticker.protected.png")
     assert sticker.mode == "RGBA" and sticker.getpixel((0, 0)) == (1, 2, 3, 0)  # transparent pixel untouched
+    sticker_row = next(r for r in rows if r["input"].endswith("sticker.png"))
+    assert sticker_row["figures"]["visible"] < 1  # visibility over the visible pixels only
     assert {p.name: p.read_bytes() for p in batch.iterdir()} == before  # inputs untouched
 
 
@@ -73,12 +75,12 @@ def test_json_without_eval_skips_the_figures(small_painting, tmp_path, models_di
     r = run("protect", small_painting, "-o", tmp_path, "--models", models_dir, "--steps", "1", "--no-eval", "--json")
     assert r.exit_code == 0, r.stderr
     row = json.loads(r.stdout.strip().splitlines()[-1])
-    assert "psnr" not in row and row["figure_seconds"] == 0 and row["image_seconds"] >= row["seconds"] > 0
+    assert "figures" not in row and row["figure_seconds"] == 0 and row["image_seconds"] >= row["seconds"] > 0
 
 
 def test_robust_flags_map_onto_the_preset():
     from glazeish.cli import _robust
-    from glazeish.protect import ProtectConfig
+    from glazeish.config import ProtectConfig
     from glazeish.transforms import DEFAULT_ROBUST
 
     assert ProtectConfig(robust=_robust(None, None)).robust == "identity,jpeg"  # the default preset's
@@ -114,10 +116,19 @@ def test_same_seed_same_output(small_painting, tmp_path, models_dir):
         (["--intensity", "extreme"], "unknown intensity"),
         (["--objective", "nope"], "unknown objective"),
         (["--encoder", "nope"], "unknown encoder"),
-        (["--format", "gif"], "--format"),
+        (["--format", "gif"], "format must be one of"),
         (["--data-mining", "whatever"], "whatever"),
         (["--transforms", "jpeg", "--no-robust"], "contradict"),
         (["--transforms", "jpeg,nope"], "unknown transform"),
+        (["--steps", "100000"], "steps must be a whole number from 0 to 1000"),
+        (["--eps", "65"], "eps must be between 0 and 64"),
+        (["--encoder", "taef2*0"], "encoder weight must be a positive number"),
+        (["--quality", "101"], "quality must be a whole number from 1 to 100"),
+        (["--max-pixels", "0"], "max pixels must be at least 1"),
+        (["--device", "cuda:7"], "device"),
+        (["--precision", "fp8"], "precision must be one of"),
+        (["--purify", "nope"], "unknown purification"),
+        (["--models", "/nonexistent-folder"], "does not exist"),
     ],
 )
 def test_bad_options_one_line(small_painting, tmp_path, models_dir, args, phrase):
@@ -131,6 +142,7 @@ def test_missing_models_is_one_clear_line(small_painting, tmp_path, monkeypatch)
     monkeypatch.setenv("GLAZEISH_OFFLINE", "1")
     monkeypatch.setenv("GLAZEISH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("GLAZEISH_MODELS", raising=False)
+    (tmp_path / "nomodels").mkdir()
     r = run("protect", small_painting, "-o", tmp_path / "o", "--models", tmp_path / "nomodels")
     assert r.exit_code == 2
     assert "taef2_encoder.pth" in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -176,5 +188,7 @@ def test_console_script_help_and_ensemble(small_painting, tmp_path, models_dir):
     )
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout)
-    assert row["encoder"] == "taef2,taesana*0.5" and set(row["encoders"]) == {"taef2", "taesana"}
-    assert "mimic_psnr" in row["encoders"]["taef2"] and "mimic_psnr" not in row["encoders"]["taesana"]
+    f = row["figures"]
+    assert row["encoder"] == "taef2,taesana*0.5" and f["encoders"] == ["taef2", "taesana"]
+    assert f["mimic_model"] == "taef2" and set(f["before"]["cloak"]["latent"]) == {"taef2", "taesana"}
+    assert "taef2" in h.stdout and "mimic" in h.stdout  # --help lists what is registered

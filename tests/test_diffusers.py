@@ -80,5 +80,8 @@ def test_pipeline_folder_uses_its_vae_subfolder(tmp_path):
 def test_bad_diffusers_path_is_one_clear_error(tmp_path):
     from glazeish.weights import WeightsError
 
-    with pytest.raises(WeightsError, match="could not load a diffusers autoencoder"):
+    with pytest.raises(WeightsError, match="missing: no such folder"):  # a local path: no network attempt
         load_encoder(f"diffusers:{tmp_path / 'missing'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsError, match="could not load a diffusers autoencoder"):
+        load_encoder(f"diffusers:{tmp_path / 'empty'}")

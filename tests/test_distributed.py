@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from glazeish.config import ProtectConfig
 from glazeish.distributed import (
-    MANIFEST_NAME, STAGING_DIR, Manifest, OutdirBusyError, _lock_outdir, check_reachable, job_key, plan_workers,
+    MANIFEST_NAME, STAGING_DIR, Manifest, OutdirBusyError, _lock_outdir, check_reachable, plan_workers,
     protect_with_ray, run_tasks,
 )
 from glazeish.imageio import read_image
+from glazeish.job import Cloaker, Job
 from glazeish.metadata import MetadataOptions
-from glazeish.protect import ProtectConfig, Protector, output_path
 
 from conftest import IMAGES, MODELS, crop_rgb
 
@@ -54,27 +55,34 @@ def test_plan_workers():
         plan_workers(4, 0)
 
 
+def output_path(src, out) -> Path:
+    return Path(out) / Job().output_name(src)
+
+
+def key(input_sha="ab" * 32, name="a.protected.png", config=None, **job) -> str:
+    return Job(config=config or ProtectConfig(steps=2, precision="fp32"), **job).key(input_sha, name)
+
+
 def test_job_key_covers_what_decides_the_output(tmp_path):
-    cfg = ProtectConfig(steps=2, precision="fp32")
-    meta = MetadataOptions()
-    base = job_key("ab" * 32, "a.protected.png", cfg, meta)
-    assert base == job_key("ab" * 32, "a.protected.png", ProtectConfig(steps=2, precision="fp32"), MetadataOptions())
-    assert base != job_key("cd" * 32, "a.protected.png", cfg, meta)  # other input bytes
-    assert base != job_key("ab" * 32, "b.protected.png", cfg, meta)  # same bytes, other output
-    assert base != job_key("ab" * 32, "a.protected.png", ProtectConfig(steps=2, precision="fp32", seed=1), meta)
-    assert base != job_key("ab" * 32, "a.protected.png", cfg, MetadataOptions(creator="Jane Doe"))
-    assert base != job_key("ab" * 32, "a.protected.jpg", cfg, meta, "jpeg", 90)
-    # quality only matters for lossy formats; the weights' folder is a per-machine path, not a setting
-    assert base == job_key("ab" * 32, "a.protected.png", cfg, meta, "png", 80)
-    moved = ProtectConfig(steps=2, precision="fp32", models_dir="/elsewhere")
-    assert base == job_key("ab" * 32, "a.protected.png", moved, meta)
+    base = key()
+    assert base == key(config=ProtectConfig(steps=2, precision="fp32"), meta=MetadataOptions())
+    assert base != key("cd" * 32)  # other input bytes
+    assert base != key(name="b.protected.png")  # same bytes, other output
+    assert base != key(config=ProtectConfig(steps=2, precision="fp32", seed=1))
+    assert base != key(config=ProtectConfig(steps=2, precision="bf16"))  # the precision decides the bytes
+    assert base != key(meta=MetadataOptions(creator="Jane Doe"))
+    assert base != key(name="a.protected.jpg", fmt="jpeg", quality=90)
+    # quality only matters for lossy formats; the weights' folder and the pixel limit are per-machine, not settings
+    assert base == key(quality=80) == key(max_pixels=1000)
+    (tmp_path / "m").mkdir()
+    assert base == key(config=ProtectConfig(steps=2, precision="fp32", models_dir=str(tmp_path / "m")))
+    # "auto" is resolved from the hardware before it is hashed: the same machine gives the same key
+    assert key(config=ProtectConfig(steps=2)) == key(config=ProtectConfig(steps=2).resolved())
     # a target pattern counts by its bytes
     t1, t2 = tmp_path / "t1.png", tmp_path / "t2.png"
     Image.new("RGB", (8, 8), (255, 0, 0)).save(t1)
     Image.new("RGB", (8, 8), (0, 0, 255)).save(t2)
-    k1 = job_key("ab" * 32, "a.protected.png", ProtectConfig(steps=2, target=str(t1)), meta)
-    k2 = job_key("ab" * 32, "a.protected.png", ProtectConfig(steps=2, target=str(t2)), meta)
-    assert k1 != k2
+    assert key(config=ProtectConfig(steps=2, target=str(t1))) != key(config=ProtectConfig(steps=2, target=str(t2)))
 
 
 def test_manifest_survives_a_torn_last_line(tmp_path):
@@ -105,12 +113,9 @@ def test_unreachable_cluster_fails_fast():
 
 def test_one_run_per_output_folder(tmp_path):
     # a second driver on the same folder would redo the first one's in-flight images: refused up front
-    held = _lock_outdir(tmp_path)
-    try:
+    with _lock_outdir(tmp_path):
         with pytest.raises(OutdirBusyError, match="another glazeish run"):
-            protect_with_ray([tmp_path / "a.png"], tmp_path, ProtectConfig(steps=1))
-    finally:
-        held.close()
+            protect_with_ray([tmp_path / "a.png"], tmp_path, Job(ProtectConfig(steps=1)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -145,15 +150,20 @@ def inputs(tmp_path_factory):
 def config():
     if not (MODELS / "taef2_encoder.pth").is_file():
         pytest.skip(f"real TAE weights not found at {MODELS} (set GLAZEISH_MODELS)")
-    # fp32 fixed: "auto" picks the precision by a timing probe, which could differ between processes
-    return ProtectConfig(steps=2, precision="fp32", device="cpu", seed=3, models_dir=str(MODELS))
+    # "auto" precision: decided from the CPU's flags, so every process chooses the same
+    return ProtectConfig(steps=2, device="cpu", seed=3, models_dir=str(MODELS))
+
+
+@pytest.fixture(scope="module")
+def job(config):
+    return Job(config=config, purify=("jpeg75",))
 
 
 @pytest.fixture(scope="module")
 def reference(inputs, config):
-    """Single-process cloaks of the inputs (the same seed, device and precision)."""
-    p = Protector(config)
-    return {f.name: p.protect(read_image(f), evaluate=False).rgb for f in inputs}
+    """Single-process cloaks of the inputs (the same seed and settings)."""
+    c = Cloaker(Job(config))
+    return {f.name: c.cloak(read_image(f)) for f in inputs}
 
 
 def _manifest_keys(out: Path) -> list[str]:
@@ -180,7 +190,7 @@ def _actor_pids() -> list[int]:
 
 
 @pytest.mark.slow
-def test_ray_matches_single_process_despite_a_killed_worker(ray_session, inputs, config, reference, tmp_path):
+def test_ray_matches_single_process_despite_a_killed_worker(ray_session, inputs, config, job, reference, tmp_path):
     from typer.testing import CliRunner
 
     from glazeish.cli import app
@@ -193,15 +203,16 @@ def test_ray_matches_single_process_despite_a_killed_worker(ray_session, inputs,
     killed: list[int] = []
     progress: list[int] = []
 
-    def kill_a_worker(row):  # mid-run: one image done, the others in flight or pending
+    def kill_a_worker(row, summary):  # mid-run: one image done, the others in flight or pending
         streamed.append(row)
+        assert summary.startswith(Path(row["output"]).name + ": PSNR")
         if not killed:
             pids = _actor_pids()
             assert pids, "no Ray worker processes found"
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
 
-    rows, errors = protect_with_ray(inputs + [bad], out, config, num_workers=2, on_row=kill_a_worker,
+    rows, errors = protect_with_ray(inputs + [bad], out, job, num_workers=2, on_row=kill_a_worker,
                                     on_message=messages.append, on_progress=progress.append)
     assert killed and any("worker(s) died during the run and were replaced" in m for m in messages)
     # every image exactly once, the broken file reported on one line and the batch carried on
@@ -214,28 +225,31 @@ def test_ray_matches_single_process_despite_a_killed_worker(ray_session, inputs,
     assert not (out / STAGING_DIR).exists()
     # the rows are the local CLI's --json rows
     cli = CliRunner().invoke(app, ["protect", str(inputs[0]), "-o", str(tmp_path / "cli"), "--json", "-q",
-                                   "--steps", "2", "--precision", "fp32", "--device", "cpu", "--seed", "3",
-                                   "--models", config.models_dir])
+                                   "--steps", "2", "--device", "cpu", "--seed", "3", "--models", config.models_dir])
     assert cli.exit_code == 0, cli.output
     cli_row = json.loads(cli.stdout.strip().splitlines()[-1])
     ray_row = next(r for r in rows if r["input"] == str(inputs[0]))
     assert set(ray_row) == set(cli_row)
-    same = ("input", "width", "height", "encoder", "objective", "intensity", "eps", "steps", "seed", "linf")
+    same = ("input", "width", "height", "encoder", "objective", "intensity", "eps_levels", "steps", "seed",
+            "precision")
     assert {k: ray_row[k] for k in same} == {k: cli_row[k] for k in same}
-    assert ray_row["psnr"] == pytest.approx(cli_row["psnr"], abs=1e-4)  # same pixels (float sums may differ)
+    assert ray_row["figures"]["linf"] == cli_row["figures"]["linf"]
+    # same pixels: the same figures (float sums may differ in the last digits)
+    assert ray_row["figures"]["before"]["cloak"]["psnr"] == pytest.approx(cli_row["figures"]["before"]["cloak"]["psnr"],
+                                                                          abs=1e-4)
     assert ray_row["output"] == str(output_path(inputs[0], out))
 
     # everything done: a rerun (even with --overwrite) does nothing and touches nothing
     mtimes = {f.name: output_path(f, out).stat().st_mtime_ns for f in inputs}
     messages.clear()
-    rows, errors = protect_with_ray(inputs, out, config, num_workers=2, overwrite=True, on_message=messages.append)
+    rows, errors = protect_with_ray(inputs, out, job, num_workers=2, overwrite=True, on_message=messages.append)
     assert rows == [] and errors == []
     assert any(f"{N_IMAGES} of {N_IMAGES} images were already done" in m for m in messages)
     assert {f.name: output_path(f, out).stat().st_mtime_ns for f in inputs} == mtimes
     assert _manifest_keys(out) == keys
 
     # other settings are other jobs: the CLI's rule applies (an existing output is kept without --overwrite)
-    other = ProtectConfig(**{**config.__dict__, "seed": 4})
+    other = Job(config.replace(seed=4), purify=("jpeg75",))
     messages.clear()
     rows, errors = protect_with_ray(inputs[:1], out, other, num_workers=2, on_message=messages.append)
     assert rows == [] and errors == [] and "exists (use --overwrite" in messages[-1]
@@ -244,18 +258,19 @@ def test_ray_matches_single_process_despite_a_killed_worker(ray_session, inputs,
 DRIVER = """
 import sys, time
 from pathlib import Path
+from glazeish.config import ProtectConfig
 from glazeish.distributed import protect_with_ray
-from glazeish.protect import ProtectConfig
+from glazeish.job import Job
 address, out, models, *files = sys.argv[1:]
-config = ProtectConfig(steps=2, precision="fp32", device="cpu", seed=3, models_dir=models)
-def stall(row):  # after the first image the driver stops collecting results, and is then killed
+job = Job(ProtectConfig(steps=2, device="cpu", seed=3, models_dir=models), purify=("jpeg75",))
+def stall(row, summary):  # after the first image the driver stops collecting results, and is then killed
     time.sleep(600)
-protect_with_ray(files, out, config, address=address, num_workers=2, on_row=stall)
+protect_with_ray(files, out, job, address=address, num_workers=2, on_row=stall)
 """
 
 
 @pytest.mark.slow
-def test_driver_crash_then_rerun_does_exactly_the_missing_items(ray_session, inputs, config, reference, tmp_path):
+def test_driver_crash_then_rerun_does_exactly_the_missing_items(ray_session, inputs, config, job, reference, tmp_path):
     out = tmp_path / "out"
     address = ray_session.get_runtime_context().gcs_address
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(out), config.models_dir,
@@ -285,7 +300,7 @@ def test_driver_crash_then_rerun_does_exactly_the_missing_items(ray_session, inp
     staged_input = json.loads(staged[0].read_text())["row"]["input"]
 
     messages: list[str] = []
-    rows, errors = protect_with_ray(inputs, out, config, num_workers=2, on_message=messages.append)
+    rows, errors = protect_with_ray(inputs, out, job, num_workers=2, on_message=messages.append)
     assert errors == []
     redone = {Path(r["input"]).name for r in rows}
     # exactly the missing ones were computed: not the finished one, not the staged one (adopted as it was)

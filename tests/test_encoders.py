@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from glazeish import encoders, weights
-from glazeish.encoders import Ensemble, LatentModel, load_encoder, load_encoders, parse_spec
+from glazeish.encoders import Ensemble, LatentModel, TAESana, load_encoder, load_encoders, parse_ensemble
+
+SANA = TAESana.weights[0]  # the declared weight file: name, sha256 and upstream URL live with the loader
 
 
 def test_taef2_shapes_range_and_gradients(taef2):
@@ -38,10 +40,11 @@ def test_taesana_downscales_32x(taesana):
         taesana.decode(z)
 
 
-def test_parse_spec_and_ensemble_multiple(taef2, taesana):
-    assert parse_spec("taef2, taesana*0.5") == [("taef2", 1.0), ("taesana", 0.5)]
-    with pytest.raises(ValueError):
-        parse_spec("taef2*abc")
+def test_parse_ensemble_and_multiple(taef2, taesana):
+    assert parse_ensemble("taef2, taesana*0.5") == [("taef2", 1.0), ("taesana", 0.5)]
+    for bad in ("taef2*abc", "taef2*0", "taef2*-1", "taef2*nan", ","):
+        with pytest.raises(ValueError):
+            parse_ensemble(bad)
     ens = Ensemble([taef2, taesana], [1.0, 0.5])
     assert ens.multiple == 32 and ens.names == ["taef2", "taesana"]
 
@@ -72,9 +75,9 @@ def test_download_failure_message_names_file_url_and_folder(tmp_path, monkeypatc
 
     monkeypatch.setattr(weights.urllib.request, "urlopen", boom)
     with pytest.raises(weights.WeightsError) as e:
-        weights.download("taesana_encoder.pth", tmp_path)
+        weights.download(SANA, tmp_path)
     msg = str(e.value)
-    assert "taesana_encoder.pth" in msg and weights.WEIGHTS["taesana_encoder.pth"].url in msg and str(tmp_path) in msg
+    assert "taesana_encoder.pth" in msg and SANA.url in msg and str(tmp_path) in msg
     assert not list(tmp_path.iterdir())  # no partial file left behind
 
 
@@ -91,10 +94,10 @@ def test_download_verifies_sha256(tmp_path, monkeypatch, models_dir):
             return False
 
     monkeypatch.setattr(weights.urllib.request, "urlopen", lambda *a, **k: Resp(good))
-    assert weights.download("taesana_encoder.pth", tmp_path).read_bytes() == good
+    assert weights.download(SANA, tmp_path).read_bytes() == good
     monkeypatch.setattr(weights.urllib.request, "urlopen", lambda *a, **k: Resp(good[:-10] + b"0123456789"))
     with pytest.raises(weights.WeightsError, match="sha256"):
-        weights.download("taesana_encoder.pth", tmp_path / "bad")
+        weights.download(SANA, tmp_path / "bad")
     assert not (tmp_path / "bad" / "taesana_encoder.pth").exists()
 
 
@@ -111,18 +114,43 @@ def test_status_reports_presence(models_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("GLAZEISH_MODELS", raising=False)
     monkeypatch.setenv("GLAZEISH_CACHE", str(tmp_path))
     rows = {r["name"]: r for r in encoders.status(models_dir)}
-    assert rows["taef2"]["present"] and rows["taesana"]["present"]
+    assert rows["taef2"]["present"] and rows["taesana"]["present"] and "diffusers" not in rows
+    (tmp_path / "nothing").mkdir()
     rows = {r["name"]: r for r in encoders.status(tmp_path / "nothing")}
     assert not rows["taef2"]["present"]
 
 
-def test_register_a_new_encoder():
-    @encoders.register_encoder("toy-test", "a 4x average-pool encoder")
-    def _toy(models_dir=None):
-        return LatentModel("toy-test", torch.nn.AvgPool2d(4), None, multiple=4)
+def test_a_model_folder_that_does_not_exist_is_an_error(tmp_path):
+    with pytest.raises(weights.WeightsError, match="does not exist"):
+        load_encoder("taef2", tmp_path / "nonexistent")
+
+
+def test_a_missing_diffusers_folder_is_one_line_and_no_network(tmp_path):
+    with pytest.raises(weights.WeightsError, match="no such folder"):
+        load_encoder(f"diffusers:{tmp_path / 'nonexistent'}")
+    with pytest.raises(ValueError, match="needs a repo id or folder"):
+        load_encoder("diffusers")
+
+
+def test_register_a_new_encoder_is_one_class(tmp_path):
+    torch.save(torch.nn.Conv2d(3, 4, 4, stride=4).state_dict(), tmp_path / "toy.pth")
+
+    @encoders.register_encoder
+    class Toy(encoders.EncoderLoader):
+        name = "toy-test"
+        description = "a 4x strided convolution"
+        weights = (weights.WeightFile("toy.pth", weights.sha256_of(tmp_path / "toy.pth"), "https://example.org/"),)
+
+        @classmethod
+        def load(cls, models_dir=None):
+            return LatentModel(cls.name, cls.state_into(torch.nn.Conv2d(3, 4, 4, stride=4), "toy.pth", models_dir),
+                               multiple=4)
 
     try:
-        m = load_encoder("toy-test")
-        assert m.encode(torch.rand(1, 3, 16, 16)).shape == (1, 3, 4, 4)
+        m = load_encoder("toy-test", tmp_path)
+        assert m.encode(torch.rand(1, 3, 16, 16)).shape == (1, 4, 4, 4)
+        assert {r["name"] for r in encoders.status(tmp_path)} >= {"toy-test"}
+        with pytest.raises(ValueError, match="already taken"):
+            encoders.register_encoder(type("Other", (encoders.EncoderLoader,), {"name": "toy-test"}))
     finally:
-        encoders.REGISTRY.pop("toy-test")
+        encoders.ENCODERS.unregister("toy-test")

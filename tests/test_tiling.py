@@ -63,8 +63,8 @@ def test_tiled_protector_equals_untiled_when_one_tile(models_dir, painting_path)
     small = Protector(ProtectConfig(models_dir=str(models_dir), steps=2, precision="fp32", tile=128))
     big = Protector(ProtectConfig(models_dir=str(models_dir), steps=2, precision="fp32", tile=1024))
     assert small.n_tiles(96, 120) == 1
-    a = small.protect(art, evaluate=False).rgb
-    b = big.protect(art, evaluate=False).rgb
+    a = small.protect(art).rgb
+    b = big.protect(art).rgb
     assert np.array_equal(a, b)
 
 
@@ -72,7 +72,7 @@ def test_no_seams_in_delta_statistics(protector, painting_path):
     """|δ| along tile borders looks like |δ| anywhere else (no band where perturbations cancel)."""
     rgb = crop_rgb(painting_path, 256, 192, 100, 100)
     assert protector.n_tiles(192, 256) > 2
-    result = protector.protect(Artwork(rgb=rgb), evaluate=False)
+    result = protector.protect(Artwork(rgb=rgb))
     delta = np.abs(result.rgb.astype(int) - rgb.astype(int)).mean(axis=(0, 2))  # mean |δ| per column
     assert np.abs(result.rgb.astype(int) - rgb.astype(int)).max() <= 4
     tiles = plan_tiles(192, 256, 128, 32, 8)
@@ -83,12 +83,13 @@ def test_no_seams_in_delta_statistics(protector, painting_path):
 
 def test_tiled_evaluation_matches_single_pass(protector, models_dir, painting_path):
     rgb = crop_rgb(painting_path, 256, 160, 0, 0)
-    cloaked = protector.protect(Artwork(rgb=rgb), evaluate=False).rgb
-    one = Protector(ProtectConfig(models_dir=str(models_dir), steps=0, tile=1024)).evaluate(rgb, cloaked)
-    tiled = protector.evaluate(rgb, cloaked)
-    assert tiled["psnr"]["cloak"] == pytest.approx(one["psnr"]["cloak"], abs=0.01)  # sums of squares add up (float32)
-    d1 = one["encoders"]["taef2"]["latent_displacement"]["cloak"]
-    d2 = tiled["encoders"]["taef2"]["latent_displacement"]["cloak"]
+    cloaked = protector.protect(Artwork(rgb=rgb)).rgb
+    from glazeish.evaluation import Evaluator, assess
+
+    one = assess(rgb, cloaked, Evaluator(protector.ensemble, tile=1024), purifications=())
+    tiled = assess(rgb, cloaked, Evaluator(protector.ensemble, tile=128), purifications=())
+    assert tiled.before.cloak.psnr == pytest.approx(one.before.cloak.psnr, abs=0.01)  # sums of squares add up
+    d1, d2 = one.before.cloak.latent["taef2"], tiled.before.cloak.latent["taef2"]
     assert d2 == pytest.approx(d1, rel=0.35)  # tiles change the encoder's context, not the picture
 
 
@@ -97,8 +98,8 @@ def test_perceptual_budget_and_robust_options(models_dir, flat_path):
     flat = Protector(ProtectConfig(models_dir=str(models_dir), steps=2, precision="fp32"))
     perc = Protector(ProtectConfig(models_dir=str(models_dir), steps=2, precision="fp32", budget="perceptual",
                                    robust="jpeg,resize"))
-    a = flat.protect(Artwork(rgb=rgb), evaluate=False).rgb
-    b = perc.protect(Artwork(rgb=rgb), evaluate=False).rgb
+    a = flat.protect(Artwork(rgb=rgb)).rgb
+    b = perc.protect(Artwork(rgb=rgb)).rgb
     da = np.abs(a.astype(int) - rgb).mean()
     db = np.abs(b.astype(int) - rgb).mean()
     assert np.abs(b.astype(int) - rgb).max() <= 4

@@ -35,18 +35,11 @@ def smooth_image(b: int = 2, h: int = 72, w: int = 88, seed: int = 0) -> torch.T
     return img.clamp(0, 1)
 
 
-class _FakeAE(torch.nn.Module):
-    """A tiny differentiable stand-in for a LatentModel with a decoder (4x down, 4x up)."""
+def _FakeAE():
+    """A tiny differentiable LatentModel with a decoder (4x down, 4x up)."""
+    from glazeish.encoders import LatentModel
 
-    name = "fake"
-    has_decoder = True
-    multiple = 4
-
-    def encode(self, x):
-        return torch.nn.functional.avg_pool2d(x, 4)
-
-    def decode(self, z):
-        return torch.nn.functional.interpolate(z, scale_factor=4, mode="bilinear").clamp(0, 1)
+    return LatentModel("fake", torch.nn.AvgPool2d(4), torch.nn.Upsample(scale_factor=4, mode="bilinear"), multiple=4)
 
 
 def build(name: str, model=None) -> Transform:
@@ -148,7 +141,7 @@ def test_register_transform_adds_by_name():
         x = smooth_image(b=1)
         assert torch.allclose(t(x, random.Random(0)), 1 - x)
     finally:
-        TRANSFORMS.pop("_test_invert")
+        TRANSFORMS.unregister("_test_invert")
 
 
 def test_works_as_pgd_transforms():

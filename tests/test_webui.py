@@ -17,56 +17,19 @@ from conftest import crop_rgb
 from PIL import Image
 
 from glazeish import ui
+from glazeish.config import PRESETS
 from glazeish.imageio import read_image
-from glazeish.protect import PRESETS
 
 STEPS = 2
-
-
-def fake_figures(psnr=38.0, mimic_cloak=30.0, mimic_random=40.0, moved=0.3, random_moved=0.1) -> dict:
-    return {
-        "psnr": {"cloak": psnr, "random": 41.0},
-        "ssim": {"cloak": 0.97, "random": 0.99},
-        "linf": 4.0,
-        "encoders": {
-            "taef2": {
-                "latent_displacement": {"cloak": moved, "random": random_moved},
-                "mimic_psnr": {"cloak": mimic_cloak, "random": mimic_random},
-            },
-            "taesana": {"latent_displacement": {"cloak": 0.12, "random": 0.1}},
-        },
-    }
 
 
 # ------------------------------------------------------------------------------------------- words
 
 
-def test_labels_follow_the_thresholds():
-    assert ui.visibility_label(41) == "invisible to the eye"
-    assert ui.visibility_label(37) == "very hard to see, even side by side"
-    assert "faint grain" in ui.visibility_label(33)
-    assert ui.visibility_label(25) == "visible noise"
-    assert ui.strength_label(5) == "strong"
-    assert ui.strength_label(2) == "moderate"
-    assert ui.strength_label(1.1).startswith("weak")
-
-
-def test_mse_ratio_inverts_psnr():
-    # 10 dB lower PSNR = 10x the squared error
-    assert ui.mse_ratio(30.0, 40.0) == pytest.approx(10.0)
-    assert ui.mse_ratio(40.0, 40.0) == pytest.approx(1.0)
-
-
-def test_describe_figures_puts_numbers_in_words():
-    text = ui.describe_figures(fake_figures(), eps=4)
-    assert "very hard to see" in text and "PSNR 38.0 dB" in text and "SSIM 0.970" in text
-    assert "budget 4/255" in text
-    # taef2: latent moved 3x noise; mimic view error 10x noise -> strong
-    assert "3.0× as far as random noise" in text
-    assert "10.0× as much as random noise — strong" in text
-    # an encoder without a decoder gets a latent-only sentence with its own label
-    assert "Protection (taesana)" in text and "1.2× as far as random noise — weak" in text
-    assert ui.describe_figures({}) == ""
+def test_describe_figures_renders_the_evaluation_layers_sentences():
+    text = ui.describe_figures(["Visibility: very hard to see (PSNR 38.0 dB)", "Protection: a_b", "plain"])
+    assert text == "**Visibility:** very hard to see \\(PSNR 38.0 dB\\)\n\n**Protection:** a\\_b\n\nplain"
+    assert ui.describe_figures([]) == ""
 
 
 def test_md_escape_neutralises_markup_in_file_names():
@@ -74,17 +37,6 @@ def test_md_escape_neutralises_markup_in_file_names():
 
 
 # ---------------------------------------------------------------------------------------- pictures
-
-
-def test_amplified_difference_maps_the_budget_to_full_range():
-    orig = np.full((4, 5, 3), 100, np.uint8)
-    cloak = orig.copy()
-    cloak[0, 0] = 104
-    cloak[1, 1] = 96
-    d = ui.amplified_difference(orig, cloak, eps=4)
-    assert d.shape == orig.shape and d.dtype == np.uint8
-    assert np.all(d[2:] == 128)  # unchanged -> mid grey
-    assert np.all(d[0, 0] == 255) and np.all(d[1, 1] == 0)
 
 
 def test_unique_names_number_collisions():
@@ -120,9 +72,10 @@ def test_friendly_error_hides_temp_paths():
 def test_settings_take_preset_values_and_reject_no_encoder():
     c = ui.Settings(intensity="high").config()
     p = PRESETS["high"]
-    assert (c.eps, c.steps, c.objective, c.robust, c.encoder) == (p.eps, p.steps, p.objective, p.robust, "taef2")
+    assert (c.eps_levels, c.steps, c.objective, c.robust, c.encoder) == (p.eps_levels, p.steps, p.objective, p.robust,
+                                                                          "taef2")
     c2 = ui.Settings(encoders=["taef2", "taesana"], eps=2.5, steps=3).config("models")
-    assert (c2.encoder, c2.eps, c2.steps, c2.models_dir) == ("taef2,taesana", 2.5, 3, "models")
+    assert (c2.encoder, c2.eps_levels, c2.steps, c2.models_dir) == ("taef2,taesana", 2.5, 3, "models")
     with pytest.raises(ValueError, match="at least one encoder"):
         ui.Settings(encoders=[]).config()
 
@@ -167,7 +120,6 @@ def uploads(tmp_path, painting_path):
 def job(tmp_path, models_dir):
     cache = ui.ProtectorCache()
     ws = ui.Workspace(tmp_path / "work")
-    # fp32: skips the one-off fp32-vs-bf16 timing that precision="auto" does
     yield {"cache": cache, "workspace": ws, "models_dir": str(models_dir), "device": "cpu", "precision": "fp32"}
     ws.cleanup()
 
@@ -186,7 +138,7 @@ def test_batch_cloaks_good_files_and_reports_the_bad_one(uploads, job):
     assert "Traceback" not in last.status and "1 of" not in last.status and "2 of 3 images cloaked" in last.status
     assert "broken.png" in last.status
 
-    eps = PRESETS["default"].eps
+    eps = PRESETS["default"].eps_levels
     for r, src in ((olive, uploads[0]), (sticker, uploads[2])):
         assert Path(r.cloaked).name == f"{src.stem}.protected.png"
         art, out = read_image(src), read_image(r.cloaked)
@@ -197,7 +149,8 @@ def test_batch_cloaks_good_files_and_reports_the_bad_one(uploads, job):
             with Image.open(p) as im:
                 assert im.size == art.size
         assert r.view_model == "taef2" and r.eps == eps
-        assert r.figures["linf"] <= eps and "mimic_psnr" in r.figures["encoders"]["taef2"]
+        assert r.figures["linf"] <= eps and r.figures["before"]["cloak"]["view_psnr"] is not None
+        assert "jpeg75" in r.figures["purified"] and r.verdicts[0].startswith("Visibility: ")
         # the model's view of the cloaked image differs from its view of the original
         v0, v1 = read_image(r.view_original).rgb, read_image(r.view_cloaked).rgb
         assert np.abs(v0.astype(int) - v1.astype(int)).mean() > 0.5
@@ -219,19 +172,19 @@ def test_batch_cloaks_good_files_and_reports_the_bad_one(uploads, job):
 
 def test_protectors_and_weights_are_cached(job):
     cache, md = job["cache"], job["models_dir"]
-    p1 = cache.get(ui.Settings(steps=STEPS).config(md, "cpu", "fp32"))
-    assert cache.get(ui.Settings(steps=STEPS).config(md, "cpu", "fp32")) is p1
-    assert cache.loads == 1 and len(cache._protectors) == 1
-    # a new budget is a new Protector on the same loaded weights
-    p2 = cache.get(ui.Settings(steps=STEPS, eps=2).config(md, "cpu", "fp32"))
-    assert p2 is not p1 and p2.ensemble is p1.ensemble and p2.config.eps == 2
-    assert cache.loads == 1 and len(cache._protectors) == 2
+    p1 = cache.get(ui.Settings(steps=STEPS).job(md, "cpu", "fp32"))
+    assert cache.get(ui.Settings(steps=STEPS).job(md, "cpu", "fp32")) is p1
+    assert cache.loads == 1 and len(cache._cloakers) == 1
+    # a new budget is a new Cloaker on the same loaded weights
+    p2 = cache.get(ui.Settings(steps=STEPS, eps=2).job(md, "cpu", "fp32"))
+    assert p2 is not p1 and p2.protector.ensemble is p1.protector.ensemble and p2.protector.config.eps_levels == 2
+    assert cache.loads == 1 and len(cache._cloakers) == 2
     # the "what a model sees" decoder is the attacked taef2 itself: nothing more loaded
-    assert cache.viewer(p1) is p1.ensemble.models[0] and cache.loads == 1
+    assert cache.viewer(p1) is p1.evaluator and cache.loads == 1
     # an encoder without a decoder: the view comes from a separately loaded (and cached) taef2
-    p3 = cache.get(ui.Settings(encoders=["taesana"], objective="texture").config(md, "cpu", "fp32"))
+    p3 = cache.get(ui.Settings(encoders=["taesana"], objective="texture").job(md, "cpu", "fp32"))
     view = cache.viewer(p3)
-    assert view.name == "taef2" and view.has_decoder and cache.viewer(p3) is view and cache.loads == 3
+    assert view.mimic.name == "taef2" and cache.viewer(p3) is view and cache.loads == 3
 
 
 def test_cancel_stops_at_the_next_step(uploads, job):
@@ -260,6 +213,7 @@ def test_missing_weights_fail_every_image_with_one_message(uploads, tmp_path, mo
     monkeypatch.setenv("GLAZEISH_OFFLINE", "1")
     monkeypatch.setenv("GLAZEISH_CACHE", str(tmp_path / "empty-cache"))
     ws = ui.Workspace(tmp_path / "w")
+    (tmp_path / "no-models").mkdir()
     [u] = list(ui.cloak_batch(uploads, ui.Settings(), cache=ui.ProtectorCache(), workspace=ws,
                               models_dir=str(tmp_path / "no-models"), device="cpu", precision="fp32"))
     assert u.done and u.zip_path is None and u.status.startswith("Nothing was cloaked")

@@ -215,8 +215,8 @@ def test_cloak_view_and_download(page, small_painting, tmp_path):
     assert image_sizes(page, "#glz-view-cloaked-0") == [(96, 64)]
     assert image_sizes(page, "#glz-diff-0") == [(96, 64)]
     figures = page.inner_text("#glz-figures-0")
-    assert "Visibility:" in figures and "PSNR" in figures and "Protection (taef2)" in figures
-    assert "as much as random noise" in figures
+    assert "Visibility:" in figures and "PSNR" in figures and "Protection:" in figures
+    assert "noise of the same PSNR" in figures and "JPEG re-save" in figures
 
     with page.expect_download() as dl:
         page.locator("#glz-download-0").click()

@@ -10,7 +10,7 @@ import torch
 
 rows = [json.loads(line) for line in Path(sys.argv[1]).read_text().splitlines() if line.strip()]
 first = rows[0]
-print(f"Preset `{first['intensity']}`: eps {first['eps']}/255, {first['steps']} steps, objective `{first['objective']}`, "
+print(f"Preset `{first['intensity']}`: eps {first['eps_levels']}/255, {first['steps']} steps, objective `{first['objective']}`, "
       f"optimised through `{first.get('robust') or 'nothing'}`, encoder `{first['encoder']}`, seed {first['seed']}.  ")
 print(f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
       f"Python {platform.python_version()}. `seconds` = the cloak only, on a machine shared with other jobs "
@@ -19,15 +19,16 @@ print("| image | size | PSNR cloak / noise (dB) | latent moved: cloak / noise | 
 print("|---|---|---|---|---|---|---|")
 groups = {}
 for r in rows:
-    e = r["encoders"]["taef2"]
-    d, m = e["latent_displacement"], e["mimic_psnr"]
-    gap = m["random"] - m["cloak"]
+    f = r["figures"]
+    c, n, s = f["before"]["cloak"], f["before"]["noise"], f["summary"]
+    d = (c["latent"]["taef2"], n["latent"]["taef2"])
+    gap = s["view_gap"]
     group = Path(r["input"]).parent.name
-    groups.setdefault(group, []).append((r["psnr"]["cloak"], d["cloak"] / d["random"], gap, r["seconds"]))
+    groups.setdefault(group, []).append((c["psnr"], d[0] / d[1], gap, r["seconds"]))
     name = Path(r["input"]).name
     name = name if len(name) < 40 else name[:37] + "..."
-    print(f"| {name} | {r['width']}x{r['height']} | {r['psnr']['cloak']:.1f} / {r['psnr']['random']:.1f} | "
-          f"{d['cloak']:.3f} / {d['random']:.3f} ({d['cloak'] / d['random']:.1f}x) | {m['cloak']:.1f} / {m['random']:.1f} | "
+    print(f"| {name} | {r['width']}x{r['height']} | {c['psnr']:.1f} / {n['psnr']:.1f} | "
+          f"{d[0]:.3f} / {d[1]:.3f} ({d[0] / d[1]:.1f}x) | {c['view_psnr']:.1f} / {n['view_psnr']:.1f} | "
           f"{gap:.1f} | {r['seconds']:.1f} |")
 print("\n| folder | images | mean PSNR (min) | latent ratio mean (min) | mimic-view gap mean (min) | mean seconds |")
 print("|---|---|---|---|---|---|")

@@ -72,11 +72,16 @@ def main() -> None:
 
     import torch
 
+    from glazeish.config import ProtectConfig
     from glazeish.distributed import protect_with_ray
-    from glazeish.imageio import read_image, save_image
-    from glazeish.protect import ProtectConfig, Protector, output_path
+    from glazeish.job import Cloaker, Job
 
     config = ProtectConfig(intensity=args.intensity, precision="fp32", device="cpu")
+    job = Job(config)
+
+    def output_path(f: Path, out: Path) -> Path:
+        return out / job.output_name(f)
+
     work = Path(tempfile.mkdtemp(prefix="glazeish-ray-bench-"))
     runs = []
     try:
@@ -84,11 +89,9 @@ def main() -> None:
         if not args.no_local:
             out = work / "local"
             t0 = time.perf_counter()
-            p = Protector(config)
+            cloaker = Cloaker(job)
             for f in files:
-                art = read_image(f)
-                r = p.protect(art, evaluate=True)
-                save_image(output_path(f, out), r.rgb, art.alpha, art.source)
+                cloaker.cloak_file(f, output_path(f, out))
             wall = time.perf_counter() - t0
             runs.append({"mode": "local", "workers": 1, "threads": torch.get_num_threads(), "wall_s": wall,
                          "images": len(files), "img_per_s": len(files) / wall})
@@ -97,19 +100,17 @@ def main() -> None:
         if args.cpu_probe:
             import resource
 
-            from glazeish.distributed import ProtectJob, ProtectWorker
-
             saved = torch.get_num_threads()
             torch.set_num_threads(1)
-            worker = ProtectWorker(ProtectJob(config=config))
+            worker = Cloaker(job)
             cpu = []
             for f in files:
                 c0 = time.process_time()
-                worker.protect_file(f, output_path(f, work / "probe"))
+                worker.cloak_file(f, output_path(f, work / "probe"))
                 cpu.append(time.process_time() - c0)
             torch.set_num_threads(saved)
             probe = {"cpu_s_per_image": float(np.mean(cpu)), "cpu_s_min": float(np.min(cpu)),
-                     "load_seconds": worker.protector.load_seconds,
+                     "load_seconds": worker.load_seconds,
                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
             print(f"cpu probe: {probe}", file=sys.stderr)
         else:
@@ -129,9 +130,8 @@ def main() -> None:
                 out = work / f"ray{n}x{threads}"
                 first: list[float] = []
                 t0 = time.perf_counter()
-                rows, errors = protect_with_ray(files, out, config, num_workers=n, cpus_per_worker=threads,
-                                                evaluate=True,
-                                                on_row=lambda row: first.append(time.perf_counter()),
+                rows, errors = protect_with_ray(files, out, job, num_workers=n, cpus_per_worker=threads,
+                                                on_row=lambda row, summary: first.append(time.perf_counter()),
                                                 on_message=lambda m: None)
                 wall = time.perf_counter() - t0
                 if errors or len(rows) != len(files):

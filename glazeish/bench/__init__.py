@@ -2,18 +2,20 @@
 
 * :mod:`.protections` — what is compared (registered by name: ``none``, ``random``, ``photoguard-encoder``,
   ``mist-textural``, ``glazeish-low/default/high``, ``external``);
-* :mod:`.measure` — the metrics, in the measurement model of a latent diffusion model (mimic view D(E(x)));
-* :mod:`.harness` — the resumable run writing a long-format CSV;
+* :mod:`.harness` — the resumable run: :func:`glazeish.evaluation.assess` per image and protection, flattened
+  into a long-format CSV;
+* :mod:`.results` — the CSV's columns and metrics (shared by the harness and the report);
 * :mod:`.report` — tables with 95% confidence intervals, plain-words summary, plots;
 * :mod:`.pipelines` — optional full diffusers pipelines (img2img, LoRA fine-tune);
-* :mod:`.cli` — ``glazeish bench run|report``.
+* :mod:`.mimic` — training a small generative model on each version of an artist's set;
+* :mod:`.cli` — ``glazeish bench run|report|mimic``.
 """
 
-from .harness import CSV_FIELDS, Bench, BenchConfig
-from .measure import Measurer, MetricInfo, metric_info
+from .harness import Bench, BenchConfig
 from .protections import PROTECTIONS, BenchContext, Protection, make_protection, register_protection
+from .results import CSV_FIELDS, MetricInfo, metric_info
 
 __all__ = [
-    "CSV_FIELDS", "Bench", "BenchConfig", "Measurer", "MetricInfo", "metric_info", "PROTECTIONS",
-    "BenchContext", "Protection", "make_protection", "register_protection",
+    "CSV_FIELDS", "Bench", "BenchConfig", "MetricInfo", "metric_info", "PROTECTIONS", "BenchContext", "Protection",
+    "make_protection", "register_protection",
 ]

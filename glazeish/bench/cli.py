@@ -1,7 +1,7 @@
-"""``glazeish bench``: run the protection benchmark and rebuild its report.
+"""``glazeish bench``: run the protection benchmark, rebuild its report, and run the mimicry training.
 
-Mounted on the main CLI with ``app.add_typer(bench_app, name="bench")``; other modules may add commands
-to :data:`app` (``speed``, ``mimic``, ...) with ``@app.command()``.
+Mounted on the main CLI with ``app.add_typer(bench_app, name="bench")``. With :mod:`glazeish.cli`, the only
+modules that know typer: the benchmark's logic lives in :mod:`.harness`, :mod:`.report` and :mod:`.mimic`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import typer
 
+from ..purify import DEFAULT_PURIFICATIONS, QUICK_PURIFICATIONS
 from .protections import DEFAULT_PROTECTIONS, PROTECTIONS, QUICK_PROTECTIONS
 
 app = typer.Typer(
@@ -21,8 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DEFAULT_PURIFS = "none,jpeg75,jpeg50,webp,resize0.5,resize0.75,blur1,noise0.05,median3,tvd"
-QUICK_PURIFS = "none,jpeg75,resize0.75"
+DEFAULT_PURIFS = ",".join(["none", *DEFAULT_PURIFICATIONS])
+QUICK_PURIFS = ",".join(["none", *QUICK_PURIFICATIONS])
 
 
 def _fail(msg: str) -> None:
@@ -58,7 +59,7 @@ def run(
                                       show_default=False),
     out: Path = typer.Option(Path("benchmarks/protection"), "--out", "-o", help="Results folder (CSV, tables, plots)."),
     protections: Optional[str] = typer.Option(
-        None, help=f"Comma-separated; 'default' = {','.join(DEFAULT_PROTECTIONS)}. Known: {', '.join(PROTECTIONS)}."),
+        None, help=f"Comma-separated; 'default' = {','.join(DEFAULT_PROTECTIONS)}. Registered: {PROTECTIONS.help()}."),
     purifications: Optional[str] = typer.Option(
         None, help=f"Comma-separated (see glazeish.purify; 'none' is always measured). Default: {DEFAULT_PURIFS}."),
     encoders: str = typer.Option("taef2,taesana", help="Encoders whose latent displacement is reported (attacked "
@@ -134,7 +135,7 @@ def run(
     config = BenchConfig(
         images=[str(p) for p in images], out=str(out), protections=_split(protections),
         purifications=_split(purifications), encoders=_split(encoders), attacked=attacked,
-        style_encoder=style_encoder, eps=eps, attack_steps=attack_steps, seed=seed, device=device,
+        style_encoder=style_encoder, eps_levels=eps, attack_steps=attack_steps, seed=seed, device=device,
         precision=precision, models_dir=str(models) if models else None, cache=str(cache) if cache else None,
         external=ext, limit=limit, slow_images=slow_images, impress_steps=impress_steps, batch=batch,
         pipeline=pcfg,
@@ -169,6 +170,64 @@ def report(
         _fail(str(e))
     for name, p in written.items():
         typer.echo(f"{name}: {p}")
+
+
+@app.command("mimic")
+def mimic(
+    images: List[Path] = typer.Option(..., "--images", help="Folder(s) of one artist's images.",
+                                                    show_default=False),
+    out: Path = typer.Option(Path("benchmarks/mimic"), "--out", "-o", help="Results folder."),
+    work: Optional[Path] = typer.Option(None, "--work", help="Caches and checkpoints (default "
+                                                      "OUT/work; e.g. benchmarks/_scratch/mimic)."),
+    protections: str = typer.Option("none,random,glazeish-default", help="Comma-separated versions "
+                                                  "to train on ('none' is always added: the clean reference)."),
+    external: List[str] = typer.Option([], "--external", help="Folder of images cloaked by another "
+                                                     "tool, paired by file stem; NAME=DIR to label it (repeatable)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps per model [400; quick 40]."),
+    seeds: str = typer.Option("0", help="Comma-separated training seeds (e.g. 0,1,2)."),
+    samples: Optional[int] = typer.Option(None, help="Samples per model and seed [32; quick 4]."),
+    crop: Optional[int] = typer.Option(None, help="Crop size in pixels [128; quick 64]."),
+    width: Optional[int] = typer.Option(None, help="U-Net base width [48; quick 16]."),
+    batch: Optional[int] = typer.Option(None, help="Crops per step [16; quick 8]."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate [1e-3]."),
+    sample_steps: Optional[int] = typer.Option(None, help="Euler steps when sampling [30; quick 10]."),
+    eps: float = typer.Option(4.0, help="L-inf budget (1/255) of 'random' (glazeish presets keep "
+                                            "their own; default 4 = glazeish-default's)."),
+    limit: Optional[int] = typer.Option(None, help="At most this many images per folder [quick 4]."),
+    bootstrap: Optional[int] = typer.Option(None, help="Bootstrap draws [1000; quick 200]."),
+    quick: bool = typer.Option(False, "--quick", help="Toy size (64 px crops, tiny model, 40 steps, "
+                                             "4 images); explicit options still win."),
+    models: Optional[Path] = typer.Option(None, "--models", help="Folder with the encoder weights."),
+):
+    """Train a small flow-matching model on each version of an artist's set (clean, cloaked, noised, ...),
+    sample it, and measure how far its samples are from the artist's style. Seeded and resumable.
+
+    Writes OUT/results.csv, OUT/summary.csv, OUT/results.md, OUT/samples_grid.png, OUT/samples_*.png and
+    OUT/training_curves.png.
+    """
+    from .mimic import MimicConfig, run_mimic
+
+    try:
+        seed_list = [int(s) for s in _split(seeds)]
+    except ValueError:
+        _fail(f"--seeds must be comma-separated integers, not {seeds!r}")
+    opts = dict(steps=steps, samples=samples, crop=crop, width=width, batch=batch, lr=lr, sample_steps=sample_steps,
+                limit=limit, bootstrap=bootstrap)
+    common = dict(protections=_split(protections), external=_external(external), work=str(work) if work else None,
+                  models_dir=str(models) if models else None, eps_levels=eps, seeds=seed_list)
+    try:
+        if quick:
+            config = MimicConfig.quick([str(p) for p in images], str(out), **common, **opts)
+        else:
+            config = MimicConfig(images=[str(p) for p in images], out=str(out), **common,
+                                 **{k: v for k, v in opts.items() if v is not None})
+        result = run_mimic(config, log=lambda s: typer.echo(f"glazeish bench mimic: {s}", err=True))
+    except (ValueError, OSError, RuntimeError) as e:
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    typer.echo(f"trained {len(result.trained)}, skipped {len(result.skipped)} finished, in {result.seconds:.0f} s",
+               err=True)
+    for name, p in result.files.items():
+        typer.echo(f"{name}: {p}", err=True)
 
 
 if __name__ == "__main__":  # python -m glazeish.bench.cli

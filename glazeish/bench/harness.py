@@ -1,14 +1,10 @@
-"""The benchmark run: images × protections × purifications × metrics, written as a long-format CSV.
+"""The benchmark run: images × protections × purifications × metrics, written as a long-format CSV
+(schema: :mod:`.results`).
 
-For every image the harness computes the reference figures of the original once, then for every
-purification ``p`` (``none`` first) measures, against the *unpurified* original:
-
-* ``clean``: ``p(x)`` — what the purification alone does to the image and its mimic view;
-* ``noise``: ``p(x + u)`` with ``u`` uniform noise in ``[-eps, eps]`` at the protection's L∞ budget;
-* ``value``: ``p(protect(x))``.
-
-``effect = value − noise`` (what the cloak does beyond same-budget noise) and
-``retained = effect(p) / effect(none)`` (how much of it survives ``p``; 1 = all, 0 = none, < 0 = reversed).
+For every image and protection the harness calls :func:`glazeish.evaluation.assess` — the same figures as
+``glazeish check`` — with the benchmark's extended metrics, and flattens them into rows: for every purification
+``p`` (``none`` first), the protection, same-PSNR noise and same-L∞ noise after ``p``, each against ``p(original)``,
+and what ``p`` costs the original itself.
 
 Resumable: a row group ``(image, protection, purification)`` already complete in the CSV is skipped, and
 protected images are cached on disk (keyed by the protection's settings) so a resumed run or a run with
@@ -17,9 +13,8 @@ other purifications never recomputes an attack.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import math
 import os
 import platform
 import sys
@@ -31,18 +26,14 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from ..attack import cpu_name
+from ..device import cpu_name
+from ..evaluation import Evaluator, assess, baselines
+from ..evaluation.figures import retained
+from ..imageio import ImageError, find_images, read_image, save_image, to_tensor
 from ..metadata import MetadataOptions
-from ..imageio import ImageError, find_images, read_image, save_image, to_tensor, to_uint8
-from .measure import Measurer, metric_info
 from .pipelines import PipelineConfig
 from .protections import BenchContext, Protection, image_seed, make_protection, measured_eps, split_protections
-
-CSV_NAME = "results.csv"
-ENV_NAME = "environment.json"
-CSV_FIELDS = ["image", "folder", "width", "height", "protection", "eps", "purification", "metric",
-              "value", "clean", "noise", "effect", "retained"]
-NONE = "none"
+from .results import CSV_FIELDS, CSV_NAME, ENV_NAME, NONE, ResultsWriter, fmt_cell, metric_info, read_rows  # noqa: F401
 
 
 @dataclass
@@ -56,7 +47,7 @@ class BenchConfig:
     encoders: list[str] = field(default_factory=lambda: ["taef2", "taesana"])
     attacked: str = "taef2"  # the encoder spec the cloaks attack
     style_encoder: str = "taesana"  # features for the style distance: must not be attacked
-    eps: float = 4.0
+    eps_levels: float = 4.0  # budget (1/255) of the baselines-as-protections (random, peers at their defaults)
     attack_steps: int = 10
     seed: int = 0
     device: str = "auto"
@@ -95,76 +86,6 @@ def list_images(folders: Iterable[str], limit: int | None = None, recursive: boo
     if dupes:
         raise ValueError(f"two images share the key folder/stem: {', '.join(sorted(dupes))}")
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# CSV
-
-
-def _fmt(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return ""
-    return f"{v:.6g}"
-
-
-def read_rows(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a results CSV as dicts of strings; a torn last line (a killed run) is dropped."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is not None and list(reader.fieldnames) != CSV_FIELDS:
-        raise ValueError(f"{path}: not a glazeish bench CSV (columns {reader.fieldnames})")
-    return [r for r in reader if r.get("retained") is not None]
-
-
-def to_float(s: str | None) -> float:
-    """CSV cell -> float (empty -> nan; 'inf' stays inf)."""
-    if s is None or s == "":
-        return float("nan")
-    return float(s)
-
-
-class ResultsWriter:
-    """Appends row groups to the CSV atomically enough: one write + flush + fsync per group."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        rows = read_rows(path)
-        # rewrite without a torn tail so that appends start on a clean line
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, CSV_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
-        self.rows = rows
-
-    def have(self) -> dict[tuple[str, str, str], set[str]]:
-        """(image, protection, purification) -> the metrics already written for it."""
-        out: dict[tuple[str, str, str], set[str]] = {}
-        for r in self.rows:
-            out.setdefault((r["image"], r["protection"], r["purification"]), set()).add(r["metric"])
-        return out
-
-    def effects_at_none(self) -> dict[tuple[str, str, str], float]:
-        """(image, protection, metric) -> effect without purification, for the ``retained`` column."""
-        return {(r["image"], r["protection"], r["metric"]): to_float(r["effect"])
-                for r in self.rows if r["purification"] == NONE}
-
-    def write(self, rows: list[dict]) -> None:
-        """Append ``rows``, leaving out metrics already written for their group (a re-run adding metrics)."""
-        have = self.have()
-        rows = [r for r in rows if r["metric"] not in have.get((r["image"], r["protection"], r["purification"]), ())]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, CSV_FIELDS)
-        w.writerows(rows)
-        with open(self.path, "a", newline="") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        self.rows.extend({k: str(v) for k, v in r.items()} for r in rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,10 +144,10 @@ class Bench:
     """Loads the models once and runs a :class:`BenchConfig`; ``run()`` returns the CSV path."""
 
     def __init__(self, config: BenchConfig, log: Callable[[str], None] | None = None):
-        from ..attack import resolve_device
-        from ..encoders import Ensemble, load_encoder
+        from ..device import resolve_device
+        from ..encoders import Ensemble, first_with_decoder, load_encoder, parse_ensemble
         from ..metrics import StyleFeatures
-        from ..purify import make_purifications, needs_model
+        from ..purify import expand, make_purifications
 
         self.config = c = config
         self.log = log or (lambda s: print(s, file=sys.stderr))
@@ -241,43 +162,51 @@ class Bench:
             return models[name]
 
         self.encoders = [model(n) for n in c.encoders]
-        mimic = next((m for m in self.encoders if m.has_decoder), None)
-        attacked = [n.strip().partition("*")[0] for n in c.attacked.split(",") if n.strip()]
+        mimic = first_with_decoder(self.encoders)
+        attacked = [n for n, _ in parse_ensemble(c.attacked)]
         style = None
         if c.style_encoder:
             if c.style_encoder in attacked:
                 self.log(f"warning: the style encoder {c.style_encoder} is also attacked; its style distance is not "
                          "an independent judge")
             style = StyleFeatures(model(c.style_encoder).encoder)
-        self.measurer = Measurer(self.encoders, mimic, style, self.device, c.batch)
+        self.evaluator = Evaluator(self.encoders, style=style, extended=True)
         self.attacked_names = list(dict.fromkeys(attacked))
         # share the loaded models with the attacks (a weighted spec is left to the Protector to parse)
         ensemble = None if "*" in c.attacked else Ensemble([model(n) for n in self.attacked_names])
-        self.ctx = BenchContext(eps=c.eps, attack_steps=c.attack_steps, seed=c.seed, encoder=c.attacked,
+        self.ctx = BenchContext(eps_levels=c.eps_levels, attack_steps=c.attack_steps, seed=c.seed, encoder=c.attacked,
                                 device=str(self.device), precision=c.precision, models_dir=c.models_dir,
                                 external=dict(c.external), ensemble=ensemble)
         self.protections: list[Protection] = [make_protection(n, self.ctx) for n in
                                               split_protections(c.protections, c.external)]
-        names = [p for p in c.purifications if p.strip().lower() != NONE]
-        # model-based purifications get the mimic autoencoder: the only one with a decoder here, and the
-        # one the cloaks attacked — the report labels these rows as such
-        # an explicit "ae:<encoder>" / "impress:<encoder>" loads that (un-attacked) model instead
-        self.purifications = [(NONE, None)]
-        for n in names:
-            for p in make_purifications([n], model=None if ":" in n else mimic, steps=c.impress_steps,
-                                        seed=c.seed, models_dir=c.models_dir):
-                if p.name not in dict(self.purifications):
-                    self.purifications.append((p.name, p))
-        self.slow = {name for name, p in self.purifications if p is not None and needs_model(name)}
+        # model-based purifications get the mimic autoencoder: the only one with a decoder here, and the one the
+        # cloaks attacked — the report labels these rows as such; "ae:<encoder>" loads that (un-attacked) model
+        self.purifiers = {p.name: p for p in make_purifications(expand(c.purifications), model=mimic,
+                                                                 steps=c.impress_steps, seed=c.seed,
+                                                                 models_dir=c.models_dir)}
+        self.slow = {n for n, p in self.purifiers.items() if p.needs_model}
         self.img2img = None
         if c.pipeline is not None:
             from .pipelines import Img2ImgMeasurer
 
             self.img2img = Img2ImgMeasurer(c.pipeline, style=style)
 
+    @property
+    def purification_names(self) -> list[str]:
+        return [NONE, *self.purifiers]
+
     def metric_names(self, purification: str) -> list[str]:
         """Metrics written for every (image, protection) after ``purification``."""
-        names = list(self.measurer.metric_names)
+        from ..evaluation.measure import EXTENDED
+
+        names = ["psnr", "ssim", "flip", *(f"latent:{n}" for n in self.evaluator.names)]
+        if self.evaluator.mimic is not None:
+            names += ["view_psnr", "copy_psnr"]
+        names += [m for m in EXTENDED if self.evaluator.mimic is not None or m in ("ms_ssim", "linf", "rms")]
+        if self.evaluator.style is None:
+            names = [m for m in names if m not in ("style", "copy_style")]
+        if purification != NONE:
+            names.remove("flip")  # the cloak's visibility is measured once, on the file itself
         if self.img2img is not None and purification in self.config.pipeline.purifications:
             names += self.img2img.metric_names
         return names
@@ -329,7 +258,6 @@ class Bench:
         writer = ResultsWriter(self.out / CSV_NAME)
         have = writer.have()
         done = {k for k, v in have.items() if set(self.metric_names(k[2])) <= v}
-        none_effects = writer.effects_at_none()
         started = time.time()
         env = environment(c, self.device)
         env["started"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -343,7 +271,7 @@ class Bench:
         for f in files:
             k = image_key(f)
             for prot in self.protections:
-                pur = [n for n, _ in self.purifications if n not in self.slow or k in slow_ok]
+                pur = [n for n in self.purification_names if n not in self.slow or k in slow_ok]
                 if any((k, prot.name, p) not in done for p in pur):
                     todo.append((f, prot))
         bar = tqdm(total=len(todo), desc="bench", unit="cell", disable=not progress, file=sys.stderr,
@@ -354,19 +282,13 @@ class Bench:
         for f, prots in by_image.items():
             k = image_key(f)
             try:
-                art = read_image(f)
+                rgb = read_image(f).rgb
             except ImageError as e:
                 errors.append(str(e))
                 self.log(f"error: {e}")
                 bar.update(len(prots))
                 continue
-            rgb = art.rgb
-            x = to_tensor(rgb)
-            ref = self.measurer.reference(x)
-            # the same-budget noise baseline, per eps, shared by the protections with that budget
-            noise_cache: dict[float, dict[str, dict[str, float]]] = {}
-            clean_cache: dict[str, dict[str, float]] = {}
-            pur_list = [(n, p) for n, p in self.purifications if n not in self.slow or k in slow_ok]
+            cache: dict = {}  # what each purification does to this original, measured once
             for prot in prots:
                 bar.set_postfix_str(f"{k.rsplit('/', 1)[-1][:24]} {prot.name}", refresh=False)
                 try:
@@ -378,11 +300,9 @@ class Bench:
                     continue
                 if secs:
                     timings.setdefault(prot.name, []).append(secs)
-                eps = prot.eps if prot.eps is not None else measured_eps(rgb, cloak)
-                wanted = [(n, p) for n, p in pur_list if (k, prot.name, n) not in done]
-                rows = self._measure(k, f, rgb, x, ref, prot.name, eps, cloak, wanted, noise_cache, clean_cache,
-                                     none_effects)
-                writer.write(rows)
+                wanted = [n for n in self.purification_names if (n not in self.slow or k in slow_ok)
+                          and (k, prot.name, n) not in done]
+                writer.write(self._rows(f, rgb, prot, cloak, wanted, cache))
                 bar.update(1)
         bar.close()
         if c.pipeline is not None and c.pipeline.lora_steps > 0:
@@ -391,12 +311,11 @@ class Bench:
         env["seconds"] = round(time.time() - started, 1)
         env["attack_seconds_mean"] = {k: round(float(np.mean(v)), 2) for k, v in timings.items()}
         env["attack_seconds_n"] = {k: len(v) for k, v in timings.items()}
-        env["mimic_model"] = self.measurer.mimic.name if self.measurer.mimic else None
+        env["mimic_model"] = self.evaluator.mimic.name if self.evaluator.mimic else None
         env["attacked"] = self.attacked_names
-        env["protections"] = {p.name: {"description": p.description, "eps": p.eps, "cache_key": p.cache_key}
-                              for p in self.protections}
-        env["purifications"] = {n: (p.description if p is not None else "no purification")
-                                for n, p in self.purifications}
+        env["protections"] = {p.name: {"description": p.description, "eps_levels": p.eps_levels,
+                                       "cache_key": p.cache_key} for p in self.protections}
+        env["purifications"] = {NONE: "no purification", **{n: p.description for n, p in self.purifiers.items()}}
         env["slow_purifications_on"] = sorted(slow_ok) if self.slow else []
         env["errors"] = errors
         env["images"] = [str(f) for f in files]
@@ -405,8 +324,8 @@ class Bench:
         return self.out / CSV_NAME
 
     def _lora(self, files: list[Path], writer: ResultsWriter) -> None:
-        """Set-level LoRA mimicry per folder: one LoRA per protection, per noise budget and on the clean set."""
-        from ..protect import uniform_noise
+        """Set-level LoRA mimicry per folder: one LoRA per protection, one per protection's same-PSNR noise and
+        one on the clean set."""
         from .pipelines import lora_metrics, lora_mimic
 
         pcfg = self.config.pipeline
@@ -424,35 +343,40 @@ class Bench:
             eps_of: dict[str, float] = {}
             for p in prots:
                 imgs = [self.protected(p, r, k)[0] for r, k in zip(originals, keys)]
-                eps = p.eps if p.eps is not None else max(measured_eps(r, i) for r, i in zip(originals, imgs))
-                eps_of[p.name] = eps
+                eps_of[p.name] = self._eps(p, originals, imgs)
                 sets[p.name] = [to_tensor(i) for i in imgs]
-                nkey = f"noise@{eps:g}"
-                if nkey not in sets:
-                    sets[nkey] = [to_tensor(to_uint8(uniform_noise(to_tensor(r), eps / 255, image_seed(self.config.seed, k)),
-                                                     r, eps / 255)) for r, k in zip(originals, keys)]
+                sets[f"noise:{p.name}"] = [to_tensor(baselines(r, i, eps_of[p.name], image_seed(self.config.seed, k))[0])
+                                           for r, i, k in zip(originals, imgs, keys)]
             results = lora_mimic(self.img2img.pipe, sets, pcfg)
-            style = self.measurer.style
+            style = self.evaluator.style
             clean_m = lora_metrics(results["clean"], results["clean"], sets["clean"], style)
             rows = []
             for p in prots:
                 val = lora_metrics(results[p.name], results["clean"], sets["clean"], style)
-                noi = lora_metrics(results[f"noise@{eps_of[p.name]:g}"], results["clean"], sets["clean"], style)
+                noi = lora_metrics(results[f"noise:{p.name}"], results["clean"], sets["clean"], style)
                 res_px = results[p.name].samples.shape[-1]
                 for k, (v, n, cl) in enumerate(zip(val, noi, clean_m)):
                     for m in v:
                         eff = v[m] - n[m]
                         rows.append({"image": f"lora:{folder}/{k}", "folder": folder, "width": res_px, "height": res_px,
-                                     "protection": p.name, "eps": _fmt(eps_of[p.name]), "purification": NONE,
-                                     "metric": m, "value": _fmt(v[m]), "clean": _fmt(cl[m]), "noise": _fmt(n[m]),
-                                     "effect": _fmt(eff if np.isfinite(eff) else float("nan")), "retained": ""})
+                                     "protection": p.name, "eps": fmt_cell(eps_of[p.name]), "purification": NONE,
+                                     "metric": m, "value": fmt_cell(v[m]), "clean": fmt_cell(cl[m]),
+                                     "noise": fmt_cell(n[m]), "uniform": "",
+                                     "effect": fmt_cell(eff if np.isfinite(eff) else float("nan")), "retained": ""})
             writer.write(rows)
+
+    @staticmethod
+    def _eps(prot: Protection, originals: list[np.ndarray], protected: list[np.ndarray]) -> float:
+        """The protection's declared budget (1/255), or the largest measured on its outputs (external tools)."""
+        if prot.eps_levels is not None:
+            return float(prot.eps_levels)
+        return max(measured_eps(r, i) for r, i in zip(originals, protected))
 
     def grids(self, per_folder: int = 1, protections: list[str] | None = None) -> list[Path]:
         """Image grids (original / protected / mimic view / amplified δ) for the first image(s) of each folder."""
         from .report import plot_grid
 
-        if self.measurer.mimic is None:
+        if self.evaluator.mimic is None:
             return []
         files = list_images(self.config.images, per_folder, self.config.recursive)
         prots = [p for p in self.protections if p.name != NONE and (protections is None or p.name in protections)]
@@ -466,64 +390,56 @@ class Bench:
                     cloak, _ = self.protected(prot, rgb, k)
                 except (ImageError, ValueError):
                     continue
-                eps = prot.eps if prot.eps is not None else measured_eps(rgb, cloak)
-                view = self.measurer.mimic_view(to_tensor(cloak))[0].permute(1, 2, 0).cpu().numpy()
+                eps = self._eps(prot, [rgb], [cloak])
+                (view,) = self.evaluator.views(cloak)
                 items.append((f"{prot.name} (eps {eps:g})", cloak, view, rgb, eps))
-            clean_view = self.measurer.mimic_view(to_tensor(rgb))[0].permute(1, 2, 0).cpu().numpy()
+            (clean_view,) = self.evaluator.views(rgb)
             path = self.out / f"grid_{f.parent.name}_{f.stem[:40]}.png"
             plot_grid(items, rgb, clean_view, path, title=k)
             written.append(path)
         return written
 
-    def _measure(self, k, f, rgb, x, ref, prot_name, eps, cloak, wanted, noise_cache, clean_cache, none_effects):
-        """Rows for one (image, protection) over the wanted purifications."""
-        eps_key = float(eps)
-        if eps_key not in noise_cache:
-            noise_cache[eps_key] = {}
-        if eps_key == 0:
-            noise_rgb = rgb
-        else:
-            from ..protect import uniform_noise
-
-            noise_rgb = to_uint8(uniform_noise(x, eps_key / 255, image_seed(self.config.seed, k)), rgb, eps_key / 255)
+    def _rows(self, f: Path, rgb: np.ndarray, prot: Protection, cloak: np.ndarray, wanted: list[str],
+              cache: dict) -> list[dict]:
+        """Rows for one (image, protection) over the wanted purifications: one :func:`assess`, flattened."""
+        k = image_key(f)
+        eps = self._eps(prot, [rgb], [cloak])
+        seed = image_seed(self.config.seed, k)
+        purs = [self.purifiers[n] for n in wanted if n != NONE]
+        fig = assess(rgb, cloak, self.evaluator, eps_levels=eps, seed=seed, purifications=purs, cache=cache,
+                     flip=("cloak", "noise", "uniform"))
+        if ("cost", NONE) not in cache:  # the original against itself: the clean column without a purification
+            x = to_tensor(rgb)
+            cache[("cost", NONE)] = self.evaluator.compare(x, {"x": x})[0]["x"]
+        before = (fig.before.cloak.metrics(), fig.before.noise.metrics())
         rows = []
-        for pname, pur in wanted:
-            # measure each distinct image once ("none" and eps-0 noise are the clean image itself)
-            need: list[tuple[str, np.ndarray]] = []
-            if pname not in clean_cache:
-                need.append(("clean", rgb))
-            if pname not in noise_cache[eps_key] and noise_rgb is not rgb:
-                need.append(("noise", noise_rgb))
-            if not np.array_equal(cloak, rgb):
-                need.append(("value", cloak))
-            got: dict[str, dict[str, float]] = {}
-            if need:
-                batch = torch.cat([to_tensor(a) for _, a in need])
-                if pur is not None:
-                    batch = pur(batch.to(self.device))
-                figs = self.measurer.measure(ref, batch)
-                if self.img2img is not None and pname in self.config.pipeline.purifications:
-                    figs = [{**a, **b} for a, b in zip(figs, self.img2img.measure(ref, batch))]
-                got = {role: fig for (role, _), fig in zip(need, figs)}
-            if "clean" in got:
-                clean_cache[pname] = got["clean"]
-            if "noise" in got:
-                noise_cache[eps_key][pname] = got["noise"]
-            clean = clean_cache[pname]
-            noise = noise_cache[eps_key].get(pname, clean)
-            value = got.get("value", clean)
+        for pname in wanted:
+            comp, cost = (fig.before, cache[("cost", NONE)]) if pname == NONE else \
+                (fig.purified[pname].comparison, fig.purified[pname].cost)
+            value, noise, uniform, clean = (v.metrics() for v in (comp.cloak, comp.noise, comp.uniform, cost))
+            if self.img2img is not None and pname in self.config.pipeline.purifications:
+                more = self._img2img(rgb, cloak, eps, seed, self.purifiers.get(pname), cache)
+                for d, m in zip((clean, noise, value), more):
+                    d.update(m)
             for m in self.metric_names(pname):
-                effect = value[m] - noise[m]
-                if pname == NONE:
-                    none_effects[(k, prot_name, m)] = effect
-                retained = float("nan")
-                base = none_effects.get((k, prot_name, m))
-                if metric_info(m).group != "visibility" and base is not None and np.isfinite(base) and base != 0:
-                    retained = effect / base
+                effect = value[m] - noise.get(m, math.nan)
+                up = 1.0 if metric_info(m).damage_up else -1.0  # retained compares advantages, which are > 0
+                kept = None
+                if metric_info(m).group not in ("visibility", "pipeline") and m in before[0]:
+                    kept = retained(up * effect, up * (before[0][m] - before[1][m]))
                 rows.append({
                     "image": k, "folder": f.parent.name, "width": rgb.shape[1], "height": rgb.shape[0],
-                    "protection": prot_name, "eps": _fmt(eps_key), "purification": pname, "metric": m,
-                    "value": _fmt(value[m]), "clean": _fmt(clean[m]), "noise": _fmt(noise[m]),
-                    "effect": _fmt(effect if np.isfinite(effect) else float("nan")), "retained": _fmt(retained),
+                    "protection": prot.name, "eps": fmt_cell(eps), "purification": pname, "metric": m,
+                    "value": fmt_cell(value[m]), "clean": fmt_cell(clean.get(m)), "noise": fmt_cell(noise.get(m)),
+                    "uniform": fmt_cell(uniform.get(m)), "retained": fmt_cell(kept),
+                    "effect": fmt_cell(effect if np.isfinite(effect) else float("nan")),
                 })
         return rows
+
+    def _img2img(self, rgb, cloak, eps, seed, purifier, cache) -> list[dict[str, float]]:
+        """img2img metrics of (purified original, purified same-PSNR noise, purified cloak)."""
+        noise, _ = baselines(rgb, cloak, eps, seed)
+        batch = torch.cat([to_tensor(a) for a in (rgb, noise, cloak)]).to(self.device)
+        if purifier is not None:
+            batch = purifier(batch)
+        return self.img2img.measure(to_tensor(rgb), batch, cache)

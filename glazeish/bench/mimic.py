@@ -41,12 +41,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import typer
 from torch import nn
 
 from ..imageio import ImageError, read_image, save_image, to_tensor
@@ -78,7 +77,7 @@ class MimicConfig:
     external: dict[str, str] = field(default_factory=dict)  # protection label -> folder
     work: str | None = None  # caches and checkpoints (default OUT/work)
     models_dir: str | None = None
-    eps: float = 4.0  # budget (1/255) of `random` etc.; glazeish presets keep their own (default: 4)
+    eps_levels: float = 4.0  # budget (1/255) of `random` etc.; glazeish presets keep their own (default: 4)
     protect_seed: int = 0  # seed of the protections (noise draw, attack start): the same for every model seed
     seeds: list[int] = field(default_factory=lambda: [0])
     steps: int = 400
@@ -118,7 +117,7 @@ class MimicConfig:
     def train_key(self) -> dict:
         """The settings that decide a trained model and its samples (a finished version is reused only
         when these match)."""
-        keys = ("steps", "batch", "crop", "width", "mults", "lr", "samples", "sample_steps", "eps", "protect_seed")
+        keys = ("steps", "batch", "crop", "width", "mults", "lr", "samples", "sample_steps", "eps_levels", "protect_seed")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -291,8 +290,14 @@ def train(data: LatentSet, cfg: MimicConfig, seed: int, ckpt: Path | None = None
     gen = torch.Generator().manual_seed(10_007 * seed + 1)
     losses: list[float] = []
     start = 0
+    state = None
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        try:  # weights_only: a file on disk is data, never code to run
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        except Exception as e:  # a torn, foreign or planted file: start over rather than trust it
+            if log:
+                log(f"ignoring checkpoint {ckpt}: not a plain weights file ({type(e).__name__})")
+    if isinstance(state, dict):
         if state.get("key") == cfg.train_key():
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])
@@ -526,7 +531,7 @@ class MimicRun:
         if not self.files:
             raise ValueError(f"no images found in {', '.join(c.images)}")
         self.keys = [image_key(f) for f in self.files]
-        self.ctx = BenchContext(eps=c.eps, seed=c.protect_seed, encoder="taef2", device=c.device,
+        self.ctx = BenchContext(eps_levels=c.eps_levels, seed=c.protect_seed, encoder="taef2", device=c.device,
                                 models_dir=c.models_dir, external=dict(c.external), ensemble=Ensemble([self.taef2]))
         names = split_protections(c.protections, c.external)
         if NONE not in names:
@@ -585,7 +590,7 @@ class MimicRun:
         ext_sig = None
         if ext is not None:
             ext_sig = sorted((p.name, p.stat().st_size) for p in Path(ext).rglob("*") if p.is_file())
-        return _hash([prot.name, prot.cache_key, prot.eps, self.cfg.protect_seed, self.keys, ext_sig])
+        return _hash([prot.name, prot.cache_key, prot.eps_levels, self.cfg.protect_seed, self.keys, ext_sig])
 
     def latents(self, prot) -> list[torch.Tensor]:
         """TAEF2 latents (``C×H/8×W/8``) of the protected full images, cached under WORK/latents."""
@@ -647,7 +652,7 @@ class MimicRun:
             w = csv.writer(fh)
             w.writerow(["step", "loss"])
             w.writerows((i + 1, f"{v:.6f}") for i, v in enumerate(losses))
-        meta = {"protection": prot.name, "seed": seed, "key": self._key(prot), "eps": prot.eps,
+        meta = {"protection": prot.name, "seed": seed, "key": self._key(prot), "eps": prot.eps_levels,
                 "final_loss": float(np.mean(losses[-max(1, len(losses) // 10):])),
                 "train_seconds": round(t_train, 1), "total_seconds": round(time.perf_counter() - t0, 1),
                 "parameters": sum(p.numel() for p in model.parameters())}
@@ -856,73 +861,3 @@ def _write_environment(out: Path, result: MimicResult, cfg: MimicConfig) -> None
 def run_mimic(config: MimicConfig, log: Log | None = None) -> MimicResult:
     """Run (or resume) a mimicry experiment; see :class:`MimicRun`."""
     return MimicRun(config, log).run()
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI (registered on the bench app: ``app.command("mimic")(mimic_command)``)
-
-
-def mimic_command(
-    images: List[Path] = typer.Option(..., "--images", help="Folder(s) of one artist's images.",
-                                                    show_default=False),
-    out: Path = typer.Option(Path("benchmarks/mimic"), "--out", "-o", help="Results folder."),
-    work: Optional[Path] = typer.Option(None, "--work", help="Caches and checkpoints (default "
-                                                      "OUT/work; e.g. benchmarks/_scratch/mimic)."),
-    protections: str = typer.Option("none,random,glazeish-default", help="Comma-separated versions "
-                                                  "to train on ('none' is always added: the clean reference)."),
-    external: List[str] = typer.Option([], "--external", help="Folder of images cloaked by another "
-                                                     "tool, paired by file stem; NAME=DIR to label it (repeatable)."),
-    steps: Optional[int] = typer.Option(None, help="Training steps per model [400; quick 40]."),
-    seeds: str = typer.Option("0", help="Comma-separated training seeds (e.g. 0,1,2)."),
-    samples: Optional[int] = typer.Option(None, help="Samples per model and seed [32; quick 4]."),
-    crop: Optional[int] = typer.Option(None, help="Crop size in pixels [128; quick 64]."),
-    width: Optional[int] = typer.Option(None, help="U-Net base width [48; quick 16]."),
-    batch: Optional[int] = typer.Option(None, help="Crops per step [16; quick 8]."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate [1e-3]."),
-    sample_steps: Optional[int] = typer.Option(None, help="Euler steps when sampling [30; quick 10]."),
-    eps: float = typer.Option(4.0, help="L-inf budget (1/255) of 'random' (glazeish presets keep "
-                                            "their own; default 4 = glazeish-default's)."),
-    limit: Optional[int] = typer.Option(None, help="At most this many images per folder [quick 4]."),
-    bootstrap: Optional[int] = typer.Option(None, help="Bootstrap draws [1000; quick 200]."),
-    quick: bool = typer.Option(False, "--quick", help="Toy size (64 px crops, tiny model, 40 steps, "
-                                             "4 images); explicit options still win."),
-    models: Optional[Path] = typer.Option(None, "--models", help="Folder with the encoder weights."),
-):
-    """Train a small flow-matching model on each version of an artist's set (clean, cloaked, noised, ...),
-    sample it, and measure how far its samples are from the artist's style. Seeded and resumable.
-
-    Writes OUT/results.csv, OUT/summary.csv, OUT/results.md, OUT/samples_grid.png, OUT/samples_*.png and
-    OUT/training_curves.png.
-    """
-
-    from .cli import _external, _split
-
-    try:
-        seed_list = [int(s) for s in _split(seeds)]
-    except ValueError:
-        typer.echo(f"glazeish bench: error: --seeds must be comma-separated integers, not {seeds!r}", err=True)
-        raise typer.Exit(2)
-    opts = dict(steps=steps, samples=samples, crop=crop, width=width, batch=batch, lr=lr, sample_steps=sample_steps,
-                limit=limit, bootstrap=bootstrap)
-    common = dict(protections=_split(protections), external=_external(external), work=str(work) if work else None,
-                  models_dir=str(models) if models else None, eps=eps, seeds=seed_list)
-    try:
-        if quick:
-            config = MimicConfig.quick([str(p) for p in images], str(out), **common, **opts)
-        else:
-            config = MimicConfig(images=[str(p) for p in images], out=str(out), **common,
-                                 **{k: v for k, v in opts.items() if v is not None})
-        result = run_mimic(config, log=lambda s: typer.echo(f"glazeish bench mimic: {s}", err=True))
-    except (ValueError, OSError, RuntimeError) as e:
-        typer.echo(f"glazeish bench: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
-        raise typer.Exit(2)
-    typer.echo(f"trained {len(result.trained)}, skipped {len(result.skipped)} finished, in {result.seconds:.0f} s",
-               err=True)
-    for name, p in result.files.items():
-        typer.echo(f"{name}: {p}", err=True)
-
-
-if __name__ == "__main__":  # python -m glazeish.bench.mimic --images DIR ... (same as glazeish bench mimic)
-    _app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    _app.command()(mimic_command)
-    _app()

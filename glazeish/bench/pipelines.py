@@ -1,6 +1,6 @@
 """Full diffusion pipelines, for users who have one: img2img and a short LoRA fine-tune.
 
-The latent-space metrics of :mod:`.measure` stand in for what a pipeline does with an image; these run the
+The mimic's-view figures of :mod:`glazeish.evaluation` stand in for what a pipeline does with an image; these run the
 pipeline itself and report the same figures on the images it generates:
 
 * **img2img** (:class:`Img2ImgMeasurer`): ``pipe(prompt, image=v, strength=s)`` for every strength, with a
@@ -8,7 +8,7 @@ pipeline itself and report the same figures on the images it generates:
   original under the same noise. Metrics (per strength ``s``): ``img2img@s:psnr`` / ``:ssim`` (vs the image
   generated from the clean original), ``:psnr_orig`` (vs the original artwork), ``:style`` / ``:style_orig``
   (style distance on the un-attacked encoder's features), ``:decoy_corr`` (correlation of the change with the
-  direction to the decoy pattern). It plugs into the harness like :class:`~.measure.Measurer`.
+  direction to the decoy pattern). The harness adds them to its rows.
 * **LoRA** (:func:`lora_mimic`): fine-tune a LoRA on the UNet of a Stable-Diffusion-style pipeline
   (``UNet2DConditionModel`` + CLIP text encoder) on a *set* of images (clean, same-budget noise, protected),
   sample a few images from the prompt with fixed seeds, and compare the samples of each set with the samples
@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import metrics
+from ..metrics import pearson
 from ..objectives import fit_target
-from .measure import Reference, pearson
 
 
 @dataclass
@@ -101,7 +101,7 @@ def _round8(n: int, m: int = 8) -> int:
 
 
 class Img2ImgMeasurer:
-    """img2img metrics for the harness: ``reference(x)`` once per original, ``measure(ref, v)`` per batch.
+    """img2img metrics for the harness: ``measure(x, v, cache)`` per batch of versions of the original ``x``.
 
     ``style``: a :class:`glazeish.metrics.StyleFeatures` of an un-attacked encoder (``None`` skips the style
     distances). Generation uses one seed for every variant of an image, so differences come from the input.
@@ -143,17 +143,14 @@ class Img2ImgMeasurer:
         return [f.float() for f in self.style(x.to(dev))]
 
     @torch.no_grad()
-    def reference(self, ref: Reference) -> dict[float, torch.Tensor]:
-        """Images generated from the clean original, per strength (cached on the reference object)."""
-        if "img2img" not in ref.extra:
-            x = ref.x.detach().cpu()
-            ref.extra["img2img"] = {s: self.generate(x, s) for s in self.cfg.strengths}
-        return ref.extra["img2img"]
-
-    @torch.no_grad()
-    def measure(self, ref: Reference, v: torch.Tensor) -> list[dict[str, float]]:
-        gens = self.reference(ref)
-        x = ref.x.detach().cpu().float()
+    def measure(self, x: torch.Tensor, v: torch.Tensor, cache: dict | None = None) -> list[dict[str, float]]:
+        """img2img figures of every version in ``v`` (``B×3×H×W``) against the images generated from the
+        original ``x`` (``1×3×H×W``, generated once per ``cache``: pass the same dict for every version)."""
+        cache = {} if cache is None else cache
+        x = x.detach().cpu().float()
+        if "img2img" not in cache:
+            cache["img2img"] = {s: self.generate(x, s) for s in self.cfg.strengths}
+        gens = cache["img2img"]
         b = v.shape[0]
         target = fit_target(None, x).cpu()
         rows: list[dict[str, float]] = [{} for _ in range(b)]

@@ -6,17 +6,17 @@ protected pixels, same shape and dtype (8-bit, as a user would save them). ``key
 id (``folder/stem``): seeded protections derive their per-image seed from it, and :class:`External`
 looks the cloaked file up by it.
 
-``p.eps`` is the declared L∞ budget in 1/255 units (what the same-budget noise baseline uses);
+``p.eps_levels`` is the declared L∞ budget in 1/255 units (what the same-L∞ noise baseline uses);
 ``None`` means "measure it on the output" (external tools do not say what budget they used).
-``p.cache_key`` names the settings that decide the output, so a cache of protected images is only
-reused for the same settings; ``None`` means "cheap, never cache".
+``p.cache_key`` is a fingerprint of every setting that decides the output (for glazeish cloaks: the whole
+:class:`~glazeish.config.ProtectConfig`, automatically), so a cache of protected images is only reused for
+the same settings; ``None`` means "cheap, never cache".
 
 Add one by subclassing :class:`Protection` and decorating it with :func:`register_protection`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +24,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..imageio import IMAGE_SUFFIXES, ImageError, read_image, to_tensor, to_uint8
-from ..registry import registrar
+from ..imageio import IMAGE_SUFFIXES, ImageError, read_image
+from ..registry import Registered, Registry, split_specs
 
-PROTECTIONS: dict[str, type["Protection"]] = {}
+PROTECTIONS: Registry = Registry("protection")
 
 #: what ``bench run`` compares by default (external needs ``--external DIR``)
 DEFAULT_PROTECTIONS = [
@@ -37,19 +37,19 @@ QUICK_PROTECTIONS = ["none", "random", "glazeish-default"]
 
 
 #: class decorator: register a :class:`Protection` under its ``name`` (unique)
-register_protection = registrar(PROTECTIONS, "protection")
+register_protection = PROTECTIONS.register
 
 
 @dataclass
 class BenchContext:
     """Settings shared by every protection of a run.
 
-    ``eps`` (1/255 units) is the budget of ``random``, ``photoguard-encoder`` and ``mist-textural``; the
-    glazeish presets keep their own (see ``glazeish.protect.PRESETS``). ``attack_steps`` is the number of PGD steps
+    ``eps_levels`` (1/255 units) is the budget of ``random``, ``photoguard-encoder`` and ``mist-textural``; the
+    glazeish presets keep their own (see ``glazeish.config.PRESETS``). ``attack_steps`` is the number of PGD steps
     of the two baseline attacks. ``encoder`` is the attacked encoder spec (see :mod:`glazeish.encoders`).
     """
 
-    eps: float = 4.0
+    eps_levels: float = 4.0
     attack_steps: int = 10
     seed: int = 0
     encoder: str = "taef2"
@@ -65,19 +65,17 @@ def image_seed(seed: int, key: str) -> int:
     return seed * 100_003 + zlib.crc32(key.encode()) % 100_000
 
 
-class Protection:
-    """Base class. Subclasses set ``name``/``description`` and implement :meth:`protect`."""
-
-    name: ClassVar[str] = ""
-    description: ClassVar[str] = ""
+class Protection(Registered):
+    """Base class. Subclasses set ``name``/``description`` and implement :meth:`protect`; built by name with
+    ``PROTECTIONS.build(name, ctx=context)``."""
 
     def __init__(self, ctx: BenchContext):
         self.ctx = ctx
 
     @property
-    def eps(self) -> float | None:
+    def eps_levels(self) -> float | None:
         """Declared L∞ budget in 1/255 units (``None``: measured on each output)."""
-        return self.ctx.eps
+        return self.ctx.eps_levels
 
     @property
     def cache_key(self) -> str | None:
@@ -98,7 +96,7 @@ class NoProtection(Protection):
     description = "the original image, unchanged (the clean reference)"
 
     @property
-    def eps(self) -> float:
+    def eps_levels(self) -> float:
         return 0.0
 
     def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
@@ -114,56 +112,52 @@ class RandomNoise(Protection):
     description = "uniform random noise of the same L-inf budget (a second, independent draw)"
 
     def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
-        from ..protect import uniform_noise
+        from ..evaluation import uniform_noise
 
-        eps = self.ctx.eps / 255
         # +1 keeps this draw different from the baseline noise, which uses image_seed(seed, key)
-        x = uniform_noise(to_tensor(rgb), eps, image_seed(self.ctx.seed, key) + 1)
-        return to_uint8(x, rgb, eps)
+        return uniform_noise(rgb, self.ctx.eps_levels, image_seed(self.ctx.seed, key) + 1)
 
 
 class _Cloak(Protection):
-    """A glazeish :class:`~glazeish.protect.Protector` configuration (built lazily, models loaded once)."""
+    """A glazeish configuration (built lazily, models loaded once), run through the one job path."""
 
     objective: ClassVar[str | None] = None
     intensity: ClassVar[str] = "default"
 
     def __init__(self, ctx: BenchContext):
         super().__init__(ctx)
-        self._protector = None
+        self._cloaker = None
 
     def config(self):
-        from ..protect import ProtectConfig
+        from ..config import ProtectConfig
 
         c = self.ctx
-        return ProtectConfig(intensity=self.intensity, eps=c.eps, steps=c.attack_steps, objective=self.objective,
-                             encoder=c.encoder, seed=c.seed, device=c.device, precision=c.precision,
-                             models_dir=c.models_dir)
+        return ProtectConfig(intensity=self.intensity, eps_levels=c.eps_levels, steps=c.attack_steps,
+                             objective=self.objective, encoder=c.encoder, seed=c.seed, device=c.device,
+                             precision=c.precision, models_dir=c.models_dir)
 
     @property
-    def eps(self) -> float:
-        return float(self.config().eps)
+    def eps_levels(self) -> float:
+        return float(self.config().eps_levels)
 
     @property
     def cache_key(self) -> str:
-        cfg = self.config()
-        text = (f"{self.name}|{cfg.eps}|{cfg.steps}|{cfg.objective}|{cfg.encoder}|{cfg.seed}|{cfg.precision}|"
-                f"{cfg.target}|{cfg.robust}|{cfg.budget}|{cfg.budget_floor}")
-        return hashlib.sha1(text.encode()).hexdigest()[:10]
+        return self.config().key()
 
     @property
-    def protector(self):
-        if self._protector is None:
+    def cloaker(self):
+        if self._cloaker is None:
+            from ..job import Cloaker, Job
             from ..protect import Protector
 
-            self._protector = Protector(self.config(), ensemble=self.ctx.ensemble)  # type: ignore[arg-type]
-        return self._protector
+            config = self.config()
+            self._cloaker = Cloaker(Job(config, evaluate=False), Protector(config, ensemble=self.ctx.ensemble))
+        return self._cloaker
 
     def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
         from ..imageio import Artwork
 
-        self.protector.config.seed = image_seed(self.ctx.seed, key)
-        return self.protector.protect(Artwork(rgb=rgb), evaluate=False).rgb
+        return self.cloaker.cloak(Artwork(rgb=rgb), seed=image_seed(self.ctx.seed, key))
 
 
 @register_protection
@@ -181,18 +175,18 @@ class MistTextural(_Cloak):
 
 
 def _describe(intensity: str) -> str:
-    from ..protect import PRESETS
+    from ..config import PRESETS
 
     p = PRESETS[intensity]
     eot = f", optimised through {p.robust}" if p.robust else ""
-    return f"glazeish preset '{intensity}' (eps {p.eps:g}/255, {p.steps} steps, objective '{p.objective}'{eot})"
+    return f"glazeish preset '{intensity}' (eps {p.eps_levels:g}/255, {p.steps} steps, objective '{p.objective}'{eot})"
 
 
 class _Preset(_Cloak):
     """A glazeish intensity preset, exactly as ``glazeish protect --intensity X`` runs it."""
 
     def config(self):
-        from ..protect import ProtectConfig
+        from ..config import ProtectConfig
 
         c = self.ctx
         return ProtectConfig(intensity=self.intensity, encoder=c.encoder, seed=c.seed, device=c.device,
@@ -253,6 +247,7 @@ class External(Protection):
     def __init__(self, ctx: BenchContext, label: str = "external", folder: str | None = None):
         super().__init__(ctx)
         self.label = label
+        self.name = label  # type: ignore[misc]  # per-instance key, e.g. "external:glaze"
         folder = folder or ctx.external.get(label)
         if not folder:
             raise ValueError("protection 'external' needs --external DIR (a folder of images cloaked by another tool)")
@@ -260,8 +255,13 @@ class External(Protection):
         if not self.folder.is_dir():
             raise ValueError(f"--external {self.folder}: not a folder")
 
+    @classmethod
+    def from_spec(cls, arg: str | None = None, ctx: BenchContext | None = None, **_) -> "External":
+        """``external`` or ``external:LABEL``: the folder comes from ``ctx.external``."""
+        return cls(ctx, label=f"external:{arg}" if arg else "external")
+
     @property
-    def eps(self) -> None:
+    def eps_levels(self) -> None:
         return None
 
     def find(self, key: str) -> Path | None:
@@ -285,37 +285,22 @@ def measured_eps(original: np.ndarray, protected: np.ndarray) -> float:
 
 def make_protection(name: str, ctx: BenchContext) -> Protection:
     """Build a protection by name; ``external`` / ``external:LABEL`` read the folder from ``ctx.external``."""
-    key, sep, _ = name.strip().partition(":")
-    if key not in PROTECTIONS:
-        raise ValueError(f"unknown protection {name!r}; known: {', '.join(PROTECTIONS)}")
-    if key == "external":
-        p = External(ctx, label=name.strip())
-        p.name = name.strip()  # type: ignore[misc]  # per-instance key, e.g. "external:glaze"
-        return p
-    if sep:
-        raise ValueError(f"protection {key!r} takes no ':' part (got {name!r})")
-    return PROTECTIONS[key](ctx)
+    return PROTECTIONS.build(name, ctx=ctx)
 
 
 def split_protections(names: str | list[str], external: dict[str, str] | None = None) -> list[str]:
     """``"none,random,default"`` -> list (``default``/``all``/``quick`` expand; every ``--external`` adds its
     ``external:LABEL``). Unknown names raise ``ValueError``."""
-    parts = [names] if isinstance(names, str) else list(names)
     out: list[str] = []
-    for part in parts:
-        for n in str(part).split(","):
-            n = n.strip()
-            if not n:
-                continue
-            if n.lower() in ("default", "all"):
-                out.extend(DEFAULT_PROTECTIONS)
-            elif n.lower() == "quick":
-                out.extend(QUICK_PROTECTIONS)
-            elif n == "external":
-                out.extend(list(external) if external else ["external"])
-            else:
-                if n.partition(":")[0] not in PROTECTIONS:
-                    raise ValueError(f"unknown protection {n!r}; known: {', '.join(PROTECTIONS)}")
-                out.append(n)
+    for n in split_specs(names):
+        if n.lower() in ("default", "all"):
+            out.extend(DEFAULT_PROTECTIONS)
+        elif n.lower() == "quick":
+            out.extend(QUICK_PROTECTIONS)
+        elif n == "external":
+            out.extend(list(external) if external else ["external"])
+        else:
+            PROTECTIONS[n]  # unknown names: ValueError listing the known ones
+            out.append(n)
     out.extend(external or {})
     return list(dict.fromkeys(out))

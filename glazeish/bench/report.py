@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .harness import CSV_NAME, ENV_NAME, NONE, read_rows, to_float
-from .measure import metric_info
+from ..evaluation import verdicts
+from .results import CSV_NAME, ENV_NAME, NONE, metric_info, read_rows, to_float
 
 REPORT_NAME = "results.md"
-HEADLINE_METRICS = ["latent:taef2", "mimic_psnr", "mimic_mse", "style", "latent:taesana", "decoy_corr", "mimic_psnr_orig", "psnr"]
-SUMMARY_METRICS = ["psnr", "ssim", "linf", "latent:taef2", "latent:taesana", "mimic_psnr", "mimic_psnr_orig",
-                   "style", "style_orig", "decoy_corr"]
-RETAINED_METRICS = ["mimic_psnr", "mimic_mse", "latent:taef2", "style", "latent:taesana"]
+HEADLINE_METRICS = ["view_psnr", "copy_psnr", "latent:taef2", "style", "latent:taesana", "decoy_corr", "psnr", "flip"]
+SUMMARY_METRICS = ["psnr", "ssim", "flip", "linf", "latent:taef2", "latent:taesana", "view_psnr", "copy_psnr",
+                   "style", "copy_style", "decoy_corr"]
+RETAINED_METRICS = ["view_psnr", "latent:taef2", "style", "latent:taesana"]
 # two-sided 95% Student t quantiles, df 1..30 (beyond: 1.96 + 2.4/df is within 0.003 of the exact value)
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
@@ -78,29 +78,10 @@ def ratio_of_means(num: np.ndarray, den: np.ndarray, seed: int = 0, resamples: i
 # aggregation
 
 
-def _mse(psnr_cell: str) -> float:
-    v = to_float(psnr_cell)
-    return float("nan") if math.isnan(v) else 10 ** (-v / 10)
-
-
-def _derived_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """``mimic_mse`` rows from ``mimic_psnr`` rows: the same comparison on a linear (MSE) scale."""
-    out = []
-    for r in rows:
-        if r["metric"] != "mimic_psnr":
-            continue
-        v, c, n = _mse(r["value"]), _mse(r["clean"]), _mse(r["noise"])
-        e = v - n
-        out.append({**r, "metric": "mimic_mse", "value": repr(v), "clean": repr(c), "noise": repr(n),
-                    "effect": repr(e) if math.isfinite(e) else "", "retained": ""})
-    return out
-
-
 class Results:
     """The CSV as arrays, with the lookups the tables and plots need."""
 
     def __init__(self, rows: list[dict[str, str]]):
-        rows = rows + _derived_rows(rows)
         self.rows = rows
         self.protections = list(dict.fromkeys(r["protection"] for r in rows))
         self.purifications = list(dict.fromkeys(r["purification"] for r in rows))
@@ -110,7 +91,7 @@ class Results:
         self.images = list(dict.fromkeys(r["image"] for r in rows if not r["image"].startswith("lora:")))
         self._index: dict[tuple[str, str, str], dict[str, dict[str, float]]] = {}
         for r in rows:
-            cell = {k: to_float(r[k]) for k in ("value", "clean", "noise", "effect", "eps")}
+            cell = {k: to_float(r.get(k)) for k in ("value", "clean", "noise", "uniform", "effect", "eps")}
             cell["folder"] = r["folder"]  # type: ignore[assignment]
             self._index.setdefault((r["protection"], r["purification"], r["metric"]), {})[r["image"]] = cell
 
@@ -139,9 +120,10 @@ class Results:
             return "?"
         return f"{vals[0]:g}" if len(vals) == 1 else f"{vals[0]:g}-{vals[-1]:g}"
 
-    def retained(self, prot: str, pur: str, metric: str, folder: str | None = None,
+    def mean_retained(self, prot: str, pur: str, metric: str, folder: str | None = None,
                  images: set[str] | None = None) -> Stat:
-        """Ratio of mean effects after ``pur`` and without purification, over images having both."""
+        """Ratio of mean effects after ``pur`` and without purification, over images having both (the
+        aggregate of the per-image ``retained`` column)."""
         after = self.cells(prot, pur, metric, folder, images)
         before = self.cells(prot, NONE, metric, folder, images)
         keys = [k for k in after if k in before]
@@ -160,7 +142,7 @@ def fmt_num(v: float, metric: str = "") -> str:
     if math.isinf(v):
         return "∞" if v > 0 else "−∞"
     a = abs(v)
-    if metric.startswith(("psnr", "mimic_psnr", "decoy_psnr")) or metric in ("linf", "l2"):
+    if metric.endswith("psnr") or metric in ("linf", "rms"):
         return f"{v:.2f}"
     if a != 0 and (a < 0.01 or a >= 1e4):
         return f"{v:.2e}"
@@ -210,14 +192,14 @@ def _env(out: Path) -> dict:
 # markdown
 
 
-def headline(res: Results, prot: str = "glazeish-default", baseline: str = "random", folder: str | None = None,
+def headline(res: Results, prot: str = "glazeish-default", folder: str | None = None,
              purifications: tuple[str, ...] = ("jpeg75", "resize0.75")) -> str:
-    """The quality-bar table: ``prot`` vs ``baseline`` (same L∞ noise) on the key metrics, over the images
-    that have both protections after every purification shown (a paired comparison)."""
+    """The quality-bar table: ``prot`` next to its own same-PSNR and same-L∞ noise on the key metrics, with
+    the share of its advantage retained after the purifications shown."""
     purs = [p for p in purifications if p in res.purifications]
-    imgs = res.common_images([prot, baseline], [NONE] + purs)
-    header = ["metric", "clean image", f"{baseline} (eps {res.eps(baseline)})", f"{prot} (eps {res.eps(prot)})",
-              f"{prot} − its noise baseline"] + [f"retained after {p}" for p in purs]
+    imgs = res.common_images([prot], [NONE] + purs)
+    header = ["metric", "clean image", "same-PSNR noise", "same-L∞ noise", f"{prot} (eps {res.eps(prot)})",
+              f"{prot} − same-PSNR noise"] + [f"retained after {p}" for p in purs]
     rows = []
     for m in HEADLINE_METRICS:
         if m not in res.metrics:
@@ -229,10 +211,11 @@ def headline(res: Results, prot: str = "glazeish-default", baseline: str = "rand
         rows.append([
             label,
             fmt_stat(res.stat(prot, NONE, m, "clean", folder, imgs), m),
-            fmt_stat(res.stat(baseline, NONE, m, "value", folder, imgs), m),
+            fmt_stat(res.stat(prot, NONE, m, "noise", folder, imgs), m),
+            fmt_stat(res.stat(prot, NONE, m, "uniform", folder, imgs), m),
             fmt_stat(res.stat(prot, NONE, m, "value", folder, imgs), m),
             fmt_stat(res.stat(prot, NONE, m, "effect", folder, imgs), m),
-        ] + ([fmt_ratio(res.retained(prot, p, m, folder, imgs)) for p in purs] if info.group != "visibility" else
+        ] + ([fmt_ratio(res.mean_retained(prot, p, m, folder, imgs)) for p in purs] if info.group != "visibility" else
              ["" for _ in purs]))
     n = len([i for i in imgs if folder is None or res.cells(prot, NONE, res.metrics[0], folder, {i})])
     return f"n = {n} images\n\n" + table(header, rows)
@@ -249,9 +232,10 @@ def summary_table(res: Results, pur: str = NONE, folder: str | None = None, imag
 
 def detail_table(res: Results, metric: str, pur: str = NONE) -> str:
     """One metric: each protection next to its same-budget noise, the clean image and the effect."""
-    header = ["protection", "eps", "n", "protected", "same-L∞ noise", "clean", "effect (protected − noise)"]
+    header = ["protection", "eps", "n", "protected", "same-PSNR noise", "same-L∞ noise", "clean",
+              "effect (protected − same-PSNR noise)"]
     rows = [[p, res.eps(p), str(res.stat(p, pur, metric).n)] + [fmt_stat(res.stat(p, pur, metric, col), metric)
-                               for col in ("value", "noise", "clean", "effect")] for p in res.protections]
+                               for col in ("value", "noise", "uniform", "clean", "effect")] for p in res.protections]
     return table(header, rows)
 
 
@@ -259,14 +243,14 @@ def retained_table(res: Results, metric: str, attacked: list[str]) -> str:
     purs = [p for p in res.purifications if p != NONE]
     header = ["protection"] + [pur_label(p, attacked) for p in purs]
     # "random" is the noise floor: its effect is ≈ 0, so a ratio of it says nothing
-    rows = [[p] + [fmt_ratio(res.retained(p, q, metric)) for q in purs]
+    rows = [[p] + [fmt_ratio(res.mean_retained(p, q, metric)) for q in purs]
             for p in res.protections if p not in (NONE, "random")]
     return table(header, rows)
 
 
 def pipeline_table(res: Results, ms: list[str]) -> str:
     """img2img / LoRA metrics without purification: protected, noise and effect per protection."""
-    header = ["metric", "protection", "protected", "same-L∞ noise", "effect"]
+    header = ["metric", "protection", "protected", "same-PSNR noise", "effect"]
     rows = []
     for m in ms:
         for p in res.protections:
@@ -286,45 +270,36 @@ def purification_cost_table(res: Results, attacked: list[str]) -> str:
     for q in res.purifications:
         s = res.stat(prot, q, "psnr", "clean")
         rows.append([pur_label(q, attacked), str(s.n), fmt_stat(s, "psnr"),
-                     fmt_stat(res.stat(prot, q, "mimic_psnr", "clean"), "mimic_psnr")])
+                     fmt_stat(res.stat(prot, q, "view_psnr", "clean"), "view_psnr")])
     return table(header, rows)
 
 
-def plain_words(res: Results, prot: str = "glazeish-default", baseline: str = "random") -> str:
-    """A few sentences for artists, generated from the numbers."""
-    if prot not in res.protections or "mimic_psnr" not in res.metrics:
+def plain_words(res: Results, prot: str = "glazeish-default") -> str:
+    """A few sentences for artists, generated from the numbers with the words of
+    :mod:`glazeish.evaluation.verdicts` (the same thresholds as ``glazeish check``)."""
+    if prot not in res.protections or "view_psnr" not in res.metrics:
         return ""
     lines = []
     vis = res.stat(prot, NONE, "psnr")
-    mv = res.stat(prot, NONE, "mimic_psnr")
-    mn = res.stat(prot, NONE, "mimic_psnr", "noise")
-    lines.append(
-        f"* **How visible:** {prot} changes pixels by at most {res.eps(prot)}/255; on average the cloaked image "
-        f"is {vis.mean:.1f} dB PSNR from the original (above ~40 dB is invisible to most people, 35–40 dB shows "
-        f"as faint grain on flat colour)."
-    )
-    lines.append(
-        f"* **Does it work:** what an AI model reproduces from the cloaked image (its mimic view) is "
-        f"{mv.mean:.1f} dB from what it reproduces from the original, against {mn.mean:.1f} dB for random noise "
-        f"of the same strength — {'a bigger' if mv.mean < mn.mean else 'no bigger'} change than noise "
-        f"({'lower dB is a bigger change' })."
-    )
+    mv, mn = res.stat(prot, NONE, "view_psnr"), res.stat(prot, NONE, "view_psnr", "noise")
+    lines.append(f"* **How visible:** {prot} changes pixels by at most {res.eps(prot)}/255; on average the cloaked "
+                 f"image is {vis.mean:.1f} dB PSNR from the original — {verdicts.visibility(vis.mean).words}.")
+    level = verdicts.protection(mv.mean, mn.mean - mv.mean)
+    said = level.words if level else "reproduces nothing that noise of the same PSNR would not"
+    lines.append(f"* **Does it work:** what an AI model reproduces from the cloaked image (its mimic view) is "
+                 f"{mv.mean:.1f} dB from what it reproduces from the original, against {mn.mean:.1f} dB for noise of "
+                 f"the same PSNR — on average a model trained on it {said}.")
     for q in [p for p in res.purifications if p != NONE]:
-        r = res.retained(prot, q, "mimic_psnr")
+        r = res.mean_retained(prot, q, "view_psnr")
         if r.n == 0 or math.isnan(r.mean):
             continue
-        verdict = ("mostly survives" if r.mean >= 0.6 else "partly survives" if r.mean >= 0.25 else
-                   "is largely removed" if r.mean >= 0.05 else "is removed")
-        lines.append(f"* **After {q}:** the cloak keeps {r.mean:.0%} of its effect on the mimic view — it {verdict}.")
+        lines.append(f"* **After {q}:** about {r.mean:.0%} of the advantage on the mimic view is left — "
+                     f"{verdicts.survival(r.mean).words}.")
     if "latent:taesana" in res.metrics:
-        t = res.retained  # noqa: F841  (kept for symmetry; transfer is judged on the raw numbers)
-        a = res.stat(prot, NONE, "latent:taesana")
-        n = res.stat(prot, NONE, "latent:taesana", "noise")
+        a, n = res.stat(prot, NONE, "latent:taesana"), res.stat(prot, NONE, "latent:taesana", "noise")
         ratio = a.mean / n.mean if n.mean else float("nan")
-        lines.append(
-            f"* **Other models:** on an encoder the cloak did not target (taesana) the latent moves "
-            f"{ratio:.1f}× as far as with noise — {'it carries over' if ratio > 1.5 else 'little carries over'}."
-        )
+        lines.append(f"* **Other models:** on an encoder the cloak did not target (taesana) the latent moves "
+                     f"{ratio:.1f}× as far as with same-PSNR noise.")
     return "\n".join(lines)
 
 
@@ -340,7 +315,8 @@ def render(res: Results, out: Path, headline_protection: str = "glazeish-default
              f"protections {', '.join(res.protections)}; purifications {', '.join(res.purifications)}. "
              "Means over images ± 95% confidence interval (Student t); retained effect = mean effect after the "
              "purification ÷ mean effect before (bootstrap 95% interval). *Effect* = the protection's figure minus "
-             "the figure of uniform noise with the same L∞ budget, both measured after the same purification.\n"]
+             "the figure of Gaussian noise with the protection's own MSE (same PSNR), both measured after the same "
+             "purification against the equally purified original.\n"]
     if any(p.startswith("ae") for p in res.purifications):
         parts.append("† `ae` is a round trip through the autoencoder the cloaks attacked (taef2: the only one with "
                      "a decoder here): close to a best case for the cloak, whose damaged mimic view the round trip "
@@ -348,7 +324,7 @@ def render(res: Results, out: Path, headline_protection: str = "glazeish-default
     if any(p.startswith("impress") for p in res.purifications):
         parts.append("‡ `impress` optimises consistency through the attacked autoencoder — IMPRESS's own threat "
                      "model (the mimic purifies with the autoencoder of the model it will fine-tune).\n")
-    parts.append(f"## Headline: {prot} vs same-budget random noise\n")
+    parts.append(f"## Headline: {prot} vs noise of the same PSNR (and of the same L∞)\n")
     parts.append(headline(res, prot))
     for folder in res.folders:
         parts.append(f"\n**{folder} only**\n")
@@ -406,7 +382,7 @@ def _plt():
 
 def plot_frontier(res: Results, path: Path) -> Path | None:
     """Visibility (PSNR vs original) against damage, one point per protection, noise baselines in grey."""
-    ys = [m for m in ("mimic_psnr", "latent:taef2", "style") if m in res.metrics]
+    ys = [m for m in ("view_psnr", "latent:taef2", "style") if m in res.metrics]
     if "psnr" not in res.metrics or not ys:
         return None
     plt = _plt()
@@ -414,7 +390,6 @@ def plot_frontier(res: Results, path: Path) -> Path | None:
     cmap = plt.get_cmap("tab10")
     for ax, m in zip(axes[0], ys):
         info = metric_info(m)
-        seen_noise = set()
         for i, p in enumerate(res.protections):
             if p == NONE:
                 continue
@@ -423,14 +398,9 @@ def plot_frontier(res: Results, path: Path) -> Path | None:
                 continue
             ax.errorbar(x.mean, y.mean, xerr=x.ci if math.isfinite(x.ci) else None,
                         yerr=y.ci if math.isfinite(y.ci) else None, fmt="o", color=cmap(i % 10), label=p, capsize=3)
-            e = res.eps(p)
-            if e not in seen_noise:
-                seen_noise.add(e)
-                xn, yn = res.stat(p, NONE, "psnr", "noise"), res.stat(p, NONE, m, "noise")
-                if math.isfinite(xn.mean) and math.isfinite(yn.mean):
-                    ax.plot(xn.mean, yn.mean, "x", color="0.5", ms=8)
-                    ax.annotate(f"noise {e}/255", (xn.mean, yn.mean), fontsize=7, color="0.4",
-                                xytext=(3, 3), textcoords="offset points")
+            xn, yn = res.stat(p, NONE, "psnr", "noise"), res.stat(p, NONE, m, "noise")
+            if p != "random" and math.isfinite(xn.mean) and math.isfinite(yn.mean):
+                ax.plot(xn.mean, yn.mean, "x", color=cmap(i % 10), ms=8, alpha=0.6)  # its same-PSNR noise
         ax.set_xlabel("PSNR vs original (dB) — higher is less visible")
         ax.set_ylabel(f"{info.label}" + (f" ({info.unit})" if info.unit else ""))
         if not info.damage_up:
@@ -438,7 +408,7 @@ def plot_frontier(res: Results, path: Path) -> Path | None:
         ax.set_title(f"{m}: up = more damage", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle("Visibility–damage frontier (means ± 95% CI; grey x: uniform noise of that L∞)", fontsize=10)
+    fig.suptitle("Visibility–damage frontier (means ± 95% CI; x: each protection's same-PSNR noise)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -449,7 +419,7 @@ def plot_retained(res: Results, path: Path, attacked: list[str]) -> Path | None:
     """Retained effect (ratio of mean effects) per purification, one bar per protection."""
     purs = [p for p in res.purifications if p != NONE]
     prots = [p for p in res.protections if p not in (NONE, "random")]
-    ms = [m for m in ("mimic_psnr", "latent:taef2") if m in res.metrics]
+    ms = [m for m in ("view_psnr", "latent:taef2") if m in res.metrics]
     if not purs or not prots or not ms:
         return None
     plt = _plt()
@@ -459,7 +429,7 @@ def plot_retained(res: Results, path: Path, attacked: list[str]) -> Path | None:
     width = 0.8 / len(prots)
     for ax, m in zip(axes[:, 0], ms):
         for j, p in enumerate(prots):
-            stats = [res.retained(p, q, m) for q in purs]
+            stats = [res.mean_retained(p, q, m) for q in purs]
             xs = np.arange(len(purs)) + (j - (len(prots) - 1) / 2) * width
             vals = [s.mean if s.n else np.nan for s in stats]
             errs = [s.ci if s.n and math.isfinite(s.ci) else 0 for s in stats]
@@ -483,12 +453,13 @@ def plot_grid(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]
               clean_view: np.ndarray, path: Path, title: str = "", tile: int = 200) -> Path:
     """Rows: the original, then one per protection: protected / mimic view / δ amplified to ±eps.
 
-    ``items``: ``(name, protected H×W×3 uint8, mimic view H×W×3 float [0,1], original H×W×3 uint8, eps)``.
+    ``items``: ``(name, protected H×W×3 uint8, mimic view H×W×3 uint8, original H×W×3 uint8, eps)``.
     """
+    from ..report import amplified_delta
+
     plt = _plt()
     rows = 1 + len(items)
     h, w = original.shape[:2]
-    scale = tile / max(h, w)
     fig, axes = plt.subplots(rows, 3, figsize=(3 * 2.4, rows * 2.4 * h / w + 0.3), squeeze=False)
     # show pixels 1:1-ish: crop a centre square of `tile` px at full resolution so that δ is visible
     cy, cx = h // 2, w // 2
@@ -499,8 +470,7 @@ def plot_grid(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]
 
     panels = [[("original", original), ("clean mimic view D(E(x))", clean_view), ("", None)]]
     for name, prot, view, orig, eps in items:
-        d = prot.astype(np.float32) - orig.astype(np.float32)
-        amp = np.clip(0.5 + d / (2 * max(eps, 1.0)), 0, 1)
+        amp = amplified_delta(orig, prot, eps)
         panels.append([(f"{name}", prot), ("its mimic view", view), (f"δ ×{127.5 / max(eps, 1.0):.0f}", amp)])
     for r, row in enumerate(panels):
         for c, (label, img) in enumerate(row):
@@ -510,7 +480,6 @@ def plot_grid(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]
                 continue
             ax.imshow(crop(img), interpolation="nearest")
             ax.set_title(label, fontsize=7)
-    del scale
     fig.suptitle(title + f" (centre {2 * half}×{2 * half} px crop at full resolution)", fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))  # keep the suptitle clear of row 1
     fig.savefig(path, dpi=100)

@@ -1,0 +1,161 @@
+"""What decides a cloak: the intensity presets and :class:`ProtectConfig`, which knows its own fingerprint.
+
+Units are named where they change: users and configs speak of the budget in 8-bit levels (``eps_levels = 4``
+means ±4/255), :class:`~glazeish.attack.PGD` in fractions of the [0, 1] range (``eps = 4/255``); the one
+conversion is :attr:`ProtectConfig.eps`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .device import resolve_device, resolve_precision
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A documented setting, chosen on the measured frontier (``benchmarks/frontier/RESULTS.md``).
+
+    ``eps_levels`` in 1/255; ``robust`` = the EOT transforms sampled per step (``""`` = none).
+    """
+
+    eps_levels: float
+    steps: int
+    objective: str
+    robust: str
+    summary: str
+
+
+PRESETS: dict[str, Preset] = {
+    "low": Preset(3, 6, "mimic", "", "lightest touch (PSNR ~39-41 dB); a JPEG re-save removes most of it"),
+    "default": Preset(4, 6, "mimic", "identity,jpeg",
+                      "near-invisible (PSNR ~38-39 dB); optimised to survive a JPEG re-save"),
+    "high": Preset(6, 12, "mimic", "identity,jpeg", "strongest; faint grain may show on flat colour (PSNR ~35-36 dB)"),
+}
+MAX_EPS_LEVELS = 64
+MAX_STEPS = 1000  # PhotoGuard's longest runs; beyond this a typo is likelier than a wish
+BUDGETS = ("flat", "perceptual")
+
+
+def machine_local(default=None):
+    """A field that differs between machines without changing the cloak (a path): left out of fingerprints."""
+    return field(default=default, metadata={"fingerprint": False})
+
+
+def fingerprint_of(obj) -> dict:
+    """Every field of a dataclass (recursively) except those marked :func:`machine_local`: what a cache or a
+    manifest key must hash, kept complete automatically when a field is added."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        if f.metadata.get("fingerprint", True):
+            v = getattr(obj, f.name)
+            out[f.name] = fingerprint_of(v) if dataclasses.is_dataclass(v) else v
+    return out
+
+
+def digest(payload) -> str:
+    """sha256 (hex) of a JSON-able payload with sorted keys."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _whole(value, what: str, top: int) -> int:
+    """``value`` as a whole number in ``[0, top]`` (an integral float such as a slider's 6.0 is accepted)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+        raise ValueError(f"{what} must be a whole number from 0 to {top}, not {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class ProtectConfig:
+    """Everything that decides a cloak. ``None`` fields take the intensity preset's value.
+
+    Attributes:
+        intensity: a :data:`PRESETS` name.
+        eps_levels: L∞ budget in 8-bit levels (1/255), 0-64.
+        steps: optimisation steps, 0-1000.
+        objective: a registered objective (:data:`glazeish.objectives.OBJECTIVES`).
+        encoder: encoder spec (``taef2``, ``taef2,taesana*0.5``, ``diffusers:<repo-or-path>``).
+        target: path of a decoy pattern image (fingerprinted by its bytes).
+        seed: seeds the random start and the sampled transforms, 0 ≤ seed < 2**63.
+        device, precision: ``auto`` or explicit (see :mod:`glazeish.device`).
+        models_dir: where the weights are (machine-local: not part of the fingerprint).
+        robust: EOT transforms sampled per step, e.g. ``identity,jpeg``; ``""`` = none.
+        budget: ``flat`` L∞ ball or ``perceptual`` (less change on flat colour); ``budget_floor`` its floor.
+        tile, overlap: images larger than ``tile`` px are cloaked in overlapping tiles (flat memory).
+    """
+
+    intensity: str = "default"
+    eps_levels: float | None = None
+    steps: int | None = None
+    objective: str | None = None
+    encoder: str = "taef2"
+    target: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    models_dir: str | None = machine_local()
+    robust: str | None = None
+    budget: str = "flat"
+    budget_floor: float = 0.25
+    tile: int = 512
+    overlap: int = 64
+
+    def __post_init__(self):
+        if self.intensity not in PRESETS:
+            raise ValueError(f"unknown intensity {self.intensity!r}; choose from {', '.join(PRESETS)}")
+        p = PRESETS[self.intensity]
+        fill = {
+            "eps_levels": p.eps_levels if self.eps_levels is None else float(self.eps_levels),
+            "steps": _whole(p.steps if self.steps is None else self.steps, "steps", MAX_STEPS),
+            "seed": _whole(self.seed, "seed", 2**63 - 1),
+            "objective": self.objective or p.objective,
+            "robust": p.robust if self.robust is None else self.robust,
+        }
+        for k, v in fill.items():
+            object.__setattr__(self, k, v)
+        if not 0 <= self.eps_levels <= MAX_EPS_LEVELS:
+            raise ValueError(f"eps must be between 0 and {MAX_EPS_LEVELS} (in 1/255 units), not {self.eps_levels:g}")
+        if self.budget not in BUDGETS:
+            raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, not {self.budget!r}")
+        if not 0 <= self.budget_floor <= 1:
+            raise ValueError(f"budget floor must lie in [0, 1], not {self.budget_floor}")
+        if not 0 <= self.overlap < self.tile:
+            raise ValueError(f"tile overlap must be at least 0 and smaller than the tile ({self.tile}), not {self.overlap}")
+
+    @property
+    def eps(self) -> float:
+        """The budget as a fraction of the [0, 1] range, what :class:`~glazeish.attack.PGD` takes."""
+        return self.eps_levels / 255
+
+    def replace(self, **changes) -> "ProtectConfig":
+        return dataclasses.replace(self, **changes)
+
+    def resolved(self) -> "ProtectConfig":
+        """The same config with ``device`` and ``precision`` decided (from the hardware, never a timing) and
+        paths made absolute: what runs, and what a fingerprint must name."""
+        device = resolve_device(self.device)
+        return self.replace(
+            device=str(device), precision=resolve_precision(self.precision, device),
+            target=str(Path(self.target).resolve()) if self.target else None,
+            models_dir=str(Path(self.models_dir).resolve()) if self.models_dir else None,
+        )
+
+    def fingerprint(self) -> dict:
+        """Every field that decides the cloak, resolved (the target pattern by its bytes' sha256)."""
+        fp = fingerprint_of(self.resolved())
+        if fp.get("target"):
+            try:
+                fp["target"] = "sha256:" + hashlib.sha256(Path(fp["target"]).read_bytes()).hexdigest()
+            except OSError:
+                pass  # reading the target reports it
+        return fp
+
+    def key(self) -> str:
+        """A short stable hash of :meth:`fingerprint` (benchmark cache folders)."""
+        return digest(self.fingerprint())[:12]

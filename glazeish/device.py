@@ -1,0 +1,92 @@
+"""Where the work runs and in what precision: a policy read off the hardware, never off a timing.
+
+``auto`` precision is decided by what the processor can do, so that the same input, seed and settings give
+the same bytes in every process on one kind of machine (a timing race between two Ray workers on a loaded
+machine could otherwise choose differently): on CUDA, bf16 autocast where the GPU supports it, else fp16;
+on a CPU, bf16 autocast where it has native bf16 arithmetic (AMX or AVX-512 BF16: oneDNN runs the
+convolutions in bf16 there, about 2x faster than fp32), else fp32 (bf16 would be emulated, and slower).
+``GLAZEISH_PRECISION`` or an explicit ``fp32``/``bf16``/``fp16`` overrides it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import platform
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: CPU flags (as /proc/cpuinfo names them) that mean native bf16 arithmetic
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else the CPU; anything else must exist here (ValueError otherwise)."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r} (auto, cpu, cuda, cuda:1, ...): {e}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: no CUDA GPU is available here (use auto or cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type not in ("cpu", "mps"):
+        raise ValueError(f"device {device!r} is not supported (auto, cpu, cuda, cuda:N)")
+    return dev
+
+
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    name, flags = "", frozenset()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not name:
+                    name = value.strip()
+                elif key == "flags" and not flags:
+                    flags = frozenset(value.split())
+                if name and flags:
+                    break
+    except OSError:
+        pass
+    return name or platform.processor() or platform.machine(), flags
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; the platform's processor string elsewhere)."""
+    return _cpuinfo()[0]
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux names them (empty where they cannot be read)."""
+    return _cpuinfo()[1]
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> the hardware's choice (see the module doc); ``fp32``, ``bf16``, ``fp16`` as given."""
+    if precision == "auto":
+        precision = os.environ.get("GLAZEISH_PRECISION", "auto") or "auto"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and any(f in cpu_flags() for f in BF16_CPU_FLAGS):
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of a resolved precision (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)

@@ -1,0 +1,189 @@
+"""The only table of verdict thresholds and words: what the figures of a cloak mean in plain language.
+
+Every surface that speaks to a person (the CLI's summary line, ``check``, the HTML report, the web UI, the
+benchmark's "in plain words") takes its words from here, so a threshold is changed in one place.
+
+* **Visibility** — PSNR of the cloak against the original over the visible pixels.
+* **Protection** — judged on the *absolute* change of the mimic's view (how far ``D(E(cloak))`` is from
+  ``D(E(original))``, in dB) *and* on the gap to noise of the same PSNR: a cloak is never called strong when
+  the two views look alike, however large its ratio over noise.
+* **Survival** — the share of the cloak's advantage over same-PSNR noise that is left after a purification.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .figures import Figures, capped
+
+
+@dataclass(frozen=True)
+class Level:
+    """One rung of a scale: applies from ``threshold`` (inclusive) in the scale's direction."""
+
+    threshold: float
+    key: str  # a short label (the web UI's badge, the benchmark's tables)
+    words: str  # what it means, in a sentence
+
+
+def _at_least(value: float, levels: tuple[Level, ...]) -> Level:
+    """The first level whose threshold ``value`` reaches (levels in decreasing threshold order)."""
+    return next((lv for lv in levels if value >= lv.threshold), levels[-1])
+
+
+def _at_most(value: float, levels: tuple[Level, ...]) -> Level:
+    """The first level whose threshold ``value`` does not exceed (levels in increasing threshold order)."""
+    return next((lv for lv in levels if value <= lv.threshold), levels[-1])
+
+
+# Visibility, by PSNR (dB) over the visible pixels. The presets land at ~39-41 (low), ~37-39 (default) and
+# ~34-36 (high); below ~32 dB grain shows on flat colour to most viewers.
+VISIBILITY: tuple[Level, ...] = (
+    Level(42.0, "invisible", "practically invisible"),
+    Level(36.0, "very hard to see", "very hard to see"),
+    Level(32.0, "faint grain", "faint grain may show on close inspection, mostly on flat colour"),
+    Level(28.0, "visible", "visible on close inspection"),
+    Level(-math.inf, "clearly visible", "clearly visible"),
+)
+
+# Protection, by how far the mimic's view of the cloak is from the mimic's view of the original (dB; lower =
+# further). Around 28-30 dB two views look the same side by side, even zoomed in; around 20 dB the copy is
+# plainly different (colours washed out, a texture over it).
+PROTECTION: tuple[Level, ...] = (
+    Level(20.0, "strong", "reproduces something clearly different — the change is plain to see"),
+    Level(25.0, "visible", "reproduces something visibly different"),
+    Level(30.0, "subtle", "reproduces something only subtly different (hard to see side by side)"),
+    Level(math.inf, "faint", "reproduces practically the same picture (the change is too small to see)"),
+)
+#: below this gap (dB) to same-PSNR noise, the difference is within what two noise draws differ by
+NO_BETTER_DB = 0.5
+#: below this gap (dB) a cloak is at most "subtle", whatever the absolute change (noise would do nearly as much)
+CLEAR_GAP_DB = 3.0
+#: encoders without a decoder: the latent must move this many times as far as under same-PSNR noise
+NO_BETTER_RATIO = 1.2
+
+# Survival after a purification: the share of the cloak's advantage over noise that is left.
+SURVIVAL: tuple[Level, ...] = (
+    Level(0.75, "most", "most of it survives"),
+    Level(0.40, "weakened", "weakened, but still there"),
+    Level(0.10, "mostly lost", "mostly lost"),
+    Level(-math.inf, "gone", "essentially gone"),
+)
+
+#: plain names of purifications (others use their registered description)
+PURIFICATION_WORDS = {
+    "jpeg95": "a JPEG re-save (q95)",
+    "jpeg75": "a JPEG re-save (q75)",
+    "jpeg50": "a JPEG re-save (q50)",
+    "webp": "a WebP re-save",
+    "resize0.5": "downscaling to 50%",
+    "resize0.75": "downscaling to 75%",
+}
+
+
+def visibility(psnr: float) -> Level:
+    return _at_least(psnr, VISIBILITY)
+
+
+def protection(view_psnr: float | None, gap: float | None) -> Level | None:
+    """The protection level from the absolute view change and the gap to same-PSNR noise; None when the cloak
+    is no better than noise (or there is no mimic's view)."""
+    if view_psnr is None or gap is None or gap < NO_BETTER_DB:
+        return None
+    level = _at_most(capped(view_psnr), PROTECTION)
+    if gap < CLEAR_GAP_DB and PROTECTION.index(level) < PROTECTION.index(PROTECTION[2]):
+        level = PROTECTION[2]  # noise does nearly as much: not more than subtle
+    return level
+
+
+def survival(retained: float) -> Level:
+    return _at_least(retained, SURVIVAL)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Words for one cloak: the level keys and the sentences, first visibility then protection."""
+
+    visibility: str
+    protection: str  # a :data:`PROTECTION` key, "none" (no better than noise) or "identical"
+    survival: dict[str, str | None]
+    sentences: list[str]
+
+
+def _db(v: float) -> str:
+    return "∞ dB" if math.isinf(v) else f"{v:.1f} dB"
+
+
+def judge(f: Figures) -> Verdict:
+    """Plain-language verdict on :class:`Figures` (thresholds: the module's tables)."""
+    out: list[str] = []
+    if f.identical:
+        out.append("Visibility: identical to the original (no pixel changed)")
+        out.append("Protection: none — the two images are identical, so there is no cloak to assess")
+        out.extend(f"Warning: {w}" for w in f.warnings if "identical" not in w)
+        return Verdict("identical", "identical", {p: None for p in f.purified}, out)
+    b, s = f.before, f.summary
+    vis = visibility(b.cloak.psnr)
+    where = " over its visible pixels" if f.visible < 1 else ""
+    flip = f", ꟻLIP {b.cloak.flip:.3f}" if b.cloak.flip is not None else ""
+    out.append(f"Visibility: {vis.words} (PSNR {_db(b.cloak.psnr)}{where}{flip}, changes of at most {f.linf:g}/255)")
+
+    same = f"noise of the same PSNR ({_db(b.noise.psnr)})"
+    prot_key = "none"
+    if f.mimic_model is not None:
+        level = protection(s.view_psnr, s.view_gap)
+        view = f"{f.mimic_model} mimic view {_db(s.view_psnr)} from the original's"
+        if level is None:
+            gap = s.view_gap or 0.0
+            how = f"only {gap:.1f} dB further than" if gap >= 0 else f"{-gap:.1f} dB less far than"
+            out.append(f"Protection: no better than random {same} — what a model trained on this image reproduces "
+                       f"moves {how} with noise ({view})")
+        else:
+            prot_key = level.key
+            copy = ""
+            if s.copy_change is not None:
+                copy = (f"; its copy of the artwork {_db(s.clean_copy_psnr)} → {_db(s.copy_psnr)} "
+                        f"from the art itself")
+            out.append(f"Protection: a model trained on this image {level.words} ({view}, {s.view_gap:.1f} dB "
+                       f"further than with {same}{copy})")
+    for i, name in enumerate(f.encoders):
+        if name == f.mimic_model:
+            continue
+        ratio = s.latent_ratio[name]
+        headline = f.mimic_model is None and i == 0
+        label = "Protection (no decoder, latent only)" if headline else f"Encoder {name}"
+        if ratio < NO_BETTER_RATIO:
+            out.append(f"{label}: the {name} latent moved no further than with {same} ({ratio:.2f}×)")
+        else:
+            if headline:
+                prot_key = "latent"
+            out.append(f"{label}: the {name} latent moved {ratio:.1f}× as far as with {same}")
+
+    surv: dict[str, str | None] = {}
+    for name, p in f.purified.items():
+        what = PURIFICATION_WORDS.get(name) or p.description or name
+        if p.retained is None:
+            surv[name] = None
+            out.append(f"After {what}: nothing to keep — the cloak was no better than noise to begin with")
+        else:
+            lv = survival(p.retained)
+            surv[name] = lv.key
+            out.append(f"After {what}: about {max(0.0, p.retained) * 100:.0f}% of the protection remains ({lv.words})")
+    out.extend(f"Warning: {w}" for w in f.warnings)
+    return Verdict(vis.key, prot_key, surv, out)
+
+
+def one_line(name: str, f: Figures) -> str:
+    """The CLI's summary of one cloaked file: visibility, absolute view change, gap to same-PSNR noise."""
+    s = f.summary
+    parts = [f"PSNR {f.before.cloak.psnr:.1f} dB ({visibility(f.before.cloak.psnr).key})"]
+    if f.mimic_model is not None and s.view_psnr is not None:
+        level = protection(s.view_psnr, s.view_gap)
+        parts.append(f"mimic view {_db(s.view_psnr)} from the original's, {s.view_gap:+.1f} dB vs same-PSNR noise "
+                     f"({level.key if level else 'no better than noise'})")
+    for enc in f.encoders:
+        parts.append(f"{enc} latent {s.latent_ratio[enc]:.1f}x noise")
+    for p, r in s.retained.items():
+        parts.append(f"after {p}: {'–' if r is None else f'{max(0.0, r) * 100:.0f}% left'}")
+    return f"{name}: " + ", ".join(parts)

@@ -1,0 +1,225 @@
+"""The evaluation layer: baselines, figures, retention and verdicts of :func:`glazeish.evaluation.assess`.
+
+Real taef2/taesana weights and small crops (128×96) of the shared images; skipped, saying so, without them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from glazeish.evaluation import (
+    Evaluator,
+    assess,
+    judge,
+    jsonable,
+    load_pair,
+    mse_levels,
+    one_line,
+    same_psnr_noise,
+    uniform_noise,
+)
+from glazeish.evaluation.figures import retained
+from glazeish.evaluation.verdicts import NO_BETTER_DB, PROTECTION, protection, visibility
+from glazeish.imageio import ImageError, save_image
+
+EPS = 4  # 1/255 units
+
+
+@pytest.fixture(scope="module")
+def figures(ensemble, original, cloaked):
+    return assess(original, cloaked, ensemble)
+
+
+# --- baselines -------------------------------------------------------------------------------------
+
+
+def test_same_psnr_noise_has_the_cloaks_energy_and_uniform_noise_has_less(original, cloaked):
+    target = mse_levels(cloaked, original)
+    noise = same_psnr_noise(original, target, seed=0)
+    assert noise.dtype == np.uint8 and noise.shape == original.shape
+    assert mse_levels(noise, original) == pytest.approx(target, rel=0.01)  # the same PSNR, after clip + round
+    assert np.array_equal(noise, same_psnr_noise(original, target, seed=0))  # seeded
+    assert not np.array_equal(noise, same_psnr_noise(original, target, seed=1))
+    uni = uniform_noise(original, EPS, seed=0)
+    assert np.abs(uni.astype(int) - original).max() <= EPS
+    assert mse_levels(uni, original) < 0.8 * target  # ~3 dB less energy than a cloak that uses its budget
+
+
+def test_baselines_leave_transparent_pixels_alone(original):
+    alpha = np.zeros(original.shape[:2], np.uint8)
+    alpha[:, 64:] = 255
+    noise = same_psnr_noise(original, 9.0, seed=0, alpha=alpha)
+    assert np.array_equal(noise[:, :64], original[:, :64]) and not np.array_equal(noise[:, 64:], original[:, 64:])
+    assert mse_levels(noise, original, alpha) == pytest.approx(9.0, rel=0.02)
+    uni = uniform_noise(original, EPS, seed=0, alpha=alpha)
+    assert np.array_equal(uni[:, :64], original[:, :64])
+
+
+# --- assess --------------------------------------------------------------------------------------
+
+
+def test_real_cloak_changes_the_mimic_view_more_than_noise(figures):
+    f, s = figures, figures.summary
+    assert (f.width, f.height) == (128, 96)
+    assert f.eps_inferred and f.eps_levels == f.linf and 0 < f.linf <= EPS
+    b = f.before
+    assert b.noise.psnr == pytest.approx(b.cloak.psnr, abs=0.05)  # the headline baseline: same PSNR
+    assert b.uniform.psnr > b.cloak.psnr
+    assert s.view_gap > NO_BETTER_DB and s.view_gap == pytest.approx(b.noise.view_psnr - b.cloak.view_psnr)
+    assert s.view_gap_uniform > s.view_gap  # uniform noise flatters the cloak
+    assert s.latent_ratio["taef2"] > 1 and 0 < b.cloak.flip < 1
+    assert s.copy_psnr is not None and s.clean_copy_psnr is not None  # the model's copy of the art, both ways
+    assert 30 < b.cloak.psnr < 60 and 0 < b.cloak.ssim < 1
+    # JPEG q75: measured against the JPEG'd original; retained = gap after ÷ gap before
+    jp = f.purified["jpeg75"]
+    assert jp.retained == pytest.approx(jp.comparison.view_gap() / s.view_gap) and s.retained["jpeg75"] == jp.retained
+    assert 25 < jp.cost.psnr < 60  # what JPEG alone does to the original
+    assert f.warnings == []
+    text = json.dumps(f.to_dict(), allow_nan=False)  # strict JSON
+    assert json.loads(text)["summary"]["view_gap"] == pytest.approx(s.view_gap)
+
+
+def test_real_cloak_verdicts(figures):
+    v = judge(figures)
+    assert v.sentences[0].startswith("Visibility: ") and f"PSNR {figures.before.cloak.psnr:.1f} dB" in v.sentences[0]
+    assert v.sentences[1].startswith("Protection: a model trained on this image ")
+    assert "further than with noise of the same PSNR" in v.sentences[1]
+    assert v.protection == protection(figures.summary.view_psnr, figures.summary.view_gap).key
+    assert any(s.startswith("After a JPEG re-save (q75): ") and "% of the protection remains" in s for s in v.sentences)
+    line = one_line("a.png", figures)
+    assert line.startswith("a.png: PSNR") and "vs same-PSNR noise" in line and "after jpeg75" in line
+
+
+def test_noise_is_no_better_than_noise(ensemble, original):
+    """A "cloak" that is itself same-PSNR noise (another seed) must be called what it is."""
+    fake = same_psnr_noise(original, 10.0, seed=123)
+    f = assess(original, fake, ensemble)
+    assert abs(f.summary.view_gap) < NO_BETTER_DB
+    assert f.summary.retained["jpeg75"] is None  # no advantage to retain
+    v = judge(f)
+    assert v.protection == "none" and v.sentences[1].startswith("Protection: no better than random noise")
+    assert any("nothing to keep" in s for s in v.sentences)
+
+
+def test_identical_images(ensemble, original):
+    f = assess(original, original.copy(), ensemble)
+    assert f.before.cloak.psnr == math.inf and f.linf == 0 and f.eps_levels == 0
+    assert f.summary.view_gap == 0 and f.summary.retained["jpeg75"] is None
+    v = judge(f)
+    assert v.sentences[0] == "Visibility: identical to the original (no pixel changed)"
+    assert v.sentences[1].startswith("Protection: none")
+    assert json.loads(json.dumps(f.to_dict(), allow_nan=False))["before"]["cloak"]["psnr"] is None
+
+
+def test_stated_budget_is_used_and_overshoot_is_flagged(ensemble, original):
+    fake = uniform_noise(original, 6, seed=5)
+    f = assess(original, fake, ensemble, eps_levels=4, purifications=())
+    assert f.eps_levels == 4 and not f.eps_inferred and f.linf == 6
+    assert f.purified == {} and f.summary.retained == {}
+    assert any("more than the stated budget 4/255" in w for w in f.warnings)
+    assert any(s.startswith("Warning: ") for s in judge(f).sentences)
+
+
+def test_visibility_counts_only_visible_pixels(ensemble, original, cloaked):
+    """Transparent pixels neither hide nor add grain: an RGBA drawing is judged on what can be seen."""
+    alpha = np.zeros(original.shape[:2], np.uint8)
+    alpha[:, :32] = 255  # a quarter visible
+    half = original.copy()
+    half[:, :32] = cloaked[:, :32]  # the cloak only where it shows
+    f = assess(original, half, ensemble, alpha=alpha, purifications=())
+    opaque = assess(original, half, ensemble, purifications=())
+    assert f.visible == pytest.approx(0.25)
+    assert f.before.cloak.psnr < opaque.before.cloak.psnr - 5  # averaging in unchanged hidden pixels flatters it
+    assert "over its visible pixels" in judge(f).sentences[0]
+
+
+def test_assess_rejects_bad_input(ensemble, original):
+    with pytest.raises(ValueError, match="differ in size: original 128x96, cloaked 120x96"):
+        assess(original, original[:, :120].copy(), ensemble)
+    with pytest.raises(ValueError, match="uint8"):
+        assess(original, original.astype(np.float32), ensemble)
+    with pytest.raises(ValueError, match="unknown purification"):
+        assess(original, original, ensemble, purifications="jpeg75,nope")
+
+
+def test_encoder_without_decoder(taesana, original, cloaked):
+    """taesana has no decoder: no mimic's view, the verdict rests on the latent."""
+    f = assess(original, cloaked, Evaluator([taesana]))
+    assert f.mimic_model is None and f.before.cloak.view_psnr is None and f.summary.view_gap is None
+    assert judge(f).sentences[1].startswith("Protection (no decoder, latent only): the taesana latent moved")
+
+
+def test_retained_is_one_definition():
+    assert retained(1.0, 2.0) == 0.5 and retained(-1.0, 2.0) == -0.5
+    assert retained(1.0, 0.1, least=0.5) is None and retained(1.0, math.inf) is None
+    assert retained(math.nan, 2.0) is None
+
+
+def test_verdict_tables_are_monotone():
+    assert visibility(45).key == "invisible" and visibility(20).key == "clearly visible"
+    # never strong when the views look alike, however large the gap over noise
+    assert protection(29.0, 15.0).key == "subtle" and protection(35.0, 20.0).key == "faint"
+    assert protection(18.0, 10.0).key == "strong" and protection(18.0, 1.0).key == PROTECTION[2].key
+    assert protection(18.0, 0.1) is None
+
+
+# --- two files -----------------------------------------------------------------------------------
+
+
+def test_load_pair_resizes_same_aspect_and_refuses_others(tmp_path, original, cloaked):
+    a = save_image(tmp_path / "a.png", original)
+    b = save_image(tmp_path / "b.png", np.asarray(Image.fromarray(cloaked).resize((256, 192), Image.LANCZOS)))
+    o, c, alpha, warns = load_pair(a, b)
+    assert o.shape == c.shape == original.shape and alpha is None
+    assert len(warns) == 1 and "256x192" in warns[0] and "resized" in warns[0]
+    crop = save_image(tmp_path / "crop.png", cloaked[:, :100].copy())
+    with pytest.raises(ImageError, match="different aspect ratio"):
+        load_pair(a, crop)
+    mirror = save_image(tmp_path / "mirror.png", original[:, ::-1].copy())
+    with pytest.raises(ImageError, match="too different .* to be a cloak"):
+        load_pair(a, mirror)
+
+
+# --- the refactor kept the figures --------------------------------------------------------------------
+
+#: a ``glazeish protect --json`` row from before the evaluation layer existed (136×104 crop of the test
+#: painting at (100, 150), default preset, 3 steps, seed 1, fp32): the same pixels and the same figures
+REFERENCE = {
+    "pixels_sha256": "45784833042ea848e77c66730701763a15a4124d0d4a8581d05ed2cb67c5ff1f",
+    "psnr": {"cloak": 37.49043655144512, "random": 40.73820781663974},
+    "ssim": {"cloak": 0.9903967671804299, "random": 0.994112523972179},
+    "latent_displacement": {"cloak": 0.20404828029734703, "random": 0.05473426502839893},
+    "mimic_psnr": {"cloak": 28.530321213212353, "random": 40.06415019478786},
+}
+
+
+def test_outputs_and_figures_unchanged_by_the_evaluation_layer(tmp_path, painting_path, models_dir):
+    import hashlib
+
+    from typer.testing import CliRunner
+
+    from conftest import crop_rgb
+    from glazeish.cli import app
+
+    src = tmp_path / "painting.png"
+    Image.fromarray(crop_rgb(painting_path, 136, 104, 100, 150)).save(src)
+    res = CliRunner().invoke(app, ["protect", str(src), "-o", str(tmp_path / "out"), "--precision", "fp32",
+                                   "--steps", "3", "--seed", "1", "--json", "--no-metadata", "--purify", "none",
+                                   "--models", str(models_dir)])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    rgb = np.asarray(Image.open(row["output"]).convert("RGB"))
+    assert hashlib.sha256(rgb.tobytes()).hexdigest() == REFERENCE["pixels_sha256"]
+    b = row["figures"]["before"]
+    ref = REFERENCE
+    for new, old in ((b["cloak"], "cloak"), (b["uniform"], "random")):  # the old baseline is today's "uniform"
+        assert new["psnr"] == pytest.approx(ref["psnr"][old], abs=1e-4)
+        assert new["ssim"] == pytest.approx(ref["ssim"][old], abs=1e-5)
+        assert new["latent"]["taef2"] == pytest.approx(ref["latent_displacement"][old], rel=1e-4)
+        assert new["view_psnr"] == pytest.approx(ref["mimic_psnr"][old], abs=1e-3)
+    assert jsonable(row) == row
