@@ -52,8 +52,8 @@ def external_set(tmp_path_factory, small_set) -> Path:
 
 
 def _config(images: Path, out: Path, models_dir: Path, **kw) -> MimicConfig:
-    return MimicConfig.quick([str(images)], str(out), models_dir=str(models_dir), steps=20, samples=2,
-                             n_ref=8, bootstrap=20, **kw)
+    return MimicConfig.quick([str(images)], str(out), **{"models_dir": str(models_dir), "steps": 20, "samples": 2,
+                                                         "n_ref": 8, "bootstrap": 20, **kw})
 
 
 def _read(path: Path) -> list[dict]:
@@ -290,3 +290,29 @@ def test_a_planted_checkpoint_is_never_run(tmp_path):
     _, losses = mimic.train(data, cfg, seed=0, ckpt=ckpt, log=seen.append)
     assert not marker.exists()  # the pickle's code did not run
     assert len(losses) == cfg.steps and any("ignoring checkpoint" in m for m in seen)
+
+
+def test_arms_draws_and_the_statistics_null(small_set, models_dir, tmp_path):
+    """The evidence a sceptic asks for: several draws of each seeded arm, a same-PSNR noise arm paired with its
+    cloak unit by unit, a JPEG arm, and a null that only moves the latents' per-channel statistics."""
+    cfg = _config(small_set, tmp_path / "o", models_dir, steps=4, protections=[
+        "none", "random", "same-psnr:random", "jpeg75:random", "statnull:random"], draws=2, seeds=[0, 1])
+    run = mimic.MimicRun(cfg)
+    names = [v.name for v in run.versions]
+    assert names == ["none", "random#0", "random#1", "same-psnr:random#0", "same-psnr:random#1", "jpeg75:random#0",
+                     "jpeg75:random#1", "statnull:random#0", "statnull:random#1"]
+    # two draws differ; the null has the clean image's structure and the arm's per-channel statistics
+    a, b = run.protected(run.versions[1], 0), run.protected(run.versions[2], 0)
+    assert not np.array_equal(a, b)
+    clean, moved, null = run.latents(run.versions[0]), run.latents(run.versions[1]), run.latents(run.versions[7])
+    assert torch.allclose(null[0].mean((1, 2)), moved[0].mean((1, 2)), atol=1e-4)
+    assert torch.allclose(null[0].std((1, 2)), moved[0].std((1, 2)), atol=1e-4)
+    assert torch.corrcoef(torch.stack([null[0].flatten(), clean[0].flatten()]))[0, 1] > 0.99
+    run.run()
+    summary = _read(tmp_path / "o" / "summary.csv")
+    style = {r["protection"]: r for r in summary if r["metric"] == "style"}
+    assert set(style) == {"none", "random", "same-psnr:random", "jpeg75:random", "statnull:random"}
+    assert style["random"]["units"] == "4" and style["none"]["units"] == "2"  # 2 draws × 2 seeds
+    assert style["random"]["ratio"] and style["random"]["noise_ratio"]  # paired with clean and with same-PSNR noise
+    assert float(style["none"]["ratio"]) == pytest.approx(1.0)
+    assert "vs same-PSNR noise" in (tmp_path / "o" / "results.md").read_text()

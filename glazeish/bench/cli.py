@@ -179,12 +179,16 @@ def mimic(
     out: Path = typer.Option(Path("benchmarks/mimic"), "--out", "-o", help="Results folder."),
     work: Optional[Path] = typer.Option(None, "--work", help="Caches and checkpoints (default "
                                                       "OUT/work; e.g. benchmarks/_scratch/mimic)."),
-    protections: str = typer.Option("none,random,glazeish-default", help="Comma-separated versions "
-                                                  "to train on ('none' is always added: the clean reference)."),
+    protections: str = typer.Option("none,random,glazeish-default", help="Comma-separated arms "
+                                    "(same-psnr:<p> = noise with p's own MSE, jpeg75:<p> = p re-saved as JPEG q75, "
+                                    "statnull:<p> = clean latents moved to p's per-channel latent mean/std; "
+                                    "'none' is always added: the clean reference)."),
     external: List[str] = typer.Option([], "--external", help="Folder of images cloaked by another "
                                                      "tool, paired by file stem; NAME=DIR to label it (repeatable)."),
     steps: Optional[int] = typer.Option(None, help="Training steps per model [400; quick 40]."),
     seeds: str = typer.Option("0", help="Comma-separated training seeds (e.g. 0,1,2)."),
+    draws: int = typer.Option(1, min=1, help="Independent draws of every seeded protection (cloak and noise "
+                              "arms): each is trained with every seed."),
     samples: Optional[int] = typer.Option(None, help="Samples per model and seed [32; quick 4]."),
     crop: Optional[int] = typer.Option(None, help="Crop size in pixels [128; quick 64]."),
     width: Optional[int] = typer.Option(None, help="U-Net base width [48; quick 16]."),
@@ -214,7 +218,7 @@ def mimic(
     opts = dict(steps=steps, samples=samples, crop=crop, width=width, batch=batch, lr=lr, sample_steps=sample_steps,
                 limit=limit, bootstrap=bootstrap)
     common = dict(protections=_split(protections), external=_external(external), work=str(work) if work else None,
-                  models_dir=str(models) if models else None, eps_levels=eps, seeds=seed_list)
+                  models_dir=str(models) if models else None, eps_levels=eps, seeds=seed_list, draws=draws)
     try:
         if quick:
             config = MimicConfig.quick([str(p) for p in images], str(out), **common, **opts)

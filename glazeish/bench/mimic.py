@@ -79,6 +79,7 @@ class MimicConfig:
     models_dir: str | None = None
     eps_levels: float = 4.0  # budget (1/255) of `random` etc.; glazeish presets keep their own (default: 4)
     protect_seed: int = 0  # seed of the protections (noise draw, attack start): the same for every model seed
+    draws: int = 1  # independent draws of every seeded protection (protect seeds protect_seed, +1, ...)
     seeds: list[int] = field(default_factory=lambda: [0])
     steps: int = 400
     batch: int = 16
@@ -111,8 +112,8 @@ class MimicConfig:
             raise ValueError(f"--crop must be a multiple of 32 (the TAESANA style encoder's), not {self.crop}")
         if not self.seeds:
             raise ValueError("at least one seed")
-        if self.steps < 1 or self.samples < 2 or self.batch < 1:
-            raise ValueError("steps ≥ 1, samples ≥ 2 and batch ≥ 1 are required")
+        if self.steps < 1 or self.samples < 2 or self.batch < 1 or self.draws < 1:
+            raise ValueError("steps ≥ 1, samples ≥ 2, batch ≥ 1 and draws ≥ 1 are required")
 
     def train_key(self) -> dict:
         """The settings that decide a trained model and its samples (a finished version is reused only
@@ -449,26 +450,31 @@ def c2st_accuracy(fa: torch.Tensor, fb: torch.Tensor, folds: int = 5, seed: int 
     return score / (2 * n)
 
 
-def bootstrap_distance(per_seed: list[ImageStats], ref: ImageStats, resamples: int, seed: int = 0,
-                       paired_with: list[ImageStats] | None = None) -> np.ndarray:
-    """Bootstrap draws (``resamples×3``: style, colour, texture) of the set distance to ``ref``: seeds with
-    replacement, then images with replacement within each drawn seed. With ``paired_with`` (the clean
-    version's per-seed stats), each draw is the *ratio* distance(set) / distance(paired set) with the same
-    drawn seeds and the same drawn image indices: sample ``i`` of a seed starts from the same noise in every
-    version (same initialisation and batches too), so the versions' samples are paired one to one."""
+def bootstrap_distance(per_unit: list[ImageStats], ref: ImageStats, resamples: int, seed: int = 0,
+                       paired_with: list[ImageStats] | None = None,
+                       pair_index: list[int] | None = None) -> np.ndarray:
+    """Bootstrap draws (``resamples×3``: style, colour, texture) of the set distance to ``ref``: units (one per
+    training seed and protection draw) with replacement, then samples with replacement within each drawn unit.
+
+    With ``paired_with`` (another version's per-unit stats; unit ``i`` is paired with ``paired_with[
+    pair_index[i]]``, default the same index), each draw is the *ratio* distance(set) / distance(paired set)
+    with the same drawn units and the same drawn sample indices: sample ``j`` of a training seed starts from
+    the same noise in every version (same initialisation and batches too), so the samples are paired one to one.
+    """
     rng = np.random.default_rng(seed)
     out = np.zeros((resamples, 3))
     keys = ("style", "colour", "texture")
+    pair_index = pair_index if pair_index is not None else list(range(len(per_unit)))
     for r in range(resamples):
-        seeds = rng.integers(len(per_seed), size=len(per_seed))
-        idx = [torch.from_numpy(rng.integers(len(per_seed[s]), size=len(per_seed[s]))) for s in seeds]
+        units = rng.integers(len(per_unit), size=len(per_unit))
+        idx = [torch.from_numpy(rng.integers(len(per_unit[u]), size=len(per_unit[u]))) for u in units]
 
-        def draw(sets: list[ImageStats]) -> ImageStats:
-            return ImageStats.cat([sets[s].take(i % len(sets[s])) for s, i in zip(seeds, idx)])
+        def draw(sets: list[ImageStats], index: list[int]) -> ImageStats:
+            return ImageStats.cat([sets[index[u]].take(i % len(sets[index[u]])) for u, i in zip(units, idx)])
 
-        d = set_distances(draw(per_seed), ref)
+        d = set_distances(draw(per_unit, list(range(len(per_unit)))), ref)
         if paired_with is not None:
-            d0 = set_distances(draw(paired_with), ref)
+            d0 = set_distances(draw(paired_with, pair_index), ref)
             d = {k: d[k] / d0[k] if d0[k] > 0 else float("nan") for k in keys}
         out[r] = [d[k] for k in keys]
     return out
@@ -476,6 +482,12 @@ def bootstrap_distance(per_seed: list[ImageStats], ref: ImageStats, resamples: i
 
 # ---------------------------------------------------------------------------------------------
 # the run
+
+
+def _match_channel_stats(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``z`` (``C×h×w``) with each channel shifted and scaled to the mean and std of ``like``'s channel."""
+    mu, sd = z.mean((1, 2), keepdim=True), z.std((1, 2), keepdim=True).clamp_min(1e-6)
+    return (z - mu) / sd * like.std((1, 2), keepdim=True) + like.mean((1, 2), keepdim=True)
 
 
 def _hash(obj) -> str:
@@ -513,6 +525,40 @@ class MimicResult:
     seconds: float = 0.0
 
 
+@dataclass
+class Version:
+    """One training set of the experiment: one draw of a protection on every image, or a statistics null.
+
+    ``stat_null``: the clean images' latents, each channel shifted and scaled per image to the mean and
+    standard deviation of the protection's latents — the same colour/latent statistics, none of its structure,
+    so that a shift explained by statistics alone shows up here too.
+    """
+
+    name: str
+    prot: object  # a benchmark Protection
+    draw: int = 0
+    stat_null: bool = False
+
+    @property
+    def family(self) -> str:
+        """The name without the draw: every draw of a protection is one arm."""
+        return self.name.split("#", 1)[0]
+
+    @property
+    def cache_key(self):
+        return self.prot.cache_key
+
+    @property
+    def eps_levels(self):
+        return self.prot.eps_levels
+
+
+def _seeded(prot) -> bool:
+    """Whether a protection draws anything random (its output changes with the protection seed)."""
+    return prot.name != NONE and not hasattr(prot, "folder") and not getattr(getattr(prot, "inner", None),
+                                                                               "folder", None)
+
+
 class MimicRun:
     """Loads the encoders once and runs a :class:`MimicConfig` (see the module doc)."""
 
@@ -531,14 +577,25 @@ class MimicRun:
         if not self.files:
             raise ValueError(f"no images found in {', '.join(c.images)}")
         self.keys = [image_key(f) for f in self.files]
-        self.ctx = BenchContext(eps_levels=c.eps_levels, seed=c.protect_seed, encoder="taef2", device=c.device,
-                                models_dir=c.models_dir, external=dict(c.external), ensemble=Ensemble([self.taef2]))
-        names = split_protections(c.protections, c.external)
-        if NONE not in names:
-            names = [NONE] + names  # the clean-trained model is every ratio's denominator
-        else:
-            names = [NONE] + [n for n in names if n != NONE]
-        self.protections = [make_protection(n, self.ctx) for n in names]
+        ensemble = Ensemble([self.taef2])
+
+        def ctx(draw: int) -> BenchContext:
+            return BenchContext(eps_levels=c.eps_levels, seed=c.protect_seed + draw, encoder="taef2", device=c.device,
+                                models_dir=c.models_dir, external=dict(c.external), ensemble=ensemble)
+
+        names = split_protections([p for p in c.protections if not p.startswith("statnull:")], c.external)
+        nulls = [p.removeprefix("statnull:") for p in c.protections if p.startswith("statnull:")]
+        split_protections(nulls, c.external)  # check the names
+        names = [NONE] + [n for n in names if n != NONE]  # the clean-trained model is every ratio's denominator
+        self.versions: list[Version] = []
+        for name, null in [(n, False) for n in names] + [(n, True) for n in nulls]:
+            first = make_protection(name, ctx(0))
+            draws = c.draws if _seeded(first) else 1
+            for k in range(draws):
+                prot = first if k == 0 else make_protection(name, ctx(k))
+                label = ("statnull:" if null else "") + name + (f"#{k}" if draws > 1 else "")
+                self.versions.append(Version(label, prot, k, null))
+        self.protections = self.versions  # what the report iterates over, in order
         self.originals = []
         for f in self.files:
             rgb = read_image(f).rgb
@@ -565,12 +622,13 @@ class MimicRun:
         s = self.cfg.crop
         return torch.cat([to_tensor(self.originals[i][y:y + s, x:x + s]) for i, y, x in positions])
 
-    def protected(self, prot, k: int) -> np.ndarray:
+    def protected(self, version: Version, k: int) -> np.ndarray:
         """Protected pixels of image ``k`` (cached as PNG under WORK/cache, like ``bench run``'s cache)."""
         rgb, key = self.originals[k], self.keys[k]
+        prot = version.prot
         path = None
         if prot.cache_key is not None:
-            path = self.work / "cache" / f"{prot.name}-{prot.cache_key}" / f"{key}.png"
+            path = self.work / "cache" / f"{_safe(prot.name)}-{prot.cache_key}-d{version.draw}" / f"{key}.png"
             if path.is_file():
                 try:
                     cached = read_image(path).rgb
@@ -585,27 +643,34 @@ class MimicRun:
             save_image(path, out, metadata=MetadataOptions(enabled=False))
         return out
 
-    def _version_id(self, prot) -> str:
-        ext = prot.folder if hasattr(prot, "folder") else None
+    def _version_id(self, version: Version) -> str:
+        prot = version.prot
+        ext = getattr(prot, "folder", None) or getattr(getattr(prot, "inner", None), "folder", None)
         ext_sig = None
         if ext is not None:
             ext_sig = sorted((p.name, p.stat().st_size) for p in Path(ext).rglob("*") if p.is_file())
-        return _hash([prot.name, prot.cache_key, prot.eps_levels, self.cfg.protect_seed, self.keys, ext_sig])
+        return _hash([version.name, prot.cache_key, prot.eps_levels, self.cfg.protect_seed + version.draw, self.keys,
+                      ext_sig])
 
-    def latents(self, prot) -> list[torch.Tensor]:
+    def latents(self, version: Version) -> list[torch.Tensor]:
         """TAEF2 latents (``C×H/8×W/8``) of the protected full images, cached under WORK/latents."""
-        path = self.work / "latents" / f"{_safe(prot.name)}-{self._version_id(prot)}.pt"
+        path = self.work / "latents" / f"{_safe(version.name)}-{self._version_id(version)}.pt"
         if path.is_file():
             return torch.load(path, map_location="cpu", weights_only=True)
         t0 = time.perf_counter()
-        out = []
-        for k in range(len(self.originals)):
-            rgb = self.protected(prot, k)  # outside no_grad: an attack needs gradients
-            with torch.no_grad():
-                out.append(self.taef2.encode(to_tensor(rgb))[0].clone())
+        if version.stat_null:
+            clean = self.latents(self.versions[0])
+            moved = self.latents(Version(version.name.removeprefix("statnull:"), version.prot, version.draw))
+            out = [_match_channel_stats(z0, z1) for z0, z1 in zip(clean, moved)]
+        else:
+            out = []
+            for k in range(len(self.originals)):
+                rgb = self.protected(version, k)  # outside no_grad: an attack needs gradients
+                with torch.no_grad():
+                    out.append(self.taef2.encode(to_tensor(rgb))[0].clone())
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(out, path)
-        self.log(f"{prot.name}: protected and encoded {len(out)} images in {time.perf_counter() - t0:.0f} s")
+        self.log(f"{version.name}: latents of {len(out)} images in {time.perf_counter() - t0:.0f} s")
         return out
 
     @torch.no_grad()
@@ -693,7 +758,7 @@ class MimicRun:
         real_hold = self.real_crops(hold_pos)
         rows: list[dict] = []
         summary: list[dict] = []
-        per: dict[str, list[ImageStats]] = {}
+        per: dict[str, list[tuple[tuple[int, int], ImageStats]]] = {}
         samples: dict[str, torch.Tensor] = {}
         data_view: dict[str, torch.Tensor] = {}
 
@@ -714,41 +779,51 @@ class MimicRun:
             data_view[prot.name] = self.decode(z)
             add_rows(prot.name, "data", "", image_stats(data_view[prot.name], self.style), len(z))
             seeds = [s for s in c.seeds if self.finished(prot, s)]
-            stats = []
             for s in seeds:
                 imgs = torch.load(self._samples_path(prot, s), weights_only=True).float() / 255
-                if s == seeds[0]:
-                    samples[prot.name] = imgs
+                if s == seeds[0] and prot.family not in samples:
+                    samples[prot.family] = imgs
                 st = image_stats(imgs, self.style)
-                stats.append(st)
+                per.setdefault(prot.family, []).append(((prot.draw, s), st))
                 add_rows(prot.name, "samples", s, st, len(imgs))
-            if stats:
-                per[prot.name] = stats
-        # bootstrap summaries and the headline ratios (samples of every seed; CIs over seeds and samples)
-        base = per.get(NONE)
-        for name, stats in per.items():
+        # bootstrap summaries and the headline ratios: units = (protection draw, training seed); CIs over units
+        # and samples. Ratios pair each unit with the clean model of the same seed, and with the same-PSNR noise
+        # arm's unit of the same draw and seed.
+        base = dict(per.get(NONE, []))
+        for family, units in per.items():
+            stats = [st for _, st in units]
             point = set_distances(ImageStats.cat(stats), ref)
             draws = bootstrap_distance(stats, ref, c.bootstrap, seed=1)
-            acc = [r["value"] for r in rows if r["protection"] == name and r["stage"] == "samples"
-                   and r["metric"] == "c2st"]
-            ratios = bootstrap_distance(stats, ref, c.bootstrap, seed=2, paired_with=base) if base else None
-            base_point = set_distances(ImageStats.cat(base), ref) if base else None
+            acc = [r["value"] for r in rows if r["protection"].split("#", 1)[0] == family
+                   and r["stage"] == "samples" and r["metric"] == "c2st"]
+            row0 = {"protection": family, "units": len(units)}
+            pairs = {"": (NONE, lambda u: (0, u[1])), "noise_": (f"same-psnr:{family}", lambda u: u)}
             for j, m in enumerate(("style", "colour", "texture")):
                 lo, hi = np.percentile(draws[:, j], [2.5, 97.5])
-                row = {"protection": name, "metric": m, "seeds": len(stats), "value": point[m], "lo": lo, "hi": hi}
-                if ratios is not None:
+                summary.append({**row0, "metric": m, "value": point[m], "lo": lo, "hi": hi})
+            for prefix, (other, key) in pairs.items():
+                theirs = dict(per.get(other, []))
+                if not theirs or not all(key(u) in theirs for u, _ in units):
+                    continue
+                mine_keys = [u for u, _ in units]
+                paired = [theirs[key(u)] for u in mine_keys]
+                ratios = bootstrap_distance(stats, ref, c.bootstrap, seed=2, paired_with=paired)
+                their_point = set_distances(ImageStats.cat(paired), ref)
+                for j, m in enumerate(("style", "colour", "texture")):
                     rr = ratios[:, j][np.isfinite(ratios[:, j])]
-                    row["ratio"] = point[m] / base_point[m] if base_point[m] > 0 else float("nan")
-                    row["ratio_lo"], row["ratio_hi"] = (np.percentile(rr, [2.5, 97.5]) if len(rr) else (np.nan,) * 2)
-                summary.append(row)
-            summary.append({"protection": name, "metric": "c2st", "seeds": len(stats), "value": float(np.mean(acc)),
-                            "lo": float(np.min(acc)), "hi": float(np.max(acc))})
+                    row = next(r for r in summary if r["protection"] == family and r["metric"] == m)
+                    row[f"{prefix}ratio"] = point[m] / their_point[m] if their_point[m] > 0 else float("nan")
+                    row[f"{prefix}ratio_lo"], row[f"{prefix}ratio_hi"] = (
+                        np.percentile(rr, [2.5, 97.5]) if len(rr) else (np.nan,) * 2)
+            summary.append({**row0, "metric": "c2st", "value": float(np.mean(acc)), "lo": float(np.min(acc)),
+                            "hi": float(np.max(acc))})
+        del base
         files = {}
         files["results"] = _write_csv(self.out / "results.csv", rows,
                                       ["protection", "stage", "seed", "metric", "value", "n"])
         files["summary"] = _write_csv(self.out / "summary.csv", summary,
-                                      ["protection", "metric", "seeds", "value", "lo", "hi", "ratio", "ratio_lo",
-                                       "ratio_hi"])
+                                      ["protection", "metric", "units", "value", "lo", "hi", "ratio", "ratio_lo",
+                                       "ratio_hi", "noise_ratio", "noise_ratio_lo", "noise_ratio_hi"])
         files.update(self._figures(samples, data_view, real_hold))
         files["markdown"] = self._markdown(rows, summary)
         return files
@@ -801,20 +876,28 @@ class MimicRun:
         c = self.cfg
         lines = ["# Mimicry by training: a small flow-matching model trained on each version", "",
                  f"{len(self.files)} images, crop {c.crop} px, {c.steps} steps × batch {c.batch}, U-Net width "
-                 f"{c.width} mults {list(c.mults)}, seeds {c.seeds}, {c.samples} samples per seed "
-                 f"({c.sample_steps} Euler steps), {c.n_ref} real reference crops, {c.bootstrap} bootstrap draws.",
+                 f"{c.width} mults {list(c.mults)}, seeds {c.seeds}, {c.draws} draw(s) of every seeded protection "
+                 f"(protect seeds from {c.protect_seed}), {c.samples} samples per seed ({c.sample_steps} Euler steps), "
+                 f"{c.n_ref} real reference crops, {c.bootstrap} bootstrap draws.",
                  "", "Distances to real crops of the clean paintings (lower = closer to the artist's style); "
-                 "95% bootstrap intervals over seeds and samples. ratio = distance / distance of the "
-                 "clean-trained model (> 1: the protection degraded what the model learned).", "",
-                 "| protection | metric | value [95% CI] | ratio vs clean-trained [95% CI] |", "|---|---|---|---|"]
+                 "95% bootstrap intervals over units (protection draw × training seed) and samples. *vs clean* = "
+                 "distance / distance of the clean-trained model of the same seed (> 1: the protection degraded "
+                 "what the model learned); *vs same-PSNR noise* = distance / distance of the model trained on "
+                 "noise with the protection's own MSE, same draw and seed (> 1: more than any change of that size).",
+                 "", "| arm | metric | units | value [95% CI] | vs clean [95% CI] | vs same-PSNR noise [95% CI] |",
+                 "|---|---|---|---|---|---|"]
+
+        def ratio(r: dict, prefix: str) -> str:
+            key = f"{prefix}ratio"
+            return f"{r[key]:.2f} [{r[key + '_lo']:.2f}, {r[key + '_hi']:.2f}]" if key in r else ""
+
         for r in summary:
             if r["metric"] == "c2st":
                 continue
-            ratio = (f"{r['ratio']:.2f} [{r['ratio_lo']:.2f}, {r['ratio_hi']:.2f}]" if "ratio" in r else "")
-            lines.append(f"| {r['protection']} | {r['metric']} | {_g(r['value'])} [{_g(r['lo'])}, {_g(r['hi'])}] "
-                         f"| {ratio} |")
+            lines.append(f"| {r['protection']} | {r['metric']} | {r['units']} | {_g(r['value'])} [{_g(r['lo'])}, "
+                         f"{_g(r['hi'])}] | {ratio(r, '')} | {ratio(r, 'noise_')} |")
         lines += ["", "Classifier two-sample test (accuracy telling samples from real crops; 0.5 = cannot; "
-                  "mean [min, max] over seeds):", "", "| protection | accuracy |", "|---|---|"]
+                  "mean [min, max] over units):", "", "| arm | accuracy |", "|---|---|"]
         for r in summary:
             if r["metric"] == "c2st":
                 lines.append(f"| {r['protection']} | {r['value']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}] |")

@@ -278,6 +278,58 @@ class External(Protection):
         return out
 
 
+class _Wrapper(Protection):
+    """A protection derived from another one, named ``<name>:<inner spec>``."""
+
+    def __init__(self, ctx: BenchContext, inner: Protection):
+        super().__init__(ctx)
+        self.inner = inner
+        self.name = f"{type(self).name}:{inner.name}"  # type: ignore[misc]  # per-instance key
+
+    @classmethod
+    def from_spec(cls, arg: str | None = None, ctx: BenchContext | None = None, **_):
+        if not arg:
+            raise ValueError(f"protection {cls.name!r} wraps another: {cls.name}:<protection>")
+        return cls(ctx, PROTECTIONS.build(arg, ctx=ctx))
+
+    @property
+    def cache_key(self) -> str | None:
+        return self.inner.cache_key
+
+    @property
+    def eps_levels(self) -> float | None:
+        return None  # measured on each output
+
+
+@register_protection
+class SamePSNRNoise(_Wrapper):
+    """Gaussian noise with the wrapped protection's own MSE on each image (the same PSNR), clipped and rounded:
+    the arm that tells a cloak's effect from the effect of any change of that size."""
+
+    name = "same-psnr"
+    description = "Gaussian noise with the wrapped protection's own MSE (same PSNR): same-psnr:<protection>"
+
+    def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
+        from ..evaluation import mse_levels, same_psnr_noise
+
+        # +2 keeps this draw apart from the evaluation's own same-PSNR baseline (image_seed) and `random` (+1)
+        return same_psnr_noise(rgb, mse_levels(self.inner.protect(rgb, key), rgb), image_seed(self.ctx.seed, key) + 2)
+
+
+@register_protection
+class Jpeg75Of(_Wrapper):
+    """The wrapped protection's output after a JPEG q75 re-save (what a platform serves a scraper)."""
+
+    name = "jpeg75"
+    description = "the wrapped protection's output re-saved as JPEG q75: jpeg75:<protection>"
+
+    def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
+        from ..imageio import to_tensor, to_uint8
+        from ..purify import PURIFICATIONS
+
+        return to_uint8(PURIFICATIONS.build("jpeg75")(to_tensor(self.inner.protect(rgb, key))))
+
+
 def measured_eps(original: np.ndarray, protected: np.ndarray) -> float:
     """L∞ distance in 1/255 units (an integer for 8-bit images)."""
     return float(np.abs(protected.astype(np.int16) - original.astype(np.int16)).max(initial=0))
