@@ -54,7 +54,7 @@ def build(name: str, request: pytest.FixtureRequest, **kw) -> Purification:
     cls = PURIFICATIONS[name]
     if cls.needs_model:
         kw["model"] = request.getfixturevalue("taef2")
-        if name == "impress":
+        if name in ("impress", "impress++"):
             kw.setdefault("steps", IMPRESS_STEPS)
     return make_purification(name, **kw)
 
@@ -233,7 +233,7 @@ def test_ae_by_name_loads_the_encoder(taef2):
 
 
 def test_model_purifications_need_a_decoder_model():
-    for name in ("ae", "impress"):
+    for name in ("ae", "impress", "impress++"):
         assert purify.needs_model(name)
         with pytest.raises(ValueError, match="needs a model"):
             make_purification(name)
@@ -260,6 +260,26 @@ def test_impress_reduces_consistency_loss(taef2):
     assert torch.equal(x0, x)
 
 
+def test_impress_plus_plus_noises_then_optimises_within_the_bound(taef2):
+    p = make_purification("impress++", model=taef2, steps=IMPRESS_STEPS, eps=4 / 255)
+    assert (p.noise, p.lr, p.lr_min) == (0.05, 0.01, 1e-5)
+    x = textured(2, 64, 64)
+    xn = p.noised(x)
+    # step 1: Gaussian noise sigma 0.05, clipped, stored as 8 bits
+    grey = torch.full((1, 3, 64, 64), 0.5)
+    assert abs(float((p.noised(grey) - grey).std()) - 0.05) < 0.005
+    assert torch.equal(torch.round(xn * 255) / 255, xn)
+    # step 2: the consistency loss goes down, and every pixel stays within eps of the noised image
+    y = p(x)
+    with torch.no_grad():
+        before, after = p.consistency(xn), p.consistency(y)
+    assert (after < before).all(), (before, after)
+    assert float((y - xn).abs().max()) <= 4 / 255 + 1e-6
+    # with no steps it is the Gaussian noising alone
+    assert torch.equal(make_purification("impress++", model=taef2, steps=0)(x), xn)
+    assert "impress++" not in DEFAULT_PURIFICATIONS
+
+
 # ---------------------------------------------------------------------------------------------
 # upscale needs a pipeline
 
@@ -280,7 +300,7 @@ def test_lists_name_registered_purifications():
     assert set(DEFAULT_PURIFICATIONS) <= set(PURIFICATIONS)
     assert set(QUICK_PURIFICATIONS) <= set(PURIFICATIONS)
     required = {"jpeg95", "jpeg75", "jpeg50", "webp", "resize0.5", "resize0.75", "blur1", "blur2"}
-    required |= {"noise0.05", "median3", "bits5", "tvd", "bilateral", "ae", "impress", "upscale"}
+    required |= {"noise0.05", "median3", "bits5", "tvd", "bilateral", "ae", "impress", "upscale", "impress++"}
     assert required <= set(PURIFICATIONS)
     for key, cls in PURIFICATIONS.items():
         assert cls.name == key and cls.description
