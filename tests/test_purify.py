@@ -485,6 +485,12 @@ def test_gridpure_tiles_merge_and_blend(tiny_img2img, monkeypatch):
     assert torch.allclose(p(x), torch.full_like(x, expect / 255))
 
 
+def test_make_purifications_passes_the_pipeline(tiny_img2img):
+    ps = make_purifications("jpeg75,diffpure,gridpure", pipeline=str(tiny_img2img), steps=2, strength=0.5, seed=3)
+    assert [p.name for p in ps] == ["jpeg75", "diffpure", "gridpure"]
+    assert ps[1].seed == ps[2].seed == 3 and ps[1].steps == ps[2].steps == 2 and ps[2].strength == 0.5
+
+
 def test_gridpure_real_pass_is_seeded(tiny_img2img):
     p = make_purification("gridpure", pipeline=str(tiny_img2img), steps=2, strength=0.5, grid=32, iterations=2)
     x = textured(1, 48, 40, seed=5)
