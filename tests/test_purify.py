@@ -132,6 +132,16 @@ def tiny_upscaler(tmp_path_factory) -> Path:
     return root / "pipeline"
 
 
+@pytest.fixture
+def one_thread():
+    """Run the tiny pipelines on one thread: as fast as two on an idle machine, and they do not slow to a crawl
+    (thread hand-offs between many tiny kernels) when other jobs keep the cores busy."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def build(name: str, request: pytest.FixtureRequest, **kw) -> Purification:
     """Build ``name``: the model for those that need one, a tiny pipeline (by path) for those that run one."""
     cls = PURIFICATIONS[name]
@@ -140,6 +150,7 @@ def build(name: str, request: pytest.FixtureRequest, **kw) -> Purification:
         if name in ("impress", "impress++"):
             kw.setdefault("steps", IMPRESS_STEPS)
     if cls.needs_pipeline:
+        request.getfixturevalue("one_thread")
         key = "upscaler" if cls.needs_pipeline == "upscaler" else "pipeline"
         kw.setdefault(key, str(request.getfixturevalue(f"tiny_{cls.needs_pipeline}")))
         for k, v in PIPELINE_KW.get(name, {}).items():
@@ -392,6 +403,7 @@ def _unet_calls(pipe) -> list[dict]:
     return calls
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_upscale_conditions_on_320_but_adds_no_noise(tiny_upscaler, monkeypatch):
     p = make_purification("upscale", upscaler=str(tiny_upscaler), steps=2)
     assert (p.noise, p.noise_level, p.added_noise_level, p.guidance) == (0.1, 320, 0, 9.0)
@@ -417,6 +429,7 @@ def test_upscale_conditions_on_320_but_adds_no_noise(tiny_upscaler, monkeypatch)
     assert not torch.equal(make_purification("upscale", upscaler=p.pipe, steps=2, seed=1)(x), y)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_upscale_prompt_can_be_a_captioner(tiny_upscaler):
     seen = []
 
@@ -430,6 +443,7 @@ def test_upscale_prompt_can_be_a_captioner(tiny_upscaler):
     assert seen == [(32, 24), (32, 24)]  # called on each input image (PIL: width, height)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_diffpure_runs_int_steps_times_strength(tiny_img2img):
     p = make_purification("diffpure", pipeline=str(tiny_img2img), steps=4, strength=0.5, guidance=1.0)
     calls = _unet_calls(p.pipe)
@@ -447,6 +461,7 @@ def test_diffpure_runs_int_steps_times_strength(tiny_img2img):
         make_purification("diffpure", pipeline=p.pipe, strength=0)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_diffpure_needs_an_img2img_pipeline(tiny_upscaler):
     import diffusers
 
@@ -455,6 +470,7 @@ def test_diffpure_needs_an_img2img_pipeline(tiny_upscaler):
         make_purification("diffpure", pipeline=up)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_gridpure_tiles_merge_and_blend(tiny_img2img, monkeypatch):
     p = make_purification("gridpure", pipeline=str(tiny_img2img), steps=2, strength=0.5, grid=32, iterations=3)
     d = make_purification("gridpure", pipeline=p.pipe)
@@ -485,12 +501,14 @@ def test_gridpure_tiles_merge_and_blend(tiny_img2img, monkeypatch):
     assert torch.allclose(p(x), torch.full_like(x, expect / 255))
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_make_purifications_passes_the_pipeline(tiny_img2img):
     ps = make_purifications("jpeg75,diffpure,gridpure", pipeline=str(tiny_img2img), steps=2, strength=0.5, seed=3)
     assert [p.name for p in ps] == ["jpeg75", "diffpure", "gridpure"]
     assert ps[1].seed == ps[2].seed == 3 and ps[1].steps == ps[2].steps == 2 and ps[2].strength == 0.5
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_gridpure_real_pass_is_seeded(tiny_img2img):
     p = make_purification("gridpure", pipeline=str(tiny_img2img), steps=2, strength=0.5, grid=32, iterations=2)
     x = textured(1, 48, 40, seed=5)
