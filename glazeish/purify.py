@@ -544,8 +544,7 @@ def _load_pipeline(spec, who: str, kind: str, dtype: str | torch.dtype | None = 
         key = "pipeline" if kind == "img2img" else "upscaler"
         example = ("stabilityai/stable-diffusion-xl-base-1.0" if kind == "img2img"
                    else "stabilityai/stable-diffusion-x4-upscaler")
-        raise ValueError(f"purification {who!r} needs {key}=PATH (--{key} PATH): {what} (a local folder or repo id, "
-                         f"e.g. {example})")
+        raise ValueError(f"purification {who!r} needs {key}=PATH: {what} (a local folder or repo id, e.g. {example})")
     if isinstance(spec, (str, os.PathLike)):
         import diffusers
 
