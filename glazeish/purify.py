@@ -466,7 +466,7 @@ class ImpressPlusPlus(Purification):
       glazeish's choice (the paper's value was not available to us): enough room to undo a cloak of
       8–16/255 on top of the noise. No LPIPS anywhere: it needs downloaded VGG/AlexNet weights, and the ℓ∞
       bound replaces it in IMPRESS++ in any case.
-    * The autoencoder is the un-attacked ``model`` given (glazeish's taef2 by default), not SD 2.1's VAE.
+    * The autoencoder is the un-attacked ``model`` given (glazeish's taef2 by default), not a Stable Diffusion VAE.
 
     Cost: ``steps`` encoder+decoder forward/backward passes per batch, 3000 by default, 150 times the
     quick ``impress`` (pass ``steps=`` for a quicker check). Not in the default list for that reason.
