@@ -23,6 +23,7 @@ from .imageio import DEFAULT_MAX_PIXELS, ImageError, find_images
 from .job import Cloaker, Job
 from .metadata import MetadataOptions, resolve_data_mining
 from .objectives import OBJECTIVES
+from .purify import PURIFICATIONS
 from .transforms import DEFAULT_ROBUST, TRANSFORMS
 from .weights import WeightsError
 
@@ -238,7 +239,12 @@ def check(
     eps: Optional[float] = typer.Option(None, help="Budget of the same-L-inf noise baseline in 1/255 units "
                                         "(default: the cloak's own largest change)."),
     purify: str = typer.Option("jpeg75", help="Purifications to test survival against, comma-separated "
-                               "(jpeg75, resize0.5, webp, ...; 'none' for none)."),
+                               "(jpeg75, resize0.5, webp, impress++, ...; 'none' for none). Registered: "
+                               + ", ".join(PURIFICATIONS)),
+    purify_pipeline: Optional[str] = typer.Option(None, "--purify-pipeline", help="diffusers img2img pipeline "
+                                                  "(repo id or folder) for --purify diffpure / gridpure."),
+    upscaler: Optional[str] = typer.Option(None, help="diffusers upscaler pipeline (repo id or folder) for --purify "
+                                           "upscale (noisy upscaling)."),
     seed: int = typer.Option(0, help="Seed of the noise baselines."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures and verdicts as one JSON object."),
@@ -254,7 +260,7 @@ def check(
     """
     from .device import resolve_device
     from .encoders import load_encoders
-    from .evaluation import Evaluator, assess, load_pair
+    from .evaluation import Evaluator, assess, build_purifications, load_pair
     from .report import write_report
 
     dest = None
@@ -265,8 +271,10 @@ def check(
     try:
         orig_rgb, cloak_rgb, alpha, warns = load_pair(original, cloaked, max_pixels)
         evaluator = Evaluator(load_encoders(encoder, models, resolve_device(device)))
+        purifiers = build_purifications(_purify_list(purify), model=evaluator.mimic, seed=seed, models_dir=models,
+                                        pipeline=purify_pipeline, upscaler=upscaler)
         figures = assess(orig_rgb, cloak_rgb, evaluator, alpha=alpha, eps_levels=eps, seed=seed,
-                         purifications=_purify_list(purify))
+                         purifications=purifiers)
     except (ImageError, WeightsError, ValueError, OSError, RuntimeError, MemoryError) as e:
         fail(_one_line(e))  # RuntimeError: e.g. out of memory on a huge image; every error is one line
     figures.warnings[:0] = warns

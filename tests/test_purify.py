@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,9 +24,15 @@ from glazeish.purify import (
 MODELS_DIR = Path(os.environ.get("GLAZEISH_MODELS") or Path(__file__).resolve().parents[2] / "shared" / "models")
 TAEF2_FILES = ("taef2_encoder.pth", "taef2_decoder.pth")
 
-# every registered purification that can be built here (upscale needs a diffusers upscaler on disk)
-BUILDABLE = [n for n in PURIFICATIONS if n != "upscale"]
+# every registered purification: those that run a diffusers pipeline get a tiny random one built below
+BUILDABLE = list(PURIFICATIONS)
 IMPRESS_STEPS = 3
+# small settings for the tiny pipelines (1 denoising step; GrIDPure: one pass of 48 px tiles, 5 per 64 px image)
+PIPELINE_KW = {
+    "upscale": {"steps": 2, "guidance": 1.0},
+    "diffpure": {"steps": 2, "strength": 0.5},
+    "gridpure": {"steps": 2, "strength": 0.5, "grid": 48, "iterations": 1},
+}
 
 
 def textured(b: int = 2, h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
@@ -48,13 +56,104 @@ def taef2():
     return load_encoder("taef2", MODELS_DIR)
 
 
+# ---------------------------------------------------------------------------------------------
+# tiny randomly initialised diffusers pipelines, saved to a folder and loaded back by path (no downloads)
+
+
+def _tiny_text_encoder(root: Path):
+    """A CLIP tokenizer (letters only, no merges: everything else is the unknown token) and a 1-layer encoder."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    (root / "vocab.json").write_text(json.dumps(vocab))
+    (root / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"), model_max_length=16)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+        max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=32))
+    return tokenizer, text_encoder
+
+
+def _unet(in_channels: int, **kw):
+    import diffusers
+
+    return diffusers.UNet2DConditionModel(
+        sample_size=16, in_channels=in_channels, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8, **kw)
+
+
+def _vae(blocks: int, **kw):
+    import diffusers
+
+    return diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16,) * blocks, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * blocks, up_block_types=("UpDecoderBlock2D",) * blocks,
+        norm_num_groups=8, sample_size=32, mid_block_add_attention=False, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_img2img(tmp_path_factory) -> Path:
+    """A Stable-Diffusion-style pipeline folder (UNet + KL VAE at 4 px per latent + CLIP text encoder + DDIM)."""
+    pytest.importorskip("transformers", reason="pipeline purifications need transformers (pip install transformers)")
+    import diffusers
+
+    root = tmp_path_factory.mktemp("tiny-sd")
+    torch.manual_seed(0)
+    tokenizer, text_encoder = _tiny_text_encoder(root)
+    scheduler = diffusers.DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                        clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    pipe = diffusers.StableDiffusionPipeline(vae=_vae(3), text_encoder=text_encoder, tokenizer=tokenizer, unet=_unet(4),
+                                             scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                             requires_safety_checker=False)
+    pipe.save_pretrained(root / "pipeline")
+    return root / "pipeline"
+
+
+@pytest.fixture(scope="session")
+def tiny_upscaler(tmp_path_factory) -> Path:
+    """A Stable-Diffusion ×4-upscaler-style pipeline folder: the UNet sees latents and the low-resolution image
+    (4 + 3 channels) and embeds the noise level as a class label; the VAE decodes 4 px per latent."""
+    pytest.importorskip("transformers", reason="pipeline purifications need transformers (pip install transformers)")
+    import diffusers
+
+    root = tmp_path_factory.mktemp("tiny-upscaler")
+    torch.manual_seed(0)
+    tokenizer, text_encoder = _tiny_text_encoder(root)
+    pipe = diffusers.StableDiffusionUpscalePipeline(
+        vae=_vae(3, scaling_factor=0.08333), text_encoder=text_encoder, tokenizer=tokenizer,
+        unet=_unet(7, num_class_embeds=1000), low_res_scheduler=diffusers.DDPMScheduler(),
+        scheduler=diffusers.DDIMScheduler(prediction_type="v_prediction"), max_noise_level=350)
+    pipe.save_pretrained(root / "pipeline")
+    return root / "pipeline"
+
+
+@pytest.fixture
+def one_thread():
+    """Run the tiny pipelines on one thread: as fast as two on an idle machine, and they do not slow to a crawl
+    (thread hand-offs between many tiny kernels) when other jobs keep the cores busy."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def build(name: str, request: pytest.FixtureRequest, **kw) -> Purification:
-    """Build ``name``, loading the model only for the purifications that need one."""
+    """Build ``name``: the model for those that need one, a tiny pipeline (by path) for those that run one."""
     cls = PURIFICATIONS[name]
     if cls.needs_model:
         kw["model"] = request.getfixturevalue("taef2")
-        if name == "impress":
+        if name in ("impress", "impress++"):
             kw.setdefault("steps", IMPRESS_STEPS)
+    if cls.needs_pipeline:
+        request.getfixturevalue("one_thread")
+        key = "upscaler" if cls.needs_pipeline == "upscaler" else "pipeline"
+        kw.setdefault(key, str(request.getfixturevalue(f"tiny_{cls.needs_pipeline}")))
+        for k, v in PIPELINE_KW.get(name, {}).items():
+            kw.setdefault(k, v)
     return make_purification(name, **kw)
 
 
@@ -232,7 +331,7 @@ def test_ae_by_name_loads_the_encoder(taef2):
 
 
 def test_model_purifications_need_a_decoder_model():
-    for name in ("ae", "impress"):
+    for name in ("ae", "impress", "impress++"):
         assert PURIFICATIONS[name].needs_model
         with pytest.raises(ValueError, match="needs a model"):
             make_purification(name)
@@ -259,16 +358,164 @@ def test_impress_reduces_consistency_loss(taef2):
     assert torch.equal(x0, x)
 
 
+def test_impress_plus_plus_noises_then_optimises_within_the_bound(taef2):
+    p = make_purification("impress++", model=taef2, steps=IMPRESS_STEPS, eps=4 / 255)
+    assert (p.noise, p.lr, p.lr_min) == (0.05, 0.01, 1e-5)
+    x = textured(2, 64, 64)
+    xn = p.noised(x)
+    # step 1: Gaussian noise sigma 0.05, clipped, stored as 8 bits
+    grey = torch.full((1, 3, 64, 64), 0.5)
+    assert abs(float((p.noised(grey) - grey).std()) - 0.05) < 0.005
+    assert torch.equal(torch.round(xn * 255) / 255, xn)
+    # step 2: the consistency loss goes down, and every pixel stays within eps of the noised image
+    y = p(x)
+    with torch.no_grad():
+        before, after = p.consistency(xn), p.consistency(y)
+    assert (after < before).all(), (before, after)
+    assert float((y - xn).abs().max()) <= 4 / 255 + 1e-6
+    # with no steps it is the Gaussian noising alone
+    assert torch.equal(make_purification("impress++", model=taef2, steps=0)(x), xn)
+    assert "impress++" not in DEFAULT_PURIFICATIONS
+
+
 # ---------------------------------------------------------------------------------------------
-# upscale needs a pipeline
+# purifications that run a diffusers pipeline (tiny random ones, loaded by path)
 
 
-def test_upscale_without_path_raises():
+def test_pipeline_purifications_need_a_pipeline():
     with pytest.raises(ValueError, match="needs --upscaler PATH"):
         make_purification("upscale")
     with pytest.raises(ValueError, match="needs --upscaler PATH"):
         make_purifications("jpeg75,upscale")
-    assert "upscale" not in DEFAULT_PURIFICATIONS and "upscale" not in QUICK_PURIFICATIONS
+    for name in ("diffpure", "gridpure"):
+        with pytest.raises(ValueError, match="needs pipeline=PATH"):
+            make_purification(name)
+    piped = {n for n, c in PURIFICATIONS.items() if c.needs_pipeline}
+    assert piped == {"upscale", "diffpure", "gridpure"}
+    assert not piped & (set(DEFAULT_PURIFICATIONS) | set(QUICK_PURIFICATIONS))
+
+
+def _unet_calls(pipe) -> list[dict]:
+    """Record the keyword arguments of every UNet forward call."""
+    calls: list[dict] = []
+    pipe.unet.register_forward_pre_hook(lambda mod, args, kwargs: calls.append(kwargs), with_kwargs=True)
+    return calls
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_upscale_conditions_on_320_but_adds_no_noise(tiny_upscaler, monkeypatch):
+    p = make_purification("upscale", upscaler=str(tiny_upscaler), steps=2)
+    assert (p.noise, p.noise_level, p.added_noise_level, p.guidance) == (0.1, 320, 0, 9.0)
+    assert make_purification("upscale", upscaler=str(tiny_upscaler)).steps == 75
+    sched = p.pipe.low_res_scheduler
+    levels = []
+    real = sched.add_noise
+    monkeypatch.setattr(sched, "add_noise", lambda img, noise, t: levels.append(t.tolist()) or real(img, noise, t))
+    calls = _unet_calls(p.pipe)
+    x = textured(1, 40, 24)
+    y = p(x)
+    assert y.shape == x.shape
+    # the authors' fork: noise_level=320, noise_level_sub=320 -> the image is noised at level 0, the UNet told 320
+    assert levels == [[0]]
+    assert len(calls) == 2 and all(c["class_labels"].tolist() == [320, 320] for c in calls)  # CFG: batch of 2
+    assert sched.add_noise.__name__ == "<lambda>"  # our wrapper is gone, the caller's is back
+    # stock diffusers behaviour on request: noised at noise_level
+    levels.clear()
+    make_purification("upscale", upscaler=p.pipe, steps=2, added_noise_level=None)(x)
+    assert levels == [[320]]
+    # the Gaussian noise is part of it, and it is seeded
+    assert not torch.equal(make_purification("upscale", upscaler=p.pipe, steps=2, noise=0.0)(x), y)
+    assert not torch.equal(make_purification("upscale", upscaler=p.pipe, steps=2, seed=1)(x), y)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_upscale_prompt_can_be_a_captioner(tiny_upscaler):
+    seen = []
+
+    def caption(img):
+        seen.append(img.size)
+        return "an illustration of stripes"
+
+    p = make_purification("upscale", upscaler=str(tiny_upscaler), steps=2, prompt=caption)
+    x = textured(2, 24, 32)
+    p(x)
+    assert seen == [(32, 24), (32, 24)]  # called on each input image (PIL: width, height)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_diffpure_runs_int_steps_times_strength(tiny_img2img):
+    p = make_purification("diffpure", pipeline=str(tiny_img2img), steps=4, strength=0.5, guidance=1.0)
+    calls = _unet_calls(p.pipe)
+    x = textured(2, 40, 56)
+    y = p(x)
+    assert len(calls) == 2 * 2  # 2 images, int(4 * 0.5) steps each, no classifier-free guidance
+    # one pipeline call per image, each seeded alike: a batch is its images one at a time
+    assert torch.equal(p(x[1:]), y[1:])
+    # the defaults: Hoenig et al.'s strength 0.2 and the pipeline's own 50 steps
+    d = make_purification("diffpure", pipeline=p.pipe)
+    assert (d.strength, d.steps, d.guidance, d.prompt) == (0.2, 50, None, "")
+    with pytest.raises(ValueError, match="no denoising step"):
+        make_purification("diffpure", pipeline=p.pipe, steps=3, strength=0.2)
+    with pytest.raises(ValueError, match="strength"):
+        make_purification("diffpure", pipeline=p.pipe, strength=0)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_diffpure_needs_an_img2img_pipeline(tiny_upscaler):
+    import diffusers
+
+    up = diffusers.DiffusionPipeline.from_pretrained(str(tiny_upscaler))
+    with pytest.raises(ValueError, match="img2img"):
+        make_purification("diffpure", pipeline=up)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gridpure_tiles_merge_and_blend(tiny_img2img, monkeypatch):
+    p = make_purification("gridpure", pipeline=str(tiny_img2img), steps=2, strength=0.5, grid=32, iterations=3)
+    d = make_purification("gridpure", pipeline=p.pipe)
+    assert (d.strength, d.steps, d.iterations, d.gamma, d.grid, d.stride, d.guidance) == (
+        0.01, 1000, 20, 0.1, 256, 128, 1.0)
+    # tiles every half tile, the last flush with the edge (GrIDPure's 256/128 grid on a 512 image: 3 per axis)
+    assert p.starts(512, 256, 128) == [0, 128, 256]
+    assert p.starts(600, 256, 128) == [0, 128, 256, 344]
+    assert p.starts(20, 20, 10) == [0]
+    # with a purifier that returns each tile as it is, merging gives the image back exactly
+    shapes = []
+
+    def same(a, gen, prompt):
+        shapes.append(a.shape)
+        return a.astype(np.float32) / 255
+
+    monkeypatch.setattr(p, "purify_array", same)
+    a = (textured(1, 45, 67, seed=4)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.allclose(p.grid_pass(a, None, ""), a / 255, atol=1e-6)
+    # 45x67 with 32 px tiles at stride 16: rows at 0, 13; columns at 0, 16, 32, 35; plus the corners tile
+    assert shapes == [(32, 32, 3)] * 8 + [(32, 32, 3)]
+    # with a purifier that returns black, each iteration keeps gamma of what it was given (8 bits between)
+    monkeypatch.setattr(p, "purify_array", lambda a, gen, prompt: np.zeros(a.shape, np.float32))
+    x = torch.full((1, 3, 45, 67), 200 / 255)
+    expect = 200.0
+    for _ in range(3):
+        expect = round(0.1 * expect)
+    assert torch.allclose(p(x), torch.full_like(x, expect / 255))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_make_purifications_passes_the_pipeline(tiny_img2img):
+    ps = make_purifications("jpeg75,diffpure,gridpure", pipeline=str(tiny_img2img), steps=2, strength=0.5, seed=3)
+    assert [p.name for p in ps] == ["jpeg75", "diffpure", "gridpure"]
+    assert ps[1].seed == ps[2].seed == 3 and ps[1].steps == ps[2].steps == 2 and ps[2].strength == 0.5
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gridpure_real_pass_is_seeded(tiny_img2img):
+    p = make_purification("gridpure", pipeline=str(tiny_img2img), steps=2, strength=0.5, grid=32, iterations=2)
+    x = textured(1, 48, 40, seed=5)
+    y = p(x)
+    assert y.shape == x.shape and torch.equal(torch.round(y * 255) / 255, y)
+    assert torch.equal(p(x), y)
+    assert not torch.equal(make_purification("gridpure", pipeline=p.pipe, steps=2, strength=0.5, grid=32,
+                                             iterations=2, seed=1)(x), y)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,6 +527,7 @@ def test_lists_name_registered_purifications():
     assert set(QUICK_PURIFICATIONS) <= set(PURIFICATIONS)
     required = {"jpeg95", "jpeg75", "jpeg50", "webp", "resize0.5", "resize0.75", "blur1", "blur2"}
     required |= {"noise0.05", "median3", "bits5", "tvd", "bilateral", "ae", "impress", "upscale"}
+    required |= {"impress++", "diffpure", "gridpure"}
     assert required <= set(PURIFICATIONS)
     for key, cls in PURIFICATIONS.items():
         assert cls.name == key and cls.description

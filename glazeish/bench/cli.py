@@ -76,7 +76,12 @@ def run(
     limit: Optional[int] = typer.Option(None, help="At most this many images per folder."),
     slow_images: Optional[int] = typer.Option(None, help="Run model-based purifications (ae, impress) on only this "
                                               "many images per folder."),
-    impress_steps: int = typer.Option(20, help="Adam steps of the impress purification."),
+    impress_steps: int = typer.Option(20, help="Adam steps of the quick impress purification (impress++ keeps "
+                                      "its authors' 3000)."),
+    purify_pipeline: Optional[str] = typer.Option(None, "--purify-pipeline", help="diffusers img2img pipeline "
+                                                  "(repo id or folder) for the diffpure / gridpure purifications."),
+    upscaler: Optional[str] = typer.Option(None, help="diffusers upscaler pipeline (repo id or folder) for the "
+                                           "noisy-upscaling purification (upscale)."),
     seed: int = typer.Option(0, help="Seed of every random draw (noise, attacks' random start)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
     precision: str = typer.Option("auto", help="Precision of the attacks (measurements are always float32)."),
@@ -138,6 +143,7 @@ def run(
         style_encoder=style_encoder, eps_levels=eps, attack_steps=attack_steps, seed=seed, device=device,
         precision=precision, models_dir=str(models) if models else None, cache=str(cache) if cache else None,
         external=ext, limit=limit, slow_images=slow_images, impress_steps=impress_steps, batch=batch,
+        purify_pipeline=purify_pipeline, upscaler=upscaler,
         pipeline=pcfg,
     )
     try:

@@ -58,6 +58,8 @@ class BenchConfig:
     limit: int | None = None  # at most this many images per folder
     slow_images: int | None = None  # model-based purifications (ae, impress) on this many images per folder
     impress_steps: int = 20
+    purify_pipeline: str | None = None  # img2img pipeline of diffpure / gridpure (repo id or folder)
+    upscaler: str | None = None  # upscaler pipeline of the noisy-upscaling purification
     batch: int = 4
     recursive: bool = False
     pipeline: "PipelineConfig | None" = None  # full diffusers pipeline measurements (img2img, LoRA)
@@ -147,7 +149,8 @@ class Bench:
         from ..device import resolve_device
         from ..encoders import Ensemble, first_with_decoder, load_encoder, parse_ensemble
         from ..metrics import StyleFeatures
-        from ..purify import expand, make_purifications
+        from ..purify import PURIFICATIONS, expand
+        from ..registry import parse_spec
 
         self.config = c = config
         self.log = log or (lambda s: print(s, file=sys.stderr))
@@ -181,9 +184,13 @@ class Bench:
                                               split_protections(c.protections, c.external)]
         # model-based purifications get the mimic autoencoder: the only one with a decoder here, and the one the
         # cloaks attacked — the report labels these rows as such; "ae:<encoder>" loads that (un-attacked) model
-        self.purifiers = {p.name: p for p in make_purifications(expand(c.purifications), model=mimic,
-                                                                 steps=c.impress_steps, seed=c.seed,
-                                                                 models_dir=c.models_dir)}
+        self.purifiers = {}
+        for spec in expand(c.purifications):
+            # the quick IMPRESS takes --impress-steps; every other purifier keeps its authors' step count
+            extra = {"steps": c.impress_steps} if parse_spec(spec)[0] == "impress" else {}
+            p = PURIFICATIONS.build(spec, model=mimic, seed=c.seed, models_dir=c.models_dir,
+                                    pipeline=c.purify_pipeline, upscaler=c.upscaler, **extra)
+            self.purifiers.setdefault(p.name, p)
         self.slow = {n for n, p in self.purifiers.items() if p.needs_model}
         self.img2img = None
         if c.pipeline is not None:

@@ -66,20 +66,11 @@ class PipelineConfig:
     purifications: list[str] = field(default_factory=lambda: ["none"])
 
 
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
 def load_pipeline(cfg: PipelineConfig):
     """An img2img pipeline from a repo id or local folder (``AutoPipelineForImage2Image``), on ``cfg.device``."""
-    import diffusers
+    from ..purify import load_pipeline as load
 
-    kw = {"torch_dtype": _DTYPES[cfg.dtype]}
-    try:
-        pipe = diffusers.AutoPipelineForImage2Image.from_pretrained(cfg.pipeline, safety_checker=None, **kw)
-    except (TypeError, ValueError):  # pipelines without a safety_checker argument
-        pipe = diffusers.AutoPipelineForImage2Image.from_pretrained(cfg.pipeline, **kw)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(cfg.device)
+    return load(cfg.pipeline, "bench --pipeline", "img2img", cfg.dtype).to(cfg.device)
 
 
 def to_pil(x: torch.Tensor) -> list[Image.Image]:
