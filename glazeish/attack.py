@@ -28,7 +28,10 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float) -> 
 
 
 def step_sizes(alpha: float, steps: int, schedule: str = "cosine") -> list[float]:
-    """Per-step sizes: ``constant``, ``linear`` or ``cosine`` decay from ``alpha`` to ``alpha/10``."""
+    """Per-step sizes: ``constant``, ``linear`` or ``cosine`` decay from ``alpha`` to ``alpha/10``, or
+    ``photoguard``: PhotoGuard's released attack, ``alpha - (alpha - alpha/100) * i / steps`` for step ``i``."""
+    if schedule == "photoguard":
+        return [alpha - (alpha - alpha / 100) * i / steps for i in range(steps)]
     if schedule == "constant" or steps <= 1:
         return [alpha] * steps
     out = []
@@ -48,7 +51,8 @@ class PGD:
         eps: L∞ budget in [0, 1] units (4/255 is "4" on the CLI).
         steps: number of gradient steps.
         alpha: first step size; default ``2.5 * eps / sqrt(steps)`` capped at ``eps``.
-        schedule: step-size decay, ``cosine`` (default), ``linear`` or ``constant``.
+        schedule: step-size decay, ``cosine`` (default), ``linear``, ``constant`` or ``photoguard`` (see
+            :func:`step_sizes`).
         random_start: start from uniform noise in the budget, as PGD does.
         seed: seeds the random start and any sampled transforms (same seed, same device -> same result).
         precision: ``auto`` (chosen from the hardware, see :mod:`glazeish.device`), ``fp32``, ``bf16`` or
