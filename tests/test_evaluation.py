@@ -20,6 +20,7 @@ from glazeish.evaluation import (
     load_pair,
     mse_levels,
     one_line,
+    rescaled_to_mse,
     same_psnr_noise,
     uniform_noise,
 )
@@ -48,6 +49,20 @@ def test_same_psnr_noise_has_the_cloaks_energy_and_uniform_noise_has_less(origin
     uni = uniform_noise(original, EPS, seed=0)
     assert np.abs(uni.astype(int) - original).max() <= EPS
     assert mse_levels(uni, original) < 0.8 * target  # ~3 dB less energy than a cloak that uses its budget
+
+
+def test_a_sign_attacks_perturbation_rescaled_to_any_psnr(original):
+    # a sign attack's δ: ±3.4 levels everywhere; plain rounding could only reach MSE 9 or 16
+    sign = np.where(np.indices(original.shape).sum(0) % 3 == 0, 1.0, -1.0)
+    perturbed = original.astype(np.float32) + 3.4 * sign
+    for target in (2.0, 9.6, 12.5, 30.0):
+        out = rescaled_to_mse(original, perturbed, target, seed=0)
+        assert out.dtype == np.uint8 and out.shape == original.shape
+        assert 10 * math.log10(mse_levels(out, original) / target) == pytest.approx(0, abs=0.02)  # dB
+        moved = out.astype(int) - original
+        assert (np.sign(moved) * sign >= 0).all()  # the same perturbation, scaled: no sign flips
+    assert np.array_equal(out, rescaled_to_mse(original, perturbed, 30.0, seed=0))  # seeded
+    assert np.array_equal(rescaled_to_mse(original, original, 9.0), original)  # nothing to scale
 
 
 def test_baselines_leave_transparent_pixels_alone(original):

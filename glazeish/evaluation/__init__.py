@@ -10,13 +10,13 @@ table of what they mean in words.
 """
 
 from .assess import assess, build_purifications, linf_levels, load_pair
-from .baselines import baselines, mse_levels, same_psnr_noise, uniform_noise
+from .baselines import baselines, mse_levels, rescaled_to_mse, same_psnr_noise, uniform_noise
 from .figures import Comparison, Figures, Purified, Summary, VersionFigures, jsonable
 from .measure import Evaluator
 from .verdicts import Verdict, judge, one_line
 
 __all__ = [
-    "assess", "baselines", "build_purifications", "linf_levels", "load_pair", "mse_levels", "same_psnr_noise", "uniform_noise",
-    "Comparison", "Figures", "Purified", "Summary", "VersionFigures", "jsonable", "Evaluator", "Verdict", "judge",
+    "assess", "baselines", "build_purifications", "linf_levels", "load_pair", "mse_levels", "rescaled_to_mse",
+    "same_psnr_noise", "uniform_noise", "Comparison", "Figures", "Purified", "Summary", "VersionFigures", "jsonable", "Evaluator", "Verdict", "judge",
     "one_line",
 ]

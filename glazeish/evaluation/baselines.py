@@ -5,6 +5,8 @@
   Uniform noise at the cloak's L∞ budget has about 3 dB *less* energy than a cloak that uses its whole budget,
   which flatters the cloak; equal energy does not.
 * :func:`uniform_noise` — uniform noise in ``[-eps, eps]`` (the same L∞ budget), kept as a second column.
+* :func:`rescaled_to_mse` — not noise: a given perturbation scaled to a given PSNR (a peer attack at the
+  PSNR of glazeish's default, in the benchmark).
 
 Both draw from seeded CPU generators (the same bytes on every device) and leave transparent pixels alone.
 """
@@ -19,6 +21,7 @@ from ..imageio import to_tensor, to_uint8
 #: offsets that keep the baselines' draws apart from each other and from the attack's random start
 UNIFORM_SEED_OFFSET = 7919
 GAUSSIAN_SEED_OFFSET = 104_729
+DITHER_SEED_OFFSET = 15_485_863
 SUBSAMPLE = 1 << 20  # values on which σ is searched first, for large images
 
 
@@ -58,20 +61,48 @@ def same_psnr_noise(
         return original.copy()
     gen = np.random.Generator(np.random.PCG64(int(seed) + GAUSSIAN_SEED_OFFSET))
     n = gen.standard_normal(original.shape, dtype=np.float32)
-    base = original.astype(np.float32)
     m = _mask(alpha, original.shape)
     if m is not None:
         n = np.where(m, n, 0).astype(np.float32)
     count = float(m.sum()) if m is not None else float(original.size)
     if count == 0:
         return original.copy()
+    return _scaled_to_mse(original, n, target_mse, count, m is not None, iterations)
 
-    def make(sigma: float, b=base, z=n) -> np.ndarray:
-        return np.clip(np.rint(b + sigma * z), 0, 255)
 
-    def search(lo: float, hi: float, b: np.ndarray, z: np.ndarray, cnt: float, steps: int) -> tuple[float, float]:
-        def mse(sigma: float) -> float:
-            return float(np.square(make(sigma, b, z) - b, dtype=np.float64).sum() / cnt)
+def rescaled_to_mse(original: np.ndarray, perturbed: np.ndarray, target_mse: float, seed: int = 0,
+                    iterations: int = 40) -> np.ndarray:
+    """``original`` plus the perturbation ``perturbed - original`` scaled by the one factor that gives mean
+    squared error ``target_mse`` (8-bit levels²) once clipped and rounded: the same perturbation at another
+    PSNR (``H×W×3`` uint8).
+
+    ``perturbed`` is ``H×W×3`` in 8-bit levels: an attack's unrounded output (float) or a saved image (uint8).
+    Values are rounded after adding a fixed dither (one seeded uniform draw in (-½, ½) per value), so that the
+    MSE is a fine-grained monotone function of the scale: a sign-gradient attack's δ sits at ±eps almost
+    everywhere, and plain rounding would move all of its values up or down a level at once.
+    """
+    delta = perturbed.astype(np.float32) - original.astype(np.float32)
+    if target_mse <= 0 or not delta.any():
+        return original.copy()
+    gen = np.random.Generator(np.random.PCG64(int(seed) + DITHER_SEED_OFFSET))
+    dither = ((gen.random(original.shape, dtype=np.float32) - 0.5) * 0.999).astype(np.float32)
+    return _scaled_to_mse(original, delta, target_mse, float(original.size), False, iterations, dither)
+
+
+def _scaled_to_mse(original: np.ndarray, pattern: np.ndarray, target_mse: float, count: float, masked: bool,
+                   iterations: int, dither: np.ndarray | None = None) -> np.ndarray:
+    """``original + s·pattern`` clipped to 8 bits and rounded (after adding ``dither`` to ``s·pattern``, when
+    given), with the scale ``s`` whose MSE over ``count`` values is closest to ``target_mse``; ``masked``: the
+    pattern is 0 outside the visible pixels, which a subsample counts by its non-zero values."""
+    base = original.astype(np.float32)
+
+    def make(s: float, b=base, z=pattern, u=dither) -> np.ndarray:
+        return np.clip(np.rint(b + s * z) if u is None else b + np.rint(s * z + u), 0, 255)
+
+    def search(lo: float, hi: float, b: np.ndarray, z: np.ndarray, u: np.ndarray | None, cnt: float,
+               steps: int) -> tuple[float, float]:
+        def mse(s: float) -> float:
+            return float(np.square(make(s, b, z, u) - b, dtype=np.float64).sum() / cnt)
 
         while mse(hi) < target_mse and hi < 1e4:
             lo, hi = hi, hi * 2
@@ -81,17 +112,18 @@ def same_psnr_noise(
         return lo, hi
 
     hi = max(1.0, 2 * float(np.sqrt(target_mse)))
-    if original.size > SUBSAMPLE:  # a large image: find σ on every k-th value first, then refine on all of them
+    if original.size > SUBSAMPLE:  # a large image: find the scale on every k-th value first, then refine on all
         k = original.size // SUBSAMPLE
-        b, z = base.reshape(-1)[::k], n.reshape(-1)[::k]
-        cnt = float(np.count_nonzero(z)) if m is not None else float(b.size)
-        lo, hi = search(0.0, hi, b, z, max(cnt, 1.0), iterations)
-        lo, hi = search(lo * 0.95, hi * 1.05, base, n, count, 10)
+        b, z = base.reshape(-1)[::k], pattern.reshape(-1)[::k]
+        u = None if dither is None else dither.reshape(-1)[::k]
+        cnt = float(np.count_nonzero(z)) if masked else float(b.size)
+        lo, hi = search(0.0, hi, b, z, u, max(cnt, 1.0), iterations)
+        lo, hi = search(lo * 0.95, hi * 1.05, base, pattern, dither, count, 10)
     else:
-        lo, hi = search(0.0, hi, base, n, count, iterations)
+        lo, hi = search(0.0, hi, base, pattern, dither, count, iterations)
     full = {s: float(np.square(make(s) - base, dtype=np.float64).sum() / count) for s in (lo, hi)}
-    sigma = min(full, key=lambda s: abs(full[s] - target_mse))
-    return make(sigma).astype(np.uint8)
+    scale = min(full, key=lambda s: abs(full[s] - target_mse))
+    return make(scale).astype(np.uint8)
 
 
 def baselines(original: np.ndarray, cloaked: np.ndarray, eps_levels: float, seed: int = 0,
