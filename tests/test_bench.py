@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from glazeish import metrics
-from glazeish.bench import harness, protections, report
+from glazeish.bench import harness, peers, protections, report
 from glazeish.bench.harness import Bench, BenchConfig
 from glazeish.bench.protections import BenchContext, make_protection, pair_external, split_protections
 from glazeish.bench.results import CSV_FIELDS, metric_info, read_rows
@@ -24,6 +24,8 @@ from glazeish.metrics import pearson
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MODELS_DIR = Path(os.environ.get("GLAZEISH_MODELS") or SHARED / "models")
 NEEDED = ("taef2_encoder.pth", "taef2_decoder.pth", "taesana_encoder.pth")
+MIST = "mist-textural-style:decoy"  # Mist's textural attack without a --mist-target: glazeish's decoy pattern
+PG = "photoguard-encoder-style"
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +67,8 @@ def image_dirs(tmp_path_factory) -> list[Path]:
 
 
 def config(dirs, out, **kw) -> BenchConfig:
-    base = dict(images=[str(d) for d in dirs], out=str(out), protections=["none", "random", "mist-textural"],
-                purifications=["none", "jpeg75"], attack_steps=2, models_dir=str(MODELS_DIR), device="cpu",
+    base = dict(images=[str(d) for d in dirs], out=str(out), protections=["none", "random", PG],
+                purifications=["none", "jpeg75"], attack_steps=4, models_dir=str(MODELS_DIR), device="cpu",
                 precision="fp32", batch=4)
     base.update(kw)
     return BenchConfig(**base)
@@ -151,8 +153,8 @@ def test_metric_info_directions():
 
 
 def test_registry_and_name_lists():
-    for name in ("none", "random", "photoguard-encoder", "mist-textural", "glazeish-low", "glazeish-default",
-                 "glazeish-high", "external"):
+    for name in ("none", "random", "photoguard-encoder-style", "mist-textural-style", "psnr-matched", "glazeish-low",
+                 "glazeish-default", "glazeish-high", "external"):
         assert name in protections.PROTECTIONS
     assert split_protections("default") == protections.DEFAULT_PROTECTIONS
     assert split_protections("none,random", {"external:glaze": "/x"}) == ["none", "random", "external:glaze"]
@@ -182,10 +184,13 @@ def test_presets_keep_their_own_budget_and_caches_follow_every_setting():
     ctx = BenchContext(eps_levels=8)
     assert make_protection("glazeish-low", ctx).eps_levels == 3
     assert make_protection("glazeish-high", ctx).eps_levels == 6
-    assert make_protection("mist-textural", ctx).eps_levels == 8
-    a, b = make_protection("mist-textural", ctx), make_protection("photoguard-encoder", ctx)
+    # the peers keep their authors' budgets, whatever --eps says
+    assert make_protection("mist-textural-style", ctx).eps_levels == 16
+    assert make_protection("photoguard-encoder-style", ctx).eps_levels == pytest.approx(7.65)
+    a, b = make_protection("mist-textural-style", ctx), make_protection("photoguard-encoder-style", ctx)
     assert a.cache_key != b.cache_key
-    assert a.cache_key != make_protection("mist-textural", BenchContext(eps_levels=4)).cache_key
+    assert a.cache_key == make_protection("mist-textural-style", BenchContext(eps_levels=4)).cache_key
+    assert a.cache_key != make_protection("mist-textural-style", BenchContext(attack_steps=3)).cache_key
     # the key is the config's fingerprint: a setting nobody listed by hand still changes it
     from glazeish.config import ProtectConfig
 
@@ -197,6 +202,129 @@ def test_pair_external_by_stem(tmp_path):
         (tmp_path / n).write_bytes(b"x")
     found = pair_external(tmp_path, ["a", "b", "c", "d"])
     assert {k: v.name for k, v in found.items()} == {"a": "a.png", "b": "b_glazed.png", "c": "c.protected.png"}
+
+
+# ---------------------------------------------------------------------------------------------
+# the peers: published settings, their targets, equal PSNR, and no glazeish preset anywhere
+
+
+@pytest.fixture(scope="module")
+def peer_ctx(models_dir) -> BenchContext:
+    from glazeish.encoders import Ensemble, load_encoder
+
+    return BenchContext(attack_steps=6, device="cpu", precision="fp32", models_dir=str(models_dir),
+                        ensemble=Ensemble([load_encoder("taef2", models_dir)]))
+
+
+def test_peers_keep_their_authors_settings():
+    from glazeish.attack import step_sizes
+
+    pg, grey = make_protection("photoguard-encoder-style", BenchContext()), \
+        make_protection("photoguard-encoder-style:grey", BenchContext())
+    # PhotoGuard's img2img notebook: eps 0.06, step 0.02, 1000 iterations on [-1, 1]; toward the zero latent
+    assert (pg.settings.eps, pg.settings.alpha, pg.settings.steps) == (0.03, 0.01, 1000)
+    assert (pg.settings.schedule, pg.settings.target, pg.settings.squared) == ("photoguard", "zero", False)
+    # their demo app: a grey target, eps 0.12, step 0.01, 200 iterations
+    assert (grey.settings.eps, grey.settings.alpha, grey.settings.steps, grey.settings.target) == (0.06, 0.005, 200,
+                                                                                                   "grey")
+    assert grey.name == "photoguard-encoder-style:grey" and grey.cache_key != pg.cache_key
+    # their step: step_size - (step_size - step_size / 100) / iters * i
+    assert step_sizes(0.01, 1000, "photoguard")[0] == 0.01
+    assert step_sizes(0.01, 1000, "photoguard")[500] == pytest.approx(0.01 - 0.0099 / 2)
+    # Mist (mist_v3.py, mode 1 = textural): 16/255, constant 1/255 steps, 100 iterations, summed squared distance
+    mist = make_protection("mist-textural-style", BenchContext())
+    assert (mist.settings.eps, mist.settings.alpha, mist.settings.steps) == (16 / 255, 1 / 255, 100)
+    assert (mist.settings.schedule, mist.settings.squared, mist.settings.random_start) == ("constant", True, True)
+    # --attack-steps replaces the iteration counts only (smoke runs), and says so in the cache key
+    short = make_protection("photoguard-encoder-style", BenchContext(attack_steps=10))
+    assert short.settings.steps == 10 and short.settings.eps == 0.03 and short.cache_key != pg.cache_key
+    with pytest.raises(ValueError, match="known: photoguard-encoder-style:grey"):
+        make_protection("photoguard-encoder-style:gray", BenchContext())
+
+
+def _latent_distance(ctx, rgb, target) -> float:
+    from glazeish.imageio import to_tensor
+
+    (model, _), = list(ctx.ensemble)
+    with torch.no_grad():
+        z = model.encode(to_tensor(rgb))
+        return float((z - (torch.zeros_like(z) if target is None else model.encode(target))).norm())
+
+
+def test_photoguard_pulls_the_latent_to_its_target(peer_ctx):
+    rgb = art(48, 48, 3)
+    for spec, target in (("photoguard-encoder-style", None),
+                         ("photoguard-encoder-style:grey", torch.full((1, 3, 48, 48), peers.GREY))):
+        p = make_protection(spec, peer_ctx)
+        out = p.protect(rgb, "f/a")
+        assert np.abs(out.astype(int) - rgb).max() <= p.eps_levels
+        from glazeish.evaluation import uniform_noise
+
+        noise = uniform_noise(rgb, p.eps_levels, 0)
+        before, after = _latent_distance(peer_ctx, rgb, target), _latent_distance(peer_ctx, out, target)
+        assert after < 0.9 * before and after < _latent_distance(peer_ctx, noise, target), spec
+
+
+def test_mist_pulls_toward_the_users_target_resized_to_the_image(peer_ctx, tmp_path):
+    from dataclasses import replace
+
+    from PIL import Image as PILImage
+
+    from glazeish.imageio import to_tensor
+
+    decoy = make_protection("mist-textural-style", peer_ctx)
+    assert decoy.name == MIST and make_protection("mist-textural-style:decoy", peer_ctx).cache_key == decoy.cache_key
+    path = tmp_path / "MIST.png"
+    stripes = np.zeros((30, 30, 3), np.uint8)
+    stripes[::4] = 255
+    PILImage.fromarray(stripes).save(path)
+    ctx = replace(peer_ctx, mist_target=str(path))
+    p = make_protection("mist-textural-style", ctx)
+    assert p.name == "mist-textural-style" and p.cache_key != decoy.cache_key
+    rgb = art(48, 64, 4)
+    target = p.target_image(rgb)
+    resized = PILImage.fromarray(stripes).resize((64, 48), resample=PILImage.BICUBIC)
+    assert torch.equal(target, to_tensor(np.array(resized)))  # resized, as Mist resizes MIST.png, not tiled
+    out = p.protect(rgb, "f/a")
+    assert np.abs(out.astype(int) - rgb).max() <= 16
+    assert _latent_distance(ctx, out, target) < 0.95 * _latent_distance(ctx, rgb, target)
+    PILImage.fromarray(255 - stripes).save(path)
+    assert make_protection("mist-textural-style", ctx).cache_key != p.cache_key  # the target's bytes count
+    with pytest.raises(ValueError, match="--mist-target"):
+        make_protection("mist-textural-style", replace(peer_ctx, mist_target=str(tmp_path / "missing.png")))
+
+
+def test_psnr_matched_peers_have_the_default_psnr(peer_ctx):
+    from glazeish.evaluation import mse_levels
+    from glazeish.imageio import to_tensor
+
+    for rgb in (art(48, 40, 5), art(64, 48, 6)):
+        default = make_protection("glazeish-default", peer_ctx).protect(rgb, "f/a")
+        want = metrics.psnr(to_tensor(rgb), to_tensor(default))
+        for inner in ("photoguard-encoder-style", "mist-textural-style"):
+            p = make_protection(f"psnr-matched:{inner}", peer_ctx)
+            out = p.protect(rgb, "f/a")
+            got = metrics.psnr(to_tensor(rgb), to_tensor(out))
+            assert abs(float(got) - float(want)) < 0.1, (inner, got, want)
+            assert np.array_equal(out, p.protect(rgb, "f/a"))
+            # the attack at that budget, not its published one: far less change than the peer itself
+            assert mse_levels(out, rgb) < 0.7 * mse_levels(make_protection(inner, peer_ctx).protect(rgb, "f/a"), rgb)
+    assert p.name == f"psnr-matched:{MIST}" and p.eps_levels is None
+    assert p.cache_key not in (p.inner.cache_key, p.reference.cache_key)
+
+
+def test_peers_never_inherit_glazeish_presets(peer_ctx, monkeypatch):
+    from glazeish import config as cfg
+
+    rgb = art(48, 48, 7)
+    specs = ("photoguard-encoder-style", "photoguard-encoder-style:grey", "mist-textural-style")
+    before = {s: (make_protection(s, peer_ctx).cache_key, make_protection(s, peer_ctx).protect(rgb, "f/a")) for s in specs}
+    for name in list(cfg.PRESETS):  # every preset changed: budget, steps, objective, JPEG simulation
+        monkeypatch.setitem(cfg.PRESETS, name, cfg.Preset(9, 3, "untargeted", "jpeg", "changed"))
+    assert make_protection("glazeish-default", peer_ctx).eps_levels == 9  # the presets did change
+    for s in specs:
+        p = make_protection(s, peer_ctx)
+        assert p.cache_key == before[s][0] and np.array_equal(p.protect(rgb, "f/a"), before[s][1]), s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,10 +369,10 @@ def test_run_csv_schema_and_arithmetic(base_run):
             base = to_float(keys[(r["image"], r["protection"], "none", r["metric"])]["effect"])
             assert to_float(r["retained"]) == pytest.approx(to_float(r["effect"]) / base, rel=1e-3)
             assert metric_info(r["metric"]).group != "visibility"
-    linf = keys[("flat/cel", "mist-textural", "none", "linf")]
-    assert 0 < float(linf["value"]) <= 4 and float(linf["uniform"]) == pytest.approx(4.0) and linf["eps"] == "4"
+    linf = keys[("flat/cel", PG, "none", "linf")]
+    assert 0 < float(linf["value"]) <= 7 and float(linf["uniform"]) == 7 and linf["eps"] == "7.65"  # 7.65/255, in levels
     # the same-PSNR noise has the cloak's PSNR (within rounding), the same-L∞ noise more PSNR
-    ps = keys[("flat/cel", "mist-textural", "none", "psnr")]
+    ps = keys[("flat/cel", PG, "none", "psnr")]
     assert float(ps["noise"]) == pytest.approx(float(ps["value"]), abs=0.05) and float(ps["uniform"]) > float(ps["value"])
     # the none protection is the clean image, and its noise baselines are the clean image too
     none = keys[("paintings/vase", "none", "none", "view_psnr")]
@@ -255,12 +383,11 @@ def test_run_csv_schema_and_arithmetic(base_run):
     # the retained column is the evaluation layer's: the view gap after JPEG ÷ before
     from glazeish.evaluation.figures import retained
 
-    v0, v1 = keys[("paintings/vase", "mist-textural", "none", "view_psnr")], keys[("paintings/vase", "mist-textural",
-                                                                                 "jpeg75", "view_psnr")]
+    v0, v1 = keys[("paintings/vase", PG, "none", "view_psnr")], keys[("paintings/vase", PG, "jpeg75", "view_psnr")]
     want = retained(-to_float(v1["effect"]), -to_float(v0["effect"]))
     assert (v1["retained"] == "") if want is None else to_float(v1["retained"]) == pytest.approx(want, rel=1e-3)
     # the attack moves the attacked latent more than same-budget noise
-    lat = keys[("paintings/vase", "mist-textural", "none", "latent:taef2")]
+    lat = keys[("paintings/vase", PG, "none", "latent:taef2")]
     assert float(lat["effect"]) > 0
     env = (out / harness.ENV_NAME).read_text()
     assert '"seed": 0' in env and '"torch"' in env and '"cpu"' in env
@@ -281,8 +408,8 @@ def test_resume_skips_finished_rows_and_reuses_the_cache(base_run, image_dirs, t
     path.write_text("".join(lines[: -n_metrics // 2]) + lines[-n_metrics // 2][:7])
     # the attack must come from the cache, not be recomputed
     calls = []
-    orig = protections.MistTextural.protect
-    monkeypatch.setattr(protections.MistTextural, "protect", lambda self, *a: calls.append(a) or orig(self, *a))
+    orig = peers.PhotoGuardEncoder.protect
+    monkeypatch.setattr(peers.PhotoGuardEncoder, "protect", lambda self, *a: calls.append(a) or orig(self, *a))
     Bench(cfg).run(progress=False)
     assert calls == []
     again, before = _by_key(read_rows(path)), _by_key(read_rows_from_text(full))
@@ -324,6 +451,21 @@ def test_external_import(image_dirs, tmp_path, models_dir):
     assert ("flat/cel", "external:tool", "none", "psnr") not in keys
     env = (out / harness.ENV_NAME).read_text()
     assert "no cloaked file" in env
+    # from the command line, NAME=DIR, and through the same table as every protection, at equal PSNR too
+    from typer.testing import CliRunner
+
+    from glazeish.bench.cli import app
+
+    out2 = tmp_path / "cli"
+    res = CliRunner().invoke(app, ["run", "--images", str(image_dirs[0]), "--external", f"tool={ext}", "--out",
+                                   str(out2), "--protections", "none,glazeish-default,psnr-matched:external:tool",
+                                   "--purifications", "none", "--models", str(models_dir), "--precision", "fp32",
+                                   "--device", "cpu", "--no-grid", "--no-report", "--quiet"])
+    assert res.exit_code == 0, res.output
+    keys = _by_key(read_rows(out2 / harness.CSV_NAME))
+    assert keys[("paintings/vase", "external:tool", "none", "psnr")]["value"] == f"{expected:.6g}"
+    matched = float(keys[("paintings/vase", "psnr-matched:external:tool", "none", "psnr")]["value"])
+    assert matched == pytest.approx(float(keys[("paintings/vase", "glazeish-default", "none", "psnr")]["value"]), abs=0.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +489,7 @@ def test_cli_run_and_report(image_dirs, tmp_path, models_dir):
 
     out = tmp_path / "out"
     args = ["run", "--images", str(image_dirs[0]), "--images", str(image_dirs[1]), "--out", str(out),
-            "--protections", "none,random,mist-textural", "--attack-steps", "1", "--purifications", "none,jpeg75",
+            "--protections", "none,random,mist-textural-style", "--attack-steps", "1", "--purifications", "none,jpeg75",
             "--models", str(models_dir), "--precision", "fp32", "--quiet"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
@@ -355,8 +497,8 @@ def test_cli_run_and_report(image_dirs, tmp_path, models_dir):
         assert (out / name).is_file(), name
     assert sorted(p.name for p in out.glob("grid_*.png")) == ["grid_flat_cel.png", "grid_paintings_vase.png"]
     md = (out / "results.md").read_text()
-    assert "## Headline: mist-textural vs noise of the same PSNR" in md  # no glazeish preset: the first cloak
-    assert "retained after jpeg75" in md and "| mist-textural | 4 |" in md
+    assert f"## Headline: {MIST} vs noise of the same PSNR" in md  # no glazeish preset: the first cloak
+    assert "retained after jpeg75" in md and f"| {MIST} | 16 |" in md
     (out / "results.md").unlink()
     (out / "frontier.png").unlink()
     res = CliRunner().invoke(app, ["report", str(out), "--headline", "none"])

@@ -93,6 +93,8 @@ def _entries() -> list[tuple[str, str]]:
     # purifications that need a diffusers pipeline on disk have their own contract test (test_purify.py)
     out += [("purification", n) for n, c in PURIFICATIONS.items() if not getattr(c, "needs_pipeline", False)]
     out += [("protection", n) for n in PROTECTIONS]
+    # and every variant of a peer (photoguard-encoder-style:grey, mist-textural-style:decoy)
+    out += [("protection", f"{n}:{v}") for n, c in PROTECTIONS.items() for v in getattr(c, "variants", {})]
     return out
 
 

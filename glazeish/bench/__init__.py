@@ -1,7 +1,9 @@
 """The protection benchmark: does a cloak work, how visible is it, does it survive counter-measures?
 
-* :mod:`.protections` — what is compared (registered by name: ``none``, ``random``, ``photoguard-encoder``,
-  ``mist-textural``, ``glazeish-low/default/high``, ``external``);
+* :mod:`.protections` — what is compared (registered by name: ``none``, ``random``, ``glazeish-low/default/high``,
+  ``external``, and wrappers such as ``same-psnr:<p>``);
+* :mod:`.peers` — the published attacks as their authors ran them (``photoguard-encoder-style``,
+  ``mist-textural-style``) and ``psnr-matched:<p>``, a protection at glazeish-default's PSNR;
 * :mod:`.harness` — the resumable run: :func:`glazeish.evaluation.assess` per image and protection, flattened
   into a long-format CSV;
 * :mod:`.results` — the CSV's columns and metrics (shared by the harness and the report);
@@ -11,6 +13,7 @@
 * :mod:`.cli` — ``glazeish bench run|report|mimic``.
 """
 
+from . import peers  # noqa: F401  (registers the peers' protections)
 from .harness import Bench, BenchConfig
 from .protections import PROTECTIONS, BenchContext, Protection, make_protection, register_protection
 from .results import CSV_FIELDS, MetricInfo, metric_info

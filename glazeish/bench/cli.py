@@ -66,9 +66,15 @@ def run(
                                  "or not); the first with a decoder gives the mimic view."),
     attacked: str = typer.Option("taef2", help="Encoder spec the cloaks attack."),
     style_encoder: str = typer.Option("taesana", help="Encoder whose features judge style (must not be attacked)."),
-    eps: float = typer.Option(4.0, help="L-inf budget (1/255) of random / photoguard-encoder / mist-textural; the "
-                              "glazeish presets keep their own."),
-    attack_steps: int = typer.Option(10, help="PGD steps of photoguard-encoder and mist-textural."),
+    eps: float = typer.Option(4.0, help="L-inf budget (1/255) of random; the glazeish presets and the peers keep "
+                              "their own."),
+    attack_steps: Optional[int] = typer.Option(None, help="Replace the peers' published iteration counts "
+                                               "(photoguard-encoder-style 1000, mist-textural-style 100) with this "
+                                               "many: for smoke runs, not results."),
+    mist_target: Optional[Path] = typer.Option(None, "--mist-target", help="Target image of mist-textural-style "
+                                               "(Mist's MIST.png from psyker-team/mist, GPL-3.0, not shipped); "
+                                               "without it the peer uses glazeish's decoy pattern and is named "
+                                               "mist-textural-style:decoy."),
     external: List[str] = typer.Option([], "--external", help="Folder of images cloaked by another tool, paired "
                                        "with the originals by file name stem; NAME=DIR to label it (repeatable)."),
     quick: bool = typer.Option(False, "--quick", help=f"Protections {','.join(QUICK_PROTECTIONS)}, purifications "
@@ -140,7 +146,8 @@ def run(
     config = BenchConfig(
         images=[str(p) for p in images], out=str(out), protections=_split(protections),
         purifications=_split(purifications), encoders=_split(encoders), attacked=attacked,
-        style_encoder=style_encoder, eps_levels=eps, attack_steps=attack_steps, seed=seed, device=device,
+        style_encoder=style_encoder, eps_levels=eps, attack_steps=attack_steps,
+        mist_target=str(mist_target) if mist_target else None, seed=seed, device=device,
         precision=precision, models_dir=str(models) if models else None, cache=str(cache) if cache else None,
         external=ext, limit=limit, slow_images=slow_images, impress_steps=impress_steps, batch=batch,
         purify_pipeline=purify_pipeline, upscaler=upscaler,

@@ -47,8 +47,9 @@ class BenchConfig:
     encoders: list[str] = field(default_factory=lambda: ["taef2", "taesana"])
     attacked: str = "taef2"  # the encoder spec the cloaks attack
     style_encoder: str = "taesana"  # features for the style distance: must not be attacked
-    eps_levels: float = 4.0  # budget (1/255) of the baselines-as-protections (random, peers at their defaults)
-    attack_steps: int = 10
+    eps_levels: float = 4.0  # budget (1/255) of `random`; presets and peers keep their own
+    attack_steps: int | None = None  # replaces the peers' published iteration counts (tests, smoke runs)
+    mist_target: str | None = None  # target image of mist-textural-style (Mist's MIST.png)
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -177,9 +178,9 @@ class Bench:
         self.attacked_names = list(dict.fromkeys(attacked))
         # share the loaded models with the attacks (a weighted spec is left to the Protector to parse)
         ensemble = None if "*" in c.attacked else Ensemble([model(n) for n in self.attacked_names])
-        self.ctx = BenchContext(eps_levels=c.eps_levels, attack_steps=c.attack_steps, seed=c.seed, encoder=c.attacked,
-                                device=str(self.device), precision=c.precision, models_dir=c.models_dir,
-                                external=dict(c.external), ensemble=ensemble)
+        self.ctx = BenchContext(eps_levels=c.eps_levels, attack_steps=c.attack_steps, mist_target=c.mist_target,
+                                seed=c.seed, encoder=c.attacked, device=str(self.device), precision=c.precision,
+                                models_dir=c.models_dir, external=dict(c.external), ensemble=ensemble)
         self.protections: list[Protection] = [make_protection(n, self.ctx) for n in
                                               split_protections(c.protections, c.external)]
         # model-based purifications get the mimic autoencoder: the only one with a decoder here, and the one the

@@ -29,9 +29,11 @@ from ..registry import Registered, Registry, split_specs
 
 PROTECTIONS: Registry = Registry("protection")
 
-#: what ``bench run`` compares by default (external needs ``--external DIR``)
+#: what ``bench run`` compares by default (external needs ``--external DIR``): the peers (:mod:`.peers`) at their
+#: published settings and at glazeish-default's PSNR, then glazeish's presets
 DEFAULT_PROTECTIONS = [
-    "none", "random", "photoguard-encoder", "mist-textural", "glazeish-low", "glazeish-default", "glazeish-high",
+    "none", "random", "photoguard-encoder-style", "psnr-matched:photoguard-encoder-style", "mist-textural-style",
+    "psnr-matched:mist-textural-style", "glazeish-low", "glazeish-default", "glazeish-high",
 ]
 QUICK_PROTECTIONS = ["none", "random", "glazeish-default"]
 
@@ -44,13 +46,16 @@ register_protection = PROTECTIONS.register
 class BenchContext:
     """Settings shared by every protection of a run.
 
-    ``eps_levels`` (1/255 units) is the budget of ``random``, ``photoguard-encoder`` and ``mist-textural``; the
-    glazeish presets keep their own (see ``glazeish.config.PRESETS``). ``attack_steps`` is the number of PGD steps
-    of the two baseline attacks. ``encoder`` is the attacked encoder spec (see :mod:`glazeish.encoders`).
+    ``eps_levels`` (1/255 units) is the budget of ``random``; the glazeish presets keep their own (see
+    ``glazeish.config.PRESETS``) and the peers (:mod:`.peers`) their authors'. ``attack_steps`` replaces the
+    peers' published iteration counts (1000 and 100) when set: for tests and smoke runs, not for results.
+    ``mist_target`` is the target image of ``mist-textural-style`` (Mist's ``MIST.png``, which glazeish does not
+    ship). ``encoder`` is the attacked encoder spec (see :mod:`glazeish.encoders`).
     """
 
     eps_levels: float = 4.0
-    attack_steps: int = 10
+    attack_steps: int | None = None
+    mist_target: str | None = None
     seed: int = 0
     encoder: str = "taef2"
     device: str = "auto"
@@ -118,10 +123,18 @@ class RandomNoise(Protection):
         return uniform_noise(rgb, self.ctx.eps_levels, image_seed(self.ctx.seed, key) + 1)
 
 
-class _Cloak(Protection):
-    """A glazeish configuration (built lazily, models loaded once), run through the one job path."""
+def _describe(intensity: str) -> str:
+    from ..config import PRESETS
 
-    objective: ClassVar[str | None] = None
+    p = PRESETS[intensity]
+    eot = f", optimised through {p.robust}" if p.robust else ""
+    return f"glazeish preset '{intensity}' (eps {p.eps_levels:g}/255, {p.steps} steps, objective '{p.objective}'{eot})"
+
+
+class _Preset(Protection):
+    """A glazeish intensity preset, exactly as ``glazeish protect --intensity X`` runs it (built lazily, models
+    loaded once, through the one job path)."""
+
     intensity: ClassVar[str] = "default"
 
     def __init__(self, ctx: BenchContext):
@@ -132,8 +145,7 @@ class _Cloak(Protection):
         from ..config import ProtectConfig
 
         c = self.ctx
-        return ProtectConfig(intensity=self.intensity, eps_levels=c.eps_levels, steps=c.attack_steps,
-                             objective=self.objective, encoder=c.encoder, seed=c.seed, device=c.device,
+        return ProtectConfig(intensity=self.intensity, encoder=c.encoder, seed=c.seed, device=c.device,
                              precision=c.precision, models_dir=c.models_dir)
 
     @property
@@ -158,39 +170,6 @@ class _Cloak(Protection):
         from ..imageio import Artwork
 
         return self.cloaker.cloak(Artwork(rgb=rgb), seed=image_seed(self.ctx.seed, key))
-
-
-@register_protection
-class PhotoGuardEncoder(_Cloak):
-    name = "photoguard-encoder"
-    description = "PhotoGuard's encoder attack: push the latent away from the clean latent (objective 'untargeted')"
-    objective = "untargeted"
-
-
-@register_protection
-class MistTextural(_Cloak):
-    name = "mist-textural"
-    description = "Mist's textural loss: pull the latent toward a decoy texture's latent (objective 'texture')"
-    objective = "texture"
-
-
-def _describe(intensity: str) -> str:
-    from ..config import PRESETS
-
-    p = PRESETS[intensity]
-    eot = f", optimised through {p.robust}" if p.robust else ""
-    return f"glazeish preset '{intensity}' (eps {p.eps_levels:g}/255, {p.steps} steps, objective '{p.objective}'{eot})"
-
-
-class _Preset(_Cloak):
-    """A glazeish intensity preset, exactly as ``glazeish protect --intensity X`` runs it."""
-
-    def config(self):
-        from ..config import ProtectConfig
-
-        c = self.ctx
-        return ProtectConfig(intensity=self.intensity, encoder=c.encoder, seed=c.seed, device=c.device,
-                             precision=c.precision, models_dir=c.models_dir)
 
 
 @register_protection
