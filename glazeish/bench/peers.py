@@ -50,13 +50,20 @@ class PeerSettings:
     random_start: bool = True
 
 
-#: PhotoGuard, notebooks/demo_simple_attack_img2img.ipynb: ``pgd`` (eps=0.06, step_size=0.02, iters=1000 on [-1, 1])
+#: PhotoGuard (MadryLab/photoguard 686bea7), notebooks/demo_simple_attack_img2img.ipynb, lines of the stored file:
+#: 141-157 ``pgd`` (random start, the step decay, ``(model(X_adv).latent_dist.mean).norm()``, sign descent, clip to
+#: the eps ball then to [-1, 1]); 196-208 the call: eps=0.06, step_size=0.02, iters=1000 on the [-1, 1] scale
 PHOTOGUARD_IMG2IMG = PeerSettings(eps=0.06 / 2, alpha=0.02 / 2, steps=1000, schedule="photoguard", target="zero",
                                   squared=False)
-#: PhotoGuard, demo/app.py ``immunize_fn``: toward a grey image's latent (eps=0.12, step_size=0.01, iters=200)
+#: PhotoGuard, demo/app.py: 28-46 the same ``pgd`` toward ``targets``; 50-55 a grey test card resized to 512²;
+#: 57-75 ``immunize_fn``: eps=0.12, step_size=0.01, iters=200
 PHOTOGUARD_DEMO = PeerSettings(eps=0.12 / 2, alpha=0.01 / 2, steps=200, schedule="photoguard", target="grey",
                                squared=False)
-#: Mist, mist_v3.py ``init`` (epsilon=16, steps=100, alpha=1, in 1/255 of [0, 1]) with ``mode`` 1 (textural)
+#: Mist (psyker-team/mist 70a2956): mist_v3.py 102 ``nn.MSELoss(reduction="sum")``, 143-147 mode 1 = textural
+#: (``fn(zx, zy)``), 152-205 ``init`` (epsilon=16, steps=100, alpha=1, each ``/255 * 2`` on [-1, 1]), 255
+#: ``LinfPGDAttack(..., clip_min=-1.0, targeted=True)``; Masked_PGD.py 63-78 the update (sign step, clip δ to eps,
+#: clip x+δ to the range), 175-181 the random start (advertorch: uniform in the eps box, clipped to the range);
+#: mist_utils.py 36-51 the defaults, 141-156 the target resized with PIL's bicubic filter
 MIST_TEXTURAL = PeerSettings(eps=16 / 255, alpha=1 / 255, steps=100, schedule="constant", target="image",
                              squared=True)
 GREY = 0.5  # the demo's target is a grey test card fetched from the web; a flat mid-grey stands in for it
