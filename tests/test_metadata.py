@@ -22,7 +22,9 @@ from glazeish.metadata import (
     PLUS_VOCAB,
     MetadataOptions,
     SourceMetadata,
+    JPEG_SEGMENT_MAX,
     build_xmp,
+    check_fits,
     read_source_metadata,
     resolve_data_mining,
     save_kwargs,
@@ -462,3 +464,55 @@ def test_sign_c2pa_rejects_unknown_suffix(tmp_path):
 
     with pytest.raises(ValueError):
         sign_c2pa(tmp_path / "x.gif", b"", b"", MetadataOptions())
+
+
+# ------------------------------------------------------------------------------ format limits
+
+
+def _huge_exif() -> bytes:
+    ex = _source_exif()
+    ex[0x010E] = "x" * 70_000  # ImageDescription: 70 KB, over a JPEG segment
+    ex[ExifTags.IFD.Exif] = {**ex[ExifTags.IFD.Exif], 0x9286: b"ASCII\0\0\0" + b"c" * 1000}  # UserComment
+    return ex.tobytes()
+
+
+def test_exif_over_a_jpeg_segment_is_trimmed_with_one_warning(tmp_path):
+    """A JPEG carries EXIF in one 64 KB segment (Pillow: "EXIF data is too long"): the largest input tags are
+    dropped until it fits, said in one line; the user's own Artist/Copyright and the small tags stay."""
+    warned: list[str] = []
+    src = SourceMetadata(exif=_huge_exif())
+    kwargs = save_kwargs(src, MetadataOptions(creator="Jane Doe"), "JPEG", warn=warned.append)
+    assert len(kwargs["exif"]) <= JPEG_SEGMENT_MAX
+    assert len(warned) == 1 and "ImageDescription (70,000 bytes)" in warned[0] and "\n" not in warned[0]
+    cloaked().save(tmp_path / "o.jpg", "JPEG", **kwargs)
+    with Image.open(tmp_path / "o.jpg") as im:
+        ex = im.getexif()
+    assert ex[0x013B] == "Jane Doe" and ex[0x0110] == "TestCam 3000" and 0x010E not in ex
+    # PNG and WebP take it whole, without a word
+    warned.clear()
+    for fmt in ("PNG", "WEBP"):
+        assert len(save_kwargs(src, MetadataOptions(), fmt, warn=warned.append)["exif"]) > 70_000
+    assert warned == []
+
+
+def test_a_long_input_artist_is_left_out_of_a_jpeg_xmp(tmp_path):
+    ex = Image.Exif()
+    ex[0x013B] = "A" * 65_000  # the input's Artist: it would go into the XMP's dc:creator too
+    warned: list[str] = []
+    kwargs = save_kwargs(SourceMetadata(exif=ex.tobytes()), MetadataOptions(), "JPEG", warn=warned.append)
+    cloaked().save(tmp_path / "o.jpg", "JPEG", **kwargs)  # no "XMP data is too long"
+    assert any("XMP" in w for w in warned) and b"AAAA" not in kwargs["xmp"]
+
+
+def test_options_that_cannot_fit_a_jpeg_are_refused_up_front():
+    check_fits(MetadataOptions(creator="c" * 70_000), "png")  # fine: PNG and WebP have room
+    check_fits(MetadataOptions(creator="c" * 70_000, enabled=False), "jpeg")  # nothing written
+    check_fits(MetadataOptions(creator="Jane Doe", url="https://example.org/rights"), "jpeg")
+    with pytest.raises(ValueError, match="a JPEG holds at most"):
+        check_fits(MetadataOptions(creator="c" * 70_000), "jpeg")
+
+
+def test_unreadable_exif_is_one_warning_not_three():
+    warned: list[str] = []
+    save_kwargs(SourceMetadata(exif=b"Exif\0\0II*\0garbage"), MetadataOptions(), "PNG", warn=warned.append)
+    assert len(warned) == 1 and "EXIF" in warned[0] and "\n" not in warned[0]
