@@ -20,11 +20,11 @@ from PIL import Image
 
 from glazeish.config import ProtectConfig
 from glazeish.distributed import (
-    MANIFEST_NAME, STAGING_DIR, Manifest, OutdirBusyError, _lock_outdir, check_reachable, plan_workers,
+    MANIFEST_NAME, STAGING_DIR, Manifest, OutdirBusyError, check_reachable, plan_workers,
     protect_with_ray, run_tasks,
 )
 from glazeish.imageio import read_image
-from glazeish.job import Cloaker, Job
+from glazeish.job import Cloaker, Job, lock_outdir
 from glazeish.metadata import MetadataOptions
 
 from conftest import IMAGES, MODELS, crop_rgb
@@ -113,7 +113,7 @@ def test_unreachable_cluster_fails_fast():
 
 def test_one_run_per_output_folder(tmp_path):
     # a second driver on the same folder would redo the first one's in-flight images: refused up front
-    with _lock_outdir(tmp_path):
+    with lock_outdir(tmp_path):
         with pytest.raises(OutdirBusyError, match="another glazeish run"):
             protect_with_ray([tmp_path / "a.png"], tmp_path, Job(ProtectConfig(steps=1)))
 
