@@ -12,7 +12,10 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import first_line
-from .metadata import MetadataOptions, SourceMetadata, read_source_metadata, save_kwargs
+from .metadata import MetadataOptions, SourceMetadata, damaged_exif, read_source_metadata, save_kwargs
 
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000×8000; a 4000×3000 photo is 12 MP
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
@@ -155,22 +158,69 @@ def _open_checked(fp, path: Path, max_pixels: int) -> Image.Image:
     return im
 
 
+def _png_data_size(width: int, height: int, depth: int, colour: int, interlaced: bool) -> int:
+    """Bytes of filtered image data a PNG header declares (every row of every interlace pass, filter bytes)."""
+    bits = depth * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 4)
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    total = 0
+    for x0, y0, dx, dy in passes if interlaced else [(0, 0, 1, 1)]:
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w > 0 and h > 0:
+            total += h * (1 + -(-(w * bits) // 8))
+    return total
+
+
+def _png_rows_missing(fp) -> bool:
+    """Whether a PNG's image data stops before the rows its header declares: Pillow then fills the rest with
+    zeros and says nothing (a damaged height whose checksum was redone, data cut at a chunk boundary)."""
+    fp.seek(8)
+    z, got, need = zlib.decompressobj(), 0, None
+    while len(head := fp.read(8)) == 8:
+        length, kind = struct.unpack(">I4s", head)
+        data = fp.read(length)
+        fp.read(4)
+        if kind == b"IHDR" and len(data) >= 13:
+            w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[:13])
+            need = _png_data_size(w, h, depth, colour, bool(interlace))
+        elif kind == b"IDAT":
+            while data and got < (need or 0):  # counted in slices: a compression bomb never sits in memory
+                got += len(z.decompress(data, 1 << 20))
+                data = z.unconsumed_tail
+        elif kind == b"IEND":
+            break
+    return need is not None and got < need
+
+
+def _collect(notes: list[str], caught: list, say: Callable[[str], str]) -> None:
+    for w in caught:
+        msg = say(first_line(w.message))
+        if msg not in notes:
+            notes.append(msg)
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Artwork:
     """Read an image file as an :class:`Artwork`; raise :class:`ImageError` naming the file otherwise.
 
     The pixels are decoded in full before anything else is read from the file, so a file that Pillow cannot
     decode to the end is refused (never half-decoded pixels); a PNG must also pass its own checksums (a
-    flipped byte that the decompressor does not notice). A file with several images (an animated GIF, PNG
-    or WebP, a multi-page TIFF) is refused rather than reduced to its first frame. What Pillow only warns
-    about (e.g. unreadable EXIF, which is then dropped) goes into :attr:`Artwork.warnings`.
+    flipped byte that the decompressor does not notice) and hold every row its header declares. A file with
+    several images (an animated GIF, PNG or WebP, a multi-page TIFF) is refused rather than reduced to its
+    first frame; so is anything but a regular file (a FIFO, a device). What Pillow only warns about (e.g.
+    damaged EXIF, which is then dropped or kept in part) goes into :attr:`Artwork.warnings`, one line each.
     """
     path = Path(path)
     notes: list[str] = []
     try:
         if path.is_dir():
             raise ImageError(f"{path}: is a folder, not an image")
-        with open(path, "rb") as fp:  # one descriptor: the file checked is the file decoded
-            if os.fstat(fp.fileno()).st_size == 0:
+        # one descriptor: the file checked is the file decoded; non-blocking, so that a FIFO named like an
+        # image cannot hang the batch (it is refused below, as is a device such as /dev/zero)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as fp:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ImageError(f"{path}: not a regular file")
+            if st.st_size == 0:
                 raise ImageError(f"{path}: empty file (0 bytes)")
             with warnings.catch_warnings(record=True) as caught, _pixel_limit(max_pixels):
                 warnings.simplefilter("always")
@@ -178,22 +228,24 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 im = _open_checked(fp, path, max_pixels)
                 if im.format == "PNG":
                     im.verify()  # every chunk's CRC, the image data's included; then open it again to decode
+                    if _png_rows_missing(fp):
+                        raise ImageError(f"{path}: corrupt or truncated image (its image data stops before the "
+                                         "last row its header declares)")
                     fp.seek(0)
                     im = _open_checked(fp, path, max_pixels)
-                with im:
-                    mode = im.mode
-                    im.load()  # decode everything first: a decoding error must not be swallowed by a later read
-                    source = read_source_metadata(im, warn=notes.append)
-                    try:
-                        upright = ImageOps.exif_transpose(im)
-                    except Exception as e:  # the pixels are fine; only the orientation tag is unreadable
-                        notes.append(f"its EXIF orientation is unreadable, kept the pixels as stored ({first_line(e)})")
-                        upright = im
-                    rgb, alpha = _to_rgb8(upright)
-            for w in caught:
-                msg = first_line(w.message)
-                if msg not in notes:
-                    notes.append(msg)
+                mode = im.mode
+                im.load()  # decode everything first: a decoding error must not be swallowed by a later read
+            _collect(notes, caught, lambda msg: damaged_exif(msg) if "EXIF" in msg else f"while decoding: {msg}")
+            with warnings.catch_warnings(record=True) as caught, im:
+                warnings.simplefilter("always")
+                source = read_source_metadata(im, warn=notes.append)
+                try:
+                    upright = ImageOps.exif_transpose(im)
+                except Exception as e:  # the pixels are fine; only the orientation tag is unreadable
+                    notes.append(f"its EXIF orientation is unreadable, kept the pixels as stored ({first_line(e)})")
+                    upright = im
+                rgb, alpha = _to_rgb8(upright)
+            _collect(notes, caught, damaged_exif)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -353,9 +405,9 @@ def list_images(inputs: list[str | os.PathLike], recursive: bool = False,
                     visited.add(real)
                     keep.append(d)
             subfolders[:] = keep
-            for name in sorted(names):
+            for name in sorted(names):  # anything named like an image: a FIFO or a dangling link is reported
                 f = Path(folder) / name
-                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+                if f.suffix.lower() in IMAGE_SUFFIXES:
                     add(f, f.relative_to(root))
     return listing
 

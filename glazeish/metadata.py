@@ -330,8 +330,13 @@ def _load_exif(raw: bytes, warn: Warn | None = None) -> Image.Exif | None:
         warn(f"its EXIF is unreadable and was dropped ({first_line(err)})")
         return None
     for w in caught[:1]:
-        warn(f"its EXIF is damaged; kept what could be read ({first_line(w.message)})")
+        warn(damaged_exif(first_line(w.message)))
     return exif
+
+
+def damaged_exif(detail: str) -> str:
+    """The one line said about EXIF that Pillow reads only in part (the same words on reading and writing)."""
+    return f"its EXIF is damaged; kept what could be read ({detail})"
 
 
 def _build_clean_exif(
