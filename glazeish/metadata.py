@@ -27,6 +27,7 @@ Optionally, :func:`sign_c2pa` adds a signed C2PA manifest with a ``cawg.training
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
@@ -319,18 +320,26 @@ def _exif_text(value: Any) -> str | None:
         return raw.decode("latin-1")
 
 
+@contextlib.contextmanager
+def _exif_warnings(warn: Warn):
+    """Pillow warns (and goes on) about damaged EXIF, when it loads it and when it reads a sub-IFD: one line
+    through ``warn`` instead of a Python warning on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught[:1]:
+        warn(damaged_exif(first_line(w.message)))
+
+
 def _load_exif(raw: bytes, warn: Warn | None = None) -> Image.Exif | None:
     warn = warn or log.warning
     exif = Image.Exif()
     try:
-        with warnings.catch_warnings(record=True) as caught:  # Pillow warns (and goes on) about damaged EXIF
-            warnings.simplefilter("always")
+        with _exif_warnings(warn):
             exif.load(raw)
     except Exception as err:
         warn(f"its EXIF is unreadable and was dropped ({first_line(err)})")
         return None
-    for w in caught[:1]:
-        warn(damaged_exif(first_line(w.message)))
     return exif
 
 
@@ -431,7 +440,8 @@ def clean_exif(raw: bytes | None, options: MetadataOptions, size: tuple[int, int
     own = {t for t, v in ((_ARTIST, options.creator), (_COPYRIGHT, options.copyright)) if options.enabled and v}
     for known_only in (False, True):
         try:
-            out = _build_clean_exif(src, options, size, known_only)
+            with _exif_warnings(warn if not known_only else lambda msg: None):  # sub-IFDs are parsed here
+                out = _build_clean_exif(src, options, size, known_only)
             if not len(out):
                 return None
             return out.tobytes() if limit is None else _fit(out, limit, own, warn)

@@ -516,3 +516,19 @@ def test_unreadable_exif_is_one_warning_not_three():
     warned: list[str] = []
     save_kwargs(SourceMetadata(exif=b"Exif\0\0II*\0garbage"), MetadataOptions(), "PNG", warn=warned.append)
     assert len(warned) == 1 and "EXIF" in warned[0] and "\n" not in warned[0]
+
+
+def test_a_damaged_sub_ifd_is_one_warning_not_a_python_warning(recwarn):
+    """Pillow parses the EXIF sub-IFDs late (when the EXIF is rewritten) and warns on stderr about damage there."""
+    import struct
+
+    ex = Image.Exif()
+    ex[0x013B] = "A"
+    ex[ExifTags.IFD.Exif] = {0x9003: "2024:01:01 00:00:00"}
+    raw = bytearray(ex.tobytes())
+    i = raw.find(struct.pack(">H", int(ExifTags.IFD.Exif)))
+    raw[i + 8 : i + 12] = struct.pack(">I", 5000)  # the Exif IFD lies past the end
+    warned: list[str] = []
+    kwargs = save_kwargs(SourceMetadata(exif=bytes(raw)), MetadataOptions(), "PNG", warn=warned.append)
+    assert len(warned) == 1 and warned[0].startswith("its EXIF is damaged") and not recwarn.list
+    assert "exif" in kwargs  # what could be read (the Artist) is kept
