@@ -125,6 +125,7 @@ def test_same_seed_same_output(small_painting, tmp_path, models_dir):
         (["--eps", "65"], "eps must be between 0 and 64"),
         (["--encoder", "taef2*0"], "encoder weight must be a positive number"),
         (["--quality", "101"], "quality must be a whole number from 1 to 100"),
+        (["--format", "webp", "--quality", "0"], "quality must be a whole number from 1 to 100"),
         (["--max-pixels", "0"], "max pixels must be at least 1"),
         (["--device", "cuda:7"], "device"),
         (["--precision", "fp8"], "precision must be one of"),
@@ -245,3 +246,17 @@ def test_a_second_run_into_the_same_folder_is_refused(small_painting, tmp_path, 
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
         f"glazeish: error: another glazeish run is writing to {out}; wait for it or choose another --out"]
     assert not (out / "painting.protected.png").exists()
+
+
+def test_lossy_output_figures_describe_the_file_written(small_painting, tmp_path, models_dir):
+    """--format jpeg --quality 1: the PSNR and L-inf in the row are those of the file on disk (once reported
+    as 37.7 dB for a file that measured 16.4 dB)."""
+    r = run("protect", small_painting, "-o", tmp_path / "o", "--models", models_dir, "--steps", "1", "--format",
+            "jpeg", "--quality", "1", "--json", "--purify", "none")
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout.strip().splitlines()[-1])
+    a = np.asarray(Image.open(small_painting).convert("RGB"), float)
+    b = np.asarray(Image.open(row["output"]).convert("RGB"), float)
+    psnr = 10 * np.log10(255**2 / np.mean((a - b) ** 2))
+    assert row["figures"]["before"]["cloak"]["psnr"] == pytest.approx(psnr, abs=0.05) and psnr < 30
+    assert row["figures"]["linf"] == int(np.abs(a - b).max())
