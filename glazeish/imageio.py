@@ -370,7 +370,8 @@ class Listing:
 
 def list_images(inputs: list[str | os.PathLike], recursive: bool = False,
                 skip: str | os.PathLike | None = None) -> Listing:
-    """Expand files and folders into images, in a fixed order (as given; each folder sorted), each file once.
+    """Expand files and folders into images, in a fixed order (as given; each folder's tree sorted by path),
+    each file once.
 
     Folders contribute the files with an image suffix; with ``recursive`` their sub-folders too (symlinked
     ones followed, each folder once), except ``skip`` (the output folder, when it lies inside an input
@@ -396,6 +397,7 @@ def list_images(inputs: list[str | os.PathLike], recursive: bool = False,
         if not root.is_dir():
             add(root, Path(root.name))
             continue
+        found: list[Path] = []
         visited = {os.path.realpath(root)}
         for folder, subfolders, names in os.walk(root, onerror=unreadable, followlinks=True):
             keep = []
@@ -405,10 +407,10 @@ def list_images(inputs: list[str | os.PathLike], recursive: bool = False,
                     visited.add(real)
                     keep.append(d)
             subfolders[:] = keep
-            for name in sorted(names):  # anything named like an image: a FIFO or a dangling link is reported
-                f = Path(folder) / name
-                if f.suffix.lower() in IMAGE_SUFFIXES:
-                    add(f, f.relative_to(root))
+            # anything named like an image: a FIFO or a dangling link is then reported, not skipped
+            found.extend(Path(folder) / name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES)
+        for f in sorted(found):  # in path order, as a sorted listing of the whole tree
+            add(f, f.relative_to(root))
     return listing
 
 
