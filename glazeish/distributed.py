@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -392,9 +393,11 @@ def run_tasks(
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """Hex SHA-256 of a regular file's bytes (OSError for anything else: a FIFO must not hang the driver)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{path}: not a regular file")
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()

@@ -304,6 +304,36 @@ def test_same_bytes_on_1_or_2_threads_under_load_and_on_ray(ray_session, tmp_pat
             assert got.read_bytes() == ref, f"{run}: {f.name}: same pixels, other bytes"
 
 
+@pytest.mark.slow
+def test_ray_refuses_what_the_cli_refuses(ray_session, inputs, job, tmp_path):
+    """A PNG with a flipped byte in IDAT (once cloaked black, also on Ray), an animation, a FIFO (which must not
+    hang the driver's hashing) and an empty file: one error line each; the good file is cloaked."""
+    import io
+
+    d = tmp_path / "bad"
+    d.mkdir()
+    buf = io.BytesIO()
+    Image.open(inputs[0]).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[data.index(b"IDAT") + 40] ^= 0x40
+    (d / "flipped.png").write_bytes(data)
+    frames = [Image.new("RGB", (16, 12), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(d / "anim.gif", save_all=True, append_images=frames[1:])
+    os.mkfifo(d / "fifo.png")
+    (d / "empty.png").write_bytes(b"")
+    bad = sorted(d.iterdir())
+    out = tmp_path / "out"
+    rows, errors = protect_with_ray([inputs[0], *bad], out, job, num_workers=2)
+    assert [r["input"] for r in rows] == [str(inputs[0])]
+    assert len(errors) == len(bad)
+    for f, phrase in [("anim.gif", "holds 2 images"), ("empty.png", "empty file"), ("fifo.png", "not a regular file"),
+                      ("flipped.png", "corrupt")]:
+        line = [e for e in errors if e.startswith(f"glazeish: error: {d / f}: ")]
+        assert len(line) == 1 and phrase in line[0] and "\n" not in line[0], errors
+    assert sorted(p.name for p in out.iterdir()) == [".glazeish-manifest.jsonl", ".glazeish.lock",
+                                                      output_path(inputs[0], out).name]
+
+
 DRIVER = """
 import sys, time
 from pathlib import Path
