@@ -7,27 +7,64 @@ the library's objects (:class:`~glazeish.job.Job`, :class:`~glazeish.job.Cloaker
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.24 carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover  (older typer: click itself)
+    from click import exceptions as click_errors
 
 from ._version import __version__
 from .config import PRESETS, ProtectConfig
 from .encoders import ENCODERS
+from .errors import first_line
 from .evaluation import judge, jsonable, one_line
-from .imageio import DEFAULT_MAX_PIXELS, ImageError, find_images
-from .job import Cloaker, Job
+from .imageio import DEFAULT_MAX_PIXELS, ImageError, list_images
+from .job import Cloaker, Job, OutdirBusyError, lock_outdir, plan_outputs
 from .metadata import MetadataOptions, resolve_data_mining
 from .objectives import OBJECTIVES
 from .purify import PURIFICATIONS
 from .transforms import DEFAULT_ROBUST, TRANSFORMS
 from .weights import WeightsError
 
+class OneLineErrors(TyperGroup):
+    """Usage errors (a bad option value, a missing argument) as one ``glazeish: error:`` line and exit 2, like
+    every other option error, instead of a framed usage message."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
+                                **extra)
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
+                              **extra)
+        except click_errors.ClickException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # plain `glazeish`: the help
+                e.show()
+                sys.exit(e.exit_code)
+            ctx = getattr(e, "ctx", None)
+            where = f"{ctx.info_name}: " if ctx is not None and ctx.parent is not None else ""
+            say(f"glazeish: error: {where}{first_line(e.format_message())}")
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            say("glazeish: aborted")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Cloak artwork against diffusion-model style mimicry, and measure how well cloaks hold up.",
     no_args_is_help=True,
     add_completion=False,
@@ -40,14 +77,21 @@ ENCODER_HELP = ("Encoder(s) to attack, comma-separated for an ensemble, name*w t
                 + ENCODERS.help())
 
 
+#: what a file name may hold that must not reach the terminal as is: control characters (a newline would start
+#: a line of its own), C1 controls, line separators, and the undecodable bytes of a name (surrogate escapes)
+_UNPRINTABLE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_UNPRINTABLE.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+_UNPRINTABLE.update({0xDC00 + b: f"\\x{b:02x}" for b in range(0x80, 0x100)})
+
+
+def say(msg: str) -> None:
+    """One line on stderr, whatever the file names in it hold."""
+    typer.echo(msg.translate(_UNPRINTABLE), err=True)
+
+
 def fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"glazeish: error: {msg}", err=True)
+    say(f"glazeish: error: {msg}")
     raise typer.Exit(code)
-
-
-def _one_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 def _robust(flag: bool | None, transforms: str | None) -> str | None:
@@ -83,13 +127,35 @@ def _purify_list(purify: str) -> tuple[str, ...]:
     return tuple(expand(purify))
 
 
-def _protect_on_ray(files: list[Path], out: Path, job: Job, overwrite: bool, address: str | None,
-                    workers: int | None, as_json: bool, quiet: bool) -> None:
-    """``protect --ray``: the same outputs, rows and messages as the local loop, from Ray workers."""
+@contextlib.contextmanager
+def _signals_end_the_run():
+    """SIGTERM and SIGHUP end a run as Ctrl-C does, with an exception (exit status 128 + the signal), so that
+    the file being written is removed rather than left behind as a hidden temp file."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def stop(signum, frame):
+        signal.signal(signum, signal.SIG_IGN)  # a second one must not interrupt the clean-up
+        raise SystemExit(128 + signum)
+
+    sigs = [sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if sig is not None]
+    saved = {sig: signal.signal(sig, stop) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _protect_on_ray(files: list, out: Path, job: Job, overwrite: bool, address: str | None,
+                    workers: int | None, as_json: bool, quiet: bool) -> bool:
+    """``protect --ray``: the same outputs, rows and messages as the local loop, from Ray workers. Returns
+    whether any file failed."""
     try:
         import ray  # noqa: F401  (only to give a clear message when the extra is missing)
 
-        from .distributed import OutdirBusyError, WorkerSetupError, protect_with_ray
+        from .distributed import WorkerSetupError, protect_with_ray
     except ImportError:
         fail("--ray needs Ray: pip install 'glazeish[ray]'")
     show = not quiet and sys.stderr.isatty()
@@ -98,23 +164,25 @@ def _protect_on_ray(files: list[Path], out: Path, job: Job, overwrite: bool, add
             if as_json:
                 typer.echo(json.dumps(row))
             elif not quiet and summary:
-                typer.echo(summary, err=True)
+                say(summary)
 
         try:
             _, errors = protect_with_ray(files, out, job, overwrite=overwrite, address=address, num_workers=workers,
-                                         on_row=on_row, on_message=lambda m: typer.echo(m, err=True),
+                                         on_row=on_row, on_message=say,
                                          on_progress=batch.update)
         except (WorkerSetupError, OutdirBusyError, ValueError, ConnectionError) as e:
             fail(str(e))
-    if errors:
-        raise typer.Exit(1)
+    return bool(errors)
 
 
 @app.command()
 def protect(
     inputs: List[Path] = typer.Argument(..., help="Image files and/or folders to cloak.", show_default=False),
-    out: Path = typer.Option(Path("protected"), "--out", "-o", help="Output folder; files are written as <stem>.protected.png."),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    out: Path = typer.Option(Path("protected"), "--out", "-o", help="Output folder; files are written as "
+                             "<stem>.protected.png (two inputs that would share a name: the later one gets "
+                             "<stem>-2.protected.png, said on stderr). One run at a time per folder."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders; their structure is "
+                                   "kept under --out (x/art.png -> OUT/x/art.protected.png)."),
     intensity: str = typer.Option("default", "--intensity", "-i", help=f"Preset. {PRESET_HELP}."),
     eps: Optional[float] = typer.Option(None, help="L-inf budget in 1/255 units, 0-64 (overrides the preset)."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps, 0-1000 (overrides the preset)."),
@@ -167,7 +235,8 @@ def protect(
     """Cloak images so that a diffusion model's encoder sees something else.
 
     Writes OUT/<stem>.protected.png for every input, never touching the input. A file that cannot be read
-    is reported on stderr and skipped; the exit code is 1 if any file failed.
+    (or fully decoded), or holds several frames, is reported on stderr in one line and skipped, and the batch
+    goes on; the exit code is 1 if any file or folder failed, 2 for a bad option (before any work).
     """
     try:
         config = ProtectConfig(intensity=intensity, eps_levels=eps, steps=steps, objective=objective, encoder=encoder,
@@ -180,53 +249,77 @@ def protect(
         job = Job(config=config.resolved(), meta=meta, fmt=fmt, quality=quality, evaluate=evaluate or report,
                   purify=_purify_list(purify), report=report, max_pixels=max_pixels)
     except (ValueError, WeightsError) as e:
-        fail(_one_line(e))
+        fail(first_line(e))
     if fmt != "png":
-        typer.echo(f"glazeish: warning: {fmt} is lossy; re-compression weakens the cloak (png keeps it intact)", err=True)
-    files = find_images([str(p) for p in inputs], recursive)
-    if not files:
+        say(f"glazeish: warning: {fmt} is lossy; re-compression weakens the cloak (png keeps it intact)")
+    listing = list_images([str(p) for p in inputs], recursive, skip=out)
+    for problem in listing.problems:  # an unreadable folder: said, and the run fails, but the rest is done
+        say(f"glazeish: error: {problem}")
+    if not listing.files:
         fail("no images found in the given inputs")
     _check_writable(out)
-    if ray or ray_address or workers:
-        _protect_on_ray(files, out, job, overwrite, ray_address, workers, as_json, quiet)
-        return
-    try:
-        cloaker = Cloaker(job)
-    except (WeightsError, ImageError, ValueError, OSError) as e:
-        fail(_one_line(e))
-    if report and cloaker.evaluator.mimic is None:
-        fail("--report needs an encoder with a decoder (e.g. taef2) for the mimic's view")
-    show = not quiet and sys.stderr.isatty()
-    failures = 0
-    inputs_resolved = {f.resolve() for f in files}
-    with _progress(len(files), "images", disable=not show or len(files) < 2) as batch:
-        for f in files:
-            dest = out / job.output_name(f)
-            try:
-                if dest.resolve() in inputs_resolved:
-                    raise ImageError(f"{f}: output {dest} would overwrite an input; choose another --out")
-                if dest.exists() and not overwrite:
-                    typer.echo(f"glazeish: skipped {f}: {dest} exists (use --overwrite to replace it)", err=True)
-                    batch.update(1)
-                    continue
-                with _progress(config.steps, f.name, disable=not show, leave=False) as bar:
-                    def step(i: int, n: int, loss: float, bar=bar) -> None:
-                        bar.total, bar.n = n, i  # n counts the steps of every tile of a large image
-                        bar.refresh()
-
-                    done = cloaker.cloak_file(f, dest, callback=step)
-            except (ImageError, WeightsError) as e:
-                failures += 1
-                typer.echo(f"glazeish: error: {_one_line(e)}", err=True)
-                batch.update(1)
-                continue
-            batch.update(1)
-            if as_json:
-                typer.echo(json.dumps(jsonable(done.row(config, cloaker.protector.precision))))
-            elif not quiet and done.figures is not None:
-                typer.echo(one_line(dest.name, done.figures), err=True)
-    if failures:
+    with _signals_end_the_run():
+        if ray or ray_address or workers:
+            failed = _protect_on_ray(listing.files, out, job, overwrite, ray_address, workers, as_json, quiet)
+        else:
+            failed = _protect_here(listing.files, out, job, overwrite, as_json, quiet)
+    if failed or listing.problems:
         raise typer.Exit(1)
+
+
+def _protect_here(files: list, out: Path, job: Job, overwrite: bool, as_json: bool, quiet: bool) -> bool:
+    """The local loop of ``protect``: one output folder locked for the run, one line per file that fails (the
+    batch goes on). Returns whether any file failed."""
+    try:
+        lock = contextlib.ExitStack()
+        lock.enter_context(lock_outdir(out))  # a second run into this folder is refused, not let clobber
+    except OutdirBusyError as e:
+        fail(str(e))
+    with lock:
+        try:
+            cloaker = Cloaker(job)
+        except (WeightsError, ImageError, ValueError, OSError) as e:
+            fail(first_line(e))
+        if job.report and cloaker.evaluator.mimic is None:
+            fail("--report needs an encoder with a decoder (e.g. taef2) for the mimic's view")
+        show = not quiet and sys.stderr.isatty()
+        failures = 0
+        plan = plan_outputs(files, out, job)
+        with _progress(len(plan), "images", disable=not show or len(plan) < 2) as batch:
+            for item in plan:
+                batch.update(1)
+                if item.error:
+                    failures += 1
+                    say(f"glazeish: error: {item.error}")
+                    continue
+                if os.path.lexists(item.dest) and not overwrite:
+                    say(f"glazeish: skipped {item.src}: {item.dest} exists (use --overwrite to replace it)")
+                    continue
+                try:
+                    name = item.src.name.translate(_UNPRINTABLE)
+                    with _progress(job.config.steps, name, disable=not show, leave=False) as bar:
+                        def step(i: int, n: int, loss: float, bar=bar) -> None:
+                            bar.total, bar.n = n, i  # n counts the steps of every tile of a large image
+                            bar.refresh()
+
+                        done = cloaker.cloak_file(item.src, item.dest, overwrite=overwrite, callback=step)
+                except ImageError as e:  # one line already (but for what a file name may hold: say() escapes it)
+                    failures += 1
+                    say(f"glazeish: error: {e}")
+                    continue
+                except (KeyboardInterrupt, SystemExit):
+                    say(f"glazeish: stopped while cloaking {item.src}; it was not written (run again to finish the "
+                        "rest)")
+                    raise
+                if item.note:  # said once written: a file that fails gets its one error line only
+                    say(f"glazeish: note: {item.note}")
+                for w in done.warnings:
+                    say(f"glazeish: warning: {item.src}: {w}")
+                if as_json:
+                    typer.echo(json.dumps(jsonable(done.row(job.config, cloaker.protector.precision))))
+                elif not quiet and done.figures is not None:
+                    say(one_line(item.dest.name, done.figures))
+    return failures > 0
 
 
 @app.command()
@@ -276,7 +369,7 @@ def check(
         figures = assess(orig_rgb, cloak_rgb, evaluator, alpha=alpha, eps_levels=eps, seed=seed,
                          purifications=purifiers)
     except (ImageError, WeightsError, ValueError, OSError, RuntimeError, MemoryError) as e:
-        fail(_one_line(e))  # RuntimeError: e.g. out of memory on a huge image; every error is one line
+        fail(first_line(e))  # RuntimeError: e.g. out of memory on a huge image; every error is one line
     figures.warnings[:0] = warns
     verdict = judge(figures)
     if dest is not None:
@@ -284,7 +377,7 @@ def check(
             write_report(dest, orig_rgb, cloak_rgb, figures, evaluator, title=f"glazeish check: {cloaked.name}",
                          alpha=alpha)
         except (ImageError, ValueError) as e:
-            fail(_one_line(e))
+            fail(first_line(e))
     if as_json:
         row = {"original": str(original), "cloaked": str(cloaked), **figures.to_dict(), "verdicts": verdict.sentences}
         if dest is not None:
@@ -309,7 +402,7 @@ def encoders(
     try:
         rows = status(models)
     except WeightsError as e:
-        fail(_one_line(e))
+        fail(first_line(e))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

@@ -28,12 +28,12 @@ than recorded.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
+import stat
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -41,7 +41,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
-from .imageio import ImageError
+from .errors import first_line
+from .imageio import Found, ImageError, _atomic_write, _move_no_clobber
+from .job import OutdirBusyError, lock_outdir, plan_outputs
 
 __all__ = [
     "MANIFEST_NAME", "STAGING_DIR", "Manifest", "OutdirBusyError", "ProtectItem", "TaskReport", "WorkerSetupError",
@@ -60,10 +62,6 @@ R = TypeVar("R")
 
 class WorkerSetupError(RuntimeError):
     """A worker could not build its state (e.g. the encoder weights are missing); nothing was run."""
-
-
-class OutdirBusyError(RuntimeError):
-    """Another ``protect --ray`` run holds the output folder."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -148,17 +146,13 @@ def plan_workers(total_cpus: float, num_workers: int | None = None,
     return max(1, total // cpw), cpw
 
 
-def _one_line(e: BaseException) -> str:
-    """The first line of an exception's message, or its type name."""
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
-
-
 def _task_error(e: Exception) -> str:
     """A one-line message for an exception raised inside a task (unwrapping Ray's wrapper)."""
     cause = getattr(e, "cause", None)
+    if isinstance(cause, ImageError):
+        return str(cause)  # one line already, but for what a file name may hold
     if isinstance(cause, BaseException):
-        return _one_line(cause)
+        return first_line(cause)
     # Ray's own text is "ray::Actor.method() (pid=..., ip=...)\n  traceback...\npkg.mod.SomeError: message"
     lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
     if not lines:
@@ -369,13 +363,13 @@ def run_tasks(
                 if deaths[i] <= retries:
                     pending.appendleft(i)
                 else:
-                    fail(i, f"worker died {deaths[i]} times running this item ({_one_line(e)[:200]})")
+                    fail(i, f"worker died {deaths[i]} times running this item ({first_line(e)[:200]})")
                 continue
             idle.append(a)
             try:
                 record = record_fn(items[i], result) if record_fn is not None else {"result": result}
             except Exception as e:  # e.g. the output is not visible from the driver
-                fail(i, _one_line(e))
+                fail(i, first_line(e))
                 continue
             if manifest is not None:
                 manifest.append({**record, "key": keys[i]})
@@ -399,9 +393,11 @@ def run_tasks(
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """Hex SHA-256 of a regular file's bytes (OSError for anything else: a FIFO must not hang the driver)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{path}: not a regular file")
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -417,12 +413,6 @@ class ProtectItem:
     staged: str
     label_src: str = ""  # the paths as the user gave them, for rows and messages (as the local CLI prints)
     label_dest: str = ""
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, default=str))
-    os.replace(tmp, path)
 
 
 def _protect_task(cloaker, item: ProtectItem) -> dict:
@@ -441,9 +431,18 @@ def _protect_task(cloaker, item: ProtectItem) -> dict:
     done.src, done.dest = item.label_src or item.src, item.label_dest or item.dest
     row = jsonable(done.row(cloaker.protector.config, cloaker.protector.precision))
     summary = one_line(Path(done.dest).name, done.figures) if done.figures is not None else None
-    out = {"row": row, "summary": summary, "bytes": staged.stat().st_size}
-    _write_json_atomic(staged.with_suffix(".json"), out)
+    out = {"row": row, "summary": summary, "bytes": staged.stat().st_size, "warnings": done.warnings}
+    _atomic_write(staged.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(out, default=str)))
     return out
+
+
+def _place(staged: Path, dest: Path, overwrite: bool) -> None:
+    """Move a staged cloak onto its output (into its sub-folder), never over an existing file unless ``overwrite``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        os.replace(staged, dest)
+    else:
+        _move_no_clobber(staged, dest)
 
 
 def _output_ok(dest: Path, record: dict) -> bool:
@@ -454,28 +453,8 @@ def _output_ok(dest: Path, record: dict) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _lock_outdir(out: Path):
-    """Hold an exclusive lock on ``OUTDIR/.glazeish.lock`` for the run: two drivers on one folder would each
-    redo the other's in-flight images. Where the filesystem has no locks, this quietly does nothing."""
-    import fcntl
-
-    f = open(out / ".glazeish.lock", "a")
-    try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutdirBusyError(f"another glazeish run is writing to {out}; wait for it or choose another "
-                                  "--out") from None
-        except OSError:
-            pass  # no lock support (some network filesystems)
-        yield f
-    finally:
-        f.close()
-
-
 def protect_with_ray(
-    files: Sequence[str | os.PathLike],
+    files: Sequence[str | os.PathLike | Found],
     outdir: str | os.PathLike,
     job,
     *,
@@ -491,9 +470,11 @@ def protect_with_ray(
     """``glazeish protect --ray``: cloak ``files`` into ``outdir`` on Ray workers; resumable, exactly once.
 
     ``job`` is the :class:`~glazeish.job.Job` (its config resolved, so every worker runs the same precision).
-    Same outputs as the local CLI loop (``OUTDIR/<stem>.protected.<ext>``, the same bytes for the same seed,
-    the same ``--json`` rows, passed to ``on_row(row, summary line)`` as each image finishes). Messages for
-    stderr (errors, skipped files; each one line starting ``glazeish:``) go to ``on_message``;
+    Same outputs as the local CLI loop (the names of :func:`~glazeish.job.plan_outputs`; ``files`` may be the
+    :class:`~glazeish.imageio.Found` entries of a listing, whose sub-folders are kept), the same bytes for
+    the same seed, the same ``--json`` rows, passed to ``on_row(row, summary line)`` as each image finishes.
+    Messages for stderr (errors, notes, warnings, skipped files; each one line starting ``glazeish:``) go to
+    ``on_message``;
     ``on_progress(n)`` says that ``n`` more files were dealt with (done, resumed, skipped or failed). An
     existing output is skipped unless ``overwrite``, as in the CLI, except one that this command recorded in
     ``OUTDIR/.glazeish-manifest.jsonl`` under the same job key: that one counts as done even with
@@ -515,7 +496,7 @@ def protect_with_ray(
     out = Path(outdir).resolve()
     staging = out / STAGING_DIR
     staging.mkdir(parents=True, exist_ok=True)
-    with _lock_outdir(out):
+    with lock_outdir(out):
         for junk in staging.glob(".*.tmp"):  # temp files of workers killed mid-write (writes are atomic)
             junk.unlink(missing_ok=True)
         manifest = Manifest(out / MANIFEST_NAME)
@@ -524,24 +505,18 @@ def protect_with_ray(
         rows: list[dict] = []
         todo: list[ProtectItem] = []
         resumed = 0
-        inputs_resolved = {Path(f).resolve() for f in files}
-        claimed: dict[Path, str] = {}
-        wanted: list[tuple[Any, Path, Path, str]] = []  # (as given, absolute source, output, output as the CLI names it)
-        for f in files:
-            src = Path(os.path.abspath(f))  # not resolve(): a symlink's own stem names the output, as in the CLI
-            dest = out / job.output_name(src)
-            label_dest = str(Path(outdir) / job.output_name(f))
-            if dest.resolve() in inputs_resolved:
-                errors.append(f"glazeish: error: {f}: output {label_dest} would overwrite an input; choose another --out")
+        wanted: list[tuple[Any, Path, Path, str, str]] = []  # (as given, absolute source, output, as the CLI names it, rel)
+        notes: dict[str, str] = {}  # said once written, as in the CLI
+        for item in plan_outputs(files, outdir, job):  # the CLI's names: one rule for both
+            if item.error:
+                errors.append(f"glazeish: error: {item.error}")
                 say(errors[-1])
                 progress(1)
                 continue
-            if dest in claimed:
-                say(f"glazeish: skipped {f}: {label_dest} is also the output of {claimed[dest]} (rename one of them)")
-                progress(1)
-                continue
-            claimed[dest] = str(f)
-            wanted.append((f, src, dest, label_dest))
+            # absolute (workers do not share the driver's working directory), but not resolved: as in the CLI
+            wanted.append((item.src, Path(os.path.abspath(item.src)), out / item.rel, str(item.dest), item.rel))
+            if item.note:
+                notes[str(item.dest)] = item.note
 
         def digest(src: Path) -> str:
             try:
@@ -552,8 +527,8 @@ def protect_with_ray(
         # the inputs are hashed up front (that is what makes a rerun safe); threads overlap the reads
         with ThreadPoolExecutor(max_workers=8) as pool:
             digests = list(pool.map(digest, [w[1] for w in wanted]))
-        for (f, src, dest, label_dest), dig in zip(wanted, digests):
-            key = job.key(dig, dest.name)
+        for (f, src, dest, label_dest, rel), dig in zip(wanted, digests):
+            key = job.key(dig, rel)
             staged = staging / f"{key}{ext}"
             staged_json = staged.with_suffix(".json")
             rec = manifest.get(key)
@@ -561,7 +536,7 @@ def protect_with_ray(
                 resumed += 1
                 continue
             if rec is not None and staged.is_file():  # recorded, the rename was interrupted: finish it
-                os.replace(staged, dest)
+                _place(staged, dest, overwrite=True)
                 staged_json.unlink(missing_ok=True)
                 resumed += 1
                 continue
@@ -571,7 +546,7 @@ def protect_with_ray(
                     if staged.stat().st_size == done["bytes"]:
                         manifest.append({"key": key, "input": str(f), "output": label_dest, "bytes": done["bytes"],
                                          "row": done["row"]})
-                        os.replace(staged, dest)
+                        _place(staged, dest, overwrite=True)
                         staged_json.unlink(missing_ok=True)
                         resumed += 1
                         continue
@@ -595,10 +570,19 @@ def protect_with_ray(
 
         def commit(item: ProtectItem, result: dict) -> None:
             staged = Path(item.staged)
-            os.replace(staged, item.dest)
+            try:
+                _place(staged, Path(item.dest), overwrite)
+            except OSError as e:  # e.g. the output appeared meanwhile (never replaced without --overwrite)
+                staged.unlink(missing_ok=True)
+                staged.with_suffix(".json").unlink(missing_ok=True)
+                return error(item, f"{item.label_dest}: not written ({e.strerror or e})")
             staged.with_suffix(".json").unlink(missing_ok=True)
             rows.append(result["row"])
             progress(1)
+            if item.label_dest in notes:
+                say(f"glazeish: note: {notes[item.label_dest]}")
+            for w in result.get("warnings") or ():
+                say(f"glazeish: warning: {item.label_src}: {w}")
             if on_row is not None:
                 on_row(result["row"], result.get("summary"))
 

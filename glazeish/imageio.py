@@ -9,18 +9,24 @@ Errors are :class:`ImageError` with a one-line message that names the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import secrets
+import stat
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .metadata import MetadataOptions, SourceMetadata, read_source_metadata, save_kwargs
+from .errors import first_line
+from .metadata import MetadataOptions, SourceMetadata, damaged_exif, read_source_metadata, save_kwargs
 
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000×8000; a 4000×3000 photo is 12 MP
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
@@ -41,6 +47,7 @@ class Artwork:
         source: ICC profile and EXIF of the input, carried over to the output.
         path: where it came from (None for in-memory images).
         mode: the input's Pillow mode before conversion (e.g. ``"CMYK"``, ``"I;16"``).
+        warnings: one-line notes on what was read with a problem and dropped (e.g. unreadable EXIF).
     """
 
     rgb: np.ndarray
@@ -48,6 +55,7 @@ class Artwork:
     source: SourceMetadata = field(default_factory=SourceMetadata)
     path: Path | None = None
     mode: str = "RGB"
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -124,28 +132,120 @@ def _pixel_limit(max_pixels: int):
         Image.MAX_IMAGE_PIXELS = saved
 
 
+def _frames(im: Image.Image) -> int:
+    """How many images the file holds (frames of an animation, pages of a TIFF); an MPO's extra images (a
+    camera's depth map or preview beside the photo) do not count: the photo is the first."""
+    if im.format == "MPO":
+        return 1
+    return int(getattr(im, "n_frames", 1) or 1)
+
+
+def _open_checked(fp, path: Path, max_pixels: int) -> Image.Image:
+    """``Image.open`` plus the checks that need no decoding: the pixel limit, a single image."""
+    im = Image.open(fp)
+    w, h = im.size
+    if w * h > max_pixels:
+        im.close()
+        raise ImageError(
+            f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
+            f"{max_pixels / 1e6:.0f} (raise it with --max-pixels if the file is trusted)"
+        )
+    n = _frames(im)
+    if n > 1:
+        im.close()
+        raise ImageError(f"{path}: holds {n} images (an animation or a multi-page file); glazeish cloaks single "
+                         "images: save the frame you want as a PNG and cloak that")
+    return im
+
+
+def _png_data_size(width: int, height: int, depth: int, colour: int, interlaced: bool) -> int:
+    """Bytes of filtered image data a PNG header declares (every row of every interlace pass, filter bytes)."""
+    bits = depth * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 4)
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    total = 0
+    for x0, y0, dx, dy in passes if interlaced else [(0, 0, 1, 1)]:
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w > 0 and h > 0:
+            total += h * (1 + -(-(w * bits) // 8))
+    return total
+
+
+def _png_rows_missing(fp) -> bool:
+    """Whether a PNG's image data stops before the rows its header declares: Pillow then fills the rest with
+    zeros and says nothing (a damaged height whose checksum was redone, data cut at a chunk boundary)."""
+    fp.seek(8)
+    z, got, need = zlib.decompressobj(), 0, None
+    while len(head := fp.read(8)) == 8:
+        length, kind = struct.unpack(">I4s", head)
+        data = fp.read(length)
+        fp.read(4)
+        if kind == b"IHDR" and len(data) >= 13:
+            w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[:13])
+            need = _png_data_size(w, h, depth, colour, bool(interlace))
+        elif kind == b"IDAT":
+            while data and got < (need or 0):  # counted in slices: a compression bomb never sits in memory
+                got += len(z.decompress(data, 1 << 20))
+                data = z.unconsumed_tail
+        elif kind == b"IEND":
+            break
+    return need is not None and got < need
+
+
+def _collect(notes: list[str], caught: list, say: Callable[[str], str]) -> None:
+    for w in caught:
+        msg = say(first_line(w.message))
+        if msg not in notes:
+            notes.append(msg)
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Artwork:
-    """Read an image file as an :class:`Artwork`; raise :class:`ImageError` naming the file otherwise."""
+    """Read an image file as an :class:`Artwork`; raise :class:`ImageError` naming the file otherwise.
+
+    The pixels are decoded in full before anything else is read from the file, so a file that Pillow cannot
+    decode to the end is refused (never half-decoded pixels); a PNG must also pass its own checksums (a
+    flipped byte that the decompressor does not notice) and hold every row its header declares. A file with
+    several images (an animated GIF, PNG or WebP, a multi-page TIFF) is refused rather than reduced to its
+    first frame; so is anything but a regular file (a FIFO, a device). What Pillow only warns about (e.g.
+    damaged EXIF, which is then dropped or kept in part) goes into :attr:`Artwork.warnings`, one line each.
+    """
     path = Path(path)
+    notes: list[str] = []
     try:
         if path.is_dir():
             raise ImageError(f"{path}: is a folder, not an image")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{path}: empty file (0 bytes)")
-        with warnings.catch_warnings(), _pixel_limit(max_pixels):
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise ImageError(
-                        f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
-                        f"{max_pixels / 1e6:.0f} (raise it with --max-pixels if the file is trusted)"
-                    )
-                source = read_source_metadata(im)
+        # one descriptor: the file checked is the file decoded; non-blocking, so that a FIFO named like an
+        # image cannot hang the batch (it is refused below, as is a device such as /dev/zero)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as fp:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ImageError(f"{path}: not a regular file")
+            if st.st_size == 0:
+                raise ImageError(f"{path}: empty file (0 bytes)")
+            with warnings.catch_warnings(record=True) as caught, _pixel_limit(max_pixels):
+                warnings.simplefilter("always")
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = _open_checked(fp, path, max_pixels)
+                if im.format == "PNG":
+                    im.verify()  # every chunk's CRC, the image data's included; then open it again to decode
+                    if _png_rows_missing(fp):
+                        raise ImageError(f"{path}: corrupt or truncated image (its image data stops before the "
+                                         "last row its header declares)")
+                    fp.seek(0)
+                    im = _open_checked(fp, path, max_pixels)
                 mode = im.mode
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                rgb, alpha = _to_rgb8(im)
+                im.load()  # decode everything first: a decoding error must not be swallowed by a later read
+            _collect(notes, caught, lambda msg: damaged_exif(msg) if "EXIF" in msg else f"while decoding: {msg}")
+            with warnings.catch_warnings(record=True) as caught, im:
+                warnings.simplefilter("always")
+                source = read_source_metadata(im, warn=notes.append)
+                try:
+                    upright = ImageOps.exif_transpose(im)
+                except Exception as e:  # the pixels are fine; only the orientation tag is unreadable
+                    notes.append(f"its EXIF orientation is unreadable, kept the pixels as stored ({first_line(e)})")
+                    upright = im
+                rgb, alpha = _to_rgb8(upright)
+            _collect(notes, caught, damaged_exif)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -159,28 +259,50 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             f"{path}: declared size is over the limit of {max_pixels / 1e6:.0f} megapixels (possible "
             "decompression bomb; raise it with --max-pixels if the file is trusted)"
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImageError(f"{path}: corrupt or truncated image ({msg})") from None
     except MemoryError:
         raise ImageError(f"{path}: too large to decode in memory") from None
-    return Artwork(rgb=rgb, alpha=alpha, source=source, path=path, mode=mode)
+    except OSError as e:
+        if e.errno is not None:  # the system's error (not Pillow's "image file is truncated")
+            raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise ImageError(f"{path}: corrupt or truncated image ({first_line(e)})") from None
+    except Exception as e:  # whatever a decoder raises on hostile bytes (SyntaxError, struct.error, ...)
+        raise ImageError(f"{path}: corrupt or truncated image ({first_line(e)})") from None
+    return Artwork(rgb=rgb, alpha=alpha, source=source, path=path, mode=mode, warnings=notes)
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write: Callable[[str], None], overwrite: bool = True) -> None:
+    """Write ``path`` through ``write(tmp)`` into a hidden temp file beside it, then move that into place, so
+    that ``path`` is never half-written and no temp file outlives an error, Ctrl-C or (where the command line
+    turns it into an exception) SIGTERM. The temp name is short and fixed-length (``.glazeish-<16 hex>.tmp``),
+    whatever the length of ``path``'s own name. ``overwrite=False``: an existing ``path`` is never replaced,
+    even one that appeared while writing (FileExistsError)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
+    tmp = path.parent / f".glazeish-{secrets.token_hex(8)}.tmp"  # named before it exists: always cleaned up
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies: an ordinary file
+        write(str(tmp))
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _move_no_clobber(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _move_no_clobber(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` onto ``path`` unless ``path`` exists (atomically where the filesystem has hard links)."""
+    try:
+        os.link(tmp, path)  # fails if path exists, at the instant of the link
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network or FAT filesystems): check, then rename
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def save_image(
@@ -191,11 +313,16 @@ def save_image(
     metadata: MetadataOptions | None = None,
     fmt: str = "png",
     quality: int = 95,
+    *,
+    overwrite: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Write ``rgb`` (``H×W×3`` uint8) plus optional alpha atomically; returns the path.
 
     ``fmt`` is ``png`` (lossless, default), ``jpeg`` or ``webp`` (lossy: they weaken the cloak). JPEG has
-    no alpha channel: transparent areas are flattened onto white.
+    no alpha channel: transparent areas are flattened onto white. ``overwrite=False`` never replaces an
+    existing file (:class:`ImageError` instead). What the format cannot carry of the input's metadata is
+    dropped with one line through ``warn`` (see :func:`~glazeish.metadata.save_kwargs`).
     """
     path = Path(path)
     pil_fmt = FORMATS[fmt][0]
@@ -206,7 +333,7 @@ def save_image(
             im = Image.composite(im, white, Image.fromarray(alpha, "L"))
         else:
             im.putalpha(Image.fromarray(alpha, "L"))
-    kwargs = save_kwargs(source or SourceMetadata(), metadata or MetadataOptions(), pil_fmt)
+    kwargs = save_kwargs(source or SourceMetadata(), metadata or MetadataOptions(), pil_fmt, warn=warn)
     if pil_fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
     if pil_fmt == "JPEG":
@@ -216,20 +343,77 @@ def save_image(
         im.save(tmp, format=pil_fmt, **kwargs)
 
     try:
-        _atomic_write(path, write)
+        _atomic_write(path, write, overwrite=overwrite)
+    except FileExistsError:
+        raise ImageError(f"{path}: exists (written meanwhile by another run?); not replaced") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
 
 
-def find_images(inputs: list[str | os.PathLike], recursive: bool = False) -> list[Path]:
-    """Expand files and folders into a sorted, de-duplicated list of image paths (folders: by suffix)."""
-    out: list[Path] = []
+@dataclass(frozen=True)
+class Found:
+    """An input image: ``path`` as given (or found in a folder given), and ``rel``, where it sits under that
+    folder (just its name for a file given by itself): what places its output under the output folder."""
+
+    path: Path
+    rel: Path
+
+
+@dataclass
+class Listing:
+    """What :func:`list_images` found: the images, and one line for each folder it could not read."""
+
+    files: list[Found] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def list_images(inputs: list[str | os.PathLike], recursive: bool = False,
+                skip: str | os.PathLike | None = None) -> Listing:
+    """Expand files and folders into images, in a fixed order (as given; each folder's tree sorted by path),
+    each file once.
+
+    Folders contribute the files with an image suffix; with ``recursive`` their sub-folders too (symlinked
+    ones followed, each folder once), except ``skip`` (the output folder, when it lies inside an input
+    folder). A folder that cannot be read is a problem line, never silently left out. A file given by itself
+    is listed whatever its name; a missing or bad one is reported when it is read.
+    """
+    listing = Listing()
+    seen: set[str] = set()
+    skip_real = os.path.realpath(skip) if skip is not None else None
+
+    def add(path: Path, rel: Path) -> None:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            listing.files.append(Found(path, rel))
+
+    def unreadable(e: OSError) -> None:
+        listing.problems.append(f"{e.filename}: cannot read this folder ({e.strerror or e}); its images were not "
+                                "cloaked")
+
     for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            it = p.rglob("*") if recursive else p.iterdir()
-            out.extend(sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            out.append(p)  # a missing or bad file is reported when it is read
-    return list(dict.fromkeys(out))
+        root = Path(item)
+        if not root.is_dir():
+            add(root, Path(root.name))
+            continue
+        found: list[Path] = []
+        visited = {os.path.realpath(root)}
+        for folder, subfolders, names in os.walk(root, onerror=unreadable, followlinks=True):
+            keep = []
+            for d in sorted(subfolders) if recursive else []:
+                real = os.path.realpath(os.path.join(folder, d))
+                if real != skip_real and real not in visited:  # the output folder; a symlink loop
+                    visited.add(real)
+                    keep.append(d)
+            subfolders[:] = keep
+            # anything named like an image: a FIFO or a dangling link is then reported, not skipped
+            found.extend(Path(folder) / name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES)
+        for f in sorted(found):  # in path order, as a sorted listing of the whole tree
+            add(f, f.relative_to(root))
+    return listing
+
+
+def find_images(inputs: list[str | os.PathLike], recursive: bool = False) -> list[Path]:
+    """The paths of :func:`list_images` (sorted per folder, de-duplicated); unreadable folders are left out."""
+    return [f.path for f in list_images(inputs, recursive).files]

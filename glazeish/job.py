@@ -9,20 +9,29 @@ written) or in-memory images (:meth:`Cloaker.cloak`).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from ._version import __version__
 from .attack import StepCallback
 from .config import ProtectConfig, digest, fingerprint_of, machine_local
+from .errors import first_line
 from .evaluation import Evaluator, Figures, assess
-from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Artwork, ImageError, read_image, save_image
-from .metadata import MetadataOptions
+from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Artwork, Found, ImageError, read_image, save_image
+from .metadata import MetadataOptions, check_fits
 from .protect import Protector
+
+#: the longest file name (in bytes) that Linux, macOS and Windows filesystems all take
+NAME_MAX = 255
+LOCK_NAME = ".glazeish.lock"
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class Job:
             raise ValueError(f"quality must be a whole number from 1 to 100, not {self.quality}")
         if self.max_pixels < 1:
             raise ValueError(f"max pixels must be at least 1, not {self.max_pixels}")
+        check_fits(self.meta, self.fmt)
 
     def fingerprint(self) -> dict:
         """Every field that decides the output file (the config resolved; the quality only for lossy formats)."""
@@ -65,12 +75,115 @@ class Job:
         return {**fp, "glazeish": __version__}
 
     def key(self, input_sha256: str, output_name: str) -> str:
-        """The key of one image of this job: same key, same output file (the Ray manifest's record key)."""
+        """The key of one image of this job: same key, same output file (the Ray manifest's record key).
+        ``output_name``: the output's path under the output folder (:attr:`Planned.rel`)."""
         return digest({"input": input_sha256, "output": output_name, "job": self.fingerprint()})
 
     def output_name(self, src: str | Path) -> str:
-        """``<stem>.protected.<ext>``."""
+        """``<stem>.protected.<ext>`` (:func:`plan_outputs` decides the final name of each file of a batch)."""
         return f"{Path(src).stem}.protected{FORMATS[self.fmt][1]}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# where a batch's cloaks go
+
+
+@dataclass(frozen=True)
+class Planned:
+    """Where one input's cloak goes: ``dest`` (the output folder as given joined with ``rel``, the output's
+    path under it), or nowhere, with ``error`` saying why; ``note`` says why a name is not the plain one."""
+
+    src: Path
+    dest: Path | None
+    rel: str = ""  # posix; part of the Ray manifest key
+    note: str | None = None
+    error: str | None = None
+
+
+def _name(stem: str, tail: str, room: int) -> tuple[str, bool]:
+    """``stem + tail`` cut to ``room`` bytes (a long stem keeps its start and gains ``~`` + 8 hex of a hash of
+    itself, so that two long names stay apart); returns the name and whether it was shortened."""
+    raw = os.fsencode(stem)
+    if len(raw) + len(os.fsencode(tail)) <= room:
+        return stem + tail, False
+    keep = raw[: max(0, room - len(os.fsencode(tail)) - 9)].decode("utf-8", "ignore")  # whole characters only
+    return f"{keep}~{hashlib.sha256(raw).hexdigest()[:8]}{tail}", True
+
+
+def _fold(rel: Path) -> str:
+    """One spelling per name on every filesystem: case-insensitive ones (macOS, Windows) and Unicode forms."""
+    return unicodedata.normalize("NFC", rel.as_posix()).casefold()
+
+
+def plan_outputs(inputs: Sequence[Found | str | os.PathLike], outdir: str | os.PathLike, job: Job) -> list[Planned]:
+    """Where each input's cloak goes: the one naming rule of ``glazeish protect``, local and on Ray.
+
+    ``OUT/<stem>.protected.<ext>``, under the sub-folder the input was found in below a folder given
+    (:attr:`Found.rel`: ``-r`` keeps the folder structure, so ``x/art.png`` and ``y/art.png`` go to
+    ``OUT/x/`` and ``OUT/y/``). Names that still collide (``a.png`` and ``a.jpg``; two folders given that
+    both hold ``art.png``; names differing only in case) are resolved in input order: the first keeps the
+    plain name, each later one is numbered (``a-2.protected.png``), with a ``note``. A name over
+    :data:`NAME_MAX` bytes (with its report's, when the job writes reports) is shortened, with a ``note``.
+    An output (or report) that would land on an input is an ``error``: nothing is written for it.
+    Deterministic: the same inputs in the same order give the same names, whatever is on disk.
+    """
+    from .report import report_path
+
+    out = Path(outdir)
+    found = [f if isinstance(f, Found) else Found(Path(f), Path(Path(f).name)) for f in inputs]
+    tail = Path(job.output_name("x")).suffix
+    tails = [f".protected{tail}"] + ([report_path(f"x.protected{tail}").name[1:]] if job.report else [])
+    room = NAME_MAX - max(len(t) for t in tails) + len(tails[0])
+
+    def name(f: Found, n: int = 1) -> tuple[Path, bool]:
+        stem = Path(f.rel.name).stem + (f"-{n}" if n > 1 else "")
+        fitted, short = _name(stem, tails[0], room)
+        return f.rel.parent / fitted, short
+
+    natural = [name(f) for f in found]
+    reserved = {_fold(rel) for rel, _ in natural}
+    inputs_real = {os.path.realpath(f.path) for f in found}
+    taken: dict[str, Path] = {}
+    plan = []
+    for f, (rel, short) in zip(found, natural):
+        note = f"{f.path}: its output name would be over {NAME_MAX} bytes; shortened to {out / rel}" if short else None
+        if _fold(rel) in taken:
+            n = 2
+            while _fold(name(f, n)[0]) in reserved | taken.keys():
+                n += 1
+            note = f"{f.path}: written as {out / name(f, n)[0]} ({taken[_fold(rel)]} already makes {out / rel})"
+            rel = name(f, n)[0]
+        taken[_fold(rel)] = f.path
+        dest = out / rel
+        if {os.path.realpath(dest), os.path.realpath(report_path(dest))} & inputs_real:
+            plan.append(Planned(f.path, None, rel.as_posix(),
+                                error=f"{f.path}: output {dest} would overwrite an input; choose another --out"))
+            continue
+        plan.append(Planned(f.path, dest, rel.as_posix(), note))
+    return plan
+
+
+class OutdirBusyError(RuntimeError):
+    """Another ``glazeish protect`` run holds the output folder."""
+
+
+@contextlib.contextmanager
+def lock_outdir(outdir: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``OUTDIR/.glazeish.lock`` for a run (local or on Ray): a second run into the
+    same folder is refused (:class:`OutdirBusyError`) rather than let the two replace each other's files.
+    Where the filesystem has no locks, this quietly does nothing (writes then still never replace a file
+    that appeared meanwhile, unless ``--overwrite``)."""
+    import fcntl
+
+    with open(Path(outdir) / LOCK_NAME, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutdirBusyError(f"another glazeish run is writing to {outdir}; wait for it or choose another "
+                                  "--out") from None
+        except OSError:
+            pass  # no lock support (some network filesystems)
+        yield
 
 
 @dataclass
@@ -89,6 +202,7 @@ class FileResult:
     report: str | None = None
     art: Artwork | None = field(default=None, repr=False)  # the input as read (for previews)
     rgb: np.ndarray | None = field(default=None, repr=False)  # the pixels as written (read back when lossy)
+    warnings: list[str] = field(default_factory=list)  # one line each: what was dropped on the way (e.g. EXIF)
 
     def row(self, config: ProtectConfig, precision: str) -> dict:
         """The ``protect --json`` row (the CLI and the Ray workers print the same rows)."""
@@ -100,6 +214,8 @@ class FileResult:
                "load_seconds": round(self.load_seconds, 3)}
         if self.report:
             row["report"] = self.report
+        if self.warnings:
+            row["warnings"] = list(self.warnings)
         if self.figures is not None:
             row["figures"] = self.figures.to_dict()
         return row
@@ -138,30 +254,48 @@ class Cloaker:
         dest: str | Path,
         *,
         write_to: str | Path | None = None,
+        overwrite: bool = True,
         callback: StepCallback | None = None,
         on_phase: Callable[[str], None] | None = None,
     ) -> FileResult:
         """Read ``src``, cloak it, write it atomically to ``write_to`` (default ``dest``), measure the file as
         written (a lossy format is read back), and write the HTML report if the job asks for one.
 
+        ``overwrite=False`` never replaces an existing file (one that appeared while cloaking included).
         ``on_phase("cloak" | "write" | "figures" | "report")`` says what it is doing (progress displays).
-        Raises :class:`ImageError` with one line naming the file when it cannot be read, cloaked or written.
+        Raises :class:`ImageError` with one line naming the file when it cannot be read, cloaked or written,
+        whatever went wrong (the batch goes on with the next file); what was dropped on the way (e.g. EXIF that
+        does not fit the format) is in :attr:`FileResult.warnings`.
         """
-        job, say = self.job, on_phase or (lambda phase: None)
+        try:
+            return self._cloak_file(src, dest, write_to, overwrite, callback, on_phase or (lambda phase: None))
+        except ImageError:
+            raise
+        except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
+            raise ImageError(f"{src}: {first_line(e)}") from None
+        except Exception as e:  # a bug or a library's surprise: still one line, and the batch goes on
+            raise ImageError(f"{src}: failed ({type(e).__name__}: {first_line(e)})") from e
+
+    def _cloak_file(self, src, dest, write_to, overwrite, callback, say) -> FileResult:
+        job = self.job
         t0 = time.perf_counter()
         art = read_image(src, max_pixels=job.max_pixels)
+        warnings = list(art.warnings)
+
+        def warn(msg: str) -> None:  # the same problem seen on reading and on writing is said once
+            if msg not in warnings:
+                warnings.append(msg)
+
         say("cloak")
-        try:
-            cloak = self.protector.protect(art, callback)
-        except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ImageError(f"{src}: {msg}") from None
+        cloak = self.protector.protect(art, callback)
         say("write")
         out = Path(write_to or dest)
-        save_image(out, cloak.rgb, art.alpha, art.source, job.meta, job.fmt, job.quality)
+        save_image(out, cloak.rgb, art.alpha, art.source, job.meta, job.fmt, job.quality, overwrite=overwrite,
+                   warn=warn)
         written = cloak.rgb if job.fmt == "png" else read_image(out, max_pixels=job.max_pixels).rgb
         result = FileResult(src=str(src), dest=str(dest), width=art.size[0], height=art.size[1],
-                            seconds=cloak.seconds, load_seconds=self.load_seconds, art=art, rgb=written)
+                            seconds=cloak.seconds, load_seconds=self.load_seconds, art=art, rgb=written,
+                            warnings=warnings)
         if job.evaluate or job.report:
             say("figures")
             t1 = time.perf_counter()

@@ -27,14 +27,18 @@ Optionally, :func:`sign_c2pa` adds a signed C2PA manifest with a ``cawg.training
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import warnings
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 from xml.sax.saxutils import escape
 
 from PIL import ExifTags, Image, TiffTags
 from PIL.PngImagePlugin import PngInfo
+
+from .errors import first_line
 
 __all__ = [
     "DATA_MINING_VALUES",
@@ -46,6 +50,7 @@ __all__ = [
     "SourceMetadata",
     "build_xmp",
     "c2pa_manifest",
+    "check_fits",
     "clean_exif",
     "read_source_metadata",
     "resolve_data_mining",
@@ -55,6 +60,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+Warn = Callable[[str], None]  # told one line about what was dropped from a file's metadata, and why
+#: the most a JPEG marker segment carries (APP1: the EXIF; the XMP packet after its 29-byte namespace)
+JPEG_SEGMENT_MAX = 65533
+JPEG_XMP_MAX = JPEG_SEGMENT_MAX - 29
 
 PLUS_NS = "http://ns.useplus.org/ldf/xmp/1.0/"
 PLUS_VOCAB = "http://ns.useplus.org/ldf/vocab/"
@@ -257,8 +267,9 @@ def build_xmp(options: MetadataOptions) -> bytes:
 # ---------------------------------------------------------------------------------------------- EXIF
 
 
-def read_source_metadata(im: Image.Image) -> SourceMetadata:
-    """The ICC profile and raw EXIF of an opened input image (either may be None)."""
+def read_source_metadata(im: Image.Image, warn: Warn | None = None) -> SourceMetadata:
+    """The ICC profile and raw EXIF of an opened input image (either may be None). Unreadable EXIF is
+    dropped with a one-line ``warn(message)`` (default: a logged warning)."""
     icc = im.info.get("icc_profile") or None
     exif = im.info.get("exif") or None
     if isinstance(exif, str):  # some PNG text-chunk paths give str
@@ -269,7 +280,7 @@ def read_source_metadata(im: Image.Image) -> SourceMetadata:
             if len(parsed):
                 exif = parsed.tobytes()
         except Exception as err:  # corrupt EXIF must not stop the cloaking
-            log.warning("could not read EXIF from the input: %s", err)
+            (warn or log.warning)(f"its EXIF is unreadable and was dropped ({first_line(err)})")
     return SourceMetadata(icc_profile=bytes(icc) if icc else None, exif=bytes(exif) if exif else None)
 
 
@@ -309,14 +320,32 @@ def _exif_text(value: Any) -> str | None:
         return raw.decode("latin-1")
 
 
-def _load_exif(raw: bytes) -> Image.Exif | None:
+@contextlib.contextmanager
+def _exif_warnings(warn: Warn):
+    """Pillow warns (and goes on) about damaged EXIF, when it loads it and when it reads a sub-IFD: one line
+    through ``warn`` instead of a Python warning on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught[:1]:
+        warn(damaged_exif(first_line(w.message)))
+
+
+def _load_exif(raw: bytes, warn: Warn | None = None) -> Image.Exif | None:
+    warn = warn or log.warning
     exif = Image.Exif()
     try:
-        exif.load(raw)
+        with _exif_warnings(warn):
+            exif.load(raw)
     except Exception as err:
-        log.warning("dropping unreadable EXIF from the input: %s", err)
+        warn(f"its EXIF is unreadable and was dropped ({first_line(err)})")
         return None
     return exif
+
+
+def damaged_exif(detail: str) -> str:
+    """The one line said about EXIF that Pillow reads only in part (the same words on reading and writing)."""
+    return f"its EXIF is damaged; kept what could be read ({detail})"
 
 
 def _build_clean_exif(
@@ -364,25 +393,61 @@ def _build_clean_exif(
     return out
 
 
-def clean_exif(raw: bytes | None, options: MetadataOptions, size: tuple[int, int] | None = None) -> bytes | None:
+def _value_size(value: Any) -> int:
+    """Roughly how many bytes an EXIF value takes (what decides which tags to drop first to fit a limit)."""
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, (tuple, list)):
+        return sum(_value_size(v) for v in value) or 1
+    return 8
+
+
+def _fit(out: Image.Exif, limit: int, keep: set[int], warn: Warn) -> bytes | None:
+    """``out`` as bytes of at most ``limit``: the largest tags (never those in ``keep``) dropped until it fits."""
+    data = out.tobytes()
+    dropped = []
+    while len(data) > limit:
+        ifds = {None: out, **{i: out[i] for i in (_EXIF_IFD, _GPS_IFD) if isinstance(out.get(i), dict)}}
+        sizes = [(_value_size(v), group, tag) for group, ifd in ifds.items() for tag, v in ifd.items()
+                 if not isinstance(v, dict) and not (group is None and tag in keep)]
+        if not sizes:
+            break
+        size, group, tag = max(sizes, key=lambda t: t[0])
+        del ifds[group][tag]
+        dropped.append(f"{TiffTags.lookup(tag, group).name} ({size:,} bytes)")
+        data = out.tobytes()
+    if dropped:
+        warn(f"its EXIF does not fit the output's {limit:,}-byte EXIF segment: dropped {', '.join(dropped)}")
+    return data if len(data) <= limit else None
+
+
+def clean_exif(raw: bytes | None, options: MetadataOptions, size: tuple[int, int] | None = None,
+               limit: int | None = None, warn: Warn | None = None) -> bytes | None:
     """The input EXIF ready for the output: Orientation, GPS (unless ``keep_gps``), the thumbnail,
     maker note, ImageUniqueID and TIFF layout tags removed; Artist/Copyright set from ``options``
-    (when enabled). ``size`` (width, height), when given, updates PixelX/YDimension.
+    (when enabled). ``size`` (width, height), when given, updates PixelX/YDimension. ``limit`` (bytes, e.g.
+    :data:`JPEG_SEGMENT_MAX`): the input's largest tags are dropped until the EXIF fits.
 
-    Returns ``Exif\\0\\0``-prefixed bytes, or None when nothing is left to write.
+    Returns ``Exif\\0\\0``-prefixed bytes, or None when nothing is left to write. What is dropped for being
+    unreadable or too large is said in one line through ``warn`` (default: a logged warning).
     """
-    src = _load_exif(raw) if raw else Image.Exif()
+    warn = warn or log.warning
+    src = _load_exif(raw, warn) if raw else Image.Exif()
     if src is None:
         src = Image.Exif()
+    own = {t for t, v in ((_ARTIST, options.creator), (_COPYRIGHT, options.copyright)) if options.enabled and v}
     for known_only in (False, True):
         try:
-            out = _build_clean_exif(src, options, size, known_only)
+            with _exif_warnings(warn if not known_only else lambda msg: None):  # sub-IFDs are parsed here
+                out = _build_clean_exif(src, options, size, known_only)
             if not len(out):
                 return None
-            return out.tobytes()
+            return out.tobytes() if limit is None else _fit(out, limit, own, warn)
         except Exception as err:  # an odd private tag Pillow cannot re-encode
             if known_only:
-                log.warning("dropping input EXIF that could not be rewritten: %s", err)
+                warn(f"its EXIF could not be rewritten and was dropped ({first_line(err)})")
                 break
             log.info("retrying EXIF rewrite with standard tags only: %s", err)
     fallback = Image.Exif()
@@ -396,7 +461,7 @@ def clean_exif(raw: bytes | None, options: MetadataOptions, size: tuple[int, int
 def _source_exif_text(raw: bytes | None, tag: int) -> str | None:
     if not raw:
         return None
-    src = _load_exif(raw)
+    src = _load_exif(raw, warn=lambda msg: None)  # clean_exif has said it
     if src is None:
         return None
     try:
@@ -405,12 +470,34 @@ def _source_exif_text(raw: bytes | None, tag: int) -> str | None:
         return None
 
 
+def _pil_format(fmt: str) -> str:
+    f = fmt.upper().lstrip(".")
+    f = "JPEG" if f in ("JPG", "JPE") else f
+    if f not in ("PNG", "JPEG", "WEBP"):
+        raise ValueError(f"unsupported output format {fmt!r} for metadata; use PNG, JPEG or WEBP")
+    return f
+
+
+def check_fits(options: MetadataOptions, fmt: str) -> None:
+    """Raise ValueError (one line) when the metadata asked for in ``options`` alone cannot fit format ``fmt``
+    (a JPEG carries the XMP packet and the EXIF in one 64 KB marker segment each): a setting to change before
+    any work starts, not a failure of each file."""
+    if _pil_format(fmt) != "JPEG" or not options.enabled:
+        return
+    xmp = len(build_xmp(options))
+    exif = len(clean_exif(None, options) or b"")
+    if xmp > JPEG_XMP_MAX or exif > JPEG_SEGMENT_MAX:
+        raise ValueError(f"the creator, copyright and url given make {max(xmp, exif):,} bytes of metadata; a JPEG "
+                         f"holds at most {JPEG_XMP_MAX:,}: shorten them, or write PNG or WebP")
+
+
 def save_kwargs(
     source: SourceMetadata,
     options: MetadataOptions,
     fmt: str,
     *,
     size: tuple[int, int] | None = None,
+    warn: Warn | None = None,
 ) -> dict:
     """Keyword arguments for :meth:`PIL.Image.Image.save` in format ``fmt`` ("PNG", "JPEG", "WEBP"):
     ``icc_profile``, ``exif``, ``xmp`` (JPEG/WebP) or ``pnginfo`` (PNG, XMP in an iTXt chunk).
@@ -420,18 +507,20 @@ def save_kwargs(
     not given, the XMP ``dc:creator`` / ``dc:rights`` take the input's EXIF Artist / Copyright, so the
     two stay in sync. Pass ``size=(w, h)`` if the output is not the input's size. A caller that adds
     its own ``pnginfo`` should add the XMP chunk to it (see :func:`build_xmp`).
+
+    A JPEG's EXIF and XMP must each fit one 64 KB segment: the input's largest EXIF tags, then the input's
+    Artist/Copyright in the XMP, are left out until they do, each said in one line through ``warn`` (default:
+    a logged warning); what ``options`` asks for must fit by itself (:func:`check_fits`).
     """
-    f = fmt.upper().lstrip(".")
-    if f in ("JPG", "JPE"):
-        f = "JPEG"
-    if f not in ("PNG", "JPEG", "WEBP"):
-        raise ValueError(f"unsupported output format {fmt!r} for metadata; use PNG, JPEG or WEBP")
+    f = _pil_format(fmt)
+    warn = warn or log.warning
+    jpeg = f == "JPEG"
 
     kwargs: dict[str, Any] = {}
     if source.icc_profile:
         kwargs["icc_profile"] = source.icc_profile
 
-    exif = clean_exif(source.exif, options, size)
+    exif = clean_exif(source.exif, options, size, limit=JPEG_SEGMENT_MAX if jpeg else None, warn=warn)
     if exif:
         if f == "WEBP":  # the WebP EXIF chunk holds the bare TIFF structure
             exif = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
@@ -448,6 +537,10 @@ def save_kwargs(
             if notice:
                 opts = replace(opts, copyright=notice)
         xmp = build_xmp(opts)
+        if jpeg and len(xmp) > JPEG_XMP_MAX and opts is not options:
+            warn(f"its EXIF Artist/Copyright is too long for the output's {JPEG_XMP_MAX:,}-byte XMP segment: "
+                 "left out of the XMP")
+            xmp = build_xmp(options)
         if f == "PNG":
             info = PngInfo()
             info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"), lang="", tkey="", zip=False)

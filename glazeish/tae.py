@@ -10,11 +10,80 @@ Conventions: images are float RGB in ``[0, 1]``, ``B×3×H×W``; TAEF2 latents a
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-def conv(n_in: int, n_out: int, **kwargs) -> nn.Conv2d:
-    return nn.Conv2d(n_in, n_out, 3, padding=1, **kwargs)
+def conv(n_in: int, n_out: int, stride: int = 1, **kwargs) -> nn.Conv2d:
+    if stride == 2:
+        return Stride2Conv(n_in, n_out, **kwargs)
+    return nn.Conv2d(n_in, n_out, 3, padding=1, stride=stride, **kwargs)
+
+
+# Both classes below exist so that a cloak has the same bytes on any number of CPU threads (1 thread in a Ray
+# worker, all cores in a local run): two of PyTorch's CPU kernels give other low bits on other thread counts,
+# and a cloak follows the sign of its gradient, so one flipped low bit flips pixels. Measured before: 1 vs 2
+# threads changed up to 8 levels in 1 % (fp32) to 22 % (bf16) of the pixels of a 384 px painting.
+
+
+class PlainLayoutGroupNorm(nn.GroupNorm):
+    """GroupNorm computed in the plain (NCHW) memory layout, whatever the input's.
+
+    PyTorch's channels-last GroupNorm kernel splits its statistics (a sum over the whole map) across the
+    intra-op threads; the plain-layout kernel gives each group to one thread, which sums it in a fixed order.
+    The maps it sees are the encoder's smallest, so the two layout copies cost little.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_contiguous():
+            return super().forward(x)
+        return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+
+
+class _Stride2Conv(torch.autograd.Function):
+    """A 3×3 stride-2 convolution (padding 1) whose input gradient is a stride-1 convolution over the output
+    gradient spread onto the input grid (zeros between): the same sums, through oneDNN's ordinary
+    convolution kernel rather than its strided backward one."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, weight)
+        ctx.size = x.shape[-2:]
+        return F.conv2d(x, weight, bias, stride=2, padding=1)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            n, c, oh, ow = g.shape
+            spread = g.new_zeros(n, c, 2 * oh, 2 * ow)
+            if g.is_contiguous(memory_format=torch.channels_last):
+                spread = spread.contiguous(memory_format=torch.channels_last)
+            spread[..., ::2, ::2] = g  # y[i] = sum_k w[k] x[2i + k - 1]  =>  dx[j] = sum_k w[k] spread[j + 1 - k]
+            flipped = weight.to(g.dtype).transpose(0, 1).flip(2, 3)
+            gx = F.conv2d(spread, flipped, padding=1)[..., : ctx.size[0], : ctx.size[1]]
+        if ctx.needs_input_grad[1]:  # never while cloaking (frozen weights): left to PyTorch
+            gw = torch.nn.grad.conv2d_weight(x.to(g.dtype), weight.shape, g, stride=2, padding=1).to(weight.dtype)
+        if ctx.needs_input_grad[2]:
+            gb = g.float().sum((0, 2, 3)).to(weight.dtype)
+        return gx, gw, gb
+
+
+class Stride2Conv(nn.Conv2d):
+    """A 3×3 stride-2 convolution (padding 1); the same forward, weights and state-dict keys as ``nn.Conv2d``.
+
+    oneDNN's gradient of a strided convolution (what the cloak's gradient passes through) splits its work by
+    the thread count (fp32: 3, 5 or 6 threads gave other bits than 1, 2, 4 or 8); its plain convolution kernel,
+    which every other layer uses, does not. So the input gradient is computed with that kernel (see
+    :class:`_Stride2Conv`): 4x the arithmetic of these few layers' input gradients, a few % of an encoder pass.
+    """
+
+    def __init__(self, n_in: int, n_out: int, bias: bool = True):
+        super().__init__(n_in, n_out, 3, stride=2, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _Stride2Conv.apply(x, self.weight, self.bias)
 
 
 class GlobalPool(nn.Module):
@@ -24,7 +93,7 @@ class GlobalPool(nn.Module):
         super().__init__()
         self.pool = nn.Sequential(
             nn.Conv2d(ch, hidden, 1, bias=False),
-            nn.GroupNorm(4, hidden),
+            PlainLayoutGroupNorm(4, hidden),
             nn.ReLU(),
             nn.Conv2d(hidden, ch, 1, bias=False),
         )

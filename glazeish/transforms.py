@@ -13,8 +13,11 @@ survives them better. Build a list with :func:`make_transforms` (``"jpeg,resize,
 or :data:`DEFAULT_ROBUST`); add one
 by subclassing :class:`Transform` and decorating it with :func:`register_transform`.
 
-The heavy lifting is kornia's: its differentiable JPEG codec (Reich et al. 2024), Gaussian filters and
-anti-aliased resize are tested, batched and device-agnostic, and behave the same under autocast.
+The heavy lifting is kornia's: its differentiable JPEG codec (Reich et al. 2024) and Gaussian filters are
+tested, batched and device-agnostic, and behave the same under autocast. Every transform gives the same
+bits on any number of CPU threads (the cloak's bytes must not depend on it): that is why ``resize`` uses
+PyTorch's anti-aliased interpolation, not plain bilinear (whose CPU kernel rounds differently with the
+thread count).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from kornia.enhance import jpeg_codec_differentiable
 from kornia.filters import gaussian_blur2d
-from kornia.geometry.transform import resize as kornia_resize
 
 from .encoders import require_decoder
 from .imageio import pad_to_multiple
@@ -104,7 +106,7 @@ class JPEG(Transform):
 
 @register_transform
 class Resize(Transform):
-    """Downscale by a factor drawn from ``factor`` (anti-aliased bilinear), then bilinear back up."""
+    """Downscale by a factor drawn from ``factor`` (anti-aliased bilinear, as Pillow does), then bilinear back up."""
 
     name = "resize"
     description = "anti-aliased downscale by a factor in [0.5, 1], bilinear back to the same size"
@@ -120,8 +122,11 @@ class Resize(Transform):
         size = (max(1, round(h * f)), max(1, round(w * f)))
         if size == (h, w):
             return x
-        small = kornia_resize(x, size, interpolation="bilinear", align_corners=False, antialias=True)
-        return kornia_resize(small, (h, w), interpolation="bilinear", align_corners=False).clamp(0, 1)
+        # antialias=True both ways: the triangle filter widened to the scale (Pillow's BILINEAR) going down,
+        # plain bilinear going up (within 2e-6), and unlike mode="bilinear" alone the same bits on any
+        # number of threads
+        small = F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=True)
+        return F.interpolate(small, (h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
 
 
 @register_transform

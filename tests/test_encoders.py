@@ -154,3 +154,86 @@ def test_register_a_new_encoder_is_one_class(tmp_path):
             encoders.register_encoder(type("Other", (encoders.EncoderLoader,), {"name": "toy-test"}))
     finally:
         encoders.ENCODERS.unregister("toy-test")
+
+
+def _on_threads(counts, fn):
+    saved = torch.get_num_threads()
+    try:
+        out = []
+        for n in counts:
+            torch.set_num_threads(n)
+            out.append(fn())
+        return out
+    finally:
+        torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_global_groupnorm_gives_the_same_bits_on_any_thread_count(dtype):
+    """PyTorch's channels-last GroupNorm splits its sums over the threads (1 vs 2 threads gave other bits, and
+    other cloaks); TAE's GroupNorm runs in the plain layout, whose sums do not depend on the thread count."""
+    from glazeish.tae import PlainLayoutGroupNorm
+
+    norm = PlainLayoutGroupNorm(4, 256)
+    x = torch.randn(1, 256, 48, 40, generator=torch.Generator().manual_seed(0)).to(dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+
+    def run():
+        xi = x.detach().clone().requires_grad_(True)
+        y = norm(xi)
+        return y.detach(), torch.autograd.grad(y.float().square().sum(), xi)[0]
+
+    got = _on_threads((1, 2, 3), run)
+    assert got[0][0].is_contiguous(memory_format=torch.channels_last)  # the layout the next conv wants
+    assert torch.equal(got[0][0], torch.nn.GroupNorm(4, 256)(x.contiguous()).to(got[0][0].dtype))  # the same function
+    for y, g in got[1:]:
+        assert torch.equal(y, got[0][0]) and torch.equal(g, got[0][1])
+
+
+def test_stride2_conv_is_nn_conv2d_with_a_thread_count_free_gradient():
+    from glazeish.tae import Stride2Conv
+
+    conv = Stride2Conv(64, 64, bias=True)
+    x = torch.randn(1, 64, 64, 72, generator=torch.Generator().manual_seed(0))
+    x = x.contiguous(memory_format=torch.channels_last)
+    g = torch.randn(1, 64, 32, 36, generator=torch.Generator().manual_seed(1))
+
+    def run():
+        xi = x.clone().requires_grad_(True)
+        y = conv(xi)
+        return y.detach(), torch.autograd.grad(y, xi, g)[0]
+
+    got = _on_threads((1, 2, 3, 5), run)  # oneDNN's strided gradient: 3 and 5 threads gave other bits than 1
+    for y, gx in got[1:]:
+        assert torch.equal(y, got[0][0]) and torch.equal(gx, got[0][1])
+    xi = x.clone().requires_grad_(True)
+    ref = torch.nn.functional.conv2d(xi, conv.weight, conv.bias, stride=2, padding=1)
+    assert torch.equal(ref, got[0][0])
+    assert torch.allclose(torch.autograd.grad(ref, xi, g)[0], got[0][1], atol=1e-5)
+    # odd sizes, and the weight gradient (never needed to cloak) still right
+    xo = torch.randn(1, 64, 15, 21, requires_grad=True)
+    a = torch.autograd.grad(conv(xo).square().sum(), [xo, conv.weight, conv.bias])
+    b = torch.autograd.grad(torch.nn.functional.conv2d(xo, conv.weight, conv.bias, stride=2, padding=1).square().sum(),
+                            [xo, conv.weight, conv.bias])
+    assert all(torch.allclose(u, v, atol=1e-3, rtol=1e-4) for u, v in zip(a, b))
+
+
+@pytest.mark.parametrize("name", ["taef2", "taesana"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_encoder_gradients_are_the_same_bits_on_any_thread_count(name, dtype, request):
+    """What the cloak follows (the gradient through the encoder, and taef2's decoder) must not depend on the
+    thread count: 1 thread in a Ray worker, all cores in a local run."""
+    model = request.getfixturevalue(name)
+    x = torch.rand(1, 3, 128, 192, generator=torch.Generator().manual_seed(0))  # big enough to be split up
+    x = x.contiguous(memory_format=torch.channels_last)
+
+    def run():
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            y = model.round_trip(xi) if model.has_decoder else model.encode(xi)
+        y = y.float()
+        return y.detach(), torch.autograd.grad(y.square().sum(), xi)[0]
+
+    got = _on_threads((1, 3), run)  # with nn.Conv2d's strided gradient, fp32 differed here
+    for y, g in got[1:]:
+        assert torch.equal(y, got[0][0]) and torch.equal(g, got[0][1])

@@ -144,3 +144,125 @@ def test_find_images(tmp_path):
         (tmp_path / p).write_bytes(b"x")
     assert [p.name for p in find_images([tmp_path])] == ["a.png", "b.JPG"]
     assert [p.name for p in find_images([tmp_path], recursive=True)] == ["a.png", "b.JPG", "c.webp"]
+
+
+# -------------------------------------------------------------------------------------------------
+# what a corrupt, animated or unreadable input does; how outputs are written
+
+
+def _png(rgb) -> bytearray:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return bytearray(buf.getvalue())
+
+
+def _flip_in_chunk(data: bytearray, kind: bytes, at: int) -> bytearray:
+    """``data`` with one bit flipped ``at`` bytes into the payload of its first ``kind`` chunk."""
+    start = data.index(kind) + 4
+    data[start + at] ^= 0x01
+    return data
+
+
+def test_one_flipped_bit_in_the_image_data_is_an_error_not_a_black_image(corpus):
+    """Reading EXIF used to decode the image partly and swallow the error; a second load gave zeros."""
+    d, rgb = corpus
+    for i, at in enumerate((30, 0)):  # mid-stream, and in the zlib header
+        f = d / f"flipped{i}.png"
+        f.write_bytes(_flip_in_chunk(_png(rgb), b"IDAT", at))
+        with pytest.raises(ImageError) as e:
+            read_image(f)
+        assert str(e.value).startswith(f"{f}: corrupt") and "\n" not in str(e.value)
+
+
+def test_a_png_must_pass_its_own_checksums(corpus):
+    d, rgb = corpus
+    data = _png(rgb)
+    start = data.index(b"IDAT") + 4
+    end = start + struct.unpack(">I", bytes(data[start - 8 : start - 4]))[0]
+    data[end - 1] ^= 0x01  # the last byte of the zlib stream: its Adler-32, which Pillow's decoder never reads
+    (d / "crc.png").write_bytes(data)
+    with pytest.raises(ImageError, match=r"crc\.png: corrupt .*checksum"):
+        read_image(d / "crc.png")
+
+
+@pytest.mark.parametrize("fmt,ext", [("GIF", "gif"), ("PNG", "png"), ("TIFF", "tif"), ("WEBP", "webp")])
+def test_multi_frame_files_are_refused_not_cut_to_frame_one(tmp_path, fmt, ext):
+    frames = [Image.new("RGB", (16, 12), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    f = tmp_path / f"anim.{ext}"
+    frames[0].save(f, fmt, save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageError, match=r"anim\.\w+: holds 3 images \(an animation or a multi-page file\)"):
+        read_image(f)
+
+
+def test_a_camera_mpo_is_its_photo(tmp_path):
+    """A phone's JPEG with a second image (depth map, preview) opens as MPO: the photo is the first image."""
+    photo, extra = Image.new("RGB", (32, 24), (200, 10, 10)), Image.new("RGB", (8, 6), (0, 0, 0))
+    photo.save(tmp_path / "phone.jpg", "MPO", save_all=True, append_images=[extra], quality=95)
+    art = read_image(tmp_path / "phone.jpg")
+    assert art.size == (32, 24) and art.rgb[..., 0].mean() > 150
+
+
+def test_damaged_exif_is_a_warning_and_the_pixels_are_read(tmp_path):
+    im = Image.new("RGB", (16, 12), (1, 2, 3))
+    im.save(tmp_path / "x.jpg", exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00garbage")
+    art = read_image(tmp_path / "x.jpg")
+    assert art.size == (16, 12) and art.warnings and all("\n" not in w for w in art.warnings)
+
+
+def test_temp_files_have_short_fixed_names(tmp_path, monkeypatch):
+    """A 244-character name used to overflow the file-name limit once the temp prefix and suffix were added."""
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    seen = []
+    real = Image.Image.save
+
+    def spy(self, fp, *a, **k):
+        seen.append(os.path.basename(fp))
+        return real(self, fp, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "save", spy)
+    long = tmp_path / ("é" * 60 + "x" * 120 + ".png")  # 244 bytes in UTF-8 (what the limit counts)
+    assert len(os.fsencode(long.name)) == 244
+    save_image(long, rgb)
+    assert [p.name for p in tmp_path.iterdir()] == [long.name]
+    assert len(seen) == 1 and seen[0].startswith(".glazeish-") and seen[0].endswith(".tmp") and len(seen[0]) == 30
+
+
+def test_no_clobber_write_never_replaces(tmp_path):
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    (tmp_path / "x.png").write_bytes(b"someone else's")
+    with pytest.raises(ImageError, match=r"x\.png: exists"):
+        save_image(tmp_path / "x.png", rgb, overwrite=False)
+    assert (tmp_path / "x.png").read_bytes() == b"someone else's"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]  # no temp file left
+    save_image(tmp_path / "y.png", rgb, overwrite=False)
+    assert Image.open(tmp_path / "y.png").size == (4, 4)
+
+
+def test_list_images_keeps_folders_and_reports_unreadable_ones(tmp_path, monkeypatch):
+    from glazeish.imageio import list_images
+
+    for p in ["in/a.png", "in/x/art.png", "in/y/art.png", "in/locked/z.png", "in/out/already.protected.png"]:
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / p).write_bytes(b"x")
+    (tmp_path / "in/x/loop").symlink_to(tmp_path / "in", target_is_directory=True)  # a cycle: visited once
+    locked = tmp_path / "in/locked"
+    if os.geteuid() == 0:  # root reads anything: make the listing fail as it would for a user
+        real = os.scandir
+
+        def scandir(path="."):
+            if os.fspath(path) == os.fspath(locked):
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+    else:
+        locked.chmod(0)
+    try:
+        got = list_images([tmp_path / "in", tmp_path / "in/a.png"], recursive=True, skip=tmp_path / "in/out")
+    finally:
+        locked.chmod(0o755)
+    assert [(f.path.relative_to(tmp_path).as_posix(), f.rel.as_posix()) for f in got.files] == [
+        ("in/a.png", "a.png"), ("in/x/art.png", "x/art.png"), ("in/y/art.png", "y/art.png")]
+    assert len(got.problems) == 1 and str(locked) in got.problems[0] and "cannot read this folder" in got.problems[0]
+    flat = list_images([tmp_path / "in"])
+    assert [f.rel.as_posix() for f in flat.files] == ["a.png"] and flat.problems == []

@@ -22,7 +22,9 @@ from glazeish.metadata import (
     PLUS_VOCAB,
     MetadataOptions,
     SourceMetadata,
+    JPEG_SEGMENT_MAX,
     build_xmp,
+    check_fits,
     read_source_metadata,
     resolve_data_mining,
     save_kwargs,
@@ -462,3 +464,71 @@ def test_sign_c2pa_rejects_unknown_suffix(tmp_path):
 
     with pytest.raises(ValueError):
         sign_c2pa(tmp_path / "x.gif", b"", b"", MetadataOptions())
+
+
+# ------------------------------------------------------------------------------ format limits
+
+
+def _huge_exif() -> bytes:
+    ex = _source_exif()
+    ex[0x010E] = "x" * 70_000  # ImageDescription: 70 KB, over a JPEG segment
+    ex[ExifTags.IFD.Exif] = {**ex[ExifTags.IFD.Exif], 0x9286: b"ASCII\0\0\0" + b"c" * 1000}  # UserComment
+    return ex.tobytes()
+
+
+def test_exif_over_a_jpeg_segment_is_trimmed_with_one_warning(tmp_path):
+    """A JPEG carries EXIF in one 64 KB segment (Pillow: "EXIF data is too long"): the largest input tags are
+    dropped until it fits, said in one line; the user's own Artist/Copyright and the small tags stay."""
+    warned: list[str] = []
+    src = SourceMetadata(exif=_huge_exif())
+    kwargs = save_kwargs(src, MetadataOptions(creator="Jane Doe"), "JPEG", warn=warned.append)
+    assert len(kwargs["exif"]) <= JPEG_SEGMENT_MAX
+    assert len(warned) == 1 and "ImageDescription (70,000 bytes)" in warned[0] and "\n" not in warned[0]
+    cloaked().save(tmp_path / "o.jpg", "JPEG", **kwargs)
+    with Image.open(tmp_path / "o.jpg") as im:
+        ex = im.getexif()
+    assert ex[0x013B] == "Jane Doe" and ex[0x0110] == "TestCam 3000" and 0x010E not in ex
+    # PNG and WebP take it whole, without a word
+    warned.clear()
+    for fmt in ("PNG", "WEBP"):
+        assert len(save_kwargs(src, MetadataOptions(), fmt, warn=warned.append)["exif"]) > 70_000
+    assert warned == []
+
+
+def test_a_long_input_artist_is_left_out_of_a_jpeg_xmp(tmp_path):
+    ex = Image.Exif()
+    ex[0x013B] = "A" * 65_000  # the input's Artist: it would go into the XMP's dc:creator too
+    warned: list[str] = []
+    kwargs = save_kwargs(SourceMetadata(exif=ex.tobytes()), MetadataOptions(), "JPEG", warn=warned.append)
+    cloaked().save(tmp_path / "o.jpg", "JPEG", **kwargs)  # no "XMP data is too long"
+    assert any("XMP" in w for w in warned) and b"AAAA" not in kwargs["xmp"]
+
+
+def test_options_that_cannot_fit_a_jpeg_are_refused_up_front():
+    check_fits(MetadataOptions(creator="c" * 70_000), "png")  # fine: PNG and WebP have room
+    check_fits(MetadataOptions(creator="c" * 70_000, enabled=False), "jpeg")  # nothing written
+    check_fits(MetadataOptions(creator="Jane Doe", url="https://example.org/rights"), "jpeg")
+    with pytest.raises(ValueError, match="a JPEG holds at most"):
+        check_fits(MetadataOptions(creator="c" * 70_000), "jpeg")
+
+
+def test_unreadable_exif_is_one_warning_not_three():
+    warned: list[str] = []
+    save_kwargs(SourceMetadata(exif=b"Exif\0\0II*\0garbage"), MetadataOptions(), "PNG", warn=warned.append)
+    assert len(warned) == 1 and "EXIF" in warned[0] and "\n" not in warned[0]
+
+
+def test_a_damaged_sub_ifd_is_one_warning_not_a_python_warning(recwarn):
+    """Pillow parses the EXIF sub-IFDs late (when the EXIF is rewritten) and warns on stderr about damage there."""
+    import struct
+
+    ex = Image.Exif()
+    ex[0x013B] = "A"
+    ex[ExifTags.IFD.Exif] = {0x9003: "2024:01:01 00:00:00"}
+    raw = bytearray(ex.tobytes())
+    i = raw.find(struct.pack(">H", int(ExifTags.IFD.Exif)))
+    raw[i + 8 : i + 12] = struct.pack(">I", 5000)  # the Exif IFD lies past the end
+    warned: list[str] = []
+    kwargs = save_kwargs(SourceMetadata(exif=bytes(raw)), MetadataOptions(), "PNG", warn=warned.append)
+    assert len(warned) == 1 and warned[0].startswith("its EXIF is damaged") and not recwarn.list
+    assert "exif" in kwargs  # what could be read (the Artist) is kept

@@ -66,6 +66,26 @@ def test_shape_range_determinism_and_gradient(name):
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
 
 
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_same_bits_on_any_number_of_threads(name, request):
+    """The cloak's bytes must not depend on the thread count (plain bilinear interpolation's CPU kernel rounded
+    differently on 1, 2 and 3 threads, and so did every cloak made through ``resize``)."""
+    t = build(name, model=request.getfixturevalue("taef2") if name == "ae" else None)
+    x0 = smooth_image(1, 256, 288).contiguous(memory_format=torch.channels_last)  # big enough to be split
+    gy = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+    saved, got = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            x = x0.clone().requires_grad_(True)
+            y = t(x, random.Random(5))
+            got.append((y.detach(), torch.autograd.grad(y, x, gy)[0]))
+    finally:
+        torch.set_num_threads(saved)
+    for y, g in got[1:]:
+        assert torch.equal(y, got[0][0]) and torch.equal(g, got[0][1])
+
+
 @pytest.mark.parametrize("name", ["jpeg", "resize", "blur", "shift", "noise"])
 def test_different_seeds_draw_different_parameters(name):
     t = build(name)
