@@ -209,8 +209,8 @@ def protect(
                     batch.update(1)
                     continue
                 with _progress(config.steps, f.name, disable=not show, leave=False) as bar:
-                    def step(i: int, n: int, loss: float, bar=bar) -> None:
-                        bar.total, bar.n = n, i  # n counts the steps of every tile of a large image
+                    def step(s, bar=bar) -> None:  # a protect.Step: steps of every tile of a large image
+                        bar.total, bar.n = s.total, s.done
                         bar.refresh()
 
                     done = cloaker.cloak_file(f, dest, callback=step)

@@ -17,12 +17,11 @@ from typing import Callable
 import numpy as np
 
 from ._version import __version__
-from .attack import StepCallback
 from .config import ProtectConfig, digest, fingerprint_of, machine_local
 from .evaluation import Evaluator, Figures, assess
 from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Artwork, ImageError, read_image, save_image
 from .metadata import MetadataOptions
-from .protect import Protector
+from .protect import ImageCallback, Protector
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ class Cloaker:
     def load_seconds(self) -> float:
         return self.protector.load_seconds
 
-    def cloak(self, art: Artwork, callback: StepCallback | None = None, seed: int | None = None) -> np.ndarray:
+    def cloak(self, art: Artwork, callback: ImageCallback | None = None, seed: int | None = None) -> np.ndarray:
         """Cloaked ``H×W×3`` uint8 pixels of an in-memory :class:`Artwork`."""
         return self.protector.protect(art, callback, seed).rgb
 
@@ -138,7 +137,7 @@ class Cloaker:
         dest: str | Path,
         *,
         write_to: str | Path | None = None,
-        callback: StepCallback | None = None,
+        callback: ImageCallback | None = None,
         on_phase: Callable[[str], None] | None = None,
     ) -> FileResult:
         """Read ``src``, cloak it, write it atomically to ``write_to`` (default ``dest``), measure the file as

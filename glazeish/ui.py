@@ -376,10 +376,11 @@ def cloak_batch(
     n = len(files)
     for i, (f, name, dl) in enumerate(zip(files, names, downloads)):
 
-        def step(k: int, total: int, loss: float, i=i, name=name) -> None:
+        def step(s, i=i, name=name) -> None:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            say((i + k / max(total, 1)) / n, f"{name} ({i + 1}/{n}): step {k}/{total}")
+            tile = f", part {s.tile}/{s.tiles}" if s.tiles > 1 else ""
+            say((i + s.done / max(s.total, 1)) / n, f"{name} ({i + 1}/{n}): step {s.step}/{s.steps}{tile}")
 
         say(i / n, f"{name} ({i + 1}/{n}): starting")
         if cancel is not None and cancel.is_set():
