@@ -152,6 +152,7 @@ def protect(
     copyright: Optional[str] = typer.Option(None, "--copyright", help="Copyright notice for the metadata."),
     url: Optional[str] = typer.Option(None, help="Web statement of rights (URL) for the metadata."),
     keep_gps: bool = typer.Option(False, help="Keep GPS location from the input's EXIF (dropped by default)."),
+    glazeish_note: bool = typer.Option(True, help="Say in the metadata that the file was cloaked with glazeish."),
     ray: bool = typer.Option(False, "--ray", help="Run on Ray (pip install 'glazeish\\[ray]'): one task per image, "
                              "models loaded once per worker, resumable. Starts Ray on this machine's cores unless "
                              "--ray-address is given."),
@@ -175,7 +176,8 @@ def protect(
                                robust=_robust(robust, transforms), budget=budget)
         OBJECTIVES[config.objective]
         meta = MetadataOptions(enabled=metadata, data_mining=resolve_data_mining(data_mining), creator=creator,
-                               copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity)
+                               copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity,
+                               note=glazeish_note)
         job = Job(config=config.resolved(), meta=meta, fmt=fmt, quality=quality, evaluate=evaluate or report,
                   purify=_purify_list(purify), report=report, max_pixels=max_pixels)
     except (ValueError, WeightsError) as e:
