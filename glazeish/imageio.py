@@ -141,9 +141,9 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                         f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
                         f"{max_pixels / 1e6:.0f} (raise it with --max-pixels if the file is trusted)"
                     )
+                im.load()  # decode first: a damaged file fails here, not later as zeros (reading EXIF decodes too)
                 source = read_source_metadata(im)
                 mode = im.mode
-                im.load()
                 im = ImageOps.exif_transpose(im)
                 rgb, alpha = _to_rgb8(im)
     except ImageError:
