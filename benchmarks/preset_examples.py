@@ -4,11 +4,11 @@
 
 Cloaks a 256×256 crop of a painting and one of a flat-colour drawing at each preset with the one job path
 (:class:`glazeish.job.Cloaker`: PNG out, figures with JPEG q75 survival, words from
-:func:`glazeish.evaluation.judge`), and writes ``glazeish/assets/presets/<preset>.png`` (the middle 128×128 of the flat crop cloaked, drawn
-with :func:`glazeish.report.centre_crop`: flat colour is where grain shows first), ``original.png`` and
-``presets.json`` (per preset and crop: PSNR and
-its visibility word, the protection and survival words, the share left after JPEG q75, the cloak's seconds,
-the PNG's bytes next to the uncloaked PNG's). Rerun it when a preset or the evaluation changes.
+:func:`glazeish.evaluation.judge`), and writes ``glazeish/assets/presets/<preset>.png`` (the middle 128×128 of
+the flat crop cloaked, drawn with :func:`glazeish.report.centre_crop`: flat colour is where grain shows first),
+``original.png`` and ``presets.json`` (per preset and crop: PSNR and its visibility word, the protection and
+survival words, the share left after JPEG q75, the cloak's seconds, the PNG's bytes next to the uncloaked PNG's).
+Rerun it when a preset or the evaluation changes.
 """
 
 from __future__ import annotations

@@ -202,7 +202,8 @@ def _x(value: str) -> str:
 
 def _note_text(options: MetadataOptions, version: str) -> str:
     preset = f" (preset {options.preset})" if options.preset else ""
-    return f"Protected with glazeish {version}{preset}: an adversarial cloak against style mimicry was added to the pixels."
+    return (f"Protected with glazeish {version}{preset}: an adversarial cloak against style mimicry was added to "
+            "the pixels.")
 
 
 def describe(options: MetadataOptions) -> list[str]:
@@ -214,7 +215,8 @@ def describe(options: MetadataOptions) -> list[str]:
     out = []
     if options.enabled:
         name = resolve_data_mining(options.data_mining)[len(PLUS_VOCAB) :]
-        out.append(f"an AI-training notice: the IPTC/PLUS “Data Mining” field set to “{DATA_MINING_VALUES[name]}” "
+        meaning = DATA_MINING_VALUES[name]
+        out.append(f"an AI-training notice: the IPTC/PLUS “Data Mining” field set to “{meaning}” "
                    f"(XMP plus:DataMining = {name}), and the image marked as rights-managed (xmpRights:Marked)")
         if options.creator:
             out.append(f"your name, “{options.creator}” (XMP dc:creator and EXIF Artist)")
@@ -223,8 +225,8 @@ def describe(options: MetadataOptions) -> list[str]:
         if options.url:
             out.append(f"your rights statement link, {options.url} (XMP xmpRights:WebStatement)")
         if options.note:
-            out.append(f"a note that it was cloaked: “{_note_text(options, _glazeish_version())}” (XMP glazeish:Note, "
-                       "with the version and preset)")
+            note = _note_text(options, _glazeish_version())
+            out.append(f"a note that it was cloaked: “{note}” (XMP glazeish:Note, with the version and preset)")
     gps = "" if options.keep_gps else "location (GPS), "
     out.append(f"kept from your file: its colour profile and camera data (EXIF) minus {gps}the embedded preview "
                "thumbnail, the maker note and the orientation tag (the pixels are stored upright)")

@@ -7,8 +7,8 @@ images) and quantises to 8 bits within the budget. It computes no figures: that 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

@@ -74,7 +74,8 @@ def test_progress_counts_steps_per_image_and_names_the_tile(protector, painting_
     protector.protect(Artwork(rgb=crop_rgb(painting_path, 200, 120, 40, 40)), seen.append)
     tiles = protector.n_tiles(120, 200)
     assert tiles == 2
-    assert [(s.step, s.steps, s.tile, s.tiles) for s in seen] == [(1, 2, 1, 2), (2, 2, 1, 2), (1, 2, 2, 2), (2, 2, 2, 2)]
+    assert [(s.step, s.steps, s.tile, s.tiles) for s in seen] == [(1, 2, 1, 2), (2, 2, 1, 2), (1, 2, 2, 2),
+                                                                   (2, 2, 2, 2)]
     assert [s.done for s in seen] == [1, 2, 3, 4] and {s.total for s in seen} == {4}
 
 

@@ -301,7 +301,8 @@ def test_a_result_card_says_how_visible_how_strong_and_what_survives(uploads, jo
     assert "it is a PNG, which keeps every pixel of the cloak exactly" in _text(webpage.render_result(big, 0))
     assert 'id="glz-size-0"' not in webpage.render_result(webpage.ImageResult(**{**r.__dict__, "input_bytes": 40_000,
                                                                        "output_bytes": 50_000}), 0)
-    bad = webpage.render_result(webpage.ImageResult(name="x.png", error="x.png: this file is not a picture or is damaged"), 3)
+    failed = webpage.ImageResult(name="x.png", error="x.png: this file is not a picture or is damaged")
+    bad = webpage.render_result(failed, 3)
     assert 'id="glz-error-3"' in bad and _text(bad).count("x.png") == 2  # the title, and the line naming it
 
 

@@ -145,7 +145,8 @@ def run_and_wait(page, timeout_ms: int = TIMEOUT_MS) -> list[dict]:
     page.evaluate(RECORD)
     page.locator("#glz-run").click()
     page.wait_for_function(
-        "() => /cloaked\\.|Cancelled|Nothing/.test(document.querySelector('#glz-status').innerText)", timeout=timeout_ms)
+        "() => /cloaked\\.|Cancelled|Nothing/.test(document.querySelector('#glz-status').innerText)",
+        timeout=timeout_ms)
     page.wait_for_function("() => !document.querySelector('#glz-run').disabled")
     return page.evaluate("() => window.glzSeen")
 
