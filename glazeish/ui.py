@@ -819,7 +819,8 @@ def build_app(
     def begin(request: gr.Request):
         jobs.prepare(session(request))
         return (gr.Button("Cloaking…", interactive=False), gr.Button("Cancel", interactive=True),
-                render_progress(None, "Starting…"), "", gr.DownloadButton(visible=False), "")
+                render_progress(None, "Starting… (if a job is already running on this computer, after it)"), "",
+                gr.DownloadButton(visible=False), "")
 
     async def run(files, checked, intensity, eps, steps, robust, encoders, objective, target, seed, metadata, note,
                   creator, copyright_, request: gr.Request):
