@@ -813,8 +813,9 @@ def build_app(
         q = PRESETS[intensity]
         return q.eps_levels, q.steps, q.objective, bool(q.robust), render_presets(intensity, examples)
 
-    def on_written(*values):
-        return written(settings_of(*values[:2], *values[2:4], ["taef2"], *values[4:5], None, 0, *values[5:]))
+    def on_written(intensity, eps, steps, robust, objective, metadata, note, creator, copyright_):
+        return written(settings_of(intensity, eps, steps, robust, ["taef2"], objective, None, 0, metadata, note,
+                                   creator, copyright_))
 
     def begin(request: gr.Request):
         jobs.prepare(session(request))

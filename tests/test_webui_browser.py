@@ -290,6 +290,20 @@ def test_uploads_are_checked_before_cloak(page, pictures):
     assert "Pillow" not in body and "Traceback" not in body and "/tmp" not in body
 
 
+def test_the_page_says_what_goes_into_the_file(page):
+    written = page.locator("#glz-written")
+    assert "Prohibited for AI/ML training" in written.inner_text() and "Protected with glazeish" in written.inner_text()
+    page.locator("#glz-creator input, #glz-creator textarea").first.fill("Jane Doe")
+    page.wait_for_function("() => document.querySelector('#glz-written').innerText.includes('“Jane Doe”')")
+    page.locator("#glz-note input[type=checkbox]").uncheck()  # leave glazeish out
+    page.wait_for_function("() => !document.querySelector('#glz-written').innerText.includes('glazeish')")
+    page.locator("#glz-metadata input[type=checkbox]").uncheck()
+    page.wait_for_function("() => document.querySelector('#glz-written').innerText.includes('Nothing is added')")
+    assert "Jane Doe" not in written.inner_text()
+    # name and notice sit outside Advanced, which stays closed
+    assert page.locator("#glz-creator").is_visible() and not page.locator("#glz-steps").is_visible()
+
+
 def test_progress_names_its_phases_and_the_buttons_follow(cloaked):
     pg, seen = cloaked
     phases = [s["phase"] for s in seen]
