@@ -221,6 +221,7 @@ def protect(
     copyright: Optional[str] = typer.Option(None, "--copyright", help="Copyright notice for the metadata."),
     url: Optional[str] = typer.Option(None, help="Web statement of rights (URL) for the metadata."),
     keep_gps: bool = typer.Option(False, help="Keep GPS location from the input's EXIF (dropped by default)."),
+    glazeish_note: bool = typer.Option(True, help="Say in the metadata that the file was cloaked with glazeish."),
     ray: bool = typer.Option(False, "--ray", help="Run on Ray (pip install 'glazeish\\[ray]'): one task per image, "
                              "models loaded once per worker, resumable. Starts Ray on this machine's cores unless "
                              "--ray-address is given."),
@@ -245,7 +246,8 @@ def protect(
                                robust=_robust(robust, transforms), budget=budget)
         OBJECTIVES[config.objective]
         meta = MetadataOptions(enabled=metadata, data_mining=resolve_data_mining(data_mining), creator=creator,
-                               copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity)
+                               copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity,
+                               note=glazeish_note)
         job = Job(config=config.resolved(), meta=meta, fmt=fmt, quality=quality, evaluate=evaluate or report,
                   purify=_purify_list(purify), report=report, max_pixels=max_pixels)
     except (ValueError, WeightsError) as e:
@@ -298,8 +300,8 @@ def _protect_here(files: list, out: Path, job: Job, overwrite: bool, as_json: bo
                 try:
                     name = item.src.name.translate(_UNPRINTABLE)
                     with _progress(job.config.steps, name, disable=not show, leave=False) as bar:
-                        def step(i: int, n: int, loss: float, bar=bar) -> None:
-                            bar.total, bar.n = n, i  # n counts the steps of every tile of a large image
+                        def step(s, bar=bar) -> None:  # a protect.Step: steps of every tile of a large image
+                            bar.total, bar.n = s.total, s.done
                             bar.refresh()
 
                         done = cloaker.cloak_file(item.src, item.dest, overwrite=overwrite, callback=step)

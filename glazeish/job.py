@@ -21,13 +21,12 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ._version import __version__
-from .attack import StepCallback
 from .config import ProtectConfig, digest, fingerprint_of, machine_local
 from .errors import first_line
 from .evaluation import Evaluator, Figures, assess
 from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Artwork, Found, ImageError, read_image, save_image
 from .metadata import MetadataOptions, check_fits
-from .protect import Protector
+from .protect import ImageCallback, Protector
 
 #: the longest file name (in bytes) that Linux, macOS and Windows filesystems all take
 NAME_MAX = 255
@@ -238,7 +237,7 @@ class Cloaker:
     def load_seconds(self) -> float:
         return self.protector.load_seconds
 
-    def cloak(self, art: Artwork, callback: StepCallback | None = None, seed: int | None = None) -> np.ndarray:
+    def cloak(self, art: Artwork, callback: ImageCallback | None = None, seed: int | None = None) -> np.ndarray:
         """Cloaked ``H×W×3`` uint8 pixels of an in-memory :class:`Artwork`."""
         return self.protector.protect(art, callback, seed).rgb
 
@@ -255,7 +254,7 @@ class Cloaker:
         *,
         write_to: str | Path | None = None,
         overwrite: bool = True,
-        callback: StepCallback | None = None,
+        callback: ImageCallback | None = None,
         on_phase: Callable[[str], None] | None = None,
     ) -> FileResult:
         """Read ``src``, cloak it, write it atomically to ``write_to`` (default ``dest``), measure the file as

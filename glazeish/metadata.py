@@ -6,7 +6,10 @@ Every output gets (unless :attr:`MetadataOptions.enabled` is off) an XMP packet 
   ``http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED-AIMLTRAINING`` ("prohibited for AI/ML training");
 * ``dc:creator``, ``dc:rights`` and ``xmpRights:WebStatement`` when given (the creator and the copyright
   notice fall back to the input's EXIF ``Artist`` / ``Copyright``), and ``xmpRights:Marked``;
-* a ``glazeish:`` note that the image was protected with glazeish (version and preset).
+* a ``glazeish:`` note that the image was protected with glazeish (version and preset), unless
+  :attr:`MetadataOptions.note` is off (the note also tells a scraper that the image is cloaked).
+
+:func:`describe` says all of it in plain words (what the web page shows next to its controls).
 
 The input's ICC profile and EXIF are carried over, minus the ``Orientation`` tag (the pixels handed to
 the writer must already be upright, e.g. after :func:`PIL.ImageOps.exif_transpose`), minus the GPS IFD
@@ -52,6 +55,7 @@ __all__ = [
     "c2pa_manifest",
     "check_fits",
     "clean_exif",
+    "describe",
     "read_source_metadata",
     "resolve_data_mining",
     "save_kwargs",
@@ -150,6 +154,7 @@ class MetadataOptions:
     url: str | None = None  # xmpRights:WebStatement: where the rights / licence are explained
     keep_gps: bool = False
     preset: str | None = None  # e.g. "default", recorded in the glazeish note
+    note: bool = True  # --no-glazeish-note: say nothing about glazeish (the note tells a scraper it was cloaked)
 
 
 @dataclass
@@ -205,6 +210,39 @@ def _x(value: str) -> str:
     return escape(_XML_ILLEGAL.sub("", str(value)))
 
 
+def _note_text(options: MetadataOptions, version: str) -> str:
+    preset = f" (preset {options.preset})" if options.preset else ""
+    return (f"Protected with glazeish {version}{preset}: an adversarial cloak against style mimicry was added to "
+            "the pixels.")
+
+
+def describe(options: MetadataOptions) -> list[str]:
+    """What :func:`save_kwargs` writes into a file for ``options``, one plain sentence per item, the fields named.
+
+    Where ``creator`` / ``copyright`` are not given, the input's own EXIF Artist / Copyright (if any) fill the XMP
+    fields instead. Raises ValueError for an unknown ``data_mining`` value, like :func:`build_xmp`.
+    """
+    out = []
+    if options.enabled:
+        name = resolve_data_mining(options.data_mining)[len(PLUS_VOCAB) :]
+        meaning = DATA_MINING_VALUES[name]
+        out.append(f"an AI-training notice: the IPTC/PLUS “Data Mining” field set to “{meaning}” "
+                   f"(XMP plus:DataMining = {name}), and the image marked as rights-managed (xmpRights:Marked)")
+        if options.creator:
+            out.append(f"your name, “{options.creator}” (XMP dc:creator and EXIF Artist)")
+        if options.copyright:
+            out.append(f"your copyright notice, “{options.copyright}” (XMP dc:rights and EXIF Copyright)")
+        if options.url:
+            out.append(f"your rights statement link, {options.url} (XMP xmpRights:WebStatement)")
+        if options.note:
+            note = _note_text(options, _glazeish_version())
+            out.append(f"a note that it was cloaked: “{note}” (XMP glazeish:Note, with the version and preset)")
+    gps = "" if options.keep_gps else "location (GPS), "
+    out.append(f"kept from your file: its colour profile and camera data (EXIF) minus {gps}the embedded preview "
+               "thumbnail, the maker note and the orientation tag (the pixels are stored upright)")
+    return out
+
+
 def build_xmp(options: MetadataOptions) -> bytes:
     """The XMP packet (UTF-8 RDF/XML) for ``options``.
 
@@ -230,30 +268,24 @@ def build_xmp(options: MetadataOptions) -> bytes:
     if options.url:
         props.append(f"   <xmpRights:WebStatement>{_x(options.url)}</xmpRights:WebStatement>")
     props.append(f"   <plus:DataMining>{_x(data_mining)}</plus:DataMining>")
-    props.append("   <glazeish:Protected>True</glazeish:Protected>")
-    props.append(f"   <glazeish:Version>{_x(version)}</glazeish:Version>")
-    if options.preset:
-        props.append(f"   <glazeish:Preset>{_x(options.preset)}</glazeish:Preset>")
-    props.append(
-        "   <glazeish:Note>"
-        + _x(
-            f"Protected with glazeish {version}"
-            + (f" (preset {options.preset})" if options.preset else "")
-            + ": an adversarial cloak against style mimicry was added to the pixels."
-        )
-        + "</glazeish:Note>"
-    )
+    if options.note:
+        props.append("   <glazeish:Protected>True</glazeish:Protected>")
+        props.append(f"   <glazeish:Version>{_x(version)}</glazeish:Version>")
+        if options.preset:
+            props.append(f"   <glazeish:Preset>{_x(options.preset)}</glazeish:Preset>")
+        props.append(f"   <glazeish:Note>{_x(_note_text(options, version))}</glazeish:Note>")
     body = "\n".join(props)
     padding = (" " * 99 + "\n") * 20  # room for in-place edits by other tools, as the XMP spec suggests
+    toolkit = f' x:xmptk="glazeish {_x(version)}"' if options.note else ""
+    namespace = f'\n    xmlns:glazeish="{GLAZEISH_NS}"' if options.note else ""
     packet = (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
-        f'<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="glazeish {_x(version)}">\n'
+        f'<x:xmpmeta xmlns:x="adobe:ns:meta/"{toolkit}>\n'
         ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
         '  <rdf:Description rdf:about=""\n'
         '    xmlns:dc="http://purl.org/dc/elements/1.1/"\n'
         '    xmlns:xmpRights="http://ns.adobe.com/xap/1.0/rights/"\n'
-        f'    xmlns:plus="{PLUS_NS}"\n'
-        f'    xmlns:glazeish="{GLAZEISH_NS}">\n'
+        f'    xmlns:plus="{PLUS_NS}"{namespace}>\n'
         f"{body}\n"
         "  </rdf:Description>\n"
         " </rdf:RDF>\n"

@@ -7,6 +7,7 @@ images) and quantises to 8 bits within the budget. It computes no figures: that 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,32 @@ class Cloak:
 
     rgb: np.ndarray
     seconds: float
+
+
+@dataclass(frozen=True)
+class Step:
+    """Progress of one image's cloak: optimisation ``step`` of ``steps`` (the configured count, whatever the
+    image's size) in tile ``tile`` of ``tiles`` (1-based; one tile for images up to ``config.tile`` px)."""
+
+    step: int
+    steps: int
+    tile: int
+    tiles: int
+    loss: float
+
+    @property
+    def done(self) -> int:
+        """Steps done over all tiles of the image."""
+        return (self.tile - 1) * self.steps + self.step
+
+    @property
+    def total(self) -> int:
+        """Steps of all tiles together."""
+        return self.tiles * self.steps
+
+
+#: what :meth:`Protector.cloak` calls after every optimisation step (progress bars, cancel)
+ImageCallback = Callable[[Step], None]
 
 
 class Protector:
@@ -71,13 +98,14 @@ class Protector:
         m = self.ensemble.multiple
         return len(plan_tiles(-(-height // m) * m, -(-width // m) * m, self._tile(), self.config.overlap, m))
 
-    def cloak(self, x: torch.Tensor, alpha: torch.Tensor | None = None, callback: StepCallback | None = None,
+    def cloak(self, x: torch.Tensor, alpha: torch.Tensor | None = None, callback: ImageCallback | None = None,
               seed: int | None = None) -> torch.Tensor:
         """``1×3×H×W`` in [0,1] (any H, W) -> cloaked, same shape, ``|δ| ≤ eps``.
 
         ``alpha`` (``1×1×H×W`` in [0,1]): fully transparent pixels get no perturbation. Images larger than
-        ``config.tile`` are cloaked in overlapping tiles; ``callback(step, steps, loss)`` then counts the steps
-        of all tiles together. ``seed`` overrides the config's (the benchmark seeds each image).
+        ``config.tile`` are cloaked in overlapping tiles, each with the configured steps; ``callback`` gets a
+        :class:`Step` after every step (the step within its tile, and the tile). ``seed`` overrides the config's
+        (the benchmark seeds each image).
         """
         c = self.config
         seed = c.seed if seed is None else seed
@@ -92,15 +120,15 @@ class Protector:
         n_tiles = self.n_tiles(h, w)
 
         def attack_tile(xs: torch.Tensor, es: torch.Tensor | None, index: int, tile: Tile) -> torch.Tensor:
-            progress = None
+            progress: StepCallback | None = None
             if callback is not None:
-                progress = lambda i, n, loss: callback(index * n + i, n * n_tiles, loss)  # noqa: E731
+                progress = lambda i, n, loss: callback(Step(i, n, index + 1, n_tiles, loss))  # noqa: E731
             return self.attack(progress, seed=seed + 1009 * index, origin=(tile.top, tile.left))(xs, es)
 
         out = cloak_tiled(attack_tile, xp, eps_map, self.eps, self._tile(), c.overlap, self.ensemble.multiple)
         return out[..., :h, :w]
 
-    def protect(self, art: Artwork, callback: StepCallback | None = None, seed: int | None = None) -> Cloak:
+    def protect(self, art: Artwork, callback: ImageCallback | None = None, seed: int | None = None) -> Cloak:
         """Cloak an :class:`Artwork`; returns 8-bit pixels within the budget (transparent pixels unchanged)."""
         t0 = time.perf_counter()
         alpha = None if art.alpha is None else torch.from_numpy(art.alpha)[None, None].float() / 255

@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from glazeish.metadata import (
     JPEG_SEGMENT_MAX,
     build_xmp,
     check_fits,
+    describe,
     read_source_metadata,
     resolve_data_mining,
     save_kwargs,
@@ -173,6 +175,31 @@ def test_build_xmp_is_well_formed_and_escapes():
     assert desc.findtext(f"{{{PLUS_NS}}}DataMining") == AIML
     assert desc.find("{http://purl.org/dc/elements/1.1/}creator").findtext(f"{rdf}Seq/{rdf}li") == 'A <b> & "c"'
     assert desc.findtext("{http://ns.adobe.com/xap/1.0/rights/}WebStatement") == "https://e.org/?a=1&b=2"
+
+
+def test_the_glazeish_note_can_be_left_out():
+    """Without the note nothing in the packet names glazeish (it would tell a scraper the image is cloaked)."""
+    with_note = build_xmp(MetadataOptions(preset="default"))
+    assert b"glazeish:Note" in with_note and b"preset default" in with_note
+    xmp = build_xmp(MetadataOptions(creator="Jane", preset="default", note=False))
+    assert b"glazeish" not in xmp.lower()
+    root = ET.fromstring(xmp.decode("utf-8").split("?>", 1)[1].rsplit("<?xpacket", 1)[0])  # still well-formed
+    rdf = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+    assert root.find(f"{rdf}RDF/{rdf}Description").findtext(f"{{{PLUS_NS}}}DataMining") == AIML
+
+
+def test_describe_says_what_is_written():
+    opts = MetadataOptions(creator="Jane Doe", copyright="© 2024 Jane Doe", preset="high")
+    lines = describe(opts)
+    xmp = build_xmp(opts).decode("utf-8")
+    assert "Prohibited for AI/ML training" in lines[0] and "plus:DataMining" in lines[0]
+    assert any("“Jane Doe”" in s and "EXIF Artist" in s for s in lines) and "Jane Doe" in xmp
+    assert any("© 2024 Jane Doe" in s for s in lines)
+    note = next(s for s in lines if "cloaked" in s)
+    assert note.split("“")[1].split("”")[0] in xmp  # the note quoted is the note written
+    assert not any("glazeish" in s for s in describe(replace(opts, note=False)))
+    off = describe(MetadataOptions(enabled=False, creator="Not Written"))
+    assert len(off) == 1 and off[0].startswith("kept from your file") and "GPS" in off[0]
 
 
 def test_build_xmp_rejects_bad_data_mining():

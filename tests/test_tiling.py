@@ -6,7 +6,7 @@ import torch
 
 from conftest import crop_rgb
 from glazeish.imageio import Artwork
-from glazeish.protect import ProtectConfig, Protector
+from glazeish.protect import ProtectConfig, Protector, Step
 from glazeish.tiling import Tile, cloak_tiled, cores, plan_tiles
 
 
@@ -66,6 +66,17 @@ def test_tiled_protector_equals_untiled_when_one_tile(models_dir, painting_path)
     a = small.protect(art).rgb
     b = big.protect(art).rgb
     assert np.array_equal(a, b)
+
+
+def test_progress_counts_steps_per_image_and_names_the_tile(protector, painting_path):
+    """A large image reports the configured steps per tile and which tile, not a step count inflated by tiles."""
+    seen: list[Step] = []
+    protector.protect(Artwork(rgb=crop_rgb(painting_path, 200, 120, 40, 40)), seen.append)
+    tiles = protector.n_tiles(120, 200)
+    assert tiles == 2
+    assert [(s.step, s.steps, s.tile, s.tiles) for s in seen] == [(1, 2, 1, 2), (2, 2, 1, 2), (1, 2, 2, 2),
+                                                                   (2, 2, 2, 2)]
+    assert [s.done for s in seen] == [1, 2, 3, 4] and {s.total for s in seen} == {4}
 
 
 def test_no_seams_in_delta_statistics(protector, painting_path):

@@ -1,42 +1,42 @@
-"""Tests for glazeish.ui without a browser: the batch job, its error rows, the words and pictures, the page.
+"""Tests for glazeish.ui and glazeish.webpage without a browser: the upload check, the progress, the batch job, its
+error rows and cancel, the HTML it renders, and the page's wiring (including a Gradio-level cancel of a running
+job).
 
 The job runs the real taef2 weights on small crops with 2 steps; the browser test is test_webui_browser.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import html
 import os
+import re
 import threading
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import crop_rgb
 from PIL import Image
 
-from glazeish import ui
+from glazeish import ui, webpage
 from glazeish.config import PRESETS
+from glazeish.evaluation import verdicts
 from glazeish.imageio import read_image
+from glazeish.protect import Step
 
 STEPS = 2
 
 
-# ------------------------------------------------------------------------------------------- words
+def _text(markup: str) -> str:
+    """The visible text of some HTML (tags dropped, entities decoded)."""
+    return html.unescape(re.sub(r"<[^>]+>", " ", markup))
 
 
-def test_describe_figures_renders_the_evaluation_layers_sentences():
-    text = ui.describe_figures(["Visibility: very hard to see (PSNR 38.0 dB)", "Protection: a_b", "plain"])
-    assert text == "**Visibility:** very hard to see \\(PSNR 38.0 dB\\)\n\n**Protection:** a\\_b\n\nplain"
-    assert ui.describe_figures([]) == ""
-
-
-def test_md_escape_neutralises_markup_in_file_names():
-    assert ui.md_escape("a_b*[x](y)<b>.png") == r"a\_b\*\[x\]\(y\)\<b\>.png"
-
-
-# ---------------------------------------------------------------------------------------- pictures
+# ---------------------------------------------------------------------------------------- files
 
 
 def test_unique_names_number_collisions():
@@ -59,48 +59,13 @@ def test_make_zip_stores_files_flat(tmp_path):
         assert zf.read("x1.protected.png") == b"png1"
 
 
-def test_friendly_error_hides_temp_paths():
-    err = ValueError("/tmp/gradio/abc123/scan.png: corrupt or truncated image (broken data stream)\nmore")
-    msg = ui.friendly_error(err, "/tmp/gradio/abc123/scan.png", "scan.png")
-    assert msg == "scan.png: corrupt or truncated image (broken data stream)"
+def test_friendly_error_hides_temp_paths_and_library_names():
+    err = ui.ImageError("/tmp/gradio/abc123/scan.png: not an image Pillow can read (unknown or corrupt format)")
+    assert ui.friendly_error(err, "/tmp/gradio/abc123/scan.png", "scan.png") == \
+        "scan.png: this file is not a picture or is damaged"
+    err = ValueError("/tmp/gradio/abc123/scan.png: something else\nmore")
+    assert ui.friendly_error(err, "/tmp/gradio/abc123/scan.png", "scan.png") == "scan.png: something else"
     assert "memory" in ui.friendly_error(MemoryError(), None, "huge.png")
-
-
-# ------------------------------------------------------------------------------------ settings
-
-
-def test_settings_take_preset_values_and_reject_no_encoder():
-    c = ui.Settings(intensity="high").config()
-    p = PRESETS["high"]
-    assert (c.eps_levels, c.steps, c.objective, c.robust, c.encoder) == (p.eps_levels, p.steps, p.objective, p.robust,
-                                                                          "taef2")
-    c2 = ui.Settings(encoders=["taef2", "taesana"], eps=2.5, steps=3).config("models")
-    assert (c2.encoder, c2.eps_levels, c2.steps, c2.models_dir) == ("taef2,taesana", 2.5, 3, "models")
-    with pytest.raises(ValueError, match="at least one encoder"):
-        ui.Settings(encoders=[]).config()
-
-
-def test_metadata_names_the_preset_only_when_its_values_are_used():
-    s = ui.Settings(intensity="low", creator="  Jane  ", copyright="")
-    m = s.metadata_options(s.config())
-    assert (m.preset, m.creator, m.copyright, m.enabled) == ("low", "Jane", None, True)
-    s2 = ui.Settings(intensity="low", eps=9)
-    assert s2.metadata_options(s2.config()).preset == "custom"
-
-
-def test_workspace_prunes_old_jobs_and_cleans_up(tmp_path):
-    ws = ui.Workspace(tmp_path / "ws", keep_seconds=60)
-    old = ws.new_job()
-    (old / "f.png").write_bytes(b"x")
-    past = time.time() - 120
-    os.utime(old, (past, past))
-    new = ws.new_job()  # prunes the old one
-    assert not old.exists() and new.exists()
-    ws.cleanup()
-    assert not ws.root.exists()
-
-
-# ---------------------------------------------------------------------------------- the real job
 
 
 @pytest.fixture
@@ -116,6 +81,140 @@ def uploads(tmp_path, painting_path):
     return [d / "olive.png", d / "broken.png", d / "sticker.png"]
 
 
+def flipped_idat(src: Path, dest: Path) -> Path:
+    """``src`` with one byte flipped inside its pixel data: a PNG that Pillow cannot fully decode."""
+    data = bytearray(src.read_bytes())
+    i = data.find(b"IDAT")
+    data[i + 40] ^= 0x55
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def test_check_upload_gives_a_thumbnail_or_one_plain_line(uploads, tmp_path):
+    olive, broken, sticker = uploads
+    good = ui.check_upload(olive)
+    assert good.ok and (good.width, good.height, good.alpha) == (96, 64, False)
+    assert good.bytes == olive.stat().st_size and good.thumb.startswith("data:image/png;base64,")
+    assert ui.check_upload(sticker).alpha
+    bad = ui.check_upload(broken)
+    assert bad.error == "broken.png: this file is not a picture or is damaged"
+    damaged = ui.check_upload(flipped_idat(olive, tmp_path / "damaged.png"))
+    assert damaged.error == "damaged.png: this file is not a picture or is damaged"
+    big = ui.check_upload(olive, max_pixels=1000)
+    assert big.error.startswith("olive.png: ") and "megapixels" in big.error and str(olive.parent) not in big.error
+    assert "over this page's limit" in ui.check_upload(olive, max_bytes=100).error
+    # rendered: a thumbnail per picture, the bad file named once, in red
+    markup = webpage.render_checks([good, bad])
+    assert markup.count("<img") == 1 and 'class="glz-check glz-bad"' in markup
+    assert _text(markup).count("broken.png") == 1 and "Pillow" not in markup
+
+
+# ------------------------------------------------------------------------------------ settings
+
+
+def test_settings_take_preset_values_and_reject_no_encoder():
+    c = ui.Settings(intensity="high").config()
+    p = PRESETS["high"]
+    assert (c.eps_levels, c.steps, c.objective, c.robust, c.encoder) == (p.eps_levels, p.steps, p.objective, p.robust,
+                                                                          "taef2")
+    c2 = ui.Settings(encoders=["taef2", "taesana"], eps=2.5, steps=3).config("models")
+    assert (c2.encoder, c2.eps_levels, c2.steps, c2.models_dir) == ("taef2,taesana", 2.5, 3, "models")
+    with pytest.raises(ValueError, match="at least one image model"):
+        ui.Settings(encoders=[]).config()
+
+
+def test_the_jpeg_switch_sets_the_robustness():
+    assert ui.Settings(intensity="low").config().robust == ""
+    assert ui.Settings(intensity="low", robust=True).config().robust == ui.JPEG_ROBUST == PRESETS["default"].robust
+    assert ui.Settings(intensity="default", robust=False).config().robust == ""
+    assert ui.Settings(intensity="low", robust=True).preset(ui.Settings(intensity="low", robust=True).config()) == \
+        "custom"
+
+
+def test_metadata_names_the_preset_only_when_its_values_are_used():
+    s = ui.Settings(intensity="low", creator="  Jane  ", copyright="")
+    m = s.metadata_options(s.config())
+    assert (m.preset, m.creator, m.copyright, m.enabled, m.note) == ("low", "Jane", None, True, True)
+    s2 = ui.Settings(intensity="low", eps=9, note=False)
+    m2 = s2.metadata_options(s2.config())
+    assert (m2.preset, m2.note) == ("custom", False)
+
+
+def test_render_written_says_what_goes_into_the_file():
+    text = _text(ui.written(ui.Settings(creator="Jane Doe", copyright="© Jane")))
+    assert "Written into each cloaked file" in text and "Prohibited for AI/ML training" in text
+    assert "“Jane Doe”" in text and "© Jane" in text and "Protected with glazeish" in text
+    assert "glazeish" not in _text(ui.written(ui.Settings(note=False)))
+    off = _text(ui.written(ui.Settings(metadata=False, creator="Jane")))
+    assert "Nothing is added" in off and "Jane" not in off and "kept from your file" in off
+
+
+def test_workspace_prunes_old_jobs_and_cleans_up(tmp_path):
+    ws = ui.Workspace(tmp_path / "ws", keep_seconds=60)
+    old = ws.new_job()
+    (old / "f.png").write_bytes(b"x")
+    past = time.time() - 120
+    os.utime(old, (past, past))
+    new = ws.new_job()  # prunes the old one
+    assert not old.exists() and new.exists()
+    ws.cleanup()
+    assert not ws.root.exists()
+
+
+# ------------------------------------------------------------------------------------ progress
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_progress_names_phases_counts_steps_per_image_and_estimates_time():
+    clock = Clock()
+    pr = ui.Progress(["a.png", "b.png"], [1000, 3000], steps=4, clock=clock)
+    assert pr.snapshot()["phase"].startswith("Waiting") and pr.fraction() == 0
+    pr.set_phase("load")
+    assert pr.snapshot()["phase"] == "Loading the models…" and pr.snapshot()["left"] is None
+    clock.t += 5
+    pr.set_phase("cloak", 0)
+    seen = []
+    for k in range(1, 5):  # a.png: one tile, 1 s a step
+        clock.t += 1
+        pr.on_step(Step(k, 4, 1, 1, 0.0))
+        seen.append(pr.snapshot())
+    assert seen[0]["phase"] == "Cloaking 1 of 2: a.png, step 1 of 4" and seen[-1]["phase"].endswith("step 4 of 4")
+    fr = [s["fraction"] for s in seen]
+    assert fr == sorted(fr) and 0 < fr[0] < fr[-1] < 1
+    # 4 steps of a 1000 px image in 4 s: all of b (3000 px) and the figures (2.5 steps each) take ~26 s more
+    assert seen[-1]["left"] == f"{round((1000 * 2.5 + 3000 * 6.5) / 1000)} s"
+    pr.set_phase("figures", 0)
+    assert pr.snapshot()["phase"].startswith("Checking the result of 1 of 2: a.png")
+    clock.t += 1
+    f1 = pr.fraction()
+    clock.t += 1
+    assert pr.fraction() > f1  # the bar moves while the figures are computed
+    clock.t += 60  # they overrun: the bar slows down but never reaches the end of the phase
+    f2 = pr.fraction()
+    assert f2 < (1000 * 6.5) / (4000 * 6.5)
+    pr.image_done(seconds=70, figure_seconds=62, cloak_seconds=4)
+    assert pr.figure_steps == pytest.approx(62.0) and pr.snapshot()["last_image"] == "1 min 10 s"
+    pr.set_phase("cloak", 1)
+    clock.t += 1
+    pr.on_step(Step(2, 4, 1, 3, 0.0))  # b.png is cloaked in 3 tiles: the step is per tile, and the tile named
+    snap = pr.snapshot()
+    assert snap["phase"] == "Cloaking 2 of 2: b.png, step 2 of 4 (part 1 of 3)" and snap["fraction"] > f2
+    pr.set_phase("done")
+    assert pr.fraction() == 1.0 and pr.snapshot()["phase"].startswith("Done: 2 pictures in ")
+    markup = webpage.render_progress(pr.snapshot())
+    assert markup.count('role="progressbar"') == 1 and 'aria-valuenow="100"' in markup
+
+
+# ---------------------------------------------------------------------------------- the real job
+
+
 @pytest.fixture
 def job(tmp_path, models_dir):
     cache = ui.ProtectorCache()
@@ -125,18 +224,20 @@ def job(tmp_path, models_dir):
 
 
 def test_batch_cloaks_good_files_and_reports_the_bad_one(uploads, job):
-    seen: list[tuple[float, str]] = []
-    updates = list(ui.cloak_batch(uploads, ui.Settings(steps=STEPS), progress=lambda f, d: seen.append((f, d)), **job))
+    names = [p.name for p in uploads]
+    tracker = ui.Progress(names)
+    seen: list[dict] = []
+    tracker_step = tracker.on_step
+    tracker.on_step = lambda s: (tracker_step(s), seen.append(tracker.snapshot()))
+    updates = list(ui.cloak_batch(uploads, ui.Settings(steps=STEPS), progress=tracker, **job))
     assert [u.done for u in updates] == [False, False, True]
     last = updates[-1]
     olive, broken, sticker = last.results
     assert [r.ok for r in last.results] == [True, False, True]
 
     # the corrupt file: one readable line naming the upload, not its temp path, and no traceback
-    assert broken.error.startswith("broken.png: ") and str(uploads[1]) not in broken.error
-    assert "corrupt" in broken.error or "not an image" in broken.error
-    assert "Traceback" not in last.status and "1 of" not in last.status and "2 of 3 images cloaked" in last.status
-    assert "broken.png" in last.status
+    assert broken.error == "broken.png: this file is not a picture or is damaged"
+    assert last.status == "2 of 3 images cloaked. 1 image could not be cloaked (see below)."
 
     eps = PRESETS["default"].eps_levels
     for r, src in ((olive, uploads[0]), (sticker, uploads[2])):
@@ -148,26 +249,90 @@ def test_batch_cloaks_good_files_and_reports_the_bad_one(uploads, job):
         for p in (r.original, r.difference, r.view_original, r.view_cloaked):
             with Image.open(p) as im:
                 assert im.size == art.size
-        assert r.view_model == "taef2" and r.eps == eps
+        assert r.view_model == "taef2" and r.eps == eps and r.preset == "custom"
         assert r.figures["linf"] <= eps and r.figures["before"]["cloak"]["view_psnr"] is not None
         assert "jpeg75" in r.figures["purified"] and r.verdicts[0].startswith("Visibility: ")
+        assert r.visibility in {lv.key for lv in verdicts.VISIBILITY} and r.survival in {lv.key for lv in
+                                                                                         verdicts.SURVIVAL}
+        assert r.output_bytes == Path(r.cloaked).stat().st_size and r.input_bytes == src.stat().st_size
         # the model's view of the cloaked image differs from its view of the original
         v0, v1 = read_image(r.view_original).rgb, read_image(r.view_cloaked).rgb
         assert np.abs(v0.astype(int) - v1.astype(int)).mean() > 0.5
 
-    # RGBA: alpha kept, transparent pixels untouched
+    # RGBA: alpha kept, transparent pixels untouched; every preview shows them over the checkerboard
     st_in, st_out = read_image(uploads[2]), read_image(sticker.cloaked)
     assert np.array_equal(st_in.alpha, st_out.alpha)
     clear = st_in.alpha == 0
     assert np.array_equal(st_in.rgb[clear], st_out.rgb[clear])
+    for p in (sticker.original, sticker.cloaked_preview, sticker.difference, sticker.view_original):
+        shown = read_image(p)
+        assert shown.alpha is None and set(np.unique(shown.rgb[clear])) <= {153, 204}
+    assert olive.cloaked_preview is None  # opaque: the download itself is shown
 
     with zipfile.ZipFile(last.zip_path) as z:
         assert sorted(z.namelist()) == ["olive.protected.png", "sticker.protected.png"]
         assert z.read("olive.protected.png") == Path(olive.cloaked).read_bytes()
 
-    fractions = [f for f, _ in seen]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert any(f"step {STEPS}/{STEPS}" in d for _, d in seen)
+    # the progress went through the configured steps of each image, never counting beyond them
+    phases = [s["phase"] for s in seen]
+    assert f"Cloaking 1 of 3: olive.png, step {STEPS} of {STEPS}" in phases
+    assert f"Cloaking 3 of 3: sticker.png, step {STEPS} of {STEPS}" in phases
+    fractions = [s["fraction"] for s in seen]
+    assert fractions == sorted(fractions) and tracker.fraction() == 1.0
+
+
+def test_a_result_card_says_how_visible_how_strong_and_what_survives(uploads, job):
+    [u] = list(ui.cloak_batch(uploads[:1], ui.Settings(), **job))  # the default preset: its reason is shown
+    [r] = u.results
+    assert r.preset == "default"
+    card = webpage.render_result(r, 0)
+    text = _text(card)
+    assert 'id="glz-result-0"' in card and 'id="glz-figures-0"' in card and 'id="glz-why-0"' in card
+    assert "After a platform's re-compression (JPEG q75)" in text and "% of the protection remains" in text
+    assert PRESETS["default"].why in text
+    assert f'download="{r.download_name}"' in card and webpage.file_url(r.cloaked) in card
+    assert card.count('class="glz-viewer"') == 2 and "A/B flicker" in text and "100 %" in text
+    # each verdict's level is a badge from the evaluation layer's tables, nothing else
+    for key in re.findall(r'class="glz-badge glz-lv-\d">([^<]+)<', card):
+        assert html.unescape(key) in {lv.key for t in (verdicts.VISIBILITY, verdicts.PROTECTION, verdicts.SURVIVAL)
+                                      for lv in t}
+    # a PNG much larger than its upload says why
+    big = webpage.ImageResult(**{**r.__dict__, "input_bytes": 1000, "output_bytes": 50_000})
+    assert "it is a PNG, which keeps every pixel of the cloak exactly" in _text(webpage.render_result(big, 0))
+    assert 'id="glz-size-0"' not in webpage.render_result(webpage.ImageResult(**{**r.__dict__, "input_bytes": 40_000,
+                                                                       "output_bytes": 50_000}), 0)
+    failed = webpage.ImageResult(name="x.png", error="x.png: this file is not a picture or is damaged")
+    bad = webpage.render_result(failed, 3)
+    assert 'id="glz-error-3"' in bad and _text(bad).count("x.png") == 2  # the title, and the line naming it
+
+
+def test_cancel_stops_at_the_next_step_and_lists_what_was_not_cloaked(uploads, job):
+    cancel = threading.Event()
+    tracker = ui.Progress(["olive.png", "sticker.png"])
+    step = tracker.on_step
+
+    def on_step(s):
+        step(s)
+        if tracker.index == 1:
+            cancel.set()  # the user presses Cancel during the second image's first step
+
+    tracker.on_step = on_step
+    updates = list(ui.cloak_batch([uploads[0], uploads[2]], ui.Settings(steps=3), progress=tracker, cancel=cancel,
+                                  **job))
+    last = updates[-1]
+    assert last.done and last.cancelled and tracker.step.step == 1  # stopped right after the step that saw it
+    assert [r.name for r in last.results] == ["olive.png"] and last.results[0].ok
+    assert last.not_cloaked == ["sticker.png (stopped at step 1 of 3)"]
+    assert last.status == "Cancelled. Cloaked: olive.png. Not cloaked: sticker.png (stopped at step 1 of 3)."
+    with zipfile.ZipFile(last.zip_path) as z:  # what finished is still offered
+        assert z.namelist() == ["olive.protected.png"]
+
+
+def test_cancel_before_anything_finished(uploads, job):
+    cancel = threading.Event()
+    cancel.set()
+    [u] = list(ui.cloak_batch(uploads[:1], ui.Settings(steps=STEPS), cancel=cancel, **job))
+    assert u.cancelled and u.zip_path is None and u.status == "Cancelled. Nothing was cloaked. Not cloaked: olive.png."
 
 
 def test_protectors_and_weights_are_cached(job):
@@ -185,20 +350,6 @@ def test_protectors_and_weights_are_cached(job):
     p3 = cache.get(ui.Settings(encoders=["taesana"], objective="texture").job(md, "cpu", "fp32"))
     view = cache.viewer(p3)
     assert view.mimic.name == "taef2" and cache.viewer(p3) is view and cache.loads == 3
-
-
-def test_cancel_stops_at_the_next_step(uploads, job):
-    cancel = threading.Event()
-    steps_seen = []
-
-    def progress(frac, desc):
-        if "step" in desc:
-            steps_seen.append(desc)
-            cancel.set()  # the user presses Cancel during the first step
-
-    with pytest.raises(ui.Cancelled):
-        list(ui.cloak_batch(uploads, ui.Settings(steps=20), progress=progress, cancel=cancel, **job))
-    assert len(steps_seen) == 1
 
 
 def test_limits_give_readable_errors(uploads, job):
@@ -225,14 +376,33 @@ def test_bad_settings_become_error_rows(uploads, job):
     [u] = list(ui.cloak_batch(uploads[:1], ui.Settings(encoders=["taesana"], objective="mimic", steps=1), **job))
     [r] = u.results
     assert not r.ok and "needs a decoder" in r.error
+    [u] = list(ui.cloak_batch(uploads[:1], ui.Settings(encoders=[]), **job))
+    assert u.status == "Nothing was cloaked: choose at least one image model to target (under Advanced)"
 
 
 def test_no_files_is_a_message_not_an_error(job):
     [u] = list(ui.cloak_batch([], ui.Settings(), **job))
-    assert u.done and u.results == [] and "Add one or more images" in u.status
+    assert u.done and u.results == [] and "Add one or more pictures" in u.status
 
 
 # ----------------------------------------------------------------------------------- the page
+
+
+def test_presets_show_their_trade_offs_and_an_example():
+    examples = webpage.preset_examples()
+    assert set(examples) == set(PRESETS), "glazeish/assets/presets: run benchmarks/preset_examples.py"
+    markup = webpage.render_presets("low", examples)
+    text = _text(markup)
+    assert markup.count('class="glz-preset ') + markup.count('class="glz-preset"') == 3
+    assert markup.count("glz-chosen") == 1
+    assert 'data-preset="low"' in markup.split("glz-chosen")[1][:40]
+    for word in ("Visibility:", "Strength:", "After a platform re-compresses it:", "Time:", "File (PNG):"):
+        assert text.count(word) == 3, word
+    assert markup.count('<img src="data:image/png;base64,') == 4 and PRESETS["low"].why in text  # and the original
+    # the words are the evaluation layer's level keys
+    keys = {lv.key for t in (verdicts.VISIBILITY, verdicts.PROTECTION) for lv in t}
+    assert {ex.rows["painting"]["visibility"] for ex in examples.values()} <= keys
+    assert "lightest touch" in _text(webpage.render_presets("low", {}))  # without examples: the presets' summaries
 
 
 def test_cli_arguments_default_to_localhost():
@@ -242,14 +412,70 @@ def test_cli_arguments_default_to_localhost():
     assert (a.host, a.port, a.share, a.max_pixels) == ("0.0.0.0", 9000, True, 100)
 
 
-def test_build_app_wires_one_heavy_job_and_a_cancel(tmp_path):
+def test_jobs_reach_their_session_and_a_shutdown_reaches_all():
+    jobs = ui.Jobs()
+    assert not jobs.cancel("nobody")
+    flag = jobs.prepare("s1")
+    assert jobs.flag("s1") is flag and jobs.cancel("s1") and flag.is_set()
+    other = jobs.prepare("s2")
+    t = jobs.start(lambda: other.wait(30))
+    assert jobs.stop_all(timeout=10) and not t.is_alive() and other.is_set()
+
+
+def _app(tmp_path, models_dir):
+    pytest.importorskip("gradio", reason="the page needs gradio: pip install 'glazeish[ui]'")
+    return ui.build_app(str(models_dir), workspace=ui.Workspace(tmp_path / "w"), device="cpu", precision="fp32")
+
+
+def test_build_app_wires_one_heavy_job_and_a_cancel(tmp_path, models_dir):
     gr = pytest.importorskip("gradio", reason="the page needs gradio: pip install 'glazeish[ui]'")
-    demo = ui.build_app(workspace=ui.Workspace(tmp_path / "w"))
+    demo = _app(tmp_path, models_dir)
     assert isinstance(demo, gr.Blocks)
     deps = list(demo.fns.values())
     heavy = [d for d in deps if getattr(d, "concurrency_id", None) == "cloak"]
     assert len(heavy) == 1 and heavy[0].concurrency_limit == 1 and heavy[0].queue
-    assert any(d.is_cancel_function and heavy[0]._id in d.cancels for d in deps)
+    assert heavy[0].show_progress == "hidden"  # the page draws its own progress; nothing is drawn over it
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
-    assert {"glz-files", "glz-run", "glz-cancel", "glz-status", "glz-zip", "glz-steps"} <= ids
-    demo.glazeish_workspace.cleanup()
+    assert {"glz-files", "glz-checks", "glz-run", "glz-cancel", "glz-progress", "glz-status", "glz-zip", "glz-steps",
+            "glz-robust", "glz-note", "glz-creator", "glz-written", "glz-results"} <= ids
+    buttons = {b.elem_id: b for b in demo.blocks.values() if isinstance(b, gr.Button)}
+    assert not buttons["glz-cancel"].interactive and not buttons["glz-run"].interactive  # idle, and no files yet
+    assert "<script>" in demo.glazeish_head and "glzViewers" in demo.glazeish_head
+    assert "http" not in demo.glazeish_head and "http" not in demo.glazeish_css  # nothing fetched from elsewhere
+    demo.glazeish_shutdown()
+    assert not demo.glazeish_workspace.root.exists()
+
+
+#: the page's progress line once optimisation runs (which step the poll sees first depends on the machine)
+STEP_OF_1000 = re.compile(r"step \d+ of 1000")
+
+
+def test_a_gradio_level_cancel_stops_the_current_image(tmp_path, models_dir, uploads, caplog):
+    """Gradio cancels a running event (the tab closed, a ``cancels=`` event, /cancel): the task running the page's
+    handler is cancelled, and the image being cloaked must stop too, not run on in its thread."""
+    demo = _app(tmp_path, models_dir)
+    run = next(d for d in demo.fns.values() if getattr(d, "concurrency_id", None) == "cloak").fn
+    request = SimpleNamespace(session_hash="tab-1")
+    seen: list[str] = []
+
+    async def drive() -> None:
+        async def consume():
+            async for out in run([str(uploads[0])], [], "default", 4, 1000, True, ["taef2"], "mimic", None, 0, True,
+                                 True, "", "", request):
+                seen.append(str(out[0]))
+        task = asyncio.create_task(consume())
+        end = time.monotonic() + 240
+        while not any(STEP_OF_1000.search(s) for s in seen) and time.monotonic() < end and not task.done():
+            await asyncio.sleep(0.2)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    with caplog.at_level("INFO", logger="glazeish.ui"):
+        asyncio.run(drive())
+        assert any(STEP_OF_1000.search(s) for s in seen), seen[-3:]
+        t0 = time.monotonic()
+        for t in list(demo.glazeish_jobs._threads):
+            t.join(60)  # not stop_all(): that would set the flag itself
+        assert not any(t.is_alive() for t in demo.glazeish_jobs._threads)
+    assert time.monotonic() - t0 < 30 and "job cancelled; the optimisation stopped" in caplog.text
+    demo.glazeish_shutdown()

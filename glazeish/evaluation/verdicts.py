@@ -74,7 +74,7 @@ SURVIVAL: tuple[Level, ...] = (
 #: plain names of purifications (others use their registered description)
 PURIFICATION_WORDS = {
     "jpeg95": "a JPEG re-save (q95)",
-    "jpeg75": "a JPEG re-save (q75)",
+    "jpeg75": "a platform's re-compression (JPEG q75)",  # what most sites do to an upload
     "jpeg50": "a JPEG re-save (q50)",
     "webp": "a WebP re-save",
     "resize0.5": "downscaling to 50%",
