@@ -3,7 +3,8 @@
 In the style of torchattacks: every knob is explicit in the constructor, and ``attack(images)``
 returns the cloaked images. Images are ``B×3×H×W`` float in ``[0, 1]`` with H, W multiples of the
 encoders' ``multiple``. The budget is L∞: ``|δ| ≤ eps`` everywhere (or ``≤ eps_map`` per pixel when a
-budget map is given), enforced by :func:`project`, the only place that clamps.
+budget map is given), optionally with an energy bound ``mean(δ²) ≤ rms²`` (a PSNR bound), both enforced
+by :func:`project`, the only place that clamps.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .device import autocast, resolve_precision
 from .encoders import Ensemble, LatentModel
@@ -21,10 +23,48 @@ from .objectives import Objective
 StepCallback = Callable[[int, int, float], None]  # (step, steps, loss)
 
 
-def project(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
-    """Project onto ``{x' : |x' - x| ≤ eps, 0 ≤ x' ≤ 1}``; ``eps`` a float or a map broadcastable to x."""
-    delta = torch.maximum(torch.minimum(x_adv - x, torch.as_tensor(eps, device=x.device)), -torch.as_tensor(eps, device=x.device))
-    return (x + delta).clamp(0, 1)
+def project(
+    x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float, rms: float | None = None
+) -> torch.Tensor:
+    """Project onto ``{x' : |x' - x| ≤ eps, 0 ≤ x' ≤ 1}``; ``eps`` a float or a map broadcastable to x.
+
+    With ``rms`` also onto the energy ball ``mean((x' - x)²) ≤ rms²`` per image, the mean taken over the
+    values whose budget is not zero (the ones the cloak may change: transparent pixels and the fixed
+    context of a tile do not count; where every budget is positive that is the MSE, hence a PSNR bound).
+    The exact Euclidean projection onto the intersection: ``δ = clip(s·v, box)`` with the one scale
+    ``s ∈ (0, 1]`` that meets the energy bound (the KKT condition of a separable box plus a ball),
+    found by bisection.
+    """
+    e = torch.as_tensor(eps, device=x.device)
+    if rms is None:
+        delta = torch.maximum(torch.minimum(x_adv - x, e), -e)
+        return (x + delta).clamp(0, 1)
+    lo, hi = torch.maximum(-e, -x), torch.minimum(e, 1 - x)  # the box, [0, 1] included
+    v = x_adv - x
+    dims = tuple(range(1, v.dim()))
+    shape = (-1,) + (1,) * (v.dim() - 1)
+    count = (e > 0).expand_as(v).sum(dims).clamp_min(1).view(shape)
+    budget = float(rms) ** 2
+    a = v.abs()
+    cap = torch.where(v >= 0, hi, -lo)  # how far each value may move in v's direction
+    energy = lambda s: torch.minimum(a * s, cap).square().sum(dims, keepdim=True) / count  # noqa: E731
+    e1 = energy(1.0)
+    over = e1 > budget
+    if bool(over.any()):
+        # energy(s) grows with s, lies between s²·energy(1) and s²·mean(v²): bracket, then bisect
+        s_hi = (budget / e1.clamp_min(1e-30)).sqrt().clamp(max=1)
+        s_lo = (budget / (a.square().sum(dims, keepdim=True) / count).clamp_min(1e-30)).sqrt().clamp(max=1)
+        s_lo = torch.minimum(s_lo, s_hi)
+        for _ in range(14):  # s_lo always fits: the result is within the budget, s within 2^-14 of the bracket
+            mid = 0.5 * (s_lo + s_hi)
+            fits = energy(mid) <= budget
+            s_lo, s_hi = torch.where(fits, mid, s_lo), torch.where(fits, s_hi, mid)
+        scale = torch.where(over, s_lo, torch.ones_like(s_lo))
+        v = v * scale
+    return (x + torch.minimum(torch.maximum(v, lo), hi)).clamp(0, 1)
+
+
+SCHEDULES = ("cosine", "linear", "constant", "photoguard")
 
 
 def step_sizes(alpha: float, steps: int, schedule: str = "cosine") -> list[float]:
@@ -40,6 +80,56 @@ def step_sizes(alpha: float, steps: int, schedule: str = "cosine") -> list[float
         frac = 1 - t if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * t))
         out.append(alpha * (0.1 + 0.9 * frac))
     return out
+
+
+OPTIMIZERS = ("sign", "l2", "adam")
+
+
+class _Direction:
+    """The step direction from successive gradients: optional MI-FGSM momentum, then sign / l2 / adam.
+
+    Each direction has a per-pixel RMS of about 1 (exactly 1 for ``sign`` and ``l2``), so one step size
+    means the same for all three.
+    """
+
+    def __init__(self, optimizer: str = "sign", momentum: float = 0.0, coarse: int = 0,
+                 betas: tuple[float, float] = (0.9, 0.99)):
+        self.optimizer, self.momentum, self.coarse, self.betas = optimizer, momentum, coarse, betas
+        self.m: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+        self.t = 0
+
+    def __call__(self, grad: torch.Tensor) -> torch.Tensor:
+        d = self._direction(grad.float())
+        if self.coarse > 1:
+            # multi-scale: half the step from the gradient's coarse (coarse×coarse block mean) sign, upsampled
+            # smoothly, so the perturbation also moves whole blocks, which a JPEG re-save keeps
+            k = self.coarse
+            low = F.avg_pool2d(grad.float(), k, ceil_mode=True).sign()
+            low = F.interpolate(low, scale_factor=k, mode="bilinear", align_corners=False)[..., : d.shape[-2], : d.shape[-1]]
+            d = 0.5 * (d + low)
+        return d
+
+    def _direction(self, g: torch.Tensor) -> torch.Tensor:
+        shape = (-1,) + (1,) * (g.dim() - 1)
+        if self.momentum > 0:
+            g = g / g.abs().flatten(1).mean(1).clamp_min(1e-20).view(shape)
+            self.m = g if self.m is None else self.momentum * self.m + g
+            g = self.m
+        if self.optimizer == "sign":
+            return g.sign()
+        if self.optimizer == "l2":
+            return g / g.square().flatten(1).mean(1).sqrt().clamp_min(1e-20).view(shape)
+        b1, b2 = self.betas
+        self.t += 1
+        if self.momentum > 0:  # the momentum buffer already averages: Adam's first moment is the gradient
+            m1 = g
+        else:
+            self.m = (1 - b1) * g if self.m is None else b1 * self.m + (1 - b1) * g
+            m1 = self.m / (1 - b1**self.t)
+        self.v = (1 - b2) * g.square() if self.v is None else b2 * self.v + (1 - b2) * g.square()
+        d = m1 / ((self.v / (1 - b2**self.t)).sqrt() + 1e-12 * g.abs().amax())
+        return d / d.square().flatten(1).mean(1).sqrt().clamp_min(1e-20).view(shape)
 
 
 class PGD:
@@ -59,7 +149,6 @@ class PGD:
             ``fp16`` autocast.
         transforms: optional list of differentiable transforms; one is sampled per step
             (expectation over transformation) and applied before the encoders.
-        callback: called as ``callback(step, steps, loss)`` after every step (progress bars, cancel).
     """
 
     def __init__(
@@ -75,9 +164,22 @@ class PGD:
         precision: str = "auto",
         transforms: Sequence[Callable[[torch.Tensor, random.Random], torch.Tensor]] | None = None,
         callback: StepCallback | None = None,
+        optimizer: str = "sign",
+        momentum: float = 0.0,
+        rms: float | None = None,
+        coarse: int = 0,
+        transform_order: str = "random",
     ):
         if eps < 0 or steps < 0:
             raise ValueError("eps and steps must be non-negative")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), not {momentum}")
+        if rms is not None and rms < 0:
+            raise ValueError("rms must be non-negative")
+        if transform_order not in ("random", "cycle"):
+            raise ValueError(f"transform_order must be random or cycle, not {transform_order!r}")
         self.ensemble = models if isinstance(models, Ensemble) else Ensemble([models])
         self.objective = objective
         self.eps = float(eps)
@@ -89,6 +191,11 @@ class PGD:
         self.precision = precision
         self.transforms = list(transforms or [])
         self.callback = callback
+        self.optimizer = optimizer
+        self.momentum = float(momentum)
+        self.rms = None if rms is None else float(rms)
+        self.coarse = int(coarse)
+        self.transform_order = transform_order
         if objective.needs_decoder and self.ensemble.mimic is None:
             names = ", ".join(self.ensemble.names)
             raise ValueError(f"objective {objective.name!r} needs a decoder; none of {names} has one")
@@ -115,22 +222,24 @@ class PGD:
 
         if self.random_start and self.eps > 0:
             noise = (torch.rand(x.shape, generator=gen) * 2 - 1).to(device)
-            x_adv = project(x + noise * eps, x, eps)
+            x_adv = project(x + noise * eps, x, eps, self.rms)
         else:
             x_adv = x.clone()
         x_adv = x_adv.contiguous(memory_format=torch.channels_last)
+        direction = _Direction(self.optimizer, self.momentum, self.coarse)
 
         for i, a in enumerate(step_sizes(self.alpha, self.steps, self.schedule)):
             x_adv.requires_grad_(True)
             inp = x_adv
             if self.transforms:
                 # transforms return plain-layout tensors; the convolutions are ~1.7x faster in channels_last
-                inp = rng.choice(self.transforms)(x_adv, rng).contiguous(memory_format=torch.channels_last)
+                t = self.transforms[i % len(self.transforms)] if self.transform_order == "cycle" else rng.choice(self.transforms)
+                inp = t(x_adv, rng).contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):
                 loss = sum(w * fn(inp).float().sum() for fn, w in losses)
             (grad,) = torch.autograd.grad(loss, x_adv)
             with torch.no_grad():
-                x_adv = project(x_adv - a * scale * grad.sign(), x, eps)
+                x_adv = project(x_adv - a * scale * direction(grad), x, eps, self.rms)
             if self.callback is not None:
                 self.callback(i + 1, self.steps, float(loss.detach()) / x.shape[0])
         return x_adv.detach().contiguous()

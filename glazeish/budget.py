@@ -133,6 +133,61 @@ def budget_map(
         return out
 
 
+def masked_budget(
+    x: torch.Tensor,
+    rms: float,
+    cap: float = 3.0,
+    floor: float = 0.25,
+    power: float = 1.0,
+    radius: int = 2,
+    alpha: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """x: B×3×H×W in [0,1] -> B×1×H×W per-pixel L∞ budgets that *redistribute* an energy budget.
+
+    Unlike :func:`budget_map`, which only lowers a flat ``eps``, this map may exceed ``rms`` where the
+    eye does not see change (busy brushwork, hatching, edges) and pays for it on flat fills and paper:
+
+    ``budget = min(floor·rms + k·activity^power, cap·rms)``, with :func:`masking_activity` as the
+    activity and the scale ``k`` chosen per image (bisection) so that the map's mean square is ``rms²`` —
+    the MSE, and so the PSNR, of a cloak that uses the whole map equals that of a flat ``rms`` budget.
+    On an image without enough texture to hold ``rms²`` (line art on paper) every textured pixel gets
+    ``cap·rms`` and the rest ``floor·rms``: the cloak then stays *below* the energy budget rather than
+    putting grain on the paper.
+
+    Args:
+        rms: the energy budget (RMS change, [0,1] units; 3/255 ~ PSNR 38.6 dB).
+        cap: the most any pixel may change, as a multiple of ``rms`` (``|δ|∞ ≤ cap·rms``).
+        floor: the budget of pixels without texture (flat fills, smooth gradients), as a fraction of ``rms``.
+        power: exponent of the activity (1 = budget proportional to the local texture contrast).
+        radius, alpha: as in :func:`budget_map` (``alpha == 0``: no budget).
+    """
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected B×3×H×W, got {tuple(x.shape)}")
+    if rms < 0 or cap < 1 or not 0 <= floor <= 1 or power <= 0:
+        raise ValueError(f"need rms ≥ 0, cap ≥ 1, 0 ≤ floor ≤ 1, power > 0 (got {rms}, {cap}, {floor}, {power})")
+    with torch.no_grad():
+        act = masking_activity(x, radius).float().clamp_min(0) ** power
+        visible = torch.ones_like(act)
+        if alpha is not None:
+            a = alpha.to(act.device)
+            visible = (a.unsqueeze(1) if a.dim() == 3 else a).gt(0).to(act.dtype).expand_as(act)
+        lo, top = floor * rms, cap * rms
+
+        def make(k: torch.Tensor) -> torch.Tensor:
+            return (lo + k * act).clamp(max=top) * visible
+
+        n = visible.sum((1, 2, 3), keepdim=True).clamp_min(1)
+        energy = lambda k: make(k).square().sum((1, 2, 3), keepdim=True) / n  # noqa: E731
+        # k_hi: every pixel with activity ≥ 1/1000 of the image's largest gets the cap
+        peak = act.amax((1, 2, 3), keepdim=True).clamp_min(1e-12)
+        k_lo, k_hi = torch.zeros_like(peak), top * 1000 / peak
+        for _ in range(30):
+            mid = 0.5 * (k_lo + k_hi)
+            fits = energy(mid) <= rms**2
+            k_lo, k_hi = torch.where(fits, mid, k_lo), torch.where(fits, k_hi, mid)
+        return make(k_lo)
+
+
 def perceptual_penalty(x_adv: torch.Tensor, x: torch.Tensor, kind: str = "ssim", window: int = 7) -> torch.Tensor:
     """Differentiable visibility of ``x_adv − x``, one value per image (``B``), 0 when they are equal.
 

@@ -71,7 +71,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-PRESET_HELP = "; ".join(f"{k}: eps {p.eps_levels:g}/255, {p.steps} steps, {p.summary}" for k, p in PRESETS.items())
+PRESET_HELP = "; ".join(f"{k}: eps {p.eps_levels:g}/255{' on texture' if p.budget == 'masked' else ''}, "
+                        f"{p.steps} steps, {p.summary}" for k, p in PRESETS.items())
 MODELS_HELP = "Folder with the encoder weights (default: $GLAZEISH_MODELS, then the download cache)."
 ENCODER_HELP = ("Encoder(s) to attack, comma-separated for an ensemble, name*w to weight one. Registered: "
                 + ENCODERS.help())
@@ -184,8 +185,13 @@ def protect(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders; their structure is "
                                    "kept under --out (x/art.png -> OUT/x/art.protected.png)."),
     intensity: str = typer.Option("default", "--intensity", "-i", help=f"Preset. {PRESET_HELP}."),
-    eps: Optional[float] = typer.Option(None, help="L-inf budget in 1/255 units, 0-64 (overrides the preset)."),
+    eps: Optional[float] = typer.Option(None, help="The most any colour value may change (L-inf), in 1/255 units, "
+                                        "0-64 (overrides the preset; default's masked budget reaches it on busy "
+                                        "texture only)."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps, 0-1000 (overrides the preset)."),
+    rms: Optional[float] = typer.Option(None, help="Energy bound in 1/255 units: the change's RMS stays at most this "
+                                        "(a PSNR bound; 2.95 is about 38.7 dB). Default: the preset's (default: "
+                                        "2.95; low/high: none)."),
     encoder: str = typer.Option("taef2", help=ENCODER_HELP),
     objective: Optional[str] = typer.Option(None, help="What the cloak optimises (default: the preset's). "
                                             + OBJECTIVES.help()),
@@ -200,8 +206,10 @@ def protect(
                                           "(default/high: identity,jpeg)."),
     transforms: Optional[str] = typer.Option(None, help="Exactly these transforms, one sampled per step "
                                              f"(implies --robust). {TRANSFORMS.help()}"),
-    budget: str = typer.Option("flat", help="flat (the same eps everywhere) or perceptual (less change on flat "
-                               "colour and smooth gradients, up to eps on texture and edges)."),
+    budget: Optional[str] = typer.Option(None, help="flat (the same eps everywhere), perceptual (less change on "
+                                         "flat colour and smooth gradients, up to eps on texture and edges) or "
+                                         "masked (an energy budget moved from flat colour to texture, up to eps "
+                                         "there). Default: the preset's (default: masked; low/high: flat)."),
     report: bool = typer.Option(False, "--report", help="Also write OUT/<stem>.protected.report.html: original, "
                                 "cloak, amplified change, what a model learns from each, figures and verdicts."),
     purify: str = typer.Option("jpeg75", help="Survival to report in the figures: purifications, comma-separated "
@@ -243,7 +251,7 @@ def protect(
         config = ProtectConfig(intensity=intensity, eps_levels=eps, steps=steps, objective=objective, encoder=encoder,
                                target=str(target) if target else None, seed=seed, device=device,
                                precision=precision, models_dir=str(models) if models else None,
-                               robust=_robust(robust, transforms), budget=budget)
+                               robust=_robust(robust, transforms), budget=budget, rms_levels=rms)
         OBJECTIVES[config.objective]
         meta = MetadataOptions(enabled=metadata, data_mining=resolve_data_mining(data_mining), creator=creator,
                                copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity,

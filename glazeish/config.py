@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .attack import OPTIMIZERS, SCHEDULES
 from .device import resolve_device, resolve_precision
 
 
@@ -20,7 +21,8 @@ from .device import resolve_device, resolve_precision
 class Preset:
     """A documented setting, chosen on the measured frontier (``benchmarks/frontier/RESULTS.md``).
 
-    ``eps_levels`` in 1/255; ``robust`` = the EOT transforms sampled per step (``""`` = none).
+    ``eps_levels`` in 1/255 (the L∞ bound); ``robust`` = the EOT transforms sampled per step (``""`` = none);
+    the budget fields as in :class:`ProtectConfig`.
     """
 
     eps_levels: float
@@ -29,23 +31,30 @@ class Preset:
     robust: str
     summary: str
     why: str = ""  # when to choose it, in one sentence (the web page's preset chooser and result cards)
+    budget: str = "flat"
+    budget_floor: float = 0.25
+    budget_cap: float = 3.0
+    rms_levels: float | None = None
+    transform_order: str = "random"
 
 
 PRESETS: dict[str, Preset] = {
     "low": Preset(3, 6, "mimic", "", "lightest touch (PSNR ~39-41 dB); a JPEG re-save removes most of it",
                   "Not optimised against re-compression: on the benchmark paintings about 29 % of its protection "
                   "survives a JPEG q75 re-save, against 47 % with default, so prefer default for anything you post."),
-    "default": Preset(4, 6, "mimic", "identity,jpeg",
-                      "near-invisible (PSNR ~38-39 dB); optimised to survive a JPEG re-save",
-                      "Optimised through a simulated JPEG re-save, so more of it survives a platform's re-compression "
-                      "(47 % on the benchmark paintings, against 29 % with low) at almost the same visibility."),
+    "default": Preset(12, 8, "mimic-away", "jpeg,identity",
+                      "near-invisible (PSNR ~38.7 dB); the change hides in texture; optimised to survive a JPEG re-save",
+                      "Spends its budget where the picture is busy (flat colour gets a quarter of it), pushes what a "
+                      "model reproduces away from your picture, and alternates plain and JPEG-re-saved steps.",
+                      budget="masked", budget_floor=0.5, budget_cap=3.0, rms_levels=2.95, transform_order="cycle"),
     "high": Preset(6, 12, "mimic", "identity,jpeg", "strongest; faint grain may show on flat colour (PSNR ~35-36 dB)",
                    "Changes each pixel more and optimises twice as long: the strongest and the most visible; it "
                    "survives re-compression about as well as default."),
 }
 MAX_EPS_LEVELS = 64
 MAX_STEPS = 1000  # PhotoGuard's longest runs; beyond this a typo is likelier than a wish
-BUDGETS = ("flat", "perceptual")
+BUDGETS = ("flat", "perceptual", "masked")
+
 
 
 def machine_local(default=None):
@@ -93,7 +102,16 @@ class ProtectConfig:
         device, precision: ``auto`` or explicit (see :mod:`glazeish.device`).
         models_dir: where the weights are (machine-local: not part of the fingerprint).
         robust: EOT transforms sampled per step, e.g. ``identity,jpeg``; ``""`` = none.
-        budget: ``flat`` L∞ ball or ``perceptual`` (less change on flat colour); ``budget_floor`` its floor.
+        budget: ``flat`` (``eps`` everywhere), ``perceptual`` (less on flat colour, up to ``eps`` on texture;
+            ``budget_floor`` = the fraction of ``eps`` flat areas keep) or ``masked`` (an energy budget moved
+            from flat colour to texture, :func:`glazeish.budget.masked_budget`: the per-pixel bound reaches
+            ``eps`` on busy brushwork only; the map's RMS is ``eps / budget_cap`` and flat areas keep
+            ``budget_floor`` of that RMS).
+        budget_cap, budget_power: the masked budget's L∞ : RMS ratio and the exponent of texture activity.
+        rms_levels: an energy bound in 1/255: the change's RMS over the pixels that may change stays ≤ this
+            (a PSNR bound: 2.95 ≈ 38.7 dB); ``None`` = L∞ only.
+        optimizer, momentum, alpha_levels, schedule, coarse, transform_order: how PGD steps
+            (:class:`glazeish.attack.PGD`; ``alpha_levels`` = the first step in 1/255, ``None`` = PGD's default).
         tile, overlap: images larger than ``tile`` px are cloaked in overlapping tiles (flat memory).
     """
 
@@ -108,8 +126,17 @@ class ProtectConfig:
     precision: str = "auto"
     models_dir: str | None = machine_local()
     robust: str | None = None
-    budget: str = "flat"
-    budget_floor: float = 0.25
+    budget: str | None = None
+    budget_floor: float | None = None
+    budget_cap: float | None = None
+    budget_power: float = 1.0
+    rms_levels: float | None = None
+    optimizer: str = "sign"
+    momentum: float = 0.0
+    alpha_levels: float | None = None
+    schedule: str = "cosine"
+    coarse: int = 0
+    transform_order: str | None = None
     tile: int = 512
     overlap: int = 64
 
@@ -123,7 +150,13 @@ class ProtectConfig:
             "seed": _whole(self.seed, "seed", 2**63 - 1),
             "objective": self.objective or p.objective,
             "robust": p.robust if self.robust is None else self.robust,
+            "budget": self.budget or p.budget,
+            "budget_floor": p.budget_floor if self.budget_floor is None else float(self.budget_floor),
+            "budget_cap": p.budget_cap if self.budget_cap is None else float(self.budget_cap),
+            "transform_order": self.transform_order or p.transform_order,
         }
+        if self.rms_levels is None and self.budget is None:  # the preset's energy bound goes with its budget
+            fill["rms_levels"] = p.rms_levels
         for k, v in fill.items():
             object.__setattr__(self, k, v)
         if not 0 <= self.eps_levels <= MAX_EPS_LEVELS:
@@ -132,13 +165,30 @@ class ProtectConfig:
             raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, not {self.budget!r}")
         if not 0 <= self.budget_floor <= 1:
             raise ValueError(f"budget floor must lie in [0, 1], not {self.budget_floor}")
+        if self.budget_cap < 1 or self.budget_power <= 0:
+            raise ValueError(f"budget cap must be ≥ 1 and power > 0, not {self.budget_cap} and {self.budget_power}")
+        if self.rms_levels is not None and not 0 <= self.rms_levels <= MAX_EPS_LEVELS:
+            raise ValueError(f"rms must be between 0 and {MAX_EPS_LEVELS} (in 1/255 units), not {self.rms_levels:g}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.transform_order not in ("random", "cycle"):
+            raise ValueError(f"transform order must be random or cycle, not {self.transform_order!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), not {self.momentum}")
         if not 0 <= self.overlap < self.tile:
             raise ValueError(f"tile overlap must be at least 0 and smaller than the tile ({self.tile}), not {self.overlap}")
 
     @property
     def eps(self) -> float:
-        """The budget as a fraction of the [0, 1] range, what :class:`~glazeish.attack.PGD` takes."""
+        """The L∞ bound as a fraction of the [0, 1] range, what :class:`~glazeish.attack.PGD` takes."""
         return self.eps_levels / 255
+
+    @property
+    def rms(self) -> float | None:
+        """The energy bound as a fraction of the [0, 1] range, or None."""
+        return None if self.rms_levels is None else self.rms_levels / 255
 
     def replace(self, **changes) -> "ProtectConfig":
         return dataclasses.replace(self, **changes)

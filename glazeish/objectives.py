@@ -194,6 +194,17 @@ class MimicView(Objective):
         return loss
 
 
+@register_objective
+class MimicAway(MimicView):
+    """Push what a mimic reproduces, ``D(E(x'))``, away from the clean view ``D(E(x))`` (no decoy)."""
+
+    name = "mimic-away"
+    description = "push what a mimic reproduces, D(E(x)), away from the clean view (untargeted, through the decoder)"
+
+    def __init__(self, target: torch.Tensor | None = None, crop: int | None = None):
+        super().__init__(target=target, untargeted=True, crop=crop)
+
+
 class _LatentWindow:
     """Deterministic sequence of random windows of a latent grid (the whole grid when size is None)."""
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .attack import PGD, StepCallback
-from .budget import budget_map
+from .budget import budget_map, masked_budget
 from .config import PRESETS, ProtectConfig  # noqa: F401  (PRESETS re-exported: the presets live with the config)
 from .device import resolve_device, resolve_precision
 from .encoders import Ensemble, load_encoders
@@ -80,6 +80,7 @@ class Protector:
 
     @property
     def eps(self) -> float:
+        """The L∞ bound of a cloak, [0, 1] units."""
         return self.config.eps
 
     def attack(self, callback: StepCallback | None = None, seed: int | None = None,
@@ -88,7 +89,9 @@ class Protector:
         c = self.config
         return PGD(self.ensemble, self.objective.at(*origin), eps=self.eps, steps=c.steps,
                    seed=c.seed if seed is None else seed, precision=self.precision, transforms=self.transforms,
-                   callback=callback)
+                   callback=callback, alpha=None if c.alpha_levels is None else c.alpha_levels / 255,
+                   schedule=c.schedule, optimizer=c.optimizer, momentum=c.momentum, rms=c.rms, coarse=c.coarse,
+                   transform_order=c.transform_order)
 
     def _tile(self) -> int:
         m = self.ensemble.multiple
@@ -115,6 +118,9 @@ class Protector:
         eps_map = None
         if c.budget == "perceptual":
             eps_map = budget_map(xp, self.eps, floor=c.budget_floor, alpha=a)
+        elif c.budget == "masked":
+            eps_map = masked_budget(xp, self.eps / c.budget_cap, cap=c.budget_cap, floor=c.budget_floor,
+                                    power=c.budget_power, alpha=a)
         elif a is not None:
             eps_map = (a > 0).float() * self.eps
         n_tiles = self.n_tiles(h, w)

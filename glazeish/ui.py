@@ -104,6 +104,11 @@ PLAIN_OBJECTIVES = {
 }
 
 
+#: how far each preset lets one colour value move, for the eps slider's explanation
+PRESET_EPS = ", ".join(f"{p.eps_levels:g} ({k}{', on busy texture only' if p.budget == 'masked' else ''})"
+                       for k, p in PRESETS.items())
+
+
 class Cancelled(BaseException):
     """Raised from the step callback when the user pressed Cancel (or the page went away).
 
@@ -931,7 +936,8 @@ def build_app(
                     eps = gr.Slider(0.5, 16, value=p.eps_levels, step=0.5,
                                     label="Largest change per colour value (out of 255)",
                                     info="Each red, green and blue value may move by at most this much. Higher is "
-                                         "stronger and more visible; the presets use 3, 4 and 6.", elem_id="glz-eps")
+                                         "stronger and more visible; the presets use " + PRESET_EPS + ".",
+                                    elem_id="glz-eps")
                     steps = gr.Slider(1, 200, value=p.steps, step=1, label="Optimisation steps",
                                       info="How often the cloak is refined. More is stronger; the time grows in "
                                            "proportion.", elem_id="glz-steps")
