@@ -128,7 +128,8 @@ def _describe(intensity: str) -> str:
 
     p = PRESETS[intensity]
     eot = f", optimised through {p.robust}" if p.robust else ""
-    return f"glazeish preset '{intensity}' (eps {p.eps_levels:g}/255, {p.steps} steps, objective '{p.objective}'{eot})"
+    budget = f" on texture, RMS {p.rms_levels:g}/255" if p.budget == "masked" else ""
+    return f"glazeish preset '{intensity}' (eps {p.eps_levels:g}/255{budget}, {p.steps} steps, objective '{p.objective}'{eot})"
 
 
 class _Preset(Protection):
