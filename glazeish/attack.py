@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .device import autocast, resolve_precision
+from .device import autocast, fixed_order_sum, resolve_precision
 from .encoders import Ensemble, LatentModel
 from .objectives import Objective
 
@@ -47,13 +47,14 @@ def project(
     budget = float(rms) ** 2
     a = v.abs()
     cap = torch.where(v >= 0, hi, -lo)  # how far each value may move in v's direction
-    energy = lambda s: torch.minimum(a * s, cap).square().sum(dims, keepdim=True) / count  # noqa: E731
+    # fixed-order sums: the bisection's comparisons must not follow the thread count
+    energy = lambda s: fixed_order_sum(torch.minimum(a * s, cap).square()).to(v) / count  # noqa: E731
     e1 = energy(1.0)
     over = e1 > budget
     if bool(over.any()):
         # energy(s) grows with s, lies between s²·energy(1) and s²·mean(v²): bracket, then bisect
         s_hi = (budget / e1.clamp_min(1e-30)).sqrt().clamp(max=1)
-        s_lo = (budget / (a.square().sum(dims, keepdim=True) / count).clamp_min(1e-30)).sqrt().clamp(max=1)
+        s_lo = (budget / (fixed_order_sum(a.square()).to(v) / count).clamp_min(1e-30)).sqrt().clamp(max=1)
         s_lo = torch.minimum(s_lo, s_hi)
         for _ in range(14):  # s_lo always fits: the result is within the budget, s within 2^-14 of the bracket
             mid = 0.5 * (s_lo + s_hi)
@@ -111,15 +112,17 @@ class _Direction:
         return d
 
     def _direction(self, g: torch.Tensor) -> torch.Tensor:
-        shape = (-1,) + (1,) * (g.dim() - 1)
+        n = g[0].numel()
+        # per-image means in a fixed order (device.fixed_order_sum): the step's values, not just its sign, follow them
+        mean = lambda t: (fixed_order_sum(t) / n).to(g)  # noqa: E731
         if self.momentum > 0:
-            g = g / g.abs().flatten(1).mean(1).clamp_min(1e-20).view(shape)
+            g = g / mean(g.abs()).clamp_min(1e-20)
             self.m = g if self.m is None else self.momentum * self.m + g
             g = self.m
         if self.optimizer == "sign":
             return g.sign()
         if self.optimizer == "l2":
-            return g / g.square().flatten(1).mean(1).sqrt().clamp_min(1e-20).view(shape)
+            return g / mean(g.square()).sqrt().clamp_min(1e-20)
         b1, b2 = self.betas
         self.t += 1
         if self.momentum > 0:  # the momentum buffer already averages: Adam's first moment is the gradient
@@ -129,7 +132,7 @@ class _Direction:
             m1 = self.m / (1 - b1**self.t)
         self.v = (1 - b2) * g.square() if self.v is None else b2 * self.v + (1 - b2) * g.square()
         d = m1 / ((self.v / (1 - b2**self.t)).sqrt() + 1e-12 * g.abs().amax())
-        return d / d.square().flatten(1).mean(1).sqrt().clamp_min(1e-20).view(shape)
+        return d / mean(d.square()).sqrt().clamp_min(1e-20)
 
 
 class PGD:

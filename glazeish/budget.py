@@ -35,6 +35,8 @@ from kornia.color import rgb_to_lab
 from kornia.filters import box_blur, gaussian_blur2d
 from kornia.metrics import ssim
 
+from .device import fixed_order_sum
+
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 #: Activity (RMS detail, in [0,1] units) at which a pixel gets the full budget, as a multiple of eps.
@@ -177,7 +179,7 @@ def masked_budget(
             return (lo + k * act).clamp(max=top) * visible
 
         n = visible.sum((1, 2, 3), keepdim=True).clamp_min(1)
-        energy = lambda k: make(k).square().sum((1, 2, 3), keepdim=True) / n  # noqa: E731
+        energy = lambda k: fixed_order_sum(make(k).square()).to(act) / n  # noqa: E731  (same bits on any thread count)
         # k_hi: every pixel with activity ≥ 1/1000 of the image's largest gets the cap
         peak = act.amax((1, 2, 3), keepdim=True).clamp_min(1e-12)
         k_lo, k_hi = torch.zeros_like(peak), top * 1000 / peak

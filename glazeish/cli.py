@@ -203,7 +203,7 @@ def protect(
     robust: Optional[bool] = typer.Option(None, "--robust/--no-robust", help="Optimise through simulated "
                                           f"re-posting (expectation over transformation): --robust samples "
                                           f"{DEFAULT_ROBUST}; --no-robust none. Default: the preset's "
-                                          "(default/high: identity,jpeg)."),
+                                          f"({', '.join(f'{k}: {p.robust or chr(34) * 2}' for k, p in PRESETS.items())})."),
     transforms: Optional[str] = typer.Option(None, help="Exactly these transforms, one sampled per step "
                                              f"(implies --robust). {TRANSFORMS.help()}"),
     budget: Optional[str] = typer.Option(None, help="flat (the same eps everywhere), perceptual (less change on "

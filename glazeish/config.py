@@ -40,16 +40,17 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "low": Preset(3, 6, "mimic", "", "lightest touch (PSNR ~39-41 dB); a JPEG re-save removes most of it",
-                  "Not optimised against re-compression: on the benchmark paintings about 29 % of its protection "
-                  "survives a JPEG q75 re-save, against 47 % with default, so prefer default for anything you post."),
+                  "Not optimised against re-compression and weaker than default: for lossless PNGs where the lightest "
+                  "touch matters most; prefer default for anything a platform will re-compress."),
     "default": Preset(12, 8, "mimic-away", "jpeg,identity",
                       "near-invisible (PSNR ~38.7 dB); the change hides in texture; optimised to survive a JPEG re-save",
-                      "Spends its budget where the picture is busy (flat colour gets a quarter of it), pushes what a "
-                      "model reproduces away from your picture, and alternates plain and JPEG-re-saved steps.",
+                      "Spends its change where the picture is busy (flat colour and paper get about half the average), "
+                      "pushes what a model reproduces away from your picture, and alternates plain and JPEG-re-saved "
+                      "steps.",
                       budget="masked", budget_floor=0.5, budget_cap=3.0, rms_levels=2.95, transform_order="cycle"),
-    "high": Preset(6, 12, "mimic", "identity,jpeg", "strongest; faint grain may show on flat colour (PSNR ~35-36 dB)",
-                   "Changes each pixel more and optimises twice as long: the strongest and the most visible; it "
-                   "survives re-compression about as well as default."),
+    "high": Preset(6, 12, "mimic", "identity,jpeg", "most change; faint grain may show on flat colour (PSNR ~35-36 dB)",
+                   "Changes every pixel by up to 6/255, flat colour included, and optimises 12 steps toward a decoy "
+                   "texture: the most visible preset."),
 }
 MAX_EPS_LEVELS = 64
 MAX_STEPS = 1000  # PhotoGuard's longest runs; beyond this a typo is likelier than a wish

@@ -90,3 +90,17 @@ def autocast(device: torch.device, precision: str):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
+
+
+def fixed_order_sum(t: torch.Tensor) -> torch.Tensor:
+    """Per-image sums of a ``B×...`` tensor as ``B×1×…×1`` float64, with the same bits on any thread count.
+
+    PyTorch's CPU reductions split a long sum across the intra-op threads, so its low bits follow the thread
+    count; where a sum *decides* something (a bisection's threshold, e.g. the energy projection) that would
+    make the cloak's bytes depend on the machine's cores. NumPy's pairwise sum runs in one fixed order.
+    """
+    shape = (-1,) + (1,) * (t.dim() - 1)
+    if t.device.type != "cpu":  # one device's kernels: the same order on every run
+        return t.double().flatten(1).sum(1).view(shape)
+    flat = t.detach().double().reshape(t.shape[0], -1).numpy()
+    return torch.from_numpy(flat.sum(1)).view(shape)

@@ -144,7 +144,8 @@ class Settings:
         encoders = [e for e in self.encoders if e]
         if not encoders:
             raise ValueError("choose at least one image model to target (under Advanced)")
-        robust = None if self.robust is None else (JPEG_ROBUST if self.robust else "")
+        # checked = the preset's own JPEG simulation (its order decides the cloak), or JPEG_ROBUST for one without
+        robust = None if self.robust is None else ((PRESETS[self.intensity].robust or JPEG_ROBUST) if self.robust else "")
         return ProtectConfig(
             intensity=self.intensity, eps_levels=self.eps, steps=None if self.steps is None else int(self.steps),
             objective=self.objective or None, encoder=",".join(encoders), target=self.target,

@@ -93,10 +93,11 @@ def original(painting_path) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def cloaked(ensemble, original) -> np.ndarray:
-    """A real glazeish cloak of ``original`` (default objective, 3 steps, ±4/255, fp32)."""
+    """A real glazeish cloak of ``original`` (default objective, 3 steps, a flat ±4/255 budget, fp32): every
+    pixel may use the whole budget, as the noise baselines' tests assume."""
     from glazeish.config import ProtectConfig
     from glazeish.imageio import Artwork
     from glazeish.protect import Protector
 
-    p = Protector(ProtectConfig(eps_levels=4, steps=3, device="cpu", precision="fp32"), ensemble=ensemble)
+    p = Protector(ProtectConfig(eps_levels=4, budget="flat", steps=3, device="cpu", precision="fp32"), ensemble=ensemble)
     return p.protect(Artwork(rgb=original)).rgb

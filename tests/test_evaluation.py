@@ -204,16 +204,15 @@ def test_load_pair_resizes_same_aspect_and_refuses_others(tmp_path, original, cl
 # --- the refactor kept the figures --------------------------------------------------------------------
 
 #: a ``glazeish protect --json`` row (136×104 crop of the test painting at (100, 150), default preset,
-#: 3 steps, seed 1, fp32). The figures were first pinned before the evaluation layer existed; the pixels
-#: and the cloak's figures were re-pinned once, when the encoder's kernels were made thread-count
-#: independent (GroupNorm and stride-2 gradients in a fixed order: the cloak moved by <0.002 dB PSNR,
-#: the uniform baseline by <1e-6). A change here means the output of ``protect`` changed.
+#: 3 steps, seed 1, fp32). First pinned before the evaluation layer existed (the layer kept pixels and figures);
+#: re-pinned when the kernels were made thread-count independent (<0.002 dB) and when the default became the
+#: masked, energy-bounded mimic-away cloak (issue 15). A change here means the output of ``protect`` changed.
 REFERENCE = {
-    "pixels_sha256": "b34a75a2c0717def1f720cb29e39af6b52fe979f5532c1acf6e7faf7eec4c74e",
-    "psnr": {"cloak": 37.488767650951864, "random": 40.73820781663974},
-    "ssim": {"cloak": 0.9903911352157593, "random": 0.994112523972179},
-    "latent_displacement": {"cloak": 0.2040106574360956, "random": 0.05473426502839893},
-    "mimic_psnr": {"cloak": 28.536373432661513, "random": 40.06415019478786},
+    "pixels_sha256": "f471857c0ca507cd6c2e9400b7ddb419d2ce05037141f3c4026e67f03a036370",
+    "psnr": {"cloak": 38.70111910489597, "random": 31.326452253679022},
+    "ssim": {"cloak": 0.9931052327156067, "random": 0.9518570899963379},
+    "latent_displacement": {"cloak": 0.17652747711179032, "random": 0.1619558656559461},
+    "mimic_psnr": {"cloak": 27.373803124306285, "random": 31.15075940617825},
 }
 
 

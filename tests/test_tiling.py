@@ -85,7 +85,7 @@ def test_no_seams_in_delta_statistics(protector, painting_path):
     assert protector.n_tiles(192, 256) > 2
     result = protector.protect(Artwork(rgb=rgb))
     delta = np.abs(result.rgb.astype(int) - rgb.astype(int)).mean(axis=(0, 2))  # mean |δ| per column
-    assert np.abs(result.rgb.astype(int) - rgb.astype(int)).max() <= 4
+    assert np.abs(result.rgb.astype(int) - rgb.astype(int)).max() <= protector.config.eps_levels
     tiles = plan_tiles(192, 256, 128, 32, 8)
     seams = sorted({c.left for c in cores(tiles) if c.left > 0})
     near = np.concatenate([delta[s - 2 : s + 2] for s in seams])
@@ -106,8 +106,8 @@ def test_tiled_evaluation_matches_single_pass(protector, models_dir, painting_pa
 
 def test_perceptual_budget_and_robust_options(models_dir, flat_path):
     rgb = crop_rgb(flat_path, 128, 96, 250, 150)
-    flat = Protector(ProtectConfig(models_dir=str(models_dir), steps=2, precision="fp32"))
-    perc = Protector(ProtectConfig(models_dir=str(models_dir), steps=2, precision="fp32", budget="perceptual",
+    flat = Protector(ProtectConfig(models_dir=str(models_dir), steps=2, precision="fp32", eps_levels=4, budget="flat"))
+    perc = Protector(ProtectConfig(models_dir=str(models_dir), steps=2, precision="fp32", eps_levels=4, budget="perceptual",
                                    robust="jpeg,resize"))
     a = flat.protect(Artwork(rgb=rgb)).rgb
     b = perc.protect(Artwork(rgb=rgb)).rgb
