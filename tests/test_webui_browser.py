@@ -474,7 +474,9 @@ def test_cancel_lists_what_was_not_cloaked_and_zips_what_was(page, server, pictu
     left = status.split("Not cloaked: ")[1]
     assert left.startswith("olive.png") and left.rstrip(".").endswith("sticker.png"), status
     assert page.locator("#glz-result-0").count() == 1 and page.locator("#glz-result-1").count() == 0
-    assert page.locator("#glz-zip").is_visible()  # what finished can still be downloaded
+    # what finished can still be downloaded; the page applies one update's outputs one component at a time,
+    # so the button may show a moment after the status line
+    page.locator("#glz-zip").wait_for(state="visible", timeout=TIMEOUT_MS)
     page.wait_for_function("() => !document.querySelector('#glz-run').disabled")
     assert page.locator("#glz-cancel").is_disabled() and page.inner_text("#glz-run") == "Cloak"
     # the server's optimisation loop saw the flag and stopped (not just the page that stopped waiting)
