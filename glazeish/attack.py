@@ -203,10 +203,13 @@ class PGD:
             names = ", ".join(self.ensemble.names)
             raise ValueError(f"objective {objective.name!r} needs a decoder; none of {names} has one")
 
-    def __call__(self, images: torch.Tensor, eps_map: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, eps_map: torch.Tensor | None = None,
+                 start: torch.Tensor | None = None) -> torch.Tensor:
         """Cloak ``images`` (``B×3×H×W`` in [0,1]); returns the same shape with ``|δ| ≤ eps``.
 
         ``eps_map`` (broadcastable to ``images``, values in [0, eps]) replaces the flat budget per pixel.
+        ``start`` (broadcastable to ``images``, in [-1, 1]: a fraction of the budget, e.g. a learned pattern of
+        :mod:`glazeish.warmstart`) replaces the random start: the first iterate is ``project(x + start·eps)``.
         """
         x = images.detach().float().contiguous(memory_format=torch.channels_last)  # faster convolutions on CPU
         m = self.ensemble.multiple
@@ -223,7 +226,9 @@ class PGD:
         with autocast(device, precision):
             losses = [(self.objective.setup(model, x), w) for model, w in self.ensemble]
 
-        if self.random_start and self.eps > 0:
+        if start is not None:
+            x_adv = project(x + start.to(device).float() * eps, x, eps, self.rms)
+        elif self.random_start and self.eps > 0:
             noise = (torch.rand(x.shape, generator=gen) * 2 - 1).to(device)
             x_adv = project(x + noise * eps, x, eps, self.rms)
         else:

@@ -189,6 +189,10 @@ def protect(
                                         "0-64 (overrides the preset; default's masked budget reaches it on busy "
                                         "texture only)."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps, 0-1000 (overrides the preset)."),
+    start: Optional[str] = typer.Option(None, help="Where the optimisation starts: random (uniform noise in the "
+                                        "budget, as PGD does), zero, learned (a pattern trained offline for the "
+                                        "encoder and objective and shipped with glazeish, so that fewer steps reach "
+                                        "the protection: the fast preset's) or a pattern PNG. Default: the preset's."),
     rms: Optional[float] = typer.Option(None, help="Energy bound in 1/255 units: the change's RMS stays at most this "
                                         "(a PSNR bound; 2.95 is about 38.7 dB). Default: the preset's (default: "
                                         "2.95; low/high: none)."),
@@ -251,7 +255,7 @@ def protect(
         config = ProtectConfig(intensity=intensity, eps_levels=eps, steps=steps, objective=objective, encoder=encoder,
                                target=str(target) if target else None, seed=seed, device=device,
                                precision=precision, models_dir=str(models) if models else None,
-                               robust=_robust(robust, transforms), budget=budget, rms_levels=rms)
+                               robust=_robust(robust, transforms), budget=budget, rms_levels=rms, start=start)
         OBJECTIVES[config.objective]
         meta = MetadataOptions(enabled=metadata, data_mining=resolve_data_mining(data_mining), creator=creator,
                                copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .attack import OPTIMIZERS, SCHEDULES
 from .device import resolve_device, resolve_precision
+from .warmstart import available, shipped_path
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Preset:
     budget_cap: float = 3.0
     rms_levels: float | None = None
     transform_order: str = "random"
+    start: str = "random"
+    alpha_levels: float | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -79,6 +82,15 @@ def digest(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _file_digest(path) -> str:
+    """``sha256:<hex>`` of a file's bytes, or the path itself when it cannot be read (reading it later reports
+    the problem)."""
+    try:
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return str(path)
+
+
 def _whole(value, what: str, top: int) -> int:
     """``value`` as a whole number in ``[0, top]`` (an integral float such as a slider's 6.0 is accepted)."""
     if isinstance(value, float) and value.is_integer():
@@ -113,6 +125,9 @@ class ProtectConfig:
             (a PSNR bound: 2.95 ≈ 38.7 dB); ``None`` = L∞ only.
         optimizer, momentum, alpha_levels, schedule, coarse, transform_order: how PGD steps
             (:class:`glazeish.attack.PGD`; ``alpha_levels`` = the first step in 1/255, ``None`` = PGD's default).
+        start: where the attack starts: ``random`` (uniform noise in the budget, PGD's start), ``zero``,
+            ``learned`` (the pattern shipped for this encoder and objective, :mod:`glazeish.warmstart`) or the
+            path of a pattern PNG (fingerprinted by its bytes).
         tile, overlap: images larger than ``tile`` px are cloaked in overlapping tiles (flat memory).
     """
 
@@ -138,6 +153,7 @@ class ProtectConfig:
     schedule: str = "cosine"
     coarse: int = 0
     transform_order: str | None = None
+    start: str | None = None
     tile: int = 512
     overlap: int = 64
 
@@ -155,6 +171,8 @@ class ProtectConfig:
             "budget_floor": p.budget_floor if self.budget_floor is None else float(self.budget_floor),
             "budget_cap": p.budget_cap if self.budget_cap is None else float(self.budget_cap),
             "transform_order": self.transform_order or p.transform_order,
+            "start": self.start or p.start,
+            "alpha_levels": p.alpha_levels if self.alpha_levels is None else float(self.alpha_levels),
         }
         if self.rms_levels is None and self.budget is None:  # the preset's energy bound goes with its budget
             fill["rms_levels"] = p.rms_levels
@@ -176,6 +194,12 @@ class ProtectConfig:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         if self.transform_order not in ("random", "cycle"):
             raise ValueError(f"transform order must be random or cycle, not {self.transform_order!r}")
+        if self.start not in ("random", "zero", "learned") and not Path(self.start).is_file():
+            raise ValueError(f"start must be random, zero, learned or a pattern PNG, not {self.start!r}")
+        if self.start == "learned" and not shipped_path(self.encoder, self.objective).exists():
+            raise ValueError(f"no learned start for encoder {self.encoder!r} with objective {self.objective!r} "
+                             f"(shipped: {', '.join(available()) or 'none'}); use start random, or train one with "
+                             "benchmarks/amortised/train.py")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must lie in [0, 1), not {self.momentum}")
         if not 0 <= self.overlap < self.tile:
@@ -205,13 +229,15 @@ class ProtectConfig:
         )
 
     def fingerprint(self) -> dict:
-        """Every field that decides the cloak, resolved (the target pattern by its bytes' sha256)."""
+        """Every field that decides the cloak, resolved (the target pattern and a start pattern by their bytes'
+        sha256: a ``learned`` start is the file shipped with this version)."""
         fp = fingerprint_of(self.resolved())
         if fp.get("target"):
-            try:
-                fp["target"] = "sha256:" + hashlib.sha256(Path(fp["target"]).read_bytes()).hexdigest()
-            except OSError:
-                pass  # reading the target reports it
+            fp["target"] = _file_digest(fp["target"])
+        if fp.get("start") == "learned":
+            fp["start"] = "learned:" + _file_digest(shipped_path(self.encoder, self.objective))
+        elif fp.get("start") not in ("random", "zero"):
+            fp["start"] = _file_digest(fp["start"])
         return fp
 
     def key(self) -> str:

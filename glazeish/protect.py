@@ -22,6 +22,7 @@ from .imageio import Artwork, pad_to_multiple, read_image, to_uint8
 from .objectives import make_objective
 from .tiling import Tile, cloak_tiled, plan_tiles
 from .transforms import make_transforms
+from .warmstart import resolve_start
 
 
 @dataclass
@@ -76,6 +77,7 @@ class Protector:
         target = read_image(self.config.target).tensor()[0] if self.config.target else None
         self.objective = make_objective(self.config.objective, target)
         self.transforms = make_transforms(self.config.robust, self.ensemble) if self.config.robust else []
+        self.start = resolve_start(self.config.start, self.config.encoder, self.config.objective)
         self.load_seconds = time.perf_counter() - t0
 
     @property
@@ -91,7 +93,7 @@ class Protector:
                    seed=c.seed if seed is None else seed, precision=self.precision, transforms=self.transforms,
                    callback=callback, alpha=None if c.alpha_levels is None else c.alpha_levels / 255,
                    schedule=c.schedule, optimizer=c.optimizer, momentum=c.momentum, rms=c.rms, coarse=c.coarse,
-                   transform_order=c.transform_order)
+                   transform_order=c.transform_order, random_start=c.start == "random")
 
     def _tile(self) -> int:
         m = self.ensemble.multiple
@@ -129,7 +131,8 @@ class Protector:
             progress: StepCallback | None = None
             if callback is not None:
                 progress = lambda i, n, loss: callback(Step(i, n, index + 1, n_tiles, loss))  # noqa: E731
-            return self.attack(progress, seed=seed + 1009 * index, origin=(tile.top, tile.left))(xs, es)
+            start = None if self.start is None else self.start.field(tile.h, tile.w, tile.top, tile.left)
+            return self.attack(progress, seed=seed + 1009 * index, origin=(tile.top, tile.left))(xs, es, start)
 
         out = cloak_tiled(attack_tile, xp, eps_map, self.eps, self._tile(), c.overlap, self.ensemble.multiple)
         return out[..., :h, :w]

@@ -111,6 +111,19 @@ CANDIDATES: dict[str, dict] = {
                          steps=6, robust="jpeg,identity", transform_order="cycle"),
     "proposal-high": dict(eps=5, rms=3.35, budget="masked", budget_floor=0.5, budget_cap=3.0, objective="mimic-away",
                           steps=12, robust="jpeg,identity", transform_order="cycle"),
+    # --- issue 19: the default from the learned start (glazeish.warmstart) with fewer steps, next to the same
+    # step counts from PGD's random start (is it the start or just fewer steps?) ---
+    "learned-s0": {"library": True, "start": "learned", "steps": 0},
+    "learned-s2": {"library": True, "start": "learned", "steps": 2},
+    "learned-s2-a4": {"library": True, "start": "learned", "steps": 2, "alpha_levels": 4},
+    "learned-s3-a4": {"library": True, "start": "learned", "steps": 3, "alpha_levels": 4},
+    "learned-s4-a4": {"library": True, "start": "learned", "steps": 4, "alpha_levels": 4},
+    "learned-s4": {"library": True, "start": "learned", "steps": 4},
+    "learned-s6": {"library": True, "start": "learned", "steps": 6},
+    "random-s6": {"library": True, "steps": 6},
+    "random-s2": {"library": True, "steps": 2},
+    "random-s3": {"library": True, "steps": 3},
+    "random-s4": {"library": True, "steps": 4},
 }
 
 

@@ -1,0 +1,170 @@
+"""Train the learned start (glazeish.warmstart) for one encoder and objective, on CPU, once.
+
+Training data: the *train split* of the shared images (within each kind, sorted by name, the even positions:
+paintings 0,2,..,10, flat 0,2,4, line 0,2) plus procedurally drawn art (flat-colour shapes with ink outlines,
+pen strokes on grainy paper), as random crops with flips, 90° turns and colour jitter. The odd positions are the
+held-out split that `benchmarks/amortised/evaluate.py` scores on; nothing of them is seen here.
+
+    python benchmarks/amortised/train.py                                  # the shipped taef2 / mimic-away pattern
+    python benchmarks/amortised/train.py --steps 20 --out /tmp/p.png      # a smoke run
+
+Writes the pattern PNG and its JSON note (how it was trained) and `train.log` (one line per step) next to it
+unless `--log` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+
+from glazeish import __version__
+from glazeish.config import ProtectConfig
+from glazeish.device import cpu_name, resolve_precision
+from glazeish.encoders import load_encoders
+from glazeish.objectives import make_objective
+from glazeish.transforms import make_transforms
+from glazeish.warmstart import Budget, fit_pattern, shipped_path
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
+KINDS = ("paintings", "flat", "line")
+
+
+def split(kind: str, part: str) -> list[Path]:
+    """The ``train`` (even positions) or ``heldout`` (odd positions) images of one kind, sorted by name."""
+    files = sorted((SHARED / "images" / kind).glob("*.png"))
+    return files[0::2] if part == "train" else files[1::2]
+
+
+def procedural(n: int, size: int, seed: int) -> list[Image.Image]:
+    """Flat-colour drawings (filled shapes, dark outlines) and line art (pen strokes on off-white paper with
+    faint grain): the kinds of art the shared set has few of."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        line = i % 2 == 1
+        paper = tuple(rng.randint(236, 252) for _ in range(3))
+        im = Image.new("RGB", (size, size), paper if line else tuple(rng.randint(0, 255) for _ in range(3)))
+        d = ImageDraw.Draw(im)
+        for _ in range(rng.randint(4, 12)):
+            box = sorted(rng.randint(-size // 4, size + size // 4) for _ in range(2))
+            boy = sorted(rng.randint(-size // 4, size + size // 4) for _ in range(2))
+            ink = tuple(rng.randint(0, 60) for _ in range(3))
+            width = rng.randint(1, 4)
+            if line:
+                pts = [(rng.randint(0, size), rng.randint(0, size)) for _ in range(rng.randint(3, 7))]
+                d.line(pts, fill=ink, width=width, joint="curve")
+            else:
+                fill = tuple(rng.randint(0, 255) for _ in range(3))
+                shape = rng.choice([d.ellipse, d.rectangle, d.polygon])
+                if shape is d.polygon:
+                    d.polygon([(rng.randint(0, size), rng.randint(0, size)) for _ in range(rng.randint(3, 6))],
+                              fill=fill, outline=ink, width=width)
+                else:
+                    shape([box[0], boy[0], box[1], boy[1]], fill=fill, outline=ink, width=width)
+        if line:
+            grain = np.random.default_rng(seed + i).normal(0, 1.5, (size, size, 1))
+            im = Image.fromarray(np.clip(np.asarray(im, np.float32) + grain, 0, 255).astype(np.uint8))
+        out.append(im.filter(ImageFilter.SMOOTH) if rng.random() < 0.5 else im)
+    return out
+
+
+def crops(images: list[np.ndarray], crop: int, batch: int, steps: int, seed: int):
+    """``steps`` batches of ``batch`` random crops (``B×3×crop×crop`` in [0, 1]) with flips, 90° turns and a
+    mild brightness/contrast/saturation jitter."""
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        out = []
+        for _ in range(batch):
+            a = images[rng.integers(len(images))]
+            h, w = a.shape[:2]
+            top, left = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
+            c = a[top:top + crop, left:left + crop].astype(np.float32) / 255
+            c = np.rot90(c, rng.integers(4))
+            if rng.random() < 0.5:
+                c = c[:, ::-1]
+            grey = c.mean(2, keepdims=True)
+            c = grey + (c - grey) * rng.uniform(0.8, 1.2)  # saturation
+            c = (c - 0.5) * rng.uniform(0.85, 1.15) + 0.5 + rng.uniform(-0.05, 0.05)  # contrast, brightness
+            out.append(torch.from_numpy(np.ascontiguousarray(np.clip(c, 0, 1))).permute(2, 0, 1))
+        yield torch.stack(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--encoder", default="taef2")
+    ap.add_argument("--intensity", default="default", help="the preset whose objective, budget and EOT it learns")
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--batch", type=int, default=6)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--period", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--procedural", type=int, default=12, help="procedurally drawn images added to the train split")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models-dir", default=str(SHARED / "models"))
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--out", default=None, help="pattern PNG (default: the shipped one for encoder + objective)")
+    ap.add_argument("--log", default=None, help="per-step log (default: train.log next to this script)")
+    args = ap.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    cfg = ProtectConfig(intensity=args.intensity, encoder=args.encoder)
+    out = Path(args.out) if args.out else shipped_path(args.encoder, cfg.objective)
+    log_path = Path(args.log) if args.log else Path(__file__).with_name("train.log")
+    device = torch.device("cpu")
+    precision = resolve_precision(args.precision, device)
+    ens = load_encoders(args.encoder, args.models_dir, device)
+    objective = make_objective(cfg.objective)
+    transforms = make_transforms(cfg.robust, ens) if cfg.robust else []
+    budget = Budget(eps=cfg.eps, cap=cfg.budget_cap, floor=cfg.budget_floor, rms=cfg.rms, power=cfg.budget_power)
+
+    train = [p for k in KINDS for p in split(k, "train")]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in train]
+    images += [np.asarray(im) for im in procedural(args.procedural, 384, args.seed)]
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        log.write("step\tloss\tseconds\n")
+
+        def note(step: int, loss: float) -> None:
+            losses.append(loss)
+            log.write(f"{step}\t{loss:.6f}\t{time.perf_counter() - t0:.1f}\n")
+            log.flush()
+            if step % 25 == 0 or step == args.steps:
+                print(f"step {step}/{args.steps}  loss {np.mean(losses[-25:]):.4f}  {time.perf_counter() - t0:.0f} s",
+                      file=sys.stderr)
+
+        batches = crops(images, args.crop, args.batch, args.steps, args.seed)
+        pattern = fit_pattern(ens, objective, batches, budget, period=args.period, lr=args.lr, transforms=transforms,
+                              precision=precision, seed=args.seed, log=note)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pattern.save(out, note={
+        "encoder": args.encoder, "objective": cfg.objective, "intensity": args.intensity,
+        "budget": {"eps_levels": cfg.eps_levels, "cap": cfg.budget_cap, "floor": cfg.budget_floor,
+                   "rms_levels": cfg.rms_levels}, "robust": cfg.robust,
+        "period": args.period, "steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr,
+        "seed": args.seed, "precision": precision, "procedural_images": args.procedural,
+        "train_images": [f"{p.parent.name}/{p.name}" for p in train],
+        "heldout_images": [f"{k}/{p.name}" for k in KINDS for p in split(k, "heldout")],
+        "loss_first_25": float(np.mean(losses[:25])), "loss_last_25": float(np.mean(losses[-25:])),
+        "seconds": round(time.perf_counter() - t0, 1), "glazeish": __version__, "torch": torch.__version__,
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "command": "python benchmarks/amortised/train.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    })
+    print(f"wrote {out} ({math.prod(pattern.pattern.shape)} values) and {log_path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

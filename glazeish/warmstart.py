@@ -1,0 +1,175 @@
+"""Amortised starting points: a learned, tileable perturbation pattern the attack starts from.
+
+Iterative cloaking spends every step of every image finding the same kind of answer: for one encoder and
+objective, the perturbations that work look alike from image to image (the encoder is convolutional, so a
+pattern that throws off one patch's latent throws off most patches'). A *learned start* is that common part,
+found once offline: a ``3×T×T`` pattern ``u`` in [-1, 1], tiled over the image from its top-left corner and
+scaled by the per-pixel budget, ``δ₀ = u · eps_map``, then projected like any PGD iterate
+(:func:`glazeish.attack.project`). A few ordinary PGD steps adapt it to the image. This is the amortisation
+idea of FastProtect (Ahn et al., CVPR 2025), reduced to one universal pattern per (encoder, objective) instead
+of a mixture of experts.
+
+Patterns ship as 8-bit PNGs in ``glazeish/assets/starts/<encoder>-<objective>.png`` (``u = 2·v/255 - 1``),
+each with a JSON note saying how it was trained (``benchmarks/amortised/train.py`` makes both). The period is a
+multiple of the encoders' 8/16 px grid, so every tile of the pattern meets the grid at the same phase.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .attack import project
+from .budget import masked_budget
+from .device import autocast
+from .encoders import Ensemble
+from .objectives import Objective
+
+ASSETS = Path(__file__).resolve().parent / "assets" / "starts"
+#: ``ProtectConfig.start`` values that are not a pattern: PGD's uniform random start, or none (δ₀ = 0)
+PLAIN_STARTS = ("random", "zero")
+
+
+@dataclass(frozen=True)
+class StartPattern:
+    """A tileable starting perturbation: ``pattern`` is ``3×T×T`` float in [-1, 1] (a fraction of the budget)."""
+
+    pattern: torch.Tensor
+    name: str = "pattern"
+
+    def __post_init__(self):
+        p = self.pattern
+        if p.dim() != 3 or p.shape[0] != 3:
+            raise ValueError(f"a start pattern is 3×T×T, got {tuple(p.shape)}")
+
+    @property
+    def period(self) -> tuple[int, int]:
+        return int(self.pattern.shape[1]), int(self.pattern.shape[2])
+
+    def field(self, height: int, width: int, top: int = 0, left: int = 0) -> torch.Tensor:
+        """The pattern tiled over an ``height×width`` window whose top-left pixel sits at (``top``, ``left``) of
+        the image: ``1×3×height×width`` in [-1, 1] (windows of one image continue each other seamlessly)."""
+        ph, pw = self.period
+        rows = (torch.arange(height) + top) % ph
+        cols = (torch.arange(width) + left) % pw
+        return self.pattern.float()[:, rows][:, :, cols].unsqueeze(0)
+
+    def save(self, path: str | Path, note: dict | None = None) -> None:
+        """Write the pattern as an 8-bit RGB PNG (and ``note`` as JSON next to it, ``.json``)."""
+        path = Path(path)
+        v = ((self.pattern.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        Image.fromarray(v, "RGB").save(path)
+        if note is not None:
+            path.with_suffix(".json").write_text(json.dumps(note, indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "StartPattern":
+        """Read a pattern saved by :meth:`save` (ValueError naming the file if it is not one)."""
+        path = Path(path)
+        try:
+            with Image.open(path) as im:
+                v = np.asarray(im.convert("RGB"), dtype=np.float32)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: not a readable start pattern ({e})") from None
+        return cls(torch.from_numpy(v).permute(2, 0, 1) / 127.5 - 1, name=path.stem)
+
+
+def shipped_path(encoder: str, objective: str) -> Path:
+    return ASSETS / f"{encoder}-{objective}.png"
+
+
+def available() -> list[str]:
+    """The shipped patterns, as ``<encoder>-<objective>`` names."""
+    return sorted(p.stem for p in ASSETS.glob("*.png"))
+
+
+def resolve_start(start: str, encoder: str, objective: str) -> StartPattern | None:
+    """The pattern a :class:`~glazeish.config.ProtectConfig` ``start`` names (the config has checked that it
+    exists): None for ``random``/``zero``, the shipped pattern of (encoder, objective) for ``learned``, or a PNG
+    saved by :meth:`StartPattern.save`."""
+    if start in PLAIN_STARTS:
+        return None
+    return StartPattern.load(shipped_path(encoder, objective) if start == "learned" else start)
+
+
+# ------------------------------------------------------------------------------------------------
+# training (offline, once per encoder and objective)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The per-image budget a pattern is trained under: the masked map of :func:`masked_budget` (``eps`` =
+    the L∞ cap, [0, 1] units) and the energy bound ``rms`` — the default preset's, so the pattern learns to
+    spend the budget the cloak will have."""
+
+    eps: float
+    cap: float
+    floor: float
+    rms: float | None
+    power: float = 1.0
+
+    def map(self, x: torch.Tensor) -> torch.Tensor:
+        return masked_budget(x, self.eps / self.cap, cap=self.cap, floor=self.floor, power=self.power)
+
+
+def fit_pattern(
+    ensemble: Ensemble,
+    objective: Objective,
+    batches: Iterable[torch.Tensor],
+    budget: Budget,
+    *,
+    period: int = 64,
+    lr: float = 0.05,
+    transforms: Sequence[Callable[[torch.Tensor, random.Random], torch.Tensor]] = (),
+    precision: str = "fp32",
+    seed: int = 0,
+    log: Callable[[int, float], None] | None = None,
+) -> StartPattern:
+    """Learn a universal start: minimise the objective's mean loss over ``batches`` of training crops.
+
+    Args:
+        batches: ``B×3×h×w`` float in [0, 1] (h, w multiples of the encoders' multiple); one Adam step each.
+        budget: the budget each crop is cloaked under (the pattern is a fraction of it, like the attack's δ).
+        period: the pattern's side ``T`` (a multiple of the encoders' multiple).
+        transforms: EOT transforms, applied in turn (as the default preset's ``cycle`` order does).
+        log: called with (step, mean loss per image) after every step.
+
+    The pattern starts as uniform noise in [-1, 1] (seeded) and is kept there; the energy projection's scale is a constant of each step
+    (the same projection the attack makes, differentiated through its clipping only).
+    """
+    m = ensemble.multiple
+    if period % m:
+        raise ValueError(f"the period ({period}) must be a multiple of the encoders' multiple ({m})")
+    device = ensemble.device
+    # a random first pattern, as PGD's random start: at δ = 0 an untargeted loss has a zero gradient
+    g = torch.Generator().manual_seed(seed)
+    u = (torch.rand(3, period, period, generator=g) * 2 - 1).to(device).requires_grad_(True)
+    opt = torch.optim.Adam([u], lr=lr)
+    rng = random.Random(seed)
+    ts = list(transforms)
+    for step, x in enumerate(batches, 1):
+        x = x.to(device).float().contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            losses = [(objective.setup(model, x), w) for model, w in ensemble]
+        e = budget.map(x)
+        pattern = StartPattern(u)
+        field = pattern.field(*x.shape[-2:]).to(device)
+        x0 = project(x + field * e, x, e, budget.rms)  # the attack's first iterate (PGD's `start`)
+        inp = ts[step % len(ts)](x0, rng) if ts else x0
+        with autocast(device, precision):
+            loss = sum(w * fn(inp.contiguous(memory_format=torch.channels_last)).float().mean() for fn, w in losses)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            u.clamp_(-1, 1)
+        if log is not None:
+            log(step, float(loss.detach()))
+    return StartPattern(u.detach().cpu().clone())
