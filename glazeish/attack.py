@@ -223,8 +223,8 @@ class PGD:
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         rng = random.Random(self.seed)
 
-        with autocast(device, precision):
-            losses = [(self.objective.setup(model, x), w) for model, w in self.ensemble]
+        with autocast(device, precision):  # (no steps, no loss: a learned start alone needs no forward pass)
+            losses = [(self.objective.setup(model, x), w) for model, w in self.ensemble] if self.steps else []
 
         if start is not None:
             x_adv = project(x + start.to(device).float() * eps, x, eps, self.rms)
