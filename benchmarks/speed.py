@@ -5,6 +5,7 @@ thread settings are those a user gets. Peak RSS comes from `os.wait4` (that chil
 
     python benchmarks/speed.py --out benchmarks/speed            # the committed grid (about 30 min)
     python benchmarks/speed.py --quick --out /tmp/speed          # a smoke run
+    python benchmarks/speed.py --grid amortised --out benchmarks/speed/amortised   # default vs the learned start
 
 Writes `results.jsonl` (one row per run), `RESULTS.md` (tables) and `speed.png` (time and memory vs pixels).
 """
@@ -59,6 +60,18 @@ def run_one(image: Path, outdir: Path, threads: int, args: list[str]) -> dict:
     row.update(process_wall_s=round(wall, 2), peak_rss_gb=round(usage.ru_maxrss / 1e6, 3), threads=threads,
                cmd="glazeish " + " ".join(cmd[3:]))
     return row
+
+
+def amortised_grid() -> list[tuple[tuple[int, int], int, list[str]]]:
+    """The default next to the learned start: the ``fast`` preset (4 steps from it) and the pattern alone
+    (``--start learned --steps 0``), with and without figures, at 512² and 2048², neighbours in time so that a
+    load drift hits all three alike (``--grid amortised``)."""
+    runs = []
+    for size in [(512, 512), (2048, 2048)]:
+        for extra in ([], ["--no-eval"]):
+            for how in ([], ["--intensity", "fast"], ["--start", "learned", "--steps", "0"]):
+                runs.append((size, 2, ["--precision", "auto", *how, *extra]))
+    return runs
 
 
 def grid(quick: bool) -> list[tuple[tuple[int, int], int, list[str]]]:
@@ -201,9 +214,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "speed")
     ap.add_argument("--scratch", type=Path, default=ROOT / "benchmarks" / "_scratch" / "speed")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--grid", choices=("full", "amortised"), default="full",
+                    help="full: the committed grid; amortised: the default next to --start learned (no batch run)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = grid(args.quick)
+    runs = amortised_grid() if args.grid == "amortised" else grid(args.quick)
     images = make_inputs(args.scratch, sorted({r[0] for r in runs}))
     rows = []
     with open(args.out / "results.jsonl", "w") as log:
@@ -216,7 +231,7 @@ def main() -> None:
             print(f"[{i}/{len(runs)}] {row['size']} t={threads} {' '.join(extra)}: "
                   f"{row.get('image_seconds', row.get('error'))}", file=sys.stderr, flush=True)
         batch = None
-        if not args.quick:
+        if not args.quick and args.grid == "full":
             batch = run_batch(make_batch(args.scratch), args.scratch / "out-batch")
             log.write(json.dumps(batch) + "\n")
     summarise(rows, args.out, batch)

@@ -130,6 +130,7 @@ def fit_pattern(
     transforms: Sequence[Callable[[torch.Tensor, random.Random], torch.Tensor]] = (),
     precision: str = "fp32",
     seed: int = 0,
+    init: str = "random",
     log: Callable[[int, float], None] | None = None,
 ) -> StartPattern:
     """Learn a universal start: minimise the objective's mean loss over ``batches`` of training crops.
@@ -139,18 +140,22 @@ def fit_pattern(
         budget: the budget each crop is cloaked under (the pattern is a fraction of it, like the attack's δ).
         period: the pattern's side ``T`` (a multiple of the encoders' multiple).
         transforms: EOT transforms, applied in turn (as the default preset's ``cycle`` order does).
+        init: the first pattern, ``random`` (seeded uniform noise in [-1, 1], like PGD's random start) or
+            ``zero`` (only with EOT transforms: at δ = 0 an untargeted loss has no gradient of its own).
         log: called with (step, mean loss per image) after every step.
 
-    The pattern starts as uniform noise in [-1, 1] (seeded) and is kept there; the energy projection's scale is a constant of each step
+    The pattern is kept in [-1, 1]; the energy projection's scale is a constant of each step
     (the same projection the attack makes, differentiated through its clipping only).
     """
     m = ensemble.multiple
     if period % m:
         raise ValueError(f"the period ({period}) must be a multiple of the encoders' multiple ({m})")
     device = ensemble.device
-    # a random first pattern, as PGD's random start: at δ = 0 an untargeted loss has a zero gradient
+    if init not in ("random", "zero"):
+        raise ValueError(f"init must be random or zero, not {init!r}")
     g = torch.Generator().manual_seed(seed)
-    u = (torch.rand(3, period, period, generator=g) * 2 - 1).to(device).requires_grad_(True)
+    u = torch.rand(3, period, period, generator=g) * 2 - 1 if init == "random" else torch.zeros(3, period, period)
+    u = u.to(device).requires_grad_(True)
     opt = torch.optim.Adam([u], lr=lr)
     rng = random.Random(seed)
     ts = list(transforms)

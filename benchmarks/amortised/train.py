@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--procedural", type=int, default=12, help="procedurally drawn images added to the train split")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", choices=("zero", "random"), default="zero",
+                    help="the first pattern (zero: the shipped one; the JPEG steps give it a gradient)")
     ap.add_argument("--models-dir", default=str(SHARED / "models"))
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--out", default=None, help="pattern PNG (default: the shipped one for encoder + objective)")
@@ -148,14 +150,14 @@ def main(argv: list[str] | None = None) -> None:
 
         batches = crops(images, args.crop, args.batch, args.steps, args.seed)
         pattern = fit_pattern(ens, objective, batches, budget, period=args.period, lr=args.lr, transforms=transforms,
-                              precision=precision, seed=args.seed, log=note)
+                              precision=precision, seed=args.seed, init=args.init, log=note)
     out.parent.mkdir(parents=True, exist_ok=True)
     pattern.save(out, note={
         "encoder": args.encoder, "objective": cfg.objective, "intensity": args.intensity,
         "budget": {"eps_levels": cfg.eps_levels, "cap": cfg.budget_cap, "floor": cfg.budget_floor,
                    "rms_levels": cfg.rms_levels}, "robust": cfg.robust,
         "period": args.period, "steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr,
-        "seed": args.seed, "precision": precision, "procedural_images": args.procedural,
+        "seed": args.seed, "init": args.init, "precision": precision, "procedural_images": args.procedural,
         "train_images": [f"{p.parent.name}/{p.name}" for p in train],
         "heldout_images": [f"{k}/{p.name}" for k in KINDS for p in split(k, "heldout")],
         "loss_first_25": float(np.mean(losses[:25])), "loss_last_25": float(np.mean(losses[-25:])),

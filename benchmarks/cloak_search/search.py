@@ -118,12 +118,13 @@ CANDIDATES: dict[str, dict] = {
     "learned-s2-a4": {"library": True, "start": "learned", "steps": 2, "alpha_levels": 4},
     "learned-s3-a4": {"library": True, "start": "learned", "steps": 3, "alpha_levels": 4},
     "learned-s4-a4": {"library": True, "start": "learned", "steps": 4, "alpha_levels": 4},
+    "learned-s3": {"library": True, "start": "learned", "steps": 3},
     "learned-s4": {"library": True, "start": "learned", "steps": 4},
     "learned-s6": {"library": True, "start": "learned", "steps": 6},
+    "random-s4": {"library": True, "steps": 4},
     "random-s6": {"library": True, "steps": 6},
     "random-s2": {"library": True, "steps": 2},
     "random-s3": {"library": True, "steps": 3},
-    "random-s4": {"library": True, "steps": 4},
 }
 
 
@@ -593,6 +594,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--summary", metavar="JSONL", help="print the summary tables of a results file and exit")
     ap.add_argument("--per-image", default="", help="with --summary: candidates for the per-image table")
+    ap.add_argument("--baseline", default="previous-default", help="with --summary: the candidate `time ×` divides by")
     ap.add_argument("--figure", action="store_true", help="draw views.png from the saved full-size cloaks")
     ap.add_argument("--figure-images", nargs="*")
     ap.add_argument("--figure-crop", type=int, default=192)
@@ -602,7 +604,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.summary:
         rows = [json.loads(l) for l in Path(args.summary).read_text().splitlines()]
-        print(summarise(rows))
+        print(summarise(rows, baseline=args.baseline))
         if args.per_image:
             cands = args.per_image.split(",")
             print(per_image([r for r in rows if not r["crop"]], cands))

@@ -33,7 +33,7 @@ PROTECTIONS: Registry = Registry("protection")
 #: published settings and at glazeish-default's PSNR, then glazeish's presets
 DEFAULT_PROTECTIONS = [
     "none", "random", "photoguard-encoder-style", "psnr-matched:photoguard-encoder-style", "mist-textural-style",
-    "psnr-matched:mist-textural-style", "glazeish-low", "glazeish-default", "glazeish-high",
+    "psnr-matched:mist-textural-style", "glazeish-low", "glazeish-default", "glazeish-fast", "glazeish-high",
 ]
 QUICK_PROTECTIONS = ["none", "random", "glazeish-default"]
 
@@ -185,6 +185,13 @@ class GlazeishDefault(_Preset):
     name = "glazeish-default"
     description = _describe("default")
     intensity = "default"
+
+
+@register_protection
+class GlazeishFast(_Preset):
+    name = "glazeish-fast"
+    description = _describe("fast")
+    intensity = "fast"
 
 
 @register_protection
