@@ -5,16 +5,20 @@ Real taef2/taesana weights and small crops (128×96) of the shared images; skipp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from glazeish.evaluation import (
     Evaluator,
     assess,
+    baselines,
+    build_purifications,
     judge,
     jsonable,
     load_pair,
@@ -26,7 +30,7 @@ from glazeish.evaluation import (
 )
 from glazeish.evaluation.figures import retained
 from glazeish.evaluation.verdicts import NO_BETTER_DB, PROTECTION, protection, visibility
-from glazeish.imageio import ImageError, save_image
+from glazeish.imageio import ImageError, save_image, to_tensor
 
 EPS = 4  # 1/255 units
 
@@ -168,6 +172,58 @@ def test_encoder_without_decoder(taesana, original, cloaked):
     f = assess(original, cloaked, Evaluator([taesana]))
     assert f.mimic_model is None and f.before.cloak.view_psnr is None and f.summary.view_gap is None
     assert judge(f).sentences[1].startswith("Protection (no decoder, latent only): the taesana latent moved")
+
+
+# --- one pass: each image encoded once -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def counting(model):
+    """Counts the images that go through ``model``'s encoder and decoder (``{"encode": n, "decode": m}``)."""
+    counts = {"encode": 0, "decode": 0}
+    handles = [part.register_forward_hook(lambda mod, args, out, k=k: counts.__setitem__(k, counts[k] + len(args[0])))
+               for k, part in (("encode", model.encoder), ("decode", model.decoder))]
+    try:
+        yield counts
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def test_assess_encodes_each_distinct_image_once(ensemble, original, cloaked):
+    """original, cloak, 2 baselines, and per purification the 4 purified ones: nothing twice, and the artwork
+    that the purified views' copies are judged against is never encoded."""
+    ev = Evaluator(ensemble)
+    cache: dict = {}
+    for purifications, distinct in (((), 4), ("jpeg75", 8), ("jpeg75,resize0.5", 12), ("jpeg75,resize0.5", 12)):
+        with counting(ensemble.models[0]) as n:  # the last round: the purified originals' cost comes from cache
+            assess(original, cloaked, ev, purifications=purifications, cache=cache)
+        assert n == {"encode": distinct, "decode": distinct}, purifications
+    x = to_tensor(original)
+    with counting(ensemble.models[0]) as n:  # a version that is the reference itself (the benchmark's clean row)
+        ev.compare(x, {"x": x})
+    assert n == {"encode": 1, "decode": 1}
+
+
+def test_one_pass_gives_the_figures_of_separate_comparisons(ensemble, original, cloaked):
+    """assess measures all its comparisons in one pass, sharing the purified originals' encodings; the figures
+    are those of the comparisons made one by one (each image is encoded alone, so to the last bit)."""
+    ev = Evaluator(ensemble)
+    f = assess(original, cloaked, ev, purifications="jpeg75,resize0.5")
+    noise, uniform = baselines(original, cloaked, f.eps_levels, 0)
+    x, xc, xn, xu = (to_tensor(a) for a in (original, cloaked, noise, uniform))
+    before, clean_copy = ev.compare(x, {"cloak": xc, "noise": xn, "uniform": xu}, flip=("cloak",))
+    assert f.before.clean_copy_psnr == pytest.approx(clean_copy, abs=1e-6)
+    for k in ("cloak", "noise", "uniform"):
+        assert getattr(f.before, k).metrics() == pytest.approx(before[k].metrics(), abs=1e-6), k
+    for p in build_purifications("jpeg75,resize0.5"):
+        px, pc, pn, pu = p(torch.cat([x, xc, xn, xu])).split(1)
+        after, copy = ev.compare(px, {"cloak": pc, "noise": pn, "uniform": pu}, artwork=x)
+        got = f.purified[p.name]
+        assert got.comparison.clean_copy_psnr == pytest.approx(copy, abs=1e-6)
+        for k in ("cloak", "noise", "uniform"):
+            assert getattr(got.comparison, k).metrics() == pytest.approx(after[k].metrics(), abs=1e-6), (p.name, k)
+        assert got.cost.metrics() == pytest.approx(ev.compare(x, {"p": px})[0]["p"].metrics(), abs=1e-6)
 
 
 def test_retained_is_one_definition():
