@@ -11,12 +11,16 @@ on the features of an encoder the cloak did not attack, the correlation of the v
 
 Images larger than ``tile`` are measured in tiles of at most ``tile`` px (memory stays flat; a mimic trains on
 crops of about that size): sums of squares add up exactly, SSIM/ꟻLIP/style are pixel-weighted means of the
-tiles' values. Everything runs in float32 without gradients.
+tiles' values. Everything runs without gradients, the sums in float32; the encoders and the decoder run in
+the evaluator's ``precision``: fp32 by default, and in every figure glazeish reports, because bf16 autocast
+(~3x faster on a CPU with native bf16) moves the noise baselines' view PSNR by up to ~1 dB: their views sit
+31-42 dB from the original's, where bf16's rounding is of the size of the difference measured
+(``benchmarks/figures_precision/RESULTS.md``).
 
 Each image is encoded (and decoded) once per call and one at a time: :meth:`Evaluator.compare_many` measures
 several comparisons that share images (a purified original is a version in one and the reference of the next)
 in one pass over the tiles, and one image at a time is faster than a batch on a CPU (measured, 8 images at
-512² on one thread: 2.4 s vs 3.0 s each in fp32) and makes an image's figures
+512² on one thread: 2.4 s vs 3.0 s each in fp32, 0.6 s vs 0.85 s in bf16) and makes an image's figures
 independent of what else is measured with it.
 """
 
@@ -31,6 +35,7 @@ import numpy as np
 import torch
 
 from .. import metrics
+from ..device import PRECISIONS, autocast, resolve_precision
 from ..encoders import Ensemble, LatentModel, first_with_decoder
 from ..imageio import pad_to_multiple, to_uint8
 from ..objectives import fit_target
@@ -89,10 +94,13 @@ class Evaluator:
             :class:`~glazeish.metrics.StyleFeatures` of ``taesana``), for the extended ``style`` metrics.
         extended: also compute :data:`EXTENDED` (the benchmark's table).
         tile: the largest side measured in one pass.
+        precision: autocast of the encoders and the decoder (``fp32``, ``bf16``, ``fp16`` or ``auto``, see
+            :mod:`glazeish.device`); their outputs are cast back to float32 for the sums. ``fp32`` (the
+            default, and what ``protect`` and ``check`` use) keeps the figures exact; see the module doc.
     """
 
     def __init__(self, models: Ensemble | Sequence[LatentModel], *, style: torch.nn.Module | None = None,
-                 extended: bool = False, tile: int = 512):
+                 extended: bool = False, tile: int = 512, precision: str = "fp32"):
         self.models = list(models.models if isinstance(models, Ensemble) else models)
         if not self.models:
             raise ValueError("an evaluator needs at least one encoder")
@@ -101,6 +109,9 @@ class Evaluator:
         self.extended = extended
         self.multiple = math.lcm(*(m.multiple for m in self.models))
         self.tile = max(self.multiple, int(tile) // self.multiple * self.multiple)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.precision = precision
 
     @property
     def device(self) -> torch.device:
@@ -116,13 +127,19 @@ class Evaluator:
         if self.mimic is None:
             raise ValueError(f"the mimic's view needs an encoder with a decoder (e.g. taef2); got {', '.join(self.names)}")
         out = []
+        dev = self.device
         for a in images:
-            x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float().div(255).to(self.device)
+            x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float().div(255).to(dev)
             v = torch.empty_like(x)
             for t in plan_tiles(*x.shape[-2:], self.tile, 0):
-                t.slice(v)[:] = self.mimic.round_trip(_channels_last(t.slice(x))).float()
+                with self._autocast(dev):
+                    view = self.mimic.round_trip(_channels_last(t.slice(x)))
+                t.slice(v)[:] = view.float()
             out.append(to_uint8(v))
         return out
+
+    def _autocast(self, device: torch.device):
+        return autocast(device, resolve_precision(self.precision, device))
 
     @torch.no_grad()
     def compare(
@@ -190,16 +207,17 @@ class Evaluator:
     # -- one tile --------------------------------------------------------------------------------
 
     def _code(self, xt: torch.Tensor) -> _Code:
-        """Latents and the mimic's view of one ``1×3×h×w`` tile, in float32 (padded to :attr:`multiple` for
-        the encoders; the view cropped back)."""
+        """Latents and the mimic's view of one ``1×3×h×w`` tile, computed in the evaluator's precision and
+        returned in float32 (padded to :attr:`multiple` for the encoders; the view cropped back)."""
         h, w = xt.shape[-2:]
         b = _channels_last(pad_to_multiple(xt, self.multiple)[0])
         latents, view = {}, None
         for model in self.models:
-            z = model.encode(b).float()
-            if model is self.mimic:
-                view = model.decode(z)[..., :h, :w].float()
-            latents[model.name] = z
+            with self._autocast(b.device):
+                z = model.encode(b)
+                if model is self.mimic:
+                    view = model.decode(z)[..., :h, :w].float()
+            latents[model.name] = z.float()
         return _Code(latents, view)
 
     def _pixels(self, t, x, vs, mask, flip, acc, linf) -> None:
