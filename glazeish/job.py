@@ -231,7 +231,9 @@ class Cloaker:
     def __init__(self, job: Job | None = None, protector: Protector | None = None):
         self.job = job or Job()
         self.protector = protector or Protector(self.job.config)
-        self.evaluator = Evaluator(self.protector.ensemble, tile=self.protector.config.tile)
+        # the figures stay fp32 whatever the cloak's precision: bf16 autocast would make them ~3x faster on a
+        # CPU but moves the noise baselines' view figures by up to ~1 dB (benchmarks/figures_precision/)
+        self.evaluator = Evaluator(self.protector.ensemble, tile=self.protector.config.tile, precision="fp32")
 
     @property
     def load_seconds(self) -> float:

@@ -5,16 +5,20 @@ Real taef2/taesana weights and small crops (128×96) of the shared images; skipp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from glazeish.evaluation import (
     Evaluator,
     assess,
+    baselines,
+    build_purifications,
     judge,
     jsonable,
     load_pair,
@@ -26,7 +30,7 @@ from glazeish.evaluation import (
 )
 from glazeish.evaluation.figures import retained
 from glazeish.evaluation.verdicts import NO_BETTER_DB, PROTECTION, protection, visibility
-from glazeish.imageio import ImageError, save_image
+from glazeish.imageio import ImageError, save_image, to_tensor
 
 EPS = 4  # 1/255 units
 
@@ -168,6 +172,87 @@ def test_encoder_without_decoder(taesana, original, cloaked):
     f = assess(original, cloaked, Evaluator([taesana]))
     assert f.mimic_model is None and f.before.cloak.view_psnr is None and f.summary.view_gap is None
     assert judge(f).sentences[1].startswith("Protection (no decoder, latent only): the taesana latent moved")
+
+
+# --- one pass: each image encoded once; precision -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def counting(model):
+    """Counts the images that go through ``model``'s encoder and decoder (``{"encode": n, "decode": m}``)."""
+    counts = {"encode": 0, "decode": 0}
+    handles = [part.register_forward_hook(lambda mod, args, out, k=k: counts.__setitem__(k, counts[k] + len(args[0])))
+               for k, part in (("encode", model.encoder), ("decode", model.decoder))]
+    try:
+        yield counts
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def test_assess_encodes_each_distinct_image_once(ensemble, original, cloaked):
+    """original, cloak, 2 baselines, and per purification the 4 purified ones: nothing twice, and the artwork
+    that the purified views' copies are judged against is never encoded."""
+    ev = Evaluator(ensemble)
+    cache: dict = {}
+    for purifications, distinct in (((), 4), ("jpeg75", 8), ("jpeg75,resize0.5", 12), ("jpeg75,resize0.5", 12)):
+        with counting(ensemble.models[0]) as n:  # the last round: the purified originals' cost comes from cache
+            assess(original, cloaked, ev, purifications=purifications, cache=cache)
+        assert n == {"encode": distinct, "decode": distinct}, purifications
+    x = to_tensor(original)
+    with counting(ensemble.models[0]) as n:  # a version that is the reference itself (the benchmark's clean row)
+        ev.compare(x, {"x": x})
+    assert n == {"encode": 1, "decode": 1}
+
+
+def test_one_pass_gives_the_figures_of_separate_comparisons(ensemble, original, cloaked):
+    """assess measures all its comparisons in one pass, sharing the purified originals' encodings; the figures
+    are those of the comparisons made one by one (each image is encoded alone, so to the last bit)."""
+    ev = Evaluator(ensemble)
+    f = assess(original, cloaked, ev, purifications="jpeg75,resize0.5")
+    noise, uniform = baselines(original, cloaked, f.eps_levels, 0)
+    x, xc, xn, xu = (to_tensor(a) for a in (original, cloaked, noise, uniform))
+    before, clean_copy = ev.compare(x, {"cloak": xc, "noise": xn, "uniform": xu}, flip=("cloak",))
+    assert f.before.clean_copy_psnr == pytest.approx(clean_copy, abs=1e-6)
+    for k in ("cloak", "noise", "uniform"):
+        assert getattr(f.before, k).metrics() == pytest.approx(before[k].metrics(), abs=1e-6), k
+    for p in build_purifications("jpeg75,resize0.5"):
+        px, pc, pn, pu = p(torch.cat([x, xc, xn, xu])).split(1)
+        after, copy = ev.compare(px, {"cloak": pc, "noise": pn, "uniform": pu}, artwork=x)
+        got = f.purified[p.name]
+        assert got.comparison.clean_copy_psnr == pytest.approx(copy, abs=1e-6)
+        for k in ("cloak", "noise", "uniform"):
+            assert getattr(got.comparison, k).metrics() == pytest.approx(after[k].metrics(), abs=1e-6), (p.name, k)
+        assert got.cost.metrics() == pytest.approx(ev.compare(x, {"p": px})[0]["p"].metrics(), abs=1e-6)
+
+
+def test_bf16_figures_are_close_to_fp32(ensemble, original, cloaked, figures):
+    """bf16 autocast of the encoder and decoder: the pixel figures are the same, the cloak's view and latent
+    close; the noise baselines' views (35-45 dB from the original's, near bf16's own rounding) move most,
+    which is why the figures of a protect run stay fp32 (benchmarks/figures_precision/RESULTS.md)."""
+    f = assess(original, cloaked, Evaluator(ensemble, precision="bf16"))
+    for k in ("cloak", "noise", "uniform"):
+        a, b = getattr(figures.before, k), getattr(f.before, k)
+        assert (a.psnr, a.ssim) == (b.psnr, b.ssim)  # pixels only
+        assert b.latent["taef2"] == pytest.approx(a.latent["taef2"], rel=0.1)
+        assert b.copy_psnr == pytest.approx(a.copy_psnr, abs=0.1)
+        assert b.view_psnr == pytest.approx(a.view_psnr, abs=0.3 if k == "cloak" else 3.0)
+    assert f.before.cloak.flip == figures.before.cloak.flip
+    assert f.summary.view_gap > NO_BETTER_DB
+    jp, jp32 = f.purified["jpeg75"].comparison, figures.purified["jpeg75"].comparison
+    assert jp.cloak.view_psnr == pytest.approx(jp32.cloak.view_psnr, abs=0.3)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Evaluator(ensemble, precision="int8")
+
+
+def test_protect_figures_stay_fp32_whatever_the_cloak_precision(ensemble):
+    from glazeish.config import ProtectConfig
+    from glazeish.job import Cloaker, Job
+    from glazeish.protect import Protector
+
+    config = ProtectConfig(precision="bf16", device="cpu")
+    cloaker = Cloaker(Job(config=config), Protector(config, ensemble=ensemble))
+    assert cloaker.protector.precision == "bf16" and cloaker.evaluator.precision == "fp32"
 
 
 def test_retained_is_one_definition():

@@ -12,11 +12,11 @@ table of what they mean in words.
 from .assess import assess, build_purifications, linf_levels, load_pair
 from .baselines import baselines, mse_levels, rescaled_to_mse, same_psnr_noise, uniform_noise
 from .figures import Comparison, Figures, Purified, Summary, VersionFigures, jsonable
-from .measure import Evaluator
+from .measure import Evaluator, Request
 from .verdicts import Verdict, judge, one_line
 
 __all__ = [
     "assess", "baselines", "build_purifications", "linf_levels", "load_pair", "mse_levels", "rescaled_to_mse",
-    "same_psnr_noise", "uniform_noise", "Comparison", "Figures", "Purified", "Summary", "VersionFigures", "jsonable", "Evaluator", "Verdict", "judge",
+    "same_psnr_noise", "uniform_noise", "Comparison", "Figures", "Purified", "Summary", "VersionFigures", "jsonable", "Evaluator", "Request", "Verdict", "judge",
     "one_line",
 ]

@@ -11,19 +11,31 @@ on the features of an encoder the cloak did not attack, the correlation of the v
 
 Images larger than ``tile`` are measured in tiles of at most ``tile`` px (memory stays flat; a mimic trains on
 crops of about that size): sums of squares add up exactly, SSIM/ꟻLIP/style are pixel-weighted means of the
-tiles' values. Everything runs in float32 without gradients.
+tiles' values. Everything runs without gradients, the sums in float32; the encoders and the decoder run in
+the evaluator's ``precision``: fp32 by default, and in every figure glazeish reports, because bf16 autocast
+(~3x faster on a CPU with native bf16) moves the noise baselines' view PSNR by up to ~1 dB: their views sit
+31-42 dB from the original's, where bf16's rounding is of the size of the difference measured
+(``benchmarks/figures_precision/RESULTS.md``).
+
+Each image is encoded (and decoded) once per call and one at a time: :meth:`Evaluator.compare_many` measures
+several comparisons that share images (a purified original is a version in one and the reference of the next)
+in one pass over the tiles, and one image at a time is faster than a batch on a CPU (measured, 8 images at
+512² on one thread: 2.4 s vs 3.0 s each in fp32, 0.6 s vs 0.85 s in bf16) and makes an image's figures
+independent of what else is measured with it.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Collection, Sequence
 
 import numpy as np
 import torch
 
 from .. import metrics
+from ..device import PRECISIONS, autocast, resolve_precision
 from ..encoders import Ensemble, LatentModel, first_with_decoder
 from ..imageio import pad_to_multiple, to_uint8
 from ..objectives import fit_target
@@ -39,6 +51,39 @@ def _db(sq: float, n: float) -> float:
     return float(10 * math.log10(n / sq)) if sq > 0 else math.inf
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A fresh channels-last copy of ``B×C×H×W`` ``x`` (convolutions are ~1.5x faster so on a CPU).
+
+    Not ``x.contiguous(memory_format=...)``: a ``1×3×H×W`` view of an ``H×W×3`` array (``to_tensor``) already
+    counts as channels-last, but its batch stride (3) sends oneDNN down a slow path (measured at 512²: 3.5x
+    slower in bf16, 1.3x in fp32); a clone gets the canonical strides.
+    """
+    return x.clone(memory_format=torch.channels_last)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One comparison for :meth:`Evaluator.compare_many` (the arguments of :meth:`Evaluator.compare`).
+
+    Tensors are ``1×3×H×W`` float in [0, 1]; a tensor object that appears in several requests (as reference
+    or version) is encoded once.
+    """
+
+    reference: torch.Tensor
+    versions: dict[str, torch.Tensor]
+    artwork: torch.Tensor | None = None
+    flip: Collection[str] = ()
+
+
+@dataclass
+class _Code:
+    """What the encoders make of one tile of one image: a float32 latent per model, and the mimic's view
+    ``1×3×h×w`` (float32 in [0, 1], cropped to the tile) or None without a decoder."""
+
+    latents: dict[str, torch.Tensor]
+    view: torch.Tensor | None
+
+
 class Evaluator:
     """Measures versions of an image against a reference (see the module doc).
 
@@ -49,10 +94,13 @@ class Evaluator:
             :class:`~glazeish.metrics.StyleFeatures` of ``taesana``), for the extended ``style`` metrics.
         extended: also compute :data:`EXTENDED` (the benchmark's table).
         tile: the largest side measured in one pass.
+        precision: autocast of the encoders and the decoder (``fp32``, ``bf16``, ``fp16`` or ``auto``, see
+            :mod:`glazeish.device`); their outputs are cast back to float32 for the sums. ``fp32`` (the
+            default, and what ``protect`` and ``check`` use) keeps the figures exact; see the module doc.
     """
 
     def __init__(self, models: Ensemble | Sequence[LatentModel], *, style: torch.nn.Module | None = None,
-                 extended: bool = False, tile: int = 512):
+                 extended: bool = False, tile: int = 512, precision: str = "fp32"):
         self.models = list(models.models if isinstance(models, Ensemble) else models)
         if not self.models:
             raise ValueError("an evaluator needs at least one encoder")
@@ -61,6 +109,9 @@ class Evaluator:
         self.extended = extended
         self.multiple = math.lcm(*(m.multiple for m in self.models))
         self.tile = max(self.multiple, int(tile) // self.multiple * self.multiple)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.precision = precision
 
     @property
     def device(self) -> torch.device:
@@ -76,13 +127,19 @@ class Evaluator:
         if self.mimic is None:
             raise ValueError(f"the mimic's view needs an encoder with a decoder (e.g. taef2); got {', '.join(self.names)}")
         out = []
+        dev = self.device
         for a in images:
-            x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float().div(255).to(self.device)
+            x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float().div(255).to(dev)
             v = torch.empty_like(x)
             for t in plan_tiles(*x.shape[-2:], self.tile, 0):
-                t.slice(v)[:] = self.mimic.round_trip(t.slice(x).contiguous(memory_format=torch.channels_last)).float()
+                with self._autocast(dev):
+                    view = self.mimic.round_trip(_channels_last(t.slice(x)))
+                t.slice(v)[:] = view.float()
             out.append(to_uint8(v))
         return out
+
+    def _autocast(self, device: torch.device):
+        return autocast(device, resolve_precision(self.precision, device))
 
     @torch.no_grad()
     def compare(
@@ -101,30 +158,77 @@ class Evaluator:
         whose ꟻLIP error is computed (it costs ~0.4 s per 512² on a CPU). Returns the figures by version name
         and the PSNR of the reference's own view ``D(E(r))`` against the artwork (None without a decoder).
         """
+        return self.compare_many([Request(reference, versions, artwork, tuple(flip))], alpha=alpha)[0]
+
+    @torch.no_grad()
+    def compare_many(
+        self, requests: Sequence[Request], *, alpha: np.ndarray | None = None
+    ) -> list[tuple[dict[str, VersionFigures], float | None]]:
+        """:meth:`compare` for each request, in one pass over the tiles: every distinct tensor (by identity)
+        among the references and versions is encoded and decoded once per tile, whichever requests share it.
+        All tensors must have the same size (one ``alpha`` and one tiling for all). Returns one
+        ``(figures by version, the reference's view PSNR against the artwork)`` per request, in order."""
+        if not requests:
+            return []
         dev = self.device
-        x = reference.to(dev).float()
-        art = x if artwork is None else artwork.to(dev).float()
-        vs = {k: v.to(dev).float() for k, v in versions.items()}
-        for k, v in vs.items():
-            if v.shape != x.shape:
-                raise ValueError(f"version {k!r} is {tuple(v.shape)}, the reference {tuple(x.shape)}")
+        on_dev: dict[int, torch.Tensor] = {}  # id of a tensor as given -> it on the device, float32
+
+        def put(t: torch.Tensor) -> torch.Tensor:
+            if id(t) not in on_dev:
+                on_dev[id(t)] = t.to(dev).float()
+            return on_dev[id(t)]
+
+        jobs = []
+        for r in requests:
+            x = put(r.reference)
+            vs = {k: put(v) for k, v in r.versions.items()}
+            jobs.append((x, x if r.artwork is None else put(r.artwork), vs, tuple(r.flip)))
+        shape = jobs[0][0].shape
+        for x, art, vs, _ in jobs:
+            for k, v in {"the reference": x, "the artwork": art, **{f"version {k!r}": v for k, v in vs.items()}}.items():
+                if v.shape != shape:
+                    raise ValueError(f"{k} is {tuple(v.shape)}, the first reference {tuple(shape)}")
+        encoded = list({id(t): t for x, _, vs, _ in jobs for t in (x, *vs.values())}.values())
         mask = None if alpha is None else torch.from_numpy(np.asarray(alpha) > 0).to(dev)[None, None].float()
-        acc: dict = defaultdict(float)
-        linf: dict[str, float] = defaultdict(float)
-        for t in plan_tiles(*x.shape[-2:], self.tile, 0):
-            self._tile(t, x, art, vs, None if mask is None else t.slice(mask), flip, acc, linf)
-        return self._collect(acc, linf, vs, flip), (_db(acc["clean_copy"], acc["px"] * 3) if self.mimic else None)
+        accs: list[dict] = [defaultdict(float) for _ in jobs]
+        linfs: list[dict[str, float]] = [defaultdict(float) for _ in jobs]
+        for t in plan_tiles(*shape[-2:], self.tile, 0):
+            mt = None if mask is None else t.slice(mask)
+            codes = {id(img): self._code(t.slice(img)) for img in encoded}
+            for (x, art, vs, flip), acc, linf in zip(jobs, accs, linfs):
+                self._pixels(t, x, vs, mt, flip, acc, linf)
+                self._latents(t, x, art, vs, codes, acc)
+        out = []
+        for (_, _, vs, flip), acc, linf in zip(jobs, accs, linfs):
+            clean_copy = _db(acc["clean_copy"], acc["px"] * 3) if self.mimic else None
+            out.append((self._collect(acc, linf, vs, flip), clean_copy))
+        return out
 
     # -- one tile --------------------------------------------------------------------------------
 
-    def _tile(self, t, x, art, vs, mask, flip, acc, linf) -> None:
-        xt, at = t.slice(x), t.slice(art)
-        vt = {k: t.slice(v) for k, v in vs.items()}
+    def _code(self, xt: torch.Tensor) -> _Code:
+        """Latents and the mimic's view of one ``1×3×h×w`` tile, computed in the evaluator's precision and
+        returned in float32 (padded to :attr:`multiple` for the encoders; the view cropped back)."""
+        h, w = xt.shape[-2:]
+        b = _channels_last(pad_to_multiple(xt, self.multiple)[0])
+        latents, view = {}, None
+        for model in self.models:
+            with self._autocast(b.device):
+                z = model.encode(b)
+                if model is self.mimic:
+                    view = model.decode(z)[..., :h, :w].float()
+            latents[model.name] = z.float()
+        return _Code(latents, view)
+
+    def _pixels(self, t, x, vs, mask, flip, acc, linf) -> None:
+        """Visibility sums of each version against the reference over tile ``t`` (pixels only, no model)."""
+        xt = t.slice(x)
         npx = t.h * t.w
         nvis = float(mask.sum()) if mask is not None else float(npx)
         acc["px"] += npx
         acc["vis"] += nvis
-        for k, v in vt.items():
+        for k, v in vs.items():
+            v = t.slice(v)
             d2 = (v - xt).square()
             acc["sq", k] += float((d2 * mask).sum()) if mask is not None else float(d2.sum())
             acc["ssim", k] += metrics.masked_mean(metrics.ssim_map(v, xt), mask) * nvis
@@ -133,32 +237,27 @@ class Evaluator:
             if self.extended:
                 acc["ms_ssim", k] += float(metrics.ms_ssim(v, xt)) * npx
                 linf[k] = max(linf[k], float((v - xt).abs().max()))
-        # one batch per tile: the reference, the versions and (when it differs) the artwork
-        names = list(vt)
-        batch = [xt, *vt.values()]
-        if art is not x:
-            batch.append(at)
-        b, _ = pad_to_multiple(torch.cat(batch), self.multiple)
-        b = b.contiguous(memory_format=torch.channels_last)  # ~1.5x faster convolutions on a CPU
-        for model in self.models:
-            z = model.encode(b).float()
-            acc["zz", model.name] += float(z[0].square().sum())
-            for i, k in enumerate(names, 1):
-                acc["dz", model.name, k] += float((z[i] - z[0]).square().sum())
-            if model is self.mimic:
-                views = model.decode(z)[..., : t.h, : t.w].float()
-                self._views(t, views, names, xt, at, acc)
 
-    def _views(self, t, views, names, xt, at, acc) -> None:
+    def _latents(self, t, x, art, vs, codes: dict[int, _Code], acc) -> None:
+        """Latent displacement and view sums of each version over tile ``t``, from the tile's ``codes``."""
+        ref = codes[id(x)]
+        for model in self.models:
+            z0 = ref.latents[model.name]
+            acc["zz", model.name] += float(z0.square().sum())
+            for k, v in vs.items():
+                acc["dz", model.name, k] += float((codes[id(v)].latents[model.name] - z0).square().sum())
+        if self.mimic is not None:
+            self._views(t, ref.view, {k: codes[id(v)].view for k, v in vs.items()}, t.slice(x), t.slice(art), acc)
+
+    def _views(self, t, v0, views, xt, at, acc) -> None:
+        """View sums over tile ``t``: each version's view against the reference's ``v0`` and the artwork ``at``."""
         npx = t.h * t.w
-        v0 = views[0:1]
         acc["clean_copy"] += float((v0 - at).square().sum())
         target = fit_target(None, xt, (t.top, t.left)) if self.extended else None
         if self.extended:
             feats_v0 = self.style(v0) if self.style is not None else None
             feats_art = self.style(at) if self.style is not None else None
-        for i, k in enumerate(names, 1):
-            v = views[i : i + 1]
+        for k, v in views.items():
             acc["dv", k] += float((v - v0).square().mean()) * npx  # mean over channels, as a PSNR wants
             acc["copy", k] += float((v - at).square().sum())
             if not self.extended:
