@@ -415,6 +415,9 @@ def test_leading_dash_names_after_double_dash(tmp_path, models_dir, monkeypatch)
 KILL_MID_WRITE = """
 import os, signal, sys, time
 from PIL import Image
+# Ctrl-C as in a terminal: a job a non-interactive shell starts in the background (`cmd &`, as a CI runner
+# may) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+signal.signal(signal.SIGINT, signal.default_int_handler)
 real = Image.Image.save
 def save(self, fp, *a, **k):
     real(self, fp, *a, **k)  # the temp file holds the image; the signal comes before it is moved into place
