@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .device import autocast, fixed_order_sum, resolve_precision
+from .device import autocast, channels_last, fixed_order_sum, resolve_precision
 from .encoders import Ensemble, LatentModel
 from .objectives import Objective
 
@@ -211,9 +211,7 @@ class PGD:
         ``start`` (broadcastable to ``images``, in [-1, 1]: a fraction of the budget, e.g. a learned pattern of
         :mod:`glazeish.warmstart`) replaces the random start: the first iterate is ``project(x + start·eps)``.
         """
-        # a copy, not .contiguous(): an image from to_tensor() passes for channels-last with a batch stride of 3,
-        # which oneDNN runs on a slow path (bf16 ~3.5x)
-        x = images.detach().float().clone(memory_format=torch.channels_last)
+        x = channels_last(images.detach().float())  # a copy: see channels_last for why not .contiguous()
         m = self.ensemble.multiple
         if x.shape[-1] % m or x.shape[-2] % m:
             raise ValueError(f"image size {tuple(x.shape[-2:])} must be a multiple of {m} (pad first)")

@@ -92,6 +92,16 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A fresh channels-last copy of ``B×C×H×W`` ``x``: CPU convolutions are ~1.5x faster in that layout.
+
+    Not ``x.contiguous(memory_format=...)``: a ``1×3×H×W`` view of an ``H×W×3`` array (``to_tensor``) already
+    counts as channels-last, but its batch stride (3) sends oneDNN down a slow path (measured at 512²: 3.5x
+    slower in bf16, 1.3x in fp32); a clone gets the canonical strides.
+    """
+    return x.clone(memory_format=torch.channels_last)
+
+
 def fixed_order_sum(t: torch.Tensor) -> torch.Tensor:
     """Per-image sums of a ``B×...`` tensor as ``B×1×…×1`` float64, with the same bits on any thread count.
 
