@@ -13,7 +13,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from .attack import OPTIMIZERS, SCHEDULES
+from .budget import budget_map, masked_budget
 from .device import resolve_device, resolve_precision
 from .warmstart import available, shipped_path
 
@@ -221,6 +224,18 @@ class ProtectConfig:
     def rms(self) -> float | None:
         """The energy bound as a fraction of the [0, 1] range, or None."""
         return None if self.rms_levels is None else self.rms_levels / 255
+
+    def eps_map(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The per-pixel L∞ bound of this config's ``budget`` for ``x`` (``B×3×H×W`` in [0, 1]) as a
+        ``B×1×H×W`` map in [0, 1] units, or None for a flat budget on an opaque image (``eps`` everywhere).
+        ``alpha`` (``B×1×H×W`` in [0, 1]): no budget where it is 0. The one budget of a config: the
+        protector cloaks and the learned start trains under it."""
+        if self.budget == "perceptual":
+            return budget_map(x, self.eps, floor=self.budget_floor, alpha=alpha)
+        if self.budget == "masked":
+            return masked_budget(x, self.eps / self.budget_cap, cap=self.budget_cap, floor=self.budget_floor,
+                                 power=self.budget_power, alpha=alpha)
+        return None if alpha is None else (alpha > 0).float() * self.eps
 
     def replace(self, **changes) -> "ProtectConfig":
         return dataclasses.replace(self, **changes)

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from .attack import PGD, StepCallback
-from .budget import budget_map, masked_budget
 from .config import PRESETS, ProtectConfig  # noqa: F401  (PRESETS re-exported: the presets live with the config)
 from .device import resolve_device, resolve_precision
 from .encoders import Ensemble, load_encoders
@@ -117,14 +116,7 @@ class Protector:
         x = x.to(self.device)
         xp, (h, w) = pad_to_multiple(x, self.ensemble.multiple)
         a = None if alpha is None else pad_to_multiple(alpha.to(self.device).float(), self.ensemble.multiple)[0]
-        eps_map = None
-        if c.budget == "perceptual":
-            eps_map = budget_map(xp, self.eps, floor=c.budget_floor, alpha=a)
-        elif c.budget == "masked":
-            eps_map = masked_budget(xp, self.eps / c.budget_cap, cap=c.budget_cap, floor=c.budget_floor,
-                                    power=c.budget_power, alpha=a)
-        elif a is not None:
-            eps_map = (a > 0).float() * self.eps
+        eps_map = c.eps_map(xp, a)
         n_tiles = self.n_tiles(h, w)
 
         def attack_tile(xs: torch.Tensor, es: torch.Tensor | None, index: int, tile: Tile) -> torch.Tensor:

@@ -21,16 +21,26 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .attack import project
-from .budget import masked_budget
 from .device import autocast
 from .encoders import Ensemble
 from .objectives import Objective
+
+
+class Budgeted(Protocol):
+    """What training needs of a :class:`~glazeish.config.ProtectConfig` (typed structurally: the config
+    imports this module for its shipped patterns)."""
+
+    eps: float
+    rms: float | None
+
+    def eps_map(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor | None: ...
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "starts"
 #: ``ProtectConfig.start`` values that are not a pattern: PGD's uniform random start, or none (δ₀ = 0)
@@ -103,27 +113,11 @@ def resolve_start(start: str, encoder: str, objective: str) -> StartPattern | No
 # training (offline, once per encoder and objective)
 
 
-@dataclass(frozen=True)
-class Budget:
-    """The per-image budget a pattern is trained under: the masked map of :func:`masked_budget` (``eps`` =
-    the L∞ cap, [0, 1] units) and the energy bound ``rms`` — the default preset's, so the pattern learns to
-    spend the budget the cloak will have."""
-
-    eps: float
-    cap: float
-    floor: float
-    rms: float | None
-    power: float = 1.0
-
-    def map(self, x: torch.Tensor) -> torch.Tensor:
-        return masked_budget(x, self.eps / self.cap, cap=self.cap, floor=self.floor, power=self.power)
-
-
 def fit_pattern(
     ensemble: Ensemble,
     objective: Objective,
     batches: Iterable[torch.Tensor],
-    budget: Budget,
+    budget: Budgeted,
     *,
     period: int = 64,
     lr: float = 0.05,
@@ -137,7 +131,8 @@ def fit_pattern(
 
     Args:
         batches: ``B×3×h×w`` float in [0, 1] (h, w multiples of the encoders' multiple); one Adam step each.
-        budget: the budget each crop is cloaked under (the pattern is a fraction of it, like the attack's δ).
+        budget: the config whose budget each crop is cloaked under (:meth:`ProtectConfig.eps_map` and its energy
+            bound ``rms``; the pattern is a fraction of it, like the attack's δ): the preset the pattern is for.
         period: the pattern's side ``T`` (a multiple of the encoders' multiple).
         transforms: EOT transforms, applied in turn (as the default preset's ``cycle`` order does).
         init: the first pattern, ``random`` (seeded uniform noise in [-1, 1], like PGD's random start) or
@@ -163,7 +158,8 @@ def fit_pattern(
         x = x.to(device).float().contiguous(memory_format=torch.channels_last)
         with autocast(device, precision):
             losses = [(objective.setup(model, x), w) for model, w in ensemble]
-        e = budget.map(x)
+        e = budget.eps_map(x)
+        e = torch.full_like(x[:, :1], budget.eps) if e is None else e
         pattern = StartPattern(u)
         field = pattern.field(*x.shape[-2:]).to(device)
         x0 = project(x + field * e, x, e, budget.rms)  # the attack's first iterate (PGD's `start`)

@@ -13,7 +13,7 @@ from glazeish.encoders import Ensemble
 from glazeish.imageio import Artwork
 from glazeish.objectives import make_objective
 from glazeish.protect import Protector
-from glazeish.warmstart import Budget, StartPattern, available, fit_pattern, resolve_start, shipped_path
+from glazeish.warmstart import StartPattern, available, fit_pattern, resolve_start, shipped_path
 
 
 def _pattern(period: int = 16, seed: int = 0) -> StartPattern:
@@ -90,7 +90,7 @@ def test_fit_pattern_lowers_the_objective_on_its_training_crops(taef2):
     obj = make_objective("mimic-away")
     g = torch.Generator().manual_seed(0)
     crops = torch.rand(2, 3, 32, 32, generator=g)
-    budget = Budget(eps=12 / 255, cap=3.0, floor=0.5, rms=2.95 / 255)
+    budget = ProtectConfig(intensity="fast")
     seen: list[float] = []
     pattern = fit_pattern(ens, obj, [crops] * 6, budget, period=16, lr=0.2, log=lambda i, loss: seen.append(loss))
     assert len(seen) == 6 and pattern.period == (16, 16) and pattern.pattern.abs().max() <= 1
@@ -98,7 +98,7 @@ def test_fit_pattern_lowers_the_objective_on_its_training_crops(taef2):
         fit_pattern(ens, obj, [crops], budget, period=12)
 
     def loss(p: StartPattern) -> float:
-        e = budget.map(crops)
+        e = budget.eps_map(crops)
         x0 = project(crops + p.field(32, 32) * e, crops, e, budget.rms)
         return float(obj.setup(ens.models[0], crops)(x0).mean())
 

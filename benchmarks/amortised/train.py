@@ -34,7 +34,7 @@ from glazeish.device import cpu_name, resolve_precision
 from glazeish.encoders import load_encoders
 from glazeish.objectives import make_objective
 from glazeish.transforms import make_transforms
-from glazeish.warmstart import Budget, fit_pattern, shipped_path
+from glazeish.warmstart import fit_pattern, shipped_path
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
@@ -129,7 +129,6 @@ def main(argv: list[str] | None = None) -> None:
     ens = load_encoders(args.encoder, args.models_dir, device)
     objective = make_objective(cfg.objective)
     transforms = make_transforms(cfg.robust, ens) if cfg.robust else []
-    budget = Budget(eps=cfg.eps, cap=cfg.budget_cap, floor=cfg.budget_floor, rms=cfg.rms, power=cfg.budget_power)
 
     train = [p for k in KINDS for p in split(k, "train")]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in train]
@@ -149,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
                       file=sys.stderr)
 
         batches = crops(images, args.crop, args.batch, args.steps, args.seed)
-        pattern = fit_pattern(ens, objective, batches, budget, period=args.period, lr=args.lr, transforms=transforms,
+        pattern = fit_pattern(ens, objective, batches, cfg, period=args.period, lr=args.lr, transforms=transforms,
                               precision=precision, seed=args.seed, init=args.init, log=note)
     out.parent.mkdir(parents=True, exist_ok=True)
     pattern.save(out, note={
