@@ -74,6 +74,10 @@ app = typer.Typer(
 PRESET_HELP = "; ".join(f"{k}: eps {p.eps_levels:g}/255{' on texture' if p.budget == 'masked' else ''}, "
                         f"{p.steps} steps, {p.summary}" for k, p in PRESETS.items())
 MODELS_HELP = "Folder with the encoder weights (default: $GLAZEISH_MODELS, then the download cache)."
+FIGURE_TILES_HELP = ("Measure what the model sees on at most this many 512-px tiles, spread over the image (0: all of "
+                     "it). Images up to 4 tiles (about 1 megapixel) are always measured whole; on bigger ones this "
+                     "saves most of the figures' time (benchmarks/figures_sampled/). Visibility always covers every "
+                     "pixel.")
 ENCODER_HELP = ("Encoder(s) to attack, comma-separated for an ensemble, name*w to weight one. Registered: "
                 + ENCODERS.help())
 
@@ -224,6 +228,7 @@ def protect(
     overwrite: bool = typer.Option(False, help="Replace existing outputs (inputs are never overwritten)."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Measure each cloak against noise of the same "
                                   "PSNR and of the same L-inf (--no-eval skips the figures, also in --json)."),
+    figure_tiles: int = typer.Option(4, "--figure-tiles", min=0, help=FIGURE_TILES_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summaries."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
@@ -261,7 +266,7 @@ def protect(
                                copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity,
                                note=glazeish_note)
         job = Job(config=config.resolved(), meta=meta, fmt=fmt, quality=quality, evaluate=evaluate or report,
-                  purify=_purify_list(purify), report=report, max_pixels=max_pixels)
+                  purify=_purify_list(purify), figure_tiles=figure_tiles, report=report, max_pixels=max_pixels)
     except (ValueError, WeightsError) as e:
         fail(first_line(e))
     if fmt != "png":
@@ -358,6 +363,7 @@ def check(
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the HTML report to this file "
                                           "(or into this folder as <cloaked stem>.report.html)."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
+    figure_tiles: int = typer.Option(4, "--figure-tiles", min=0, help=FIGURE_TILES_HELP),
 ):
     """Did the cloak work? Compare ORIGINAL and CLOAKED with noise of the same PSNR and of the same L-inf.
 
@@ -377,7 +383,7 @@ def check(
             fail(f"--report {report}: that is one of the images being checked; choose another file")
     try:
         orig_rgb, cloak_rgb, alpha, warns = load_pair(original, cloaked, max_pixels)
-        evaluator = Evaluator(load_encoders(encoder, models, resolve_device(device)))
+        evaluator = Evaluator(load_encoders(encoder, models, resolve_device(device)), sample=figure_tiles)
         purifiers = build_purifications(_purify_list(purify), model=evaluator.mimic, seed=seed, models_dir=models,
                                         pipeline=purify_pipeline, upscaler=upscaler)
         figures = assess(orig_rgb, cloak_rgb, evaluator, alpha=alpha, eps_levels=eps, seed=seed,

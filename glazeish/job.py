@@ -43,6 +43,9 @@ class Job:
         fmt, quality: ``png`` (lossless) or ``jpeg``/``webp`` at ``quality`` (1-100).
         evaluate: compute the figures (next to same-PSNR and same-L∞ noise) of each file written.
         purify: purifications whose survival the figures include (e.g. ``("jpeg75",)``).
+        figure_tiles: measure what the model sees on at most this many tiles of a large image (0: all of it;
+            see :class:`~glazeish.evaluation.Evaluator`'s ``sample``). Images up to 4 tiles are always
+            measured whole.
         report: also write an HTML report next to each output.
         max_pixels: refuse larger images (machine-local: it decides whether, not how, an image is cloaked).
     """
@@ -53,6 +56,7 @@ class Job:
     quality: int = 95
     evaluate: bool = True
     purify: tuple[str, ...] = ()
+    figure_tiles: int = 4
     report: bool = False
     max_pixels: int = machine_local(DEFAULT_MAX_PIXELS)
 
@@ -61,6 +65,8 @@ class Job:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {self.fmt!r}")
         if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
             raise ValueError(f"quality must be a whole number from 1 to 100, not {self.quality}")
+        if isinstance(self.figure_tiles, bool) or not isinstance(self.figure_tiles, int) or self.figure_tiles < 0:
+            raise ValueError(f"figure tiles must be a whole number ≥ 0 (0: every tile), not {self.figure_tiles}")
         if self.max_pixels < 1:
             raise ValueError(f"max pixels must be at least 1, not {self.max_pixels}")
         check_fits(self.meta, self.fmt)
@@ -233,7 +239,8 @@ class Cloaker:
         self.protector = protector or Protector(self.job.config)
         # the figures stay fp32 whatever the cloak's precision: bf16 autocast would make them ~3x faster on a
         # CPU but moves the noise baselines' view figures by up to ~1 dB (benchmarks/figures_precision/)
-        self.evaluator = Evaluator(self.protector.ensemble, tile=self.protector.config.tile, precision="fp32")
+        self.evaluator = Evaluator(self.protector.ensemble, tile=self.protector.config.tile, precision="fp32",
+                                   sample=self.job.figure_tiles)
 
     @property
     def load_seconds(self) -> float:

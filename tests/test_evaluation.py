@@ -326,3 +326,54 @@ def test_outputs_and_figures_unchanged_by_the_evaluation_layer(tmp_path, paintin
         assert new["latent"]["taef2"] == pytest.approx(ref["latent_displacement"][old], rel=1e-4)
         assert new["view_psnr"] == pytest.approx(ref["mimic_psnr"][old], abs=1e-3)
     assert jsonable(row) == row
+
+
+def test_sampled_tiles_spread_over_the_layout():
+    from glazeish.evaluation.measure import sampled_tiles
+    from glazeish.tiling import plan_tiles
+
+    grid = plan_tiles(2048, 2048, 512, 0)
+    assert len(grid) == 16
+    diag = sampled_tiles(grid, 4)
+    assert [(t.top, t.left) for t in diag] == [(i * 512, i * 512) for i in range(4)]  # every row and column
+    assert sampled_tiles(grid, 0) == grid and sampled_tiles(grid, 16) == grid and sampled_tiles(grid, 99) == grid
+    assert sampled_tiles(grid, 1) == [grid[8]]
+    assert len(set(sampled_tiles(grid, 7))) == 7
+
+
+def test_sampled_figures_are_the_sampled_tiles_figures(ensemble, original, cloaked):
+    """With ``sample`` the pixel figures still cover every pixel (the same numbers as a full run) and the model
+    figures are exactly those of the sampled tile measured on its own; the share measured is reported."""
+    noise, uniform = baselines(original, cloaked, 4.0, 0)
+    x, xc, xn = (to_tensor(a) for a in (original, cloaked, noise))  # 96×128: 2×2 tiles of 48×64
+    full = Evaluator(ensemble, tile=64)
+    one = Evaluator(ensemble, tile=64, sample=1)
+    (f_full, _), (f_one, copy_one) = full.compare(x, {"c": xc, "n": xn}), one.compare(x, {"c": xc, "n": xn})
+    tiles, sampled = one.tiles(96, 128)
+    assert len(tiles) == 4 and sampled == [tiles[2]] and one.measured_share(96, 128) == 0.25
+    t = sampled[0]
+    crop = Evaluator(ensemble, tile=64)
+    f_crop, copy_crop = crop.compare(t.slice(x), {"c": t.slice(xc), "n": t.slice(xn)})
+    for k in ("c", "n"):
+        assert (f_one[k].psnr, f_one[k].ssim) == (f_full[k].psnr, f_full[k].ssim)  # pixels: every tile
+        assert f_one[k].view_psnr == pytest.approx(f_crop[k].view_psnr, abs=1e-9)
+        assert f_one[k].copy_psnr == pytest.approx(f_crop[k].copy_psnr, abs=1e-9)
+        assert f_one[k].latent == pytest.approx(f_crop[k].latent, abs=1e-12)
+    assert copy_one == pytest.approx(copy_crop, abs=1e-9)
+    assert f_one["c"].view_psnr != f_full["c"].view_psnr
+    figs = assess(original, cloaked, one, purifications=())
+    assert figs.measured == 0.25 and figs.to_dict()["measured"] == 0.25
+    assert any(s.startswith("Measured on: 25% of the picture") for s in judge(figs).sentences)
+    assert "model figures on 25% of the image" in one_line("x", figs)
+    assert assess(original, cloaked, full, purifications=()).measured == 1.0
+    with pytest.raises(ValueError, match="sample must be"):
+        Evaluator(ensemble, sample=-1)
+
+
+def test_job_checks_its_figure_tiles():
+    from glazeish.job import Job
+
+    assert Job().figure_tiles == 4
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="figure tiles must be"):
+            Job(figure_tiles=bad)

@@ -154,6 +154,7 @@ def assess(
         linf=linf, seed=int(seed), mimic_model=ev.mimic.name if ev.mimic else None, encoders=ev.names,
         before=before, purified=result,
         visible=1.0 if alpha is None else float((np.asarray(alpha) > 0).mean()), warnings=warnings,
+        measured=ev.measured_share(*original.shape[:2]),
     )
 
 

@@ -149,6 +149,8 @@ class Figures:
         encoders: the encoders whose latents were measured, in order.
         before: cloak and baselines against the original; ``purified``: per purification name.
         warnings: plain sentences about the pair (identical images, budget overshoot, ...).
+        measured: share of the pixels whose model figures (latents, mimic's views) were measured: 1, or less
+            when the evaluator sampled tiles of a large image (the pixel figures always cover every pixel).
     """
 
     width: int
@@ -163,6 +165,7 @@ class Figures:
     purified: dict[str, Purified] = field(default_factory=dict)
     visible: float = 1.0
     warnings: list[str] = field(default_factory=list)
+    measured: float = 1.0
 
     @property
     def summary(self) -> Summary:

@@ -11,7 +11,10 @@ on the features of an encoder the cloak did not attack, the correlation of the v
 
 Images larger than ``tile`` are measured in tiles of at most ``tile`` px (memory stays flat; a mimic trains on
 crops of about that size): sums of squares add up exactly, SSIM/ꟻLIP/style are pixel-weighted means of the
-tiles' values. Everything runs without gradients, the sums in float32; the encoders and the decoder run in
+tiles' values. With ``sample=k`` the model figures (latents, views: the cost, ~2.5 s per 512² image and version
+in fp32 on a 2-core CPU) are measured on at most ``k`` tiles spread evenly over the image
+(:func:`sampled_tiles`), the pixel figures still on every pixel: a 2048² image costs 4 tiles' model passes
+instead of 16 (the difference this makes is measured in ``benchmarks/figures_sampled/``). Everything runs without gradients, the sums in float32; the encoders and the decoder run in
 the evaluator's ``precision``: fp32 by default, and in every figure glazeish reports, because bf16 autocast
 (~3x faster on a CPU with native bf16) moves the noise baselines' view PSNR by up to ~1 dB: their views sit
 31-42 dB from the original's, where bf16's rounding is of the size of the difference measured
@@ -39,7 +42,7 @@ from ..device import PRECISIONS, autocast, channels_last, resolve_precision
 from ..encoders import Ensemble, LatentModel, first_with_decoder
 from ..imageio import pad_to_multiple, to_uint8
 from ..objectives import fit_target
-from ..tiling import plan_tiles
+from ..tiling import Tile, plan_tiles
 from .figures import VersionFigures
 
 #: the benchmark's metrics beyond the headline figures (``extended=True``), in ``VersionFigures.extra``
@@ -49,6 +52,18 @@ EXTENDED = ("ms_ssim", "linf", "rms", "view_ssim", "copy_ssim", "style", "copy_s
 def _db(sq: float, n: float) -> float:
     """PSNR (dB, peak 1) of a sum of squared errors ``sq`` over ``n`` values."""
     return float(10 * math.log10(n / sq)) if sq > 0 else math.inf
+
+
+def sampled_tiles(tiles: Sequence[Tile], k: int) -> list[Tile]:
+    """At most ``k`` of ``tiles`` (all when ``k`` is 0 or covers them), evenly spaced in raster order: on a
+    4×4 grid, 4 tiles are its diagonal, one in every row and every column. Depends on the layout only (never
+    on the pixels), so a cloak cannot be steered toward the tiles that are measured."""
+    n = len(tiles)
+    if k <= 0 or k >= n:
+        return list(tiles)
+    if k == 1:
+        return [tiles[n // 2]]
+    return [tiles[round(i * (n - 1) / (k - 1))] for i in range(k)]
 
 
 @dataclass(frozen=True)
@@ -87,10 +102,11 @@ class Evaluator:
         precision: autocast of the encoders and the decoder (``fp32``, ``bf16``, ``fp16`` or ``auto``, see
             :mod:`glazeish.device`); their outputs are cast back to float32 for the sums. ``fp32`` (the
             default, and what ``protect`` and ``check`` use) keeps the figures exact; see the module doc.
+        sample: measure the model figures on at most this many tiles of a large image (0: every tile).
     """
 
     def __init__(self, models: Ensemble | Sequence[LatentModel], *, style: torch.nn.Module | None = None,
-                 extended: bool = False, tile: int = 512, precision: str = "fp32"):
+                 extended: bool = False, tile: int = 512, precision: str = "fp32", sample: int = 0):
         self.models = list(models.models if isinstance(models, Ensemble) else models)
         if not self.models:
             raise ValueError("an evaluator needs at least one encoder")
@@ -102,6 +118,9 @@ class Evaluator:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.precision = precision
+        if sample < 0:
+            raise ValueError(f"sample must be ≥ 0 tiles (0: every tile), not {sample}")
+        self.sample = int(sample)
 
     @property
     def device(self) -> torch.device:
@@ -127,6 +146,16 @@ class Evaluator:
                 t.slice(v)[:] = view.float()
             out.append(to_uint8(v))
         return out
+
+    def tiles(self, height: int, width: int) -> tuple[list[Tile], list[Tile]]:
+        """(every tile of a ``height×width`` image, the tiles whose model figures are measured)."""
+        tiles = plan_tiles(height, width, self.tile, 0)
+        return tiles, sampled_tiles(tiles, self.sample)
+
+    def measured_share(self, height: int, width: int) -> float:
+        """Share of a ``height×width`` image's pixels that the model figures are measured on (1: all)."""
+        _, sampled = self.tiles(height, width)
+        return sum(t.h * t.w for t in sampled) / (height * width)
 
     def _autocast(self, device: torch.device):
         return autocast(device, resolve_precision(self.precision, device))
@@ -182,15 +211,18 @@ class Evaluator:
         mask = None if alpha is None else torch.from_numpy(np.asarray(alpha) > 0).to(dev)[None, None].float()
         accs: list[dict] = [defaultdict(float) for _ in jobs]
         linfs: list[dict[str, float]] = [defaultdict(float) for _ in jobs]
-        for t in plan_tiles(*shape[-2:], self.tile, 0):
+        tiles, sampled = self.tiles(*shape[-2:])
+        for t in tiles:
             mt = None if mask is None else t.slice(mask)
-            codes = {id(img): self._code(t.slice(img)) for img in encoded}
+            codes = {id(img): self._code(t.slice(img)) for img in encoded} if t in sampled else None
             for (x, art, vs, flip), acc, linf in zip(jobs, accs, linfs):
                 self._pixels(t, x, vs, mt, flip, acc, linf)
-                self._latents(t, x, art, vs, codes, acc)
+                if codes is not None:
+                    acc["mpx"] += t.h * t.w
+                    self._latents(t, x, art, vs, codes, acc)
         out = []
         for (_, _, vs, flip), acc, linf in zip(jobs, accs, linfs):
-            clean_copy = _db(acc["clean_copy"], acc["px"] * 3) if self.mimic else None
+            clean_copy = _db(acc["clean_copy"], acc["mpx"] * 3) if self.mimic else None
             out.append((self._collect(acc, linf, vs, flip), clean_copy))
         return out
 
@@ -267,12 +299,13 @@ class Evaluator:
     # -- sums to figures ---------------------------------------------------------------------------
 
     def _collect(self, acc, linf, vs, flip) -> dict[str, VersionFigures]:
-        px, vis = acc["px"], max(acc["vis"], 1e-12)
+        # pixel figures are over every tile (px), model figures over the sampled ones (mpx)
+        px, mpx, vis = acc["px"], acc["mpx"], max(acc["vis"], 1e-12)
         out = {}
         for k in vs:
             latent = {m.name: (acc["dz", m.name, k] / max(acc["zz", m.name], 1e-12)) ** 0.5 for m in self.models}
-            view = _db(acc["dv", k], px) if self.mimic else None
-            copy = _db(acc["copy", k], px * 3) if self.mimic else None
+            view = _db(acc["dv", k], mpx) if self.mimic else None
+            copy = _db(acc["copy", k], mpx * 3) if self.mimic else None
             extra = {}
             if self.extended:
                 extra = {"ms_ssim": acc["ms_ssim", k] / px, "linf": round(linf[k] * 255, 4),
@@ -282,11 +315,11 @@ class Evaluator:
                     cov = acc["corr", "ab", k] - acc["corr", "a", k] * acc["corr", "b", k] / max(n, 1)
                     va = acc["corr", "aa", k] - acc["corr", "a", k] ** 2 / max(n, 1)
                     vb = acc["corr", "bb", k] - acc["corr", "b", k] ** 2 / max(n, 1)
-                    extra.update(view_ssim=acc["view_ssim", k] / px, copy_ssim=acc["copy_ssim", k] / px,
+                    extra.update(view_ssim=acc["view_ssim", k] / mpx, copy_ssim=acc["copy_ssim", k] / mpx,
                                  decoy_corr=cov / math.sqrt(va * vb) if va > 0 and vb > 0 else 0.0,
-                                 decoy_psnr=_db(acc["decoy", k], px * 3))
+                                 decoy_psnr=_db(acc["decoy", k], mpx * 3))
                     if self.style is not None:
-                        extra.update(style=acc["style", k] / px, copy_style=acc["copy_style", k] / px)
+                        extra.update(style=acc["style", k] / mpx, copy_style=acc["copy_style", k] / mpx)
             out[k] = VersionFigures(
                 psnr=_db(acc["sq", k], 3 * vis), ssim=acc["ssim", k] / vis, latent=latent, view_psnr=view,
                 copy_psnr=copy, flip=acc["flip", k] / vis if k in flip else None, extra=extra,

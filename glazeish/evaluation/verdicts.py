@@ -170,6 +170,9 @@ def judge(f: Figures) -> Verdict:
             lv = survival(p.retained)
             surv[name] = lv.key
             out.append(f"After {what}: about {max(0.0, p.retained) * 100:.0f}% of the protection remains ({lv.words})")
+    if f.measured < 1:
+        out.append(f"Measured on: {f.measured * 100:.0f}% of the picture for what the model sees (tiles spread over "
+                   "it, to save time on a large image); the visibility on all of it")
     out.extend(f"Warning: {w}" for w in f.warnings)
     return Verdict(vis.key, prot_key, surv, out)
 
@@ -186,4 +189,6 @@ def one_line(name: str, f: Figures) -> str:
         parts.append(f"{enc} latent {s.latent_ratio[enc]:.1f}x noise")
     for p, r in s.retained.items():
         parts.append(f"after {p}: {'–' if r is None else f'{max(0.0, r) * 100:.0f}% left'}")
+    if f.measured < 1:
+        parts.append(f"model figures on {f.measured * 100:.0f}% of the image")
     return f"{name}: " + ", ".join(parts)
