@@ -23,7 +23,7 @@ from .warmstart import available, shipped_path
 
 @dataclass(frozen=True)
 class Preset:
-    """A documented setting, chosen on the measured frontier (``benchmarks/frontier/RESULTS.md``).
+    """A documented setting, chosen on the measured frontier (``benchmarks/cloak_search/RESULTS.md``).
 
     ``eps_levels`` in 1/255 (the L∞ bound); ``robust`` = the EOT transforms sampled per step (``""`` = none);
     the budget fields as in :class:`ProtectConfig`.
@@ -45,9 +45,11 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "low": Preset(3, 6, "mimic", "", "lightest touch (PSNR ~39-41 dB); a JPEG re-save removes most of it",
-                  "Not optimised against re-compression and weaker than default: for lossless PNGs where the lightest "
-                  "touch matters most; prefer default for anything a platform will re-compress."),
+    "low": Preset(10.5, 6, "mimic-away", "jpeg,identity",
+                  "lightest touch (PSNR ~40 dB); the change hides in texture, weaker than default",
+                  "The default's aim and way of spending the change, with less of it (RMS 2.5/255 instead of 2.95) "
+                  "and 6 steps: for art where the lightest touch matters most.",
+                  budget="masked", budget_floor=0.5, budget_cap=3.0, rms_levels=2.5, transform_order="cycle"),
     "default": Preset(12, 8, "mimic-away", "jpeg,identity",
                       "near-invisible (PSNR ~38.7 dB); the change hides in texture; optimised to survive a JPEG re-save",
                       "Spends its change where the picture is busy (flat colour and paper get about half the average), "
@@ -61,9 +63,11 @@ PRESETS: dict[str, Preset] = {
                    "paintings, in about half the time.",
                    budget="masked", budget_floor=0.5, budget_cap=3.0, rms_levels=2.95, transform_order="cycle",
                    start="learned"),
-    "high": Preset(6, 12, "mimic", "identity,jpeg", "most change; faint grain may show on flat colour (PSNR ~35-36 dB)",
-                   "Changes every pixel by up to 6/255, flat colour included, and optimises 12 steps toward a decoy "
-                   "texture: the most visible preset."),
+    "high": Preset(15, 12, "mimic-away", "jpeg,identity",
+                   "strongest (PSNR ~37.6 dB); the most visible preset: faint grain on flat colour when zoomed in",
+                   "The default's aim with more change (RMS 3.35/255 instead of 2.95, up to 15/255 on busy texture) "
+                   "and 12 steps: what a model reproduces moves furthest, at about 1.5× the default's time.",
+                   budget="masked", budget_floor=0.5, budget_cap=3.0, rms_levels=3.35, transform_order="cycle"),
 }
 MAX_EPS_LEVELS = 64
 MAX_STEPS = 1000  # PhotoGuard's longest runs; beyond this a typo is likelier than a wish

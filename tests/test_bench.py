@@ -182,8 +182,10 @@ def test_random_protection_is_in_budget_and_not_the_baseline_draw():
 
 def test_presets_keep_their_own_budget_and_caches_follow_every_setting():
     ctx = BenchContext(eps_levels=8)
-    assert make_protection("glazeish-low", ctx).eps_levels == 3
-    assert make_protection("glazeish-high", ctx).eps_levels == 6
+    from glazeish.config import PRESETS
+
+    assert make_protection("glazeish-low", ctx).eps_levels == PRESETS["low"].eps_levels == 10.5
+    assert make_protection("glazeish-high", ctx).eps_levels == PRESETS["high"].eps_levels == 15
     # the peers keep their authors' budgets, whatever --eps says
     assert make_protection("mist-textural-style", ctx).eps_levels == 16
     assert make_protection("photoguard-encoder-style", ctx).eps_levels == pytest.approx(7.65)

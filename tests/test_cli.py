@@ -90,8 +90,9 @@ def test_robust_flags_map_onto_the_preset():
     from glazeish.transforms import DEFAULT_ROBUST
 
     assert ProtectConfig(robust=_robust(None, None)).robust == PRESETS["default"].robust == "jpeg,identity"
-    assert ProtectConfig(intensity="low", robust=_robust(None, None)).robust == ""
+    assert ProtectConfig(intensity="low", robust=_robust(None, None)).robust == PRESETS["low"].robust
     assert ProtectConfig(robust=_robust(False, None)).robust == ""
+    assert ProtectConfig(intensity="low", robust=_robust(False, None)).robust == ""
     assert ProtectConfig(intensity="low", robust=_robust(True, None)).robust == DEFAULT_ROBUST
     assert ProtectConfig(robust=_robust(None, "jpeg,blur")).robust == "jpeg,blur"
 

@@ -226,7 +226,8 @@ def test_the_default_preset_is_the_masked_energy_bounded_cloak():
         "masked", 12, 3.0, 2.95, "mimic-away", "cycle")
     flat = ProtectConfig(budget="flat", eps_levels=4)
     assert flat.budget == "flat" and flat.rms_levels is None
-    assert ProtectConfig(intensity="low").budget == "flat" and ProtectConfig(intensity="low").rms_levels is None
+    assert ProtectConfig(intensity="low", budget="flat").rms_levels is None  # an explicit budget drops the preset's rms
+    assert (ProtectConfig(intensity="low").budget, ProtectConfig(intensity="low").rms_levels) == ("masked", 2.5)
     assert ProtectConfig().fingerprint() != ProtectConfig(rms_levels=3).fingerprint()
 
 
