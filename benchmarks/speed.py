@@ -6,6 +6,7 @@ thread settings are those a user gets. Peak RSS comes from `os.wait4` (that chil
     python benchmarks/speed.py --out benchmarks/speed            # the committed grid (about 30 min)
     python benchmarks/speed.py --quick --out /tmp/speed          # a smoke run
     python benchmarks/speed.py --grid amortised --out benchmarks/speed/amortised   # default vs the learned start
+    python benchmarks/speed.py --grid figures --out benchmarks/speed/figures       # 2048²: sampled vs all-tile figures
 
 Writes `results.jsonl` (one row per run), `RESULTS.md` (tables) and `speed.png` (time and memory vs pixels).
 """
@@ -72,6 +73,13 @@ def amortised_grid() -> list[tuple[tuple[int, int], int, list[str]]]:
             for how in ([], ["--intensity", "fast"], ["--start", "learned", "--steps", "0"]):
                 runs.append((size, 2, ["--precision", "auto", *how, *extra]))
     return runs
+
+
+def figures_grid() -> list[tuple[tuple[int, int], int, list[str]]]:
+    """2048² with the figures measured on 4 sampled tiles (the default) next to every tile, for ``fast`` and
+    ``default`` (``--grid figures``)."""
+    return [((2048, 2048), 2, ["--precision", "auto", *how, "--figure-tiles", n])
+            for how in (["--intensity", "fast"], []) for n in ("4", "0")]
 
 
 def grid(quick: bool) -> list[tuple[tuple[int, int], int, list[str]]]:
@@ -214,11 +222,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "speed")
     ap.add_argument("--scratch", type=Path, default=ROOT / "benchmarks" / "_scratch" / "speed")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--grid", choices=("full", "amortised"), default="full",
-                    help="full: the committed grid; amortised: the default next to --start learned (no batch run)")
+    ap.add_argument("--grid", choices=("full", "amortised", "figures"), default="full",
+                    help="full: the committed grid; amortised: the default next to --start learned; figures: 2048² "
+                    "with sampled vs all-tile figures (no batch run for either)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = amortised_grid() if args.grid == "amortised" else grid(args.quick)
+    runs = {"amortised": amortised_grid, "figures": figures_grid}.get(args.grid, lambda: grid(args.quick))()
     images = make_inputs(args.scratch, sorted({r[0] for r in runs}))
     rows = []
     with open(args.out / "results.jsonl", "w") as log:

@@ -24,6 +24,8 @@ The yardstick (all on the 8-bit files):
     python benchmarks/cloak_search/search.py --images paintings flat line --candidates default,proposal
     python benchmarks/cloak_search/search.py --summary benchmarks/cloak_search/results.jsonl
     python benchmarks/cloak_search/search.py --figure --candidates default,proposal   # views.png
+    python benchmarks/cloak_search/search.py --frontier benchmarks/cloak_search/results.jsonl \\
+        benchmarks/cloak_search/presets.jsonl --candidates low,proposal-low,default,high,proposal-high   # frontier.png
 """
 
 from __future__ import annotations
@@ -111,6 +113,12 @@ CANDIDATES: dict[str, dict] = {
                          steps=6, robust="jpeg,identity", transform_order="cycle"),
     "proposal-high": dict(eps=5, rms=3.35, budget="masked", budget_floor=0.5, budget_cap=3.0, objective="mimic-away",
                           steps=12, robust="jpeg,identity", transform_order="cycle"),
+    "proposal-high-r4": dict(eps=5, rms=4.0, budget="masked", budget_floor=0.5, budget_cap=3.0, objective="mimic-away",
+                             steps=12, robust="jpeg,identity", transform_order="cycle"),
+    # --- the presets as the library has them (low / high were tuned on the same-L∞ yardstick) ---
+    "low": {"library": True, "intensity": "low"},
+    "high": {"library": True, "intensity": "high"},
+    "fast": {"library": True, "intensity": "fast"},
     # --- issue 19: the default from the learned start (glazeish.warmstart) with fewer steps, next to the same
     # step counts from PGD's random start (is it the start or just fewer steps?) ---
     "learned-s0": {"library": True, "start": "learned", "steps": 0},
@@ -502,6 +510,54 @@ def targets_met(rows: list[dict], cand: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# the frontier: visibility against damage, one point per candidate and kind
+
+
+def frontier(rows: list[dict], cands: list[str], dest: Path) -> None:
+    """PSNR (visibility) against the view PSNR (absolute damage) and the gap vs same-PSNR noise, one marker per
+    candidate and kind (mean, bars = min–max over images); the noise of the same PSNR drawn for reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(KINDS), figsize=(4.2 * len(KINDS), 7.5), sharex=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, kind in enumerate(KINDS):
+        for i, c in enumerate(cands):
+            sel = [r for r in rows if r["candidate"] == c and r["kind"] == kind and not r["crop"]]
+            if not sel:
+                continue
+            x = [r["psnr"] for r in sel]
+            for ax, key in zip(axes[:, j], ("view_psnr", "gap")):
+                y = [r[key] for r in sel]
+                mx, my = statistics.mean(x), statistics.mean(y)
+                ax.errorbar(mx, my, xerr=[[mx - min(x)], [max(x) - mx]], yerr=[[my - min(y)], [max(y) - my]],
+                            fmt="o", color=colours[i % len(colours)], label=c if j == 0 and key == "gap" else None,
+                            capsize=3)
+                if key == "view_psnr":
+                    ax.annotate(c, (mx, my), textcoords="offset points", xytext=(5, 4), fontsize=7)
+            noise = [r["view_psnr"] + r["gap"] for r in sel]  # same-PSNR noise's view PSNR
+            axes[0, j].scatter([statistics.mean(x)], [statistics.mean(noise)], marker="x", color="grey",
+                               label="same-PSNR noise" if i == 0 else None)
+        axes[0, j].set_title(kind)
+        axes[0, j].set_ylabel("mimic view vs clean view, dB (lower = more damage)")
+        axes[1, j].set_ylabel("gap vs same-PSNR noise, dB")
+        axes[1, j].set_xlabel("PSNR of the cloak, dB (higher = less visible)")
+        if kind in TARGETS:
+            p, v, g, _ = TARGETS[kind]
+            axes[0, j].axhline(v, ls=":", color="k", lw=0.8)
+            axes[1, j].axhline(g, ls=":", color="k", lw=0.8)
+            for ax in axes[:, j]:
+                ax.axvline(p, ls=":", color="k", lw=0.8)
+    axes[1, 0].legend(fontsize=7, loc="best")
+    axes[0, 0].legend(fontsize=7, loc="best")
+    fig.suptitle("Presets and candidates, full-size shared images (dotted: issue 15's targets)")
+    fig.tight_layout()
+    fig.savefig(dest, dpi=110)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # the picture
 
 
@@ -595,6 +651,8 @@ def main() -> None:
     ap.add_argument("--summary", metavar="JSONL", help="print the summary tables of a results file and exit")
     ap.add_argument("--per-image", default="", help="with --summary: candidates for the per-image table")
     ap.add_argument("--baseline", default="previous-default", help="with --summary: the candidate `time ×` divides by")
+    ap.add_argument("--frontier", nargs="*", metavar="JSONL", help="draw the frontier of --candidates from results files")
+    ap.add_argument("--frontier-out", default=str(HERE / "frontier.png"))
     ap.add_argument("--figure", action="store_true", help="draw views.png from the saved full-size cloaks")
     ap.add_argument("--figure-images", nargs="*")
     ap.add_argument("--figure-crop", type=int, default=192)
@@ -602,6 +660,10 @@ def main() -> None:
     ap.add_argument("--timing", type=int, default=0, metavar="ROUNDS",
                     help="time the candidates (first = baseline) on the first image, interleaved, and exit")
     args = ap.parse_args()
+    if args.frontier:
+        rows = [json.loads(l) for f in args.frontier for l in Path(f).read_text().splitlines()]
+        frontier(rows, args.candidates.split(","), Path(args.frontier_out))
+        return
     if args.summary:
         rows = [json.loads(l) for l in Path(args.summary).read_text().splitlines()]
         print(summarise(rows, baseline=args.baseline))
