@@ -115,7 +115,10 @@ CANDIDATES: dict[str, dict] = {
                           steps=12, robust="jpeg,identity", transform_order="cycle"),
     "proposal-high-r4": dict(eps=5, rms=4.0, budget="masked", budget_floor=0.5, budget_cap=3.0, objective="mimic-away",
                              steps=12, robust="jpeg,identity", transform_order="cycle"),
-    # --- the presets as the library has them (low / high were tuned on the same-L∞ yardstick) ---
+    # --- the low / high presets before this search re-tuned them (on the same-L∞ yardstick); since then the
+    # library's low / high are proposal-low / proposal-high ---
+    "previous-low": dict(eps=3, robust=""),
+    "previous-high": dict(eps=6, steps=12),
     "low": {"library": True, "intensity": "low"},
     "high": {"library": True, "intensity": "high"},
     "fast": {"library": True, "intensity": "fast"},
