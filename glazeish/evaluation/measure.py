@@ -14,10 +14,12 @@ crops of about that size): sums of squares add up exactly, SSIM/ꟻLIP/style are
 tiles' values. With ``sample=k`` the model figures (latents, views: the cost, ~2.5 s per 512² image and version
 in fp32 on a 2-core CPU) are measured on at most ``k`` tiles spread evenly over the image
 (:func:`sampled_tiles`), the pixel figures still on every pixel: a 2048² image costs 4 tiles' model passes
-instead of 16 (the difference this makes is measured in ``benchmarks/figures_sampled/``). Everything runs without gradients, the sums in float32; the encoders and the decoder run in
-the evaluator's ``precision``: fp32 by default, and in every figure glazeish reports, because bf16 autocast
-(~3x faster on a CPU with native bf16) moves the noise baselines' view PSNR by up to ~1 dB: their views sit
-31-42 dB from the original's, where bf16's rounding is of the size of the difference measured
+instead of 16 (what that changes is measured in ``benchmarks/figures_sampled/``).
+
+Everything runs without gradients, the sums in float32; the encoders and the decoder run in the evaluator's
+``precision``: fp32 by default, and in every figure glazeish reports, because bf16 autocast (~3x faster on a
+CPU with native bf16) moves the noise baselines' view PSNR by up to ~1 dB: their views sit 31-42 dB from the
+original's, where bf16's rounding is of the size of the difference measured
 (``benchmarks/figures_precision/RESULTS.md``).
 
 Each image is encoded (and decoded) once per call and one at a time: :meth:`Evaluator.compare_many` measures
