@@ -139,9 +139,11 @@ def run(args) -> list[dict]:
 def report(rows: list[dict], args) -> str:
     import torch
 
+    from glazeish.device import cpu_name
+
     lines = ["# Figures of a large image from 4 of its tiles vs from all of them", "",
              __doc__.split("\n\n")[1].replace("\n", " "), "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu()}, torch {torch.__version__} with "
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, torch {torch.__version__} with "
              f"{args.threads} thread(s); other jobs shared the CPU, so the seconds are noisy (their ratio less so).",
              "", f"Command: `{' '.join(shlex.quote(a) for a in ['python', *sys.argv])}`", "",
              f"{len(rows)} mosaics of 2048×2048 (16 tiles of 512², {rows[0]['tiles']} measured: "
@@ -164,16 +166,6 @@ def report(rows: list[dict], args) -> str:
                      f"{r['all']['view_gap']:.2f} / {r['sampled']['view_gap']:.2f} | "
                      f"{r['all']['jpeg_retained']:.2f} / {r['sampled']['jpeg_retained']:.2f} |")
     return "\n".join(lines) + "\n"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
