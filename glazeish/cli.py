@@ -198,8 +198,9 @@ def protect(
                                         "encoder and objective and shipped with glazeish, so that fewer steps reach "
                                         "the protection: the fast preset's) or a pattern PNG. Default: the preset's."),
     rms: Optional[float] = typer.Option(None, help="Energy bound in 1/255 units: the change's RMS stays at most this "
-                                        "(a PSNR bound; 2.95 is about 38.7 dB). Default: the preset's (default: "
-                                        "2.95; low/high: none)."),
+                                        "(a PSNR bound; 2.95 is about 38.7 dB). Default: the preset's ("
+                                        + ", ".join(f"{k}: {p.rms_levels or 'none'}" for k, p in PRESETS.items())
+                                        + ")."),
     encoder: str = typer.Option("taef2", help=ENCODER_HELP),
     objective: Optional[str] = typer.Option(None, help="What the cloak optimises (default: the preset's). "
                                             + OBJECTIVES.help()),
@@ -214,10 +215,15 @@ def protect(
                                           f"({', '.join(f'{k}: {p.robust or chr(34) * 2}' for k, p in PRESETS.items())})."),
     transforms: Optional[str] = typer.Option(None, help="Exactly these transforms, one sampled per step "
                                              f"(implies --robust). {TRANSFORMS.help()}"),
+    eot_reference: str = typer.Option("clean", "--eot-reference", help="What a transformed step pushes the "
+                                      "mimic's view away from: clean (the untouched image's view) or transformed "
+                                      "(the untouched image's view under the same transform, the way a purified "
+                                      "cloak is judged; one more forward pass per transformed step)."),
     budget: Optional[str] = typer.Option(None, help="flat (the same eps everywhere), perceptual (less change on "
                                          "flat colour and smooth gradients, up to eps on texture and edges) or "
                                          "masked (an energy budget moved from flat colour to texture, up to eps "
-                                         "there). Default: the preset's (default: masked; low/high: flat)."),
+                                         "there). Default: the preset's ("
+                                         + ", ".join(f"{k}: {p.budget}" for k, p in PRESETS.items()) + ")."),
     report: bool = typer.Option(False, "--report", help="Also write OUT/<stem>.protected.report.html: original, "
                                 "cloak, amplified change, what a model learns from each, figures and verdicts."),
     purify: str = typer.Option("jpeg75", help="Survival to report in the figures: purifications, comma-separated "
@@ -260,7 +266,8 @@ def protect(
         config = ProtectConfig(intensity=intensity, eps_levels=eps, steps=steps, objective=objective, encoder=encoder,
                                target=str(target) if target else None, seed=seed, device=device,
                                precision=precision, models_dir=str(models) if models else None,
-                               robust=_robust(robust, transforms), budget=budget, rms_levels=rms, start=start)
+                               robust=_robust(robust, transforms), budget=budget, rms_levels=rms, start=start,
+                               eot_reference=eot_reference)
         OBJECTIVES[config.objective]
         meta = MetadataOptions(enabled=metadata, data_mining=resolve_data_mining(data_mining), creator=creator,
                                copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity,

@@ -139,6 +139,9 @@ class ProtectConfig:
             (a PSNR bound: 2.95 ≈ 38.7 dB); ``None`` = L∞ only.
         optimizer, momentum, alpha_levels, schedule, coarse, transform_order: how PGD steps
             (:class:`glazeish.attack.PGD`; ``alpha_levels`` = the first step in 1/255, ``None`` = PGD's default).
+        eot_reference: what a transformed step pushes away from: ``clean`` (the untouched image's view) or
+            ``transformed`` (the view of the untouched image under the same transform: how a purified cloak is
+            judged, against the equally purified original; one more forward pass per transformed step).
         start: where the attack starts: ``random`` (uniform noise in the budget, PGD's start), ``zero``,
             ``learned`` (the pattern shipped for this encoder and objective, :mod:`glazeish.warmstart`) or the
             path of a pattern PNG (fingerprinted by its bytes).
@@ -167,6 +170,7 @@ class ProtectConfig:
     schedule: str = "cosine"
     coarse: int = 0
     transform_order: str | None = None
+    eot_reference: str = "clean"
     start: str | None = None
     tile: int = 512
     overlap: int = 64
@@ -208,6 +212,8 @@ class ProtectConfig:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         if self.transform_order not in ("random", "cycle"):
             raise ValueError(f"transform order must be random or cycle, not {self.transform_order!r}")
+        if self.eot_reference not in ("clean", "transformed"):
+            raise ValueError(f"EOT reference must be clean or transformed, not {self.eot_reference!r}")
         if self.start not in ("random", "zero", "learned") and not Path(self.start).is_file():
             raise ValueError(f"start must be random, zero, learned or a pattern PNG, not {self.start!r}")
         if self.start == "learned" and not shipped_path(self.encoder, self.objective).exists():

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from kornia.enhance import jpeg_codec_differentiable
 from kornia.filters import gaussian_blur2d
 
+from .device import autocast, resolve_precision
 from .encoders import require_decoder
 from .imageio import pad_to_multiple
 from .registry import Registered, Registry, split_specs
@@ -64,6 +65,8 @@ def _range(value: float | Sequence[float], what: str) -> tuple[float, float]:
 
 class Transform(Registered):
     """Base class: ``t(x, rng) -> x'``, same shape, in ``[0, 1]``, differentiable in ``x``."""
+
+    needs_model: bool = False  # built with ``model=`` (a LatentModel or Ensemble with a decoder)
 
     def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
         raise NotImplementedError
@@ -205,6 +208,7 @@ class AutoencoderRoundTrip(Transform):
 
     name = "ae"
     description = "autoencoder purification D(E(x)) with a model that has a decoder (needs a model)"
+    needs_model = True
 
     def __init__(self, model=None):
         self._model = require_decoder(model, "transform 'ae'")
@@ -214,10 +218,67 @@ class AutoencoderRoundTrip(Transform):
         return self._model.round_trip(x).to(x.dtype).clamp(0, 1)
 
 
+@register_transform
+class Purify(Transform):
+    """The adaptive mimic's purification as an EOT transform: IMPRESS++, shortened, with a straight-through gradient.
+
+    IMPRESS++ (Hönig et al. 2024; :class:`glazeish.purify.ImpressPlusPlus`) adds Gaussian noise, then moves the
+    image so that the autoencoder reproduces it (``‖D(E(x')) − x'‖²`` down, within ``eps`` of the noised image):
+    that undoes what a cloak does to the mimic's view. Here: noise of a σ drawn from ``noise`` (the noise itself
+    from a generator seeded off ``rng``), then ``steps`` signed-gradient steps of ``eps / steps`` on the same
+    consistency loss, each projected back within ``eps`` of the noised image and into [0, 1].
+
+    The consistency steps are not differentiated through (that would need second derivatives of the whole
+    autoencoder): their change is added with its gradient stopped, so the attack sees the purified image and its
+    gradient reaches ``x`` as if that change were constant (BPDA, Athalye et al. 2018); the noise is added
+    normally. Needs a model with a decoder (the attacked one: the mimic purifies with the autoencoder it will
+    train). Cost: ``steps`` encoder+decoder passes, forward and backward, per use, on top of the step's own.
+    ``precision`` is that of those passes (``auto``: as :func:`glazeish.device.resolve_precision`).
+    """
+
+    name = "purify"
+    description = "IMPRESS++-style purification: Gaussian noise σ ≤ 0.05, then 2 consistency steps within 4/255 (needs a model)"
+    needs_model = True
+
+    def __init__(self, model=None, noise: float | Sequence[float] = (0.0, 0.05), eps: float = 4 / 255,
+                 steps: int = 2, precision: str = "auto"):
+        self._model = require_decoder(model, "transform 'purify'")
+        self.model = self._model.name
+        self.noise = _range(noise, "purify noise")
+        if self.noise[0] < 0:
+            raise ValueError(f"purify noise must be non-negative, not {self.noise}")
+        if eps < 0 or steps < 0:
+            raise ValueError(f"purify eps and steps must be non-negative, not {eps}, {steps}")
+        self.eps, self.steps = float(eps), int(steps)
+        self.precision = precision
+
+    def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        s = rng.uniform(*self.noise)
+        gen = torch.Generator(device="cpu").manual_seed(rng.getrandbits(63))
+        noise = torch.randn(x.shape, generator=gen, dtype=torch.float32).to(device=x.device, dtype=x.dtype)
+        xn = (x + s * noise).clamp(0, 1)
+        if not self.steps or not self.eps:
+            return xn
+        base = xn.detach().float()
+        lo, hi = (base - self.eps).clamp(min=0), (base + self.eps).clamp(max=1)
+        xp = base.clone()
+        device = x.device
+        precision = resolve_precision(self.precision, device)
+        with torch.enable_grad():
+            for _ in range(self.steps):
+                xp.requires_grad_(True)
+                with autocast(device, precision):
+                    loss = (self._model.round_trip(xp).float() - xp).square().sum()
+                (grad,) = torch.autograd.grad(loss, xp)
+                with torch.no_grad():
+                    xp = torch.maximum(torch.minimum(xp - self.eps / self.steps * grad.sign(), hi), lo)
+        return xn + (xp - base).to(x.dtype)
+
+
 def make_transforms(names: str | Sequence[str], model=None) -> list[Transform]:
     """Build transforms from ``"jpeg,resize,blur"`` or ``["jpeg", "resize"]`` (default parameters).
 
-    ``model`` (a LatentModel or Ensemble) is needed only by ``ae``. An empty string gives ``[]``.
+    ``model`` (a LatentModel or Ensemble) is needed only by ``ae`` and ``purify``. An empty string gives ``[]``.
     Raises ValueError naming any unknown transform.
     """
     return TRANSFORMS.build_all([n.lower() for n in split_specs(names)], model=model)

@@ -140,6 +140,7 @@ def test_same_seed_same_output(small_painting, tmp_path, models_dir):
         (["--seed", "1e23"], "Invalid value for '--seed'"),
         (["--seed", str(2**64)], "seed must be a whole number"),
         (["--steps", "six"], "Invalid value for '--steps'"),
+        (["--eot-reference", "purified"], "EOT reference must be clean or transformed"),
         (["--no-such-option"], "No such option"),
         (["--format", "jpeg", "--creator", "c" * 70_000], "a JPEG holds at most"),
     ],

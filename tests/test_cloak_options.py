@@ -212,7 +212,7 @@ def test_protect_config_rejects_bad_budget_and_steps():
     for bad, match in ((dict(budget="masked", budget_cap=0.5), "budget cap"), (dict(budget="lpips"), "budget"),
                        (dict(rms_levels=-1), "rms"), (dict(optimizer="sgd"), "optimizer"),
                        (dict(schedule="step"), "schedule"), (dict(transform_order="shuffle"), "transform order"),
-                       (dict(momentum=1.0), "momentum")):
+                       (dict(momentum=1.0), "momentum"), (dict(eot_reference="purified"), "EOT reference")):
         with pytest.raises(ValueError, match=match):
             ProtectConfig(**bad)
 
@@ -262,3 +262,23 @@ def test_cycled_transforms_follow_the_list():
     PGD(toy_model(), MimicAway(), steps=5, precision="fp32", transforms=[Spy("a"), Spy("b")],
         transform_order="cycle")(torch.rand(1, 3, 8, 8))
     assert seen == ["a", "b", "a", "b", "a"]
+
+
+def test_protector_through_the_adaptive_purifier_with_a_transformed_reference(models_dir):
+    """EOT over the IMPRESS++-style purifier, each step pushed away from the equally purified original's view:
+    the cloak keeps its budget and its seed (same bytes twice) and differs from the clean-reference cloak."""
+    from glazeish.config import ProtectConfig
+    from glazeish.imageio import Artwork
+    from glazeish.protect import Protector
+
+    g = np.random.default_rng(1)
+    rgb = np.clip(128 + g.normal(0, 50, (64, 64, 3)), 0, 255).astype(np.uint8)
+    cfg = ProtectConfig(steps=3, robust="purify,jpeg,identity", eot_reference="transformed",
+                        models_dir=str(models_dir), precision="fp32", device="cpu")
+    out = Protector(cfg).protect(Artwork(rgb=rgb)).rgb
+    d = out.astype(np.int16) - rgb.astype(np.int16)
+    assert 0 < np.abs(d).max() <= cfg.eps_levels
+    assert np.array_equal(out, Protector(cfg).protect(Artwork(rgb=rgb)).rgb)
+    clean = Protector(cfg.replace(eot_reference="clean")).protect(Artwork(rgb=rgb)).rgb
+    assert not np.array_equal(out, clean)
+    assert cfg.fingerprint()["eot_reference"] == "transformed"

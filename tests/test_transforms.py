@@ -47,13 +47,17 @@ def build(name: str, model=None) -> Transform:
 
 
 def test_registry_has_the_documented_transforms():
-    assert {"jpeg", "resize", "blur", "shift", "noise", "identity", "ae"} <= set(TRANSFORMS)
+    assert {"jpeg", "resize", "blur", "shift", "noise", "identity", "ae", "purify"} <= set(TRANSFORMS)
+    assert NEEDS_MODEL == ["ae", "purify"]
     assert [t.name for t in make_transforms(DEFAULT_ROBUST)] == DEFAULT_ROBUST.split(",")
 
 
-@pytest.mark.parametrize("name", NEEDS_NO_MODEL + ["ae"])
+NEEDS_MODEL = sorted(set(TRANSFORMS) - set(NEEDS_NO_MODEL))
+
+
+@pytest.mark.parametrize("name", NEEDS_NO_MODEL + NEEDS_MODEL)
 def test_shape_range_determinism_and_gradient(name):
-    t = build(name, model=_FakeAE() if name == "ae" else None)
+    t = build(name, model=_FakeAE() if name in NEEDS_MODEL else None)
     x = smooth_image().requires_grad_(True)
     y = t(x, random.Random(123))
     assert y.shape == x.shape and y.dtype == x.dtype
@@ -70,7 +74,7 @@ def test_shape_range_determinism_and_gradient(name):
 def test_same_bits_on_any_number_of_threads(name, request):
     """The cloak's bytes must not depend on the thread count (plain bilinear interpolation's CPU kernel rounded
     differently on 1, 2 and 3 threads, and so did every cloak made through ``resize``)."""
-    t = build(name, model=request.getfixturevalue("taef2") if name == "ae" else None)
+    t = build(name, model=request.getfixturevalue("taef2") if name in NEEDS_MODEL else None)
     x0 = smooth_image(1, 256, 288).contiguous(memory_format=torch.channels_last)  # big enough to be split
     gy = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
     saved, got = torch.get_num_threads(), []
@@ -86,9 +90,9 @@ def test_same_bits_on_any_number_of_threads(name, request):
         assert torch.equal(y, got[0][0]) and torch.equal(g, got[0][1])
 
 
-@pytest.mark.parametrize("name", ["jpeg", "resize", "blur", "shift", "noise"])
+@pytest.mark.parametrize("name", ["jpeg", "resize", "blur", "shift", "noise", "purify"])
 def test_different_seeds_draw_different_parameters(name):
-    t = build(name)
+    t = build(name, model=_FakeAE() if name in NEEDS_MODEL else None)
     x = smooth_image(b=1)
     outs = {tuple(t(x, random.Random(s)).flatten()[::97].tolist()) for s in range(6)}
     assert len(outs) > 1
@@ -214,3 +218,53 @@ def test_plugs_into_pgd():
     b = PGD(model, Untargeted(), eps=eps, steps=6, precision="fp32", transforms=ts, seed=3)(x)
     assert torch.equal(a, b)  # same seed, same transforms drawn, same result
     assert float((a - x).abs().max()) <= eps + 1e-6 and float((a - x).abs().max()) > 0
+
+
+def test_purify_is_noise_then_a_bounded_consistency_move_with_a_straight_through_gradient():
+    from glazeish.transforms import Purify
+
+    ae = _FakeAE()
+    x = smooth_image(b=1, h=32, w=32)
+    noised = Purify(ae, noise=0.05, steps=0)(x, random.Random(7))
+    purified = Purify(ae, noise=0.05, steps=3, eps=4 / 255, precision="fp32")(x, random.Random(7))
+    # the same draws: the consistency steps start from the same noised image and stay within eps of it
+    assert float((noised - x).abs().max()) > 0.05
+    assert 0 < float((purified - noised).abs().max()) <= 4 / 255 + 1e-6
+    # ... and bring the image closer to what the autoencoder reproduces
+    gap = lambda v: float((ae.round_trip(v) - v).square().mean())  # noqa: E731
+    assert gap(purified) < gap(noised)
+    # the gradient passes the consistency steps as if they were constant: d(sum)/dx = 1 where not clipped
+    xg = x.clone().requires_grad_(True)
+    Purify(ae, noise=0.0, steps=2, precision="fp32")(xg, random.Random(0)).sum().backward()
+    assert torch.equal(xg.grad, torch.ones_like(x))
+    with pytest.raises(ValueError, match="non-negative"):
+        Purify(ae, noise=-0.1)
+    with pytest.raises(ValueError, match="decoder"):
+        make_transforms("purify")
+
+
+def test_pgd_reference_transformed_pushes_away_from_the_equally_transformed_original():
+    """``reference="transformed"``: a transformed step compares against the untouched image under the same draw.
+    With identity steps only it is the clean reference (the same bits); with JPEG steps it is a different attack;
+    a bad value is refused before any work."""
+    from glazeish.attack import PGD
+    from glazeish.encoders import LatentModel
+    from glazeish.objectives import Untargeted
+
+    torch.manual_seed(0)
+    enc = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3, stride=2, padding=1)
+    )
+    model = LatentModel("tiny", enc.eval().requires_grad_(False), multiple=4)
+    x = smooth_image(b=1, h=32, w=32)
+
+    def run(names, reference):
+        return PGD(model, Untargeted(), eps=4 / 255, steps=4, precision="fp32", seed=3, reference=reference,
+                   transforms=make_transforms(names), transform_order="cycle")(x)
+
+    assert torch.equal(run("identity", "clean"), run("identity", "transformed"))
+    a, b = run("jpeg,identity", "clean"), run("jpeg,identity", "transformed")
+    assert not torch.equal(a, b) and float((b - x).abs().max()) <= 4 / 255 + 1e-6
+    assert torch.equal(b, run("jpeg,identity", "transformed"))  # the twin draw is reproducible too
+    with pytest.raises(ValueError, match="reference"):
+        PGD(model, Untargeted(), reference="purified")
