@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .attack import OPTIMIZERS, SCHEDULES
+from .attack import OPTIMIZERS, REFERENCES, SCHEDULES
 from .budget import budget_map, masked_budget
 from .device import resolve_device, resolve_precision
 from .warmstart import available, shipped_path
@@ -212,8 +212,8 @@ class ProtectConfig:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         if self.transform_order not in ("random", "cycle"):
             raise ValueError(f"transform order must be random or cycle, not {self.transform_order!r}")
-        if self.eot_reference not in ("clean", "transformed"):
-            raise ValueError(f"EOT reference must be clean or transformed, not {self.eot_reference!r}")
+        if self.eot_reference not in REFERENCES:
+            raise ValueError(f"EOT reference must be {' or '.join(REFERENCES)}, not {self.eot_reference!r}")
         if self.start not in ("random", "zero", "learned") and not Path(self.start).is_file():
             raise ValueError(f"start must be random, zero, learned or a pattern PNG, not {self.start!r}")
         if self.start == "learned" and not shipped_path(self.encoder, self.objective).exists():

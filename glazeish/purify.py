@@ -20,8 +20,8 @@ implementing ``apply`` and decorating the class with :func:`register_purificatio
         def apply(self, x):
             return (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
 
-Purifications that need an (un-attacked) autoencoder set ``needs_model = True`` (the benchmark runs these
-slow ones on fewer images) and take it as the constructor's ``model``. Build them by name with
+Purifications that need an (un-attacked) autoencoder subclass ``_ModelPurification`` (``needs_model``; the
+benchmark runs these slow ones on fewer images) and take it as the constructor's ``model``. Build them by name with
 :func:`make_purifications` (``"jpeg75,resize0.5,ae:taesana"``): every constructor gets the keywords it
 accepts of ``model``, ``seed``, ``models_dir``, ... (the one registry protocol of :mod:`glazeish.registry`). Those that run a diffusers pipeline (``upscale``,
 ``diffpure``, ``gridpure``) set ``needs_pipeline`` and take it as ``upscaler=`` / ``pipeline=`` (a repo id or a
@@ -322,30 +322,35 @@ class Bilateral(Purification):
 # model-based purifications
 
 
+class _ModelPurification(Purification):
+    """A purification through an autoencoder: ``name`` uses the ``model`` it is given, ``name:<encoder>`` loads
+    that encoder (``models_dir``)."""
+
+    needs_model = True
+
+    @classmethod
+    def from_spec(cls, arg: str | None = None, **context):
+        return super().from_spec(None, **_model_for(cls.name, arg, context))
+
+
 @register_purification
-class AutoencoderPurification(Purification):
+class AutoencoderPurification(_ModelPurification):
     """``decode(encode(x))`` through an autoencoder that was not attacked (the bench passes it)."""
 
     name = "ae"
     description = "autoencoder round trip decode(encode(x)) with an un-attacked model"
-    needs_model = True
 
     def __init__(self, model: "LatentModel | None" = None, seed: int = 0):
         super().__init__(seed)
         self.model = _check_model(model, "ae")
         self.name = f"ae:{self.model.name}"  # type: ignore[misc]  # per-instance key, e.g. "ae:taef2"
 
-    @classmethod
-    def from_spec(cls, arg: str | None = None, **context):
-        """``ae`` uses the ``model`` it is given; ``ae:<encoder>`` loads that encoder (``models_dir``)."""
-        return super().from_spec(None, **_model_for(cls.name, arg, context))
-
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.round_trip(x.to(self.model.device))
 
 
 @register_purification
-class Impress(Purification):
+class Impress(_ModelPurification):
     """IMPRESS-style consistency purification (Cao et al., 2023), without LPIPS: glazeish's quick variant.
 
     Optimises ``x'`` (from ``x``) with Adam to minimise ``‖D(E(x')) − x'‖² + lam·‖x' − x‖²``
@@ -369,7 +374,6 @@ class Impress(Purification):
 
     name = "impress"
     description = "IMPRESS consistency purification: 20 Adam steps on |D(E(x'))-x'|^2 + 3|x'-x|^2"
-    needs_model = True
 
     def __init__(
         self,
@@ -386,11 +390,6 @@ class Impress(Purification):
         self.lr = float(lr)
         self.lam = float(lam)
         self.ssim_weight = float(ssim_weight)
-
-    @classmethod
-    def from_spec(cls, arg: str | None = None, **context):
-        """``impress`` uses the ``model`` it is given; ``impress:<encoder>`` loads that encoder."""
-        return super().from_spec(None, **_model_for(cls.name, arg, context))
 
     def consistency(self, x: torch.Tensor) -> torch.Tensor:
         """``‖D(E(x)) − x‖²`` per image (mean over pixels), differentiable in ``x``."""
@@ -416,7 +415,7 @@ class Impress(Purification):
 
 
 @register_purification
-class ImpressPlusPlus(Purification):
+class ImpressPlusPlus(_ModelPurification):
     """IMPRESS++ (Hönig et al., 2024, "Adversarial Perturbations Cannot Reliably Protect Artists From
     Generative AI"): Gaussian noising, then IMPRESS's consistency optimisation with an ℓ∞ bound in place
     of LPIPS.
@@ -454,7 +453,6 @@ class ImpressPlusPlus(Purification):
 
     name = "impress++"
     description = "IMPRESS++: Gaussian noise 0.05, then 3000 Adam steps on |D(E(x'))-x'|^2, |x'-x_noisy|_inf<=4/255"
-    needs_model = True
 
     def __init__(
         self,
@@ -473,11 +471,6 @@ class ImpressPlusPlus(Purification):
         self.steps = int(steps)
         self.lr = float(lr)
         self.lr_min = float(lr_min)
-
-    @classmethod
-    def from_spec(cls, arg: str | None = None, **context):
-        """``impress++`` uses the ``model`` it is given; ``impress++:<encoder>`` loads that encoder."""
-        return super().from_spec(None, **_model_for(cls.name, arg, context))
 
     def consistency(self, x: torch.Tensor) -> torch.Tensor:
         """``‖D(E(x)) − x‖²`` per image on the [-1, 1] scale (mean over pixels), differentiable in ``x``."""

@@ -237,7 +237,8 @@ class Purify(Transform):
     """
 
     name = "purify"
-    description = "IMPRESS++-style purification: Gaussian noise σ ≤ 0.05, then 2 consistency steps within 4/255 (needs a model)"
+    description = ("IMPRESS++-style purification: Gaussian noise σ ≤ 0.05, then 2 consistency steps within 4/255 "
+                   "(needs a model)")
     needs_model = True
 
     def __init__(self, model=None, noise: float | Sequence[float] = (0.0, 0.05), eps: float = 4 / 255,
