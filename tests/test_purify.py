@@ -268,6 +268,21 @@ def test_noise_statistics_and_seed():
     assert torch.equal(make_purification("noise0.05", seed=0)(x), y)
 
 
+@pytest.mark.parametrize("name", ["noise0.05", "impress++"])
+def test_random_purifications_purify_a_batch_alike(name):
+    """The figures purify original, cloak and baselines in one batch: one noise draw for all of them (a paired
+    comparison), and a single image gets the draw it gets alone."""
+    from glazeish.encoders import LatentModel
+
+    ae = LatentModel("fake", torch.nn.AvgPool2d(4), torch.nn.Upsample(scale_factor=4, mode="bilinear"), multiple=4)
+    p = make_purification(name, model=ae, **({"steps": 0} if name == "impress++" else {}))
+    x = textured(b=1).expand(3, -1, -1, -1).contiguous()
+    y = p(x)
+    assert torch.equal(y[0], y[1]) and torch.equal(y[0], y[2])
+    assert torch.equal(p(x[:1])[0], y[0])
+    assert float((y - x).abs().max()) > 0.05
+
+
 def test_median_removes_impulses():
     x = torch.full((1, 3, 21, 21), 0.3)
     x[..., 10, 10] = 1.0
