@@ -25,6 +25,7 @@ on a CPU (~35 s per candidate and image at 128² with 50 steps).
     python benchmarks/adaptive/adaptive.py --images paintings:0:12:6 flat:0:6:3 --candidates default,purify-s16 \
         --parts --out benchmarks/adaptive/parts.jsonl   # its noise alone, its consistency steps alone
     python benchmarks/adaptive/adaptive.py --summary --where 50:128
+    python benchmarks/adaptive/adaptive.py --figure --images paintings:0:1 flat:0:1 --candidates default  # views.png
 """
 
 from __future__ import annotations
@@ -143,6 +144,49 @@ def run(args) -> None:
                   flush=True)
 
 
+def figure(args) -> None:
+    """views.png: per image, the mimic's view of the original, the cloak and same-PSNR noise, before and after
+    IMPRESS++ (paired: one noise draw for all three), and the difference from the original's view ×4."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from glazeish.config import ProtectConfig
+    from glazeish.encoders import load_encoders
+    from glazeish.evaluation import Evaluator
+    from glazeish.evaluation.baselines import mse_levels, same_psnr_noise
+    from glazeish.imageio import read_image, to_tensor, to_uint8
+    from glazeish.protect import Protector
+    from glazeish.purify import ImpressPlusPlus
+
+    models = args.models or os.environ.get("GLAZEISH_MODELS") or str(SHARED / "models")
+    taef2 = load_encoders("taef2", models, torch.device("cpu"))
+    ev = Evaluator(taef2)
+    protector = Protector(ProtectConfig(models_dir=models, **CANDIDATES[args.candidates.split(",")[0]]), ensemble=taef2)
+    impress = ImpressPlusPlus(taef2.mimic, steps=args.impress_steps)
+    paths = pick_images(args.images)
+    fig, axes = plt.subplots(2 * len(paths), 5, figsize=(12.5, 5.2 * len(paths)))
+    for i, path in enumerate(paths):
+        rgb = centre_crop(read_image(str(path)).rgb, args.crop)
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+        cloak = to_uint8(protector.cloak(x), rgb, protector.eps)
+        noise = same_psnr_noise(rgb, mse_levels(cloak, rgb), 0)
+        purified = [to_uint8(t[None]) for t in impress(torch.cat([to_tensor(a) for a in (rgb, cloak, noise)]))]
+        for row, (label, versions) in enumerate((("as posted", (rgb, cloak, noise)), ("after IMPRESS++", purified))):
+            v0, vc, vn = ev.views(*versions)
+            diff = lambda v: np.clip(128 + 4 * (v.astype(np.int16) - v0), 0, 255).astype(np.uint8)  # noqa: E731
+            cells = [(v0, "original's view"), (vc, "cloak's view"), (vn, "same-PSNR noise's view"),
+                     (diff(vc), "cloak's view − original's, ×4"), (diff(vn), "noise's view − original's, ×4")]
+            for ax, (img, title) in zip(axes[2 * i + row], cells):
+                ax.imshow(img)
+                ax.set_title(f"{path.stem[:18]}, {label}: {title}" if ax is axes[2 * i + row][0] else title, fontsize=8)
+                ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(HERE / "views.png", dpi=80)
+
+
 def fmt(v, d: int = 2) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
 
@@ -196,10 +240,13 @@ def main() -> None:
     ap.add_argument("--parts", action="store_true", help="also IMPRESS++'s noise alone and its consistency steps alone")
     ap.add_argument("--out", default=str(HERE / "results.jsonl"))
     ap.add_argument("--summary", action="store_true", help="print the tables of --out instead of running")
+    ap.add_argument("--figure", action="store_true", help="draw views.png (the first candidate) instead of running")
     ap.add_argument("--where", default=None, help="--summary: only rows with this impress_steps and crop, e.g. 50:128")
     args = ap.parse_args()
     if args.summary:
         print(summary(args))
+    elif args.figure:
+        figure(args)
     else:
         # idle OpenMP threads sleep instead of spinning (set before torch is imported): see .ci/run
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
