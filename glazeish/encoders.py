@@ -316,7 +316,7 @@ def require_decoder(model, who: str) -> LatentModel:
     """The first model with a decoder in ``model`` (see :func:`first_with_decoder`), or a ValueError saying that
     ``who`` (e.g. ``"purification 'ae'"``) needs one and naming the models it was given."""
     if model is None:
-        raise ValueError(f"{who} needs a model: an un-attacked autoencoder with a decoder (e.g. taef2)")
+        raise ValueError(f"{who} needs a model: an autoencoder with a decoder (e.g. taef2)")
     found = first_with_decoder(model)
     if found is None:
         names = ", ".join(getattr(m, "name", "?") for m in getattr(model, "models", [model]))
