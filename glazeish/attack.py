@@ -251,9 +251,10 @@ class PGD:
             if self.transforms:
                 # transforms return plain-layout tensors; the convolutions are ~1.7x faster in channels_last
                 t = self.transforms[i % len(self.transforms)] if self.transform_order == "cycle" else rng.choice(self.transforms)
-                state = rng.getstate()
+                paired = self.reference == "transformed" and getattr(t, "name", None) != "identity"
+                state = rng.getstate() if paired else None
                 inp = t(x_adv, rng).contiguous(memory_format=torch.channels_last)
-                if self.reference == "transformed" and getattr(t, "name", None) != "identity":
+                if paired:
                     twin = random.Random()
                     twin.setstate(state)  # the same draws (quality, σ, noise) for the untouched image
                     with torch.no_grad():

@@ -245,19 +245,15 @@ class Purify(Transform):
                  steps: int = 2, precision: str = "auto"):
         self._model = require_decoder(model, "transform 'purify'")
         self.model = self._model.name
-        self.noise = _range(noise, "purify noise")
-        if self.noise[0] < 0:
-            raise ValueError(f"purify noise must be non-negative, not {self.noise}")
+        self._noising = Noise(noise)  # step 1 is the ``noise`` transform: the same draws, the same checks
+        self.noise = self._noising.sigma
         if eps < 0 or steps < 0:
             raise ValueError(f"purify eps and steps must be non-negative, not {eps}, {steps}")
         self.eps, self.steps = float(eps), int(steps)
         self.precision = precision
 
     def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
-        s = rng.uniform(*self.noise)
-        gen = torch.Generator(device="cpu").manual_seed(rng.getrandbits(63))
-        noise = torch.randn(x.shape, generator=gen, dtype=torch.float32).to(device=x.device, dtype=x.dtype)
-        xn = (x + s * noise).clamp(0, 1)
+        xn = self._noising(x, rng)
         if not self.steps or not self.eps:
             return xn
         base = xn.detach().float()

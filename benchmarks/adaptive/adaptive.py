@@ -36,7 +36,6 @@ import math
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +90,7 @@ def run(args) -> None:
     from glazeish.config import ProtectConfig
     from glazeish.encoders import load_encoders
     from glazeish.evaluation import Evaluator, assess
-    from glazeish.imageio import read_image, to_uint8
+    from glazeish.imageio import Artwork, read_image
     from glazeish.protect import Protector
     from glazeish.purify import ImpressPlusPlus
 
@@ -129,13 +128,10 @@ def run(args) -> None:
             key = (path.name, n, args.crop, args.impress_steps)
             if key in done:
                 continue
-            t0 = time.perf_counter()
-            x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
-            cloak = to_uint8(p.cloak(x), rgb, p.eps)
-            seconds = time.perf_counter() - t0
-            figs = assess(rgb, cloak, ev, purifications=purifications, flip=(), cache=cache)
+            cloak = p.protect(Artwork(rgb=rgb))  # as `glazeish protect` makes it: the 8-bit cloak and its time
+            figs = assess(rgb, cloak.rgb, ev, purifications=purifications, flip=(), cache=cache)
             row = {"image": path.name, "kind": kind, "candidate": n, "crop": args.crop,
-                   "impress_steps": args.impress_steps, **row_of(figs, seconds)}
+                   "impress_steps": args.impress_steps, **row_of(figs, cloak.seconds)}
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(f"{path.name[:28]:28s} {n:12s} PSNR {row['psnr']:.2f} view {row['view_psnr']:.2f} gap {row['gap']:.2f} "
@@ -157,7 +153,7 @@ def figure(args) -> None:
     from glazeish.encoders import load_encoders
     from glazeish.evaluation import Evaluator
     from glazeish.evaluation.baselines import mse_levels, same_psnr_noise
-    from glazeish.imageio import read_image, to_tensor, to_uint8
+    from glazeish.imageio import Artwork, read_image, to_tensor, to_uint8
     from glazeish.protect import Protector
     from glazeish.purify import ImpressPlusPlus
 
@@ -170,8 +166,7 @@ def figure(args) -> None:
     fig, axes = plt.subplots(2 * len(paths), 5, figsize=(12.5, 5.2 * len(paths)))
     for i, path in enumerate(paths):
         rgb = centre_crop(read_image(str(path)).rgb, args.crop)
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
-        cloak = to_uint8(protector.cloak(x), rgb, protector.eps)
+        cloak = protector.protect(Artwork(rgb=rgb)).rgb
         noise = same_psnr_noise(rgb, mse_levels(cloak, rgb), 0)
         purified = [to_uint8(t[None]) for t in impress(torch.cat([to_tensor(a) for a in (rgb, cloak, noise)]))]
         for row, (label, versions) in enumerate((("as posted", (rgb, cloak, noise)), ("after IMPRESS++", purified))):
