@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from . import tae, weights
+from .device import keep_freed_memory
 from .registry import Registered, Registry, split_specs
 from .weights import WeightFile
 
@@ -343,6 +344,7 @@ def parse_ensemble(spec: str) -> list[tuple[str, float]]:
 
 def load_encoder(spec: str, models_dir: str | os.PathLike | None = None) -> LatentModel:
     """Load one encoder by registered name or ``name:argument`` (``diffusers:<repo-or-path>``)."""
+    keep_freed_memory()  # the work with the model is about to start; see its doc (once per process)
     return ENCODERS.build(spec, models_dir=models_dir)
 
 
