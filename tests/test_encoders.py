@@ -237,3 +237,27 @@ def test_encoder_gradients_are_the_same_bits_on_any_thread_count(name, dtype, re
     got = _on_threads((1, 3), run)  # with nn.Conv2d's strided gradient, fp32 differed here
     for y, g in got[1:]:
         assert torch.equal(y, got[0][0]) and torch.equal(g, got[0][1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_fused_conv_relu_is_the_same_bits_as_conv_then_relu(dtype, layout):
+    """tae.conv_relu (one oneDNN call on a CPU, channels-last) gives the bits of the two modules, forward and
+    input gradient, in fp32 and under bf16 autocast; other layouts take the plain path."""
+    from glazeish.tae import conv_relu
+
+    g = torch.Generator().manual_seed(0)
+    layer = torch.nn.Conv2d(16, 16, 3, padding=1).requires_grad_(False)
+    x = torch.randn(1, 16, 40, 56, generator=g).contiguous(memory_format=layout)
+    up = torch.randn(1, 16, 40, 56, generator=g)
+
+    def run(fn):
+        xi = x.clone(memory_format=layout).requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            y = fn(xi)
+        return y.detach(), torch.autograd.grad((y.float() * up).sum(), xi)[0], type(y.grad_fn).__name__
+
+    fused, plain = run(lambda v: conv_relu(layer, v)), run(lambda v: torch.relu(layer(v)))
+    assert fused[0].dtype == plain[0].dtype == dtype
+    assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
+    assert ("ConvReLU" in fused[2]) == (layout == torch.channels_last)  # the fused path was the one taken
