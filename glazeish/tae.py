@@ -96,10 +96,11 @@ def _cpu_autocast_dtype() -> torch.dtype | None:
 
 
 class _ConvReLU(torch.autograd.Function):
-    """``relu(conv2d(x))`` (3×3, stride 1) as one oneDNN call: the ReLU runs on the convolution's output while
-    it is still in cache instead of as another pass over a 4-33 MB map (~5 % of a cloak on a CPU). The
-    backward is the two ops' own (ReLU's mask, then the convolution's input gradient), so the values are the
-    same bits as ``F.relu(F.conv2d(...))``, forward and backward."""
+    """``relu(conv2d(x))`` (3×3, stride 1) in bf16 as one oneDNN call: the ReLU runs on the convolution's output
+    while it is still in cache instead of as another pass over a 4-33 MB map (~5 % of a bf16 cloak on a CPU).
+    The backward is the two ops' own (ReLU's mask, then the convolution's input gradient), so the values are
+    the same bits as ``F.relu(F.conv2d(...))``, forward and backward. Only bf16: in fp32 oneDNN's fused
+    primitive takes another kernel on small maps (13×17 px: other low bits), and fp32 is the exact path."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, padding):
@@ -118,12 +119,12 @@ class _ConvReLU(torch.autograd.Function):
 
 
 def conv_relu(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``relu(layer(x))``: fused (:class:`_ConvReLU`) for a frozen stride-1 convolution of a channels-last
-    fp32/bf16 map on a CPU with oneDNN, the two modules one after the other otherwise."""
+    """``relu(layer(x))``: fused (:class:`_ConvReLU`) for a frozen stride-1 convolution of a channels-last map
+    under bf16 autocast (or in bf16) on a CPU with oneDNN, the two modules one after the other otherwise."""
     dtype = _cpu_autocast_dtype() if x.device.type == "cpu" else None
     dtype = dtype or x.dtype
     fusable = (
-        x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and type(layer) is nn.Conv2d
+        x.device.type == "cpu" and dtype == torch.bfloat16 and type(layer) is nn.Conv2d
         and layer.stride == (1, 1) and layer.dilation == (1, 1) and layer.groups == 1
         and layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
         and not layer.weight.requires_grad and torch.backends.mkldnn.is_available()
