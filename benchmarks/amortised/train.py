@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--period", type=int, default=64)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--procedural", type=int, default=12, help="procedurally drawn images added to the train split")
+    ap.add_argument("--kinds", default=",".join(KINDS), help="the kinds of shared images whose train split it uses")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", choices=("zero", "random"), default="zero",
                     help="the first pattern (zero: the shipped one; the JPEG steps give it a gradient)")
@@ -130,7 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     objective = make_objective(cfg.objective)
     transforms = make_transforms(cfg.robust, ens) if cfg.robust else []
 
-    train = [p for k in KINDS for p in split(k, "train")]
+    kinds = [k for k in args.kinds.split(",") if k]
+    if not kinds or set(kinds) - set(KINDS):
+        ap.error(f"--kinds takes a comma-separated list of {', '.join(KINDS)}")
+    train = [p for k in kinds for p in split(k, "train")]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in train]
     images += [np.asarray(im) for im in procedural(args.procedural, 384, args.seed)]
     t0 = time.perf_counter()

@@ -136,6 +136,12 @@ CANDIDATES: dict[str, dict] = {
     "random-s6": {"library": True, "steps": 6},
     "random-s2": {"library": True, "steps": 2},
     "random-s3": {"library": True, "steps": 3},
+    # a pattern trained on the paintings of the train split only (benchmarks/amortised/train.py --kinds paintings
+    # --procedural 0 --out benchmarks/_scratch/amortised/paintings.png): is the start what paintings lack?
+    "paintings-pattern-s0": {"library": True, "start": str(ROOT / "benchmarks/_scratch/amortised/paintings.png"),
+                             "steps": 0},
+    "paintings-pattern-s4": {"library": True, "start": str(ROOT / "benchmarks/_scratch/amortised/paintings.png"),
+                             "steps": 4},
 }
 
 
