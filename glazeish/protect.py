@@ -15,7 +15,7 @@ import torch
 
 from .attack import PGD, StepCallback
 from .config import PRESETS, ProtectConfig  # noqa: F401  (PRESETS re-exported: the presets live with the config)
-from .device import resolve_device, resolve_precision
+from .device import release_freed_memory, resolve_device, resolve_precision
 from .encoders import Ensemble, load_encoders
 from .imageio import Artwork, pad_to_multiple, read_image, to_uint8
 from .objectives import make_objective
@@ -135,4 +135,5 @@ class Protector:
         t0 = time.perf_counter()
         alpha = None if art.alpha is None else torch.from_numpy(art.alpha)[None, None].float() / 255
         rgb = to_uint8(self.cloak(art.tensor(), alpha, callback, seed), art.rgb, self.eps)
+        release_freed_memory()  # the attack's working memory, before whatever comes next
         return Cloak(rgb=rgb, seconds=time.perf_counter() - t0)

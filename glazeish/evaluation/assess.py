@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..device import release_freed_memory
 from ..encoders import Ensemble
 from ..imageio import DEFAULT_MAX_PIXELS, ImageError, read_image, to_tensor
 from .baselines import baselines, mse_levels
@@ -144,6 +145,7 @@ def assess(
     before = Comparison(figs["cloak"], figs["noise"], figs["uniform"], clean_copy)
     first = ev.names[0]
     adv0, least = _advantage(before, ev.mimic and ev.mimic.name, first)
+    release_freed_memory()  # the model passes' working memory
     result: dict[str, Purified] = {}
     for p, (after, copy) in zip(purifiers, afters):
         comp = Comparison(after["cloak"], after["noise"], after["uniform"], copy)
