@@ -13,6 +13,7 @@ import math
 import random
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -48,7 +49,7 @@ def project(
     a = v.abs()
     cap = torch.where(v >= 0, hi, -lo)  # how far each value may move in v's direction
     # fixed-order sums: the bisection's comparisons must not follow the thread count
-    energy = lambda s: fixed_order_sum(torch.minimum(a * s, cap).square()).to(v) / count  # noqa: E731
+    energy = _energy(a, cap, count)
     e1 = energy(1.0)
     over = e1 > budget
     if bool(over.any()):
@@ -63,6 +64,31 @@ def project(
         scale = torch.where(over, s_lo, torch.ones_like(s_lo))
         v = v * scale
     return (x + torch.minimum(torch.maximum(v, lo), hi)).clamp(0, 1)
+
+
+def _energy(a: torch.Tensor, cap: torch.Tensor, count: torch.Tensor) -> Callable:
+    """``s -> Σ min(a·s, cap)² / count`` per image (``s`` a float or ``B×1×…×1``), each sum in
+    :func:`fixed_order_sum`'s order. On a CPU the bisection's 16 calls reuse two NumPy buffers instead of
+    allocating and converting four tensors each: the same float32 products and float64 pairwise sums as the
+    tensor expression, so the same bits (a 512² projection: 38 → 29 ms; a ``fast`` cloak makes 5)."""
+    shape = (-1,) + (1,) * (a.dim() - 1)
+    if a.device.type != "cpu":
+        return lambda s: fixed_order_sum(torch.minimum(a * s, cap).square()).to(a) / count
+    b = a.shape[0]
+    # reshape, not view: a channels-last map is summed in its logical (N, C, H, W) order, as fixed_order_sum does
+    a32 = a.detach().float().reshape(b, -1).numpy()
+    cap32 = cap.detach().float().expand_as(a).reshape(b, -1).numpy()
+    work, wide = np.empty_like(a32), np.empty(a32.shape, np.float64)
+
+    def energy(s) -> torch.Tensor:
+        scale = torch.as_tensor(s, dtype=torch.float32).reshape(-1, 1).numpy()
+        np.multiply(a32, scale, out=work)
+        np.minimum(work, cap32, out=work)
+        np.square(work, out=work)
+        wide[...] = work
+        return torch.from_numpy(wide.sum(1)).view(shape).to(a) / count
+
+    return energy
 
 
 SCHEDULES = ("cosine", "linear", "constant", "photoguard")
