@@ -117,9 +117,9 @@ def keep_freed_memory() -> bool:
     glibc's malloc gives every block over 32 MiB at most (a 512² activation map is 4-32 MiB) its own mapping and
     unmaps it when freed; the next tensor of that size then pays a page fault for each 4 KB page it touches.
     On a CPU, where the attack allocates and frees such maps at every layer of every step, those faults are
-    ~20 % of a 512² cloak (measured: `fast` 3.4 → 2.7 s on a 2-core Xeon, peak memory +7 %). Raising glibc's
-    thresholds keeps that memory in the heap for the next step; :func:`release_freed_memory` hands it back
-    between the phases of an image. The numbers computed are unchanged: only where the memory comes from.
+    ~20 % of a 512² cloak (a whole `fast` 512² command: 0.83× the time, ``benchmarks/memory_reuse.py``).
+    Raising glibc's thresholds keeps that memory in the heap for the next step; :func:`release_freed_memory`
+    hands it back between the phases of an image. The numbers computed are unchanged: only where the memory comes from.
     Process-wide and idempotent; a no-op off glibc (macOS, Windows, musl) and when ``GLAZEISH_KEEP_MEMORY=0``.
     Returns whether the thresholds were set.
     """
@@ -127,7 +127,7 @@ def keep_freed_memory() -> bool:
     if libc is None:
         return False
     mallopt = libc.mallopt
-    # older glibc refuses a threshold above 32 MB: then take its largest
+    # a glibc that refuses this threshold (some cap it at 32 MiB) gets its largest
     if not (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) or mallopt(_M_MMAP_THRESHOLD, 32 << 20)):
         return False
     return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
@@ -136,8 +136,9 @@ def keep_freed_memory() -> bool:
 def release_freed_memory() -> None:
     """Hand the heap memory that freed tensors left behind back to the system (glibc ``malloc_trim``), at the
     end of a phase (a cloak, its figures). Without it a long-lived process (the web UI, a Ray worker) would
-    hold the attack's peak while idle: 1.27 GB after a 512² ``fast`` cloak, against 0.31 GB with it (and
-    0.69 GB with glibc's own thresholds). Takes milliseconds; a no-op where :func:`keep_freed_memory` is."""
+    hold the attack's peak while idle: 1.31 GB after a 512² ``fast`` cloak, against 0.31 GB with it (and
+    0.70 GB with glibc's own thresholds; ``benchmarks/memory_reuse.py``). Takes milliseconds; a no-op where
+    :func:`keep_freed_memory` is."""
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
