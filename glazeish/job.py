@@ -16,7 +16,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import IO, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -176,19 +176,45 @@ class OutdirBusyError(RuntimeError):
 def lock_outdir(outdir: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on ``OUTDIR/.glazeish.lock`` for a run (local or on Ray): a second run into the
     same folder is refused (:class:`OutdirBusyError`) rather than let the two replace each other's files.
+    The lock file is removed when the run ends (a killed run leaves it; the next run takes it over).
     Where the filesystem has no locks, this quietly does nothing (writes then still never replace a file
     that appeared meanwhile, unless ``--overwrite``)."""
+    path = Path(outdir) / LOCK_NAME
+    f, held = _take_lock(path, outdir)
+    try:
+        yield
+    finally:
+        if held:  # unlinked while still locked: a run waiting on this file finds it gone and locks a new one
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        f.close()
+
+
+def _take_lock(path: Path, outdir: str | os.PathLike) -> tuple[IO, bool]:
+    """The open, locked lock file at ``path`` and whether it is locked (False: no lock support here).
+
+    A run that ends unlinks its lock file while holding it; another run may have opened that file just before
+    and lock it just after, holding a lock on a file no longer at ``path``. So after locking, the file at
+    ``path`` must still be the one locked; otherwise it starts again with whatever is there now."""
     import fcntl
 
-    with open(Path(outdir) / LOCK_NAME, "a") as f:
+    while True:
+        f = open(path, "a")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            f.close()
             raise OutdirBusyError(f"another glazeish run is writing to {outdir}; wait for it or choose another "
                                   "--out") from None
         except OSError:
-            pass  # no lock support (some network filesystems)
-        yield
+            return f, False  # no lock support (some network filesystems)
+        try:
+            same = os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return f, True
+        f.close()  # the lock of a run that has just ended: take the file now at the path
 
 
 @dataclass

@@ -356,7 +356,7 @@ def test_the_batch_goes_on_touches_no_input_and_leaves_no_temp_file(batch):
     assert {p: p.read_bytes() for p in batch["before"]} == batch["before"]  # every input byte-identical
     assert not [p for p in batch["root"].rglob("*") if p.name.endswith(".tmp")]
     written = {p.name for p in out.iterdir()}
-    assert written == {Path(o).name for o in batch["rows"].values()} | {".glazeish.lock"}
+    assert written == {Path(o).name for o in batch["rows"].values()}  # the run's lock file went with it
 
 
 def test_long_names_fit_and_say_so(batch):
@@ -440,7 +440,7 @@ def test_a_signal_while_writing_leaves_no_temp_file(tmp_path, models_dir, sig, c
     assert r.returncode == code, r.stderr
     assert r.stderr.strip().splitlines()[-1] == (f"glazeish: stopped while cloaking {src}; it was not written (run "
                                                  "again to finish the rest)")
-    assert sorted(p.name for p in out.iterdir()) == [".glazeish.lock"]  # no output, no temp file
+    assert list(out.iterdir()) == []  # no output, no temp file, no lock file
     assert src.read_bytes() == good_png()
 
 
@@ -463,6 +463,7 @@ def test_concurrent_runs_into_one_folder(tmp_path, models_dir):
         hold.wait()
     r = run("protect", src, "-o", out, "--models", models_dir, "--steps", "1", "--no-eval")  # the lock went with it
     assert r.exit_code == 0 and (out / "art.protected.png").is_file()
+    assert not (out / ".glazeish.lock").exists()  # the killed holder's file, taken over, and removed at the end
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -493,3 +494,44 @@ def test_plan_outputs_is_deterministic_and_collision_free(tmp_path):
     assert plan_outputs(long, out, Job())[0].note is None
     with_report = plan_outputs(long, out, Job(report=True))[0]
     assert with_report.note and len(with_report.rel) == 255 - len(".report.html") + len(".png")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the output folder's lock
+
+
+def test_the_lock_file_goes_with_the_run(tmp_path):
+    from glazeish.job import LOCK_NAME, lock_outdir
+
+    with lock_outdir(tmp_path):
+        assert (tmp_path / LOCK_NAME).is_file()
+    assert not (tmp_path / LOCK_NAME).exists()
+    with pytest.raises(KeyError), lock_outdir(tmp_path):  # a run that fails removes it too
+        raise KeyError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_file_replaced_while_locking_is_not_trusted(tmp_path, monkeypatch):
+    """The race of removing the lock file: run B opens it, run A ends (removing it) and run C starts (a new
+    file) before B locks. B then holds a lock on a file that is no longer the folder's: it must look again,
+    find C's, and be refused."""
+    import fcntl
+
+    from glazeish.job import LOCK_NAME, OutdirBusyError, lock_outdir
+
+    real, others = fcntl.flock, []
+
+    def flock(f, op):
+        if not others:  # between B's open and its lock: A ends, C starts and holds the folder
+            (tmp_path / LOCK_NAME).unlink()
+            others.append(open(tmp_path / LOCK_NAME, "a"))
+            real(others[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return real(f, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    try:
+        with pytest.raises(OutdirBusyError), lock_outdir(tmp_path):
+            pass
+    finally:
+        others[0].close()
+    assert (tmp_path / LOCK_NAME).is_file()  # C's, untouched by B
