@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -348,6 +349,34 @@ def _protect_here(files: list, out: Path, job: Job, overwrite: bool, as_json: bo
     return failures > 0
 
 
+def _kind(mode: int) -> str | None:
+    """What a file that is not a regular one is, in words (None for a regular file)."""
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")]
+    return None if stat.S_ISREG(mode) else next((w for test, w in kinds if test(mode)), "not a regular file")
+
+
+def _report_dest(report: str, original: Path, cloaked: Path) -> Path:
+    """Where ``check --report`` writes: into REPORT as <cloaked stem>.report.html when REPORT is a folder (or
+    ends in a slash: a folder to create), else REPORT itself. Checked before any work: the report is renamed
+    into place, which would replace a FIFO, a device (as root, /dev/null) or a link with a file, so anything
+    that exists there must be a regular file, and never one of the images checked."""
+    given = Path(report)  # a trailing slash is gone from the Path: asked of the string
+    if given.is_dir() or report.endswith(("/", os.sep)):
+        if os.path.lexists(given) and not given.is_dir():
+            fail(f"--report {report}: is not a folder")
+        dest = given / f"{cloaked.stem}.report.html"
+    else:
+        dest = given
+    with contextlib.suppress(OSError):
+        kind = _kind(os.lstat(dest).st_mode)
+        if kind is not None:
+            fail(f"--report {report}: {dest} is {kind}; reports are written only to regular files or new paths")
+    if dest.resolve() in {original.resolve(), cloaked.resolve()}:
+        fail(f"--report {report}: that is one of the images being checked; choose another file")
+    return dest
+
+
 @app.command()
 def check(
     original: Path = typer.Argument(..., help="The image before cloaking.", show_default=False),
@@ -367,8 +396,9 @@ def check(
     seed: int = typer.Option(0, help="Seed of the noise baselines."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures and verdicts as one JSON object."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write the HTML report to this file "
-                                          "(or into this folder as <cloaked stem>.report.html)."),
+    report: Optional[str] = typer.Option(None, "--report", metavar="PATH", help="Also write the HTML report to "
+                                         "this file (a new or regular one), or into this folder as <cloaked "
+                                         "stem>.report.html (a trailing / makes a new folder)."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
     figure_tiles: int = typer.Option(4, "--figure-tiles", min=0, help=FIGURE_TILES_HELP),
 ):
@@ -383,11 +413,7 @@ def check(
     from .evaluation import Evaluator, assess, build_purifications, load_pair
     from .report import write_report
 
-    dest = None
-    if report is not None:
-        dest = report / f"{cloaked.stem}.report.html" if report.is_dir() else report
-        if dest.resolve() in {original.resolve(), cloaked.resolve()}:
-            fail(f"--report {report}: that is one of the images being checked; choose another file")
+    dest = None if report is None else _report_dest(report, original, cloaked)
     try:
         orig_rgb, cloak_rgb, alpha, warns = load_pair(original, cloaked, max_pixels)
         evaluator = Evaluator(load_encoders(encoder, models, resolve_device(device)), sample=figure_tiles)

@@ -497,6 +497,38 @@ def test_plan_outputs_is_deterministic_and_collision_free(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# options and files that used to be replaced, misread or refused per file
+
+
+def one_error(r, code: int = 2) -> str:
+    """The one line a refused run prints (no traceback, nothing else on stderr)."""
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == code and len(lines) == 1 and lines[0].startswith("glazeish: error: "), r.output
+    return lines[0]
+
+
+def test_check_writes_its_report_only_to_a_regular_file_or_a_new_path(tmp_path, models_dir):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(good_png())
+    Image.fromarray(np.clip(RGB.astype(int) + 2, 0, 255).astype(np.uint8)).save(b)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link.html").symlink_to(tmp_path / "kept.html")
+    (tmp_path / "kept.html").write_text("kept")
+    (tmp_path / "afile").write_text("x")
+    check = ("check", a, b, "--models", models_dir, "--purify", "none", "--device", "cpu")
+    for target, phrase in [("fifo", "fifo is a FIFO; reports are written only to regular files or new paths"),
+                           ("link.html", "is a symbolic link"), ("afile/", "afile/: is not a folder")]:
+        assert phrase in one_error(run(*check, "--report", f"{tmp_path}/{target}"))
+    assert (tmp_path / "fifo").is_fifo() and (tmp_path / "link.html").is_symlink()
+    assert (tmp_path / "kept.html").read_text() == "kept" and (tmp_path / "afile").read_text() == "x"
+    # a trailing slash names a folder, made for the report, never a file of that name
+    r = run(*check, "--report", f"{tmp_path}/newdir/")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "newdir").is_dir() and [p.name for p in (tmp_path / "newdir").iterdir()] == ["b.report.html"]
+    assert a.read_bytes() == good_png()
+
+
+# ---------------------------------------------------------------------------------------------------------
 # the output folder's lock
 
 
