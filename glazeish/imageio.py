@@ -101,7 +101,17 @@ def pad_to_multiple(x: torch.Tensor, m: int, mode: str = "reflect") -> tuple[tor
     return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
 
-def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+def _grey_bits(im: Image.Image) -> int:
+    """The bit depth of a 16/32-bit greyscale image as the file declares it, never guessed from its values: a
+    very dark 16-bit scan has every value below 256 and must stay dark. Pillow's ``I;16`` modes are 16 bits;
+    so is its ``I`` mode as PNG and PGM fill it (PGM scaled to 65535), unless a TIFF's BitsPerSample says
+    otherwise (a signed 32-bit TIFF: 31 bits of positive range)."""
+    bits = getattr(im, "tag_v2", {}).get(258) if not im.mode.startswith("I;16") else None
+    bits = bits[0] if isinstance(bits, tuple) and bits else bits
+    return min(int(bits), 31) if isinstance(bits, int) and bits > 0 else 16
+
+
+def _to_rgb8(im: Image.Image, grey_bits: int = 16) -> tuple[np.ndarray, np.ndarray | None]:
     mode = im.mode
     alpha = None
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info) or mode == "RGBa":
@@ -109,10 +119,9 @@ def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         alpha = np.asarray(im.getchannel("A")).copy()
         return np.asarray(im.convert("RGB")).copy(), alpha
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit greyscale: scale to 8 bits rather than clip (Pillow's convert("L") clips at 255)
+        # 16/32-bit greyscale: scaled from its declared depth (Pillow's convert("L") clips at 255)
         arr = np.asarray(im, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
-        grey = np.clip(np.round(arr / peak * 255), 0, 255).astype(np.uint8)
+        grey = np.clip(np.round(arr / (2**grey_bits - 1) * 255), 0, 255).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2), None
     if mode == "F":
         grey = np.clip(np.round(np.asarray(im) * 255), 0, 255).astype(np.uint8)
@@ -233,7 +242,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                                          "last row its header declares)")
                     fp.seek(0)
                     im = _open_checked(fp, path, max_pixels)
-                mode = im.mode
+                mode, grey_bits = im.mode, _grey_bits(im)
                 im.load()  # decode everything first: a decoding error must not be swallowed by a later read
             _collect(notes, caught, lambda msg: damaged_exif(msg) if "EXIF" in msg else f"while decoding: {msg}")
             with warnings.catch_warnings(record=True) as caught, im:
@@ -244,7 +253,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 except Exception as e:  # the pixels are fine; only the orientation tag is unreadable
                     notes.append(f"its EXIF orientation is unreadable, kept the pixels as stored ({first_line(e)})")
                     upright = im
-                rgb, alpha = _to_rgb8(upright)
+                rgb, alpha = _to_rgb8(upright, grey_bits)
             _collect(notes, caught, damaged_exif)
     except ImageError:
         raise

@@ -528,6 +528,27 @@ def test_check_writes_its_report_only_to_a_regular_file_or_a_new_path(tmp_path, 
     assert a.read_bytes() == good_png()
 
 
+def gray16(values: np.ndarray) -> bytes:
+    return encode(Image.fromarray(values.astype(np.uint16)), "PNG")
+
+
+def test_a_dark_16_bit_scan_stays_dark(tmp_path, models_dir):
+    """Values below 256 in a 16-bit greyscale PNG are a nearly black picture, not a mid-grey one."""
+    from glazeish.imageio import read_image
+
+    dark = (np.random.default_rng(16).random((24, 32)) * 200).astype(np.uint16)
+    src, white = tmp_path / "scan.png", tmp_path / "white.png"
+    src.write_bytes(gray16(dark))
+    white.write_bytes(gray16(np.full((4, 4), 65535)))
+    art = read_image(src)
+    assert art.mode == "I;16" and art.rgb.max() <= 1 and read_image(white).rgb.min() == 255
+    r = run("protect", src, "-o", tmp_path / "out", "--models", models_dir, "--steps", "1", "--no-eval")
+    assert r.exit_code == 0 and not r.stderr.strip(), r.output
+    with Image.open(tmp_path / "out" / "scan.protected.png") as im:
+        assert np.asarray(im.convert("RGB")).max() <= 1 + 12  # dark, within the budget of a dark picture
+    assert src.read_bytes() == gray16(dark)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the output folder's lock
 
