@@ -23,14 +23,18 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import first_line
-from .metadata import MetadataOptions, SourceMetadata, damaged_exif, read_source_metadata, save_kwargs
+from .metadata import ICC_MAX, MetadataOptions, SourceMetadata, damaged_exif, read_source_metadata, save_kwargs
 
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000×8000; a 4000×3000 photo is 12 MP
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 FORMATS = {"png": ("PNG", ".png"), "jpeg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}
+#: the largest ICC profile read from a PNG (Pillow stops at 1 MB; printer profiles run to several): what a JPEG
+#: carries, so that a profile read from either format is read from both
+PNG_ICC_READ_MAX = ICC_MAX["JPEG"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageError(ValueError):
@@ -200,6 +204,49 @@ def _png_rows_missing(fp) -> bool:
     return need is not None and got < need
 
 
+def _png_icc_size(fp) -> int:
+    """The inflated size of a PNG's ICC profile (its iCCP chunk), counted in slices and no further than just
+    past :data:`PNG_ICC_READ_MAX`; 0 when there is none or the file is not a PNG."""
+    fp.seek(0)
+    if fp.read(8) != PNG_SIGNATURE:
+        return 0
+    while len(head := fp.read(8)) == 8:
+        length, kind = struct.unpack(">I4s", head)
+        if kind in (b"IDAT", b"IEND"):  # the profile comes before the image data, or not at all
+            return 0
+        if kind != b"iCCP":
+            fp.seek(length + 4, os.SEEK_CUR)
+            continue
+        data = fp.read(min(length, 2 * PNG_ICC_READ_MAX))
+        data = data[data.find(b"\0") + 2 :]  # after the profile's name and compression method
+        z, size = zlib.decompressobj(), 0
+        with contextlib.suppress(zlib.error):  # a damaged profile: Pillow's own reading says what it makes of it
+            while data and size <= PNG_ICC_READ_MAX:
+                size += len(z.decompress(data, 1 << 20))
+                data = z.unconsumed_tail
+        return size
+    return 0
+
+
+@contextlib.contextmanager
+def _png_icc_limit(fp, path: Path):
+    """Let Pillow read a PNG's ICC profile past its 1 MB text-chunk limit, up to :data:`PNG_ICC_READ_MAX`
+    (raised only for such a file, so its other text chunks keep the limit); a larger profile is refused as
+    what it is, not as a corrupt file."""
+    size = _png_icc_size(fp)
+    fp.seek(0)
+    saved = PngImagePlugin.MAX_TEXT_CHUNK
+    if size > PNG_ICC_READ_MAX:
+        raise ImageError(f"{path}: its ICC colour profile is over {PNG_ICC_READ_MAX / 1e6:.1f} MB, more than "
+                         "glazeish reads; save the picture with a smaller profile (e.g. sRGB) and cloak that")
+    if size >= saved:
+        PngImagePlugin.MAX_TEXT_CHUNK = size + 1
+    try:
+        yield
+    finally:
+        PngImagePlugin.MAX_TEXT_CHUNK = saved
+
+
 def _collect(notes: list[str], caught: list, say: Callable[[str], str]) -> None:
     for w in caught:
         msg = say(first_line(w.message))
@@ -231,7 +278,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 raise ImageError(f"{path}: not a regular file")
             if st.st_size == 0:
                 raise ImageError(f"{path}: empty file (0 bytes)")
-            with warnings.catch_warnings(record=True) as caught, _pixel_limit(max_pixels):
+            with warnings.catch_warnings(record=True) as caught, _pixel_limit(max_pixels), _png_icc_limit(fp, path):
                 warnings.simplefilter("always")
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 im = _open_checked(fp, path, max_pixels)

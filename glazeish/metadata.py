@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 from xml.sax.saxutils import escape
 
-from PIL import ExifTags, Image, TiffTags
+from PIL import ExifTags, Image, PngImagePlugin, TiffTags
 from PIL.PngImagePlugin import PngInfo
 
 from .errors import first_line
@@ -69,6 +69,9 @@ Warn = Callable[[str], None]  # told one line about what was dropped from a file
 #: the most a JPEG marker segment carries (APP1: the EXIF; the XMP packet after its 29-byte namespace)
 JPEG_SEGMENT_MAX = 65533
 JPEG_XMP_MAX = JPEG_SEGMENT_MAX - 29
+#: the largest ICC profile each output format carries so that it reads back: a JPEG splits it over at most 255
+#: APP2 segments of 65,519 bytes; Pillow refuses a PNG whose iCCP chunk inflates past its MAX_TEXT_CHUNK (1 MB)
+ICC_MAX = {"JPEG": 255 * (JPEG_SEGMENT_MAX - 14), "PNG": PngImagePlugin.MAX_TEXT_CHUNK - 1}
 
 PLUS_NS = "http://ns.useplus.org/ldf/xmp/1.0/"
 PLUS_VOCAB = "http://ns.useplus.org/ldf/vocab/"
@@ -540,6 +543,7 @@ def save_kwargs(
     two stay in sync. Pass ``size=(w, h)`` if the output is not the input's size. A caller that adds
     its own ``pnginfo`` should add the XMP chunk to it (see :func:`build_xmp`).
 
+    An ICC profile too large for the format to read back (over 1 MB in a PNG) is dropped, said through ``warn``.
     A JPEG's EXIF and XMP must each fit one 64 KB segment: the input's largest EXIF tags, then the input's
     Artist/Copyright in the XMP, are left out until they do, each said in one line through ``warn`` (default:
     a logged warning); what ``options`` asks for must fit by itself (:func:`check_fits`).
@@ -549,8 +553,12 @@ def save_kwargs(
     jpeg = f == "JPEG"
 
     kwargs: dict[str, Any] = {}
-    if source.icc_profile:
-        kwargs["icc_profile"] = source.icc_profile
+    icc, icc_max = source.icc_profile, ICC_MAX.get(f)
+    if icc and icc_max is not None and len(icc) > icc_max:  # written, it would make a file no reader opens
+        warn(f"its ICC colour profile ({len(icc) / 1e6:.1f} MB) is over the {icc_max / 1e6:.1f} MB a {f} file "
+             "carries readably: dropped (viewers then show the colours as sRGB)")
+    elif icc:
+        kwargs["icc_profile"] = icc
 
     exif = clean_exif(source.exif, options, size, limit=JPEG_SEGMENT_MAX if jpeg else None, warn=warn)
     if exif:

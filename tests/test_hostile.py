@@ -549,6 +549,44 @@ def test_a_dark_16_bit_scan_stays_dark(tmp_path, models_dir):
     assert src.read_bytes() == gray16(dark)
 
 
+def big_icc() -> bytes:
+    """A 1.5 MB ICC profile (an sRGB profile padded with data that does not compress)."""
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes() + np.random.default_rng(1).bytes(1_500_000)
+
+
+def test_a_huge_icc_profile_is_read_and_dropped_where_the_output_cannot_carry_it(tmp_path, models_dir):
+    d = tmp_path / "in"
+    d.mkdir()
+    icc = big_icc()
+    (d / "photo.jpg").write_bytes(encode(Image.fromarray(RGB), "JPEG", quality=95, icc_profile=icc))
+    (d / "scan.png").write_bytes(encode(Image.fromarray(RGB), "PNG", icc_profile=icc))  # once "corrupt"
+    before = {p: p.read_bytes() for p in d.iterdir()}
+    for fmt, ext, kept in [("png", "png", False), ("jpeg", "jpg", True)]:
+        out = tmp_path / fmt
+        r = run("protect", d, "-o", out, "--models", models_dir, "--steps", "1", "--no-eval", "--format", fmt)
+        assert r.exit_code == 0, r.output
+        warned = [line for line in r.stderr.splitlines() if "ICC" in line]
+        assert len(warned) == (0 if kept else 2), r.stderr
+        for line in warned:
+            assert line.startswith("glazeish: warning: ") and "ICC colour profile (1.5 MB) is over the 1.0 MB" in line
+        for name in ("photo", "scan"):
+            with Image.open(out / f"{name}.protected.{ext}") as im:  # every file written reads back
+                im.load()
+                assert (im.info.get("icc_profile") == icc) is kept and im.size == (32, 24)
+    assert {p: p.read_bytes() for p in d.iterdir()} == before
+
+
+def test_an_icc_profile_beyond_what_any_format_carries_is_refused_as_such(tmp_path):
+    from glazeish.imageio import ImageError, read_image
+
+    src = tmp_path / "huge-icc.png"
+    src.write_bytes(encode(Image.fromarray(RGB), "PNG", icc_profile=b"\0" * 17_000_000))  # 17 MB, 17 KB on disk
+    with pytest.raises(ImageError) as e:
+        read_image(src)
+    assert str(e.value).startswith(f"{src}: its ICC colour profile is over 16.7 MB") and "corrupt" not in str(e.value)
+    assert PngImagePlugin.MAX_TEXT_CHUNK == 1 << 20  # the limit raised for one file is back
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the output folder's lock
 
