@@ -18,7 +18,7 @@ import torch
 from .attack import OPTIMIZERS, REFERENCES, SCHEDULES
 from .budget import budget_map, masked_budget
 from .device import resolve_device, resolve_precision
-from .warmstart import available, shipped_path
+from .warmstart import available, open_pattern, shipped_path
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,8 @@ class ProtectConfig:
             raise ValueError(f"EOT reference must be {' or '.join(REFERENCES)}, not {self.eot_reference!r}")
         if self.start not in ("random", "zero", "learned") and not Path(self.start).is_file():
             raise ValueError(f"start must be random, zero, learned or a pattern PNG, not {self.start!r}")
+        if self.start not in ("random", "zero", "learned"):
+            open_pattern(self.start).close()  # its size, before any work (ValueError if too large)
         if self.start == "learned" and not shipped_path(self.encoder, self.objective).exists():
             raise ValueError(f"no learned start for encoder {self.encoder!r} with objective {self.objective!r} "
                              f"(shipped: {', '.join(available()) or 'none'}); use start random, or train one with "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from PIL import Image
 from .attack import project
 from .device import autocast
 from .encoders import Ensemble
+from .errors import first_line
 from .objectives import Objective
 
 
@@ -43,6 +45,9 @@ class Budgeted(Protocol):
     def eps_map(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor | None: ...
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "starts"
+#: the largest side of a start pattern: a tile repeated over the image (the shipped ones are 64 px). A larger
+#: file is a mistake (a picture given as a pattern), and a 9000² one took 3.8 GB to cloak a 96 px image
+MAX_PATTERN_SIDE = 1024
 #: ``ProtectConfig.start`` values that are not a pattern: PGD's uniform random start, or none (δ₀ = 0)
 PLAIN_STARTS = ("random", "zero")
 
@@ -81,14 +86,36 @@ class StartPattern:
 
     @classmethod
     def load(cls, path: str | Path) -> "StartPattern":
-        """Read a pattern saved by :meth:`save` (ValueError naming the file if it is not one)."""
+        """Read a pattern saved by :meth:`save` (ValueError naming the file if it is not one, or is larger
+        than :data:`MAX_PATTERN_SIDE`)."""
         path = Path(path)
+        im = open_pattern(path)
         try:
-            with Image.open(path) as im:
+            with im:
                 v = np.asarray(im.convert("RGB"), dtype=np.float32)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: not a readable start pattern ({e})") from None
+        except Exception as e:  # whatever a decoder raises on a damaged file
+            raise ValueError(f"{path}: not a readable start pattern ({first_line(e)})") from None
         return cls(torch.from_numpy(v).permute(2, 0, 1) / 127.5 - 1, name=path.stem)
+
+
+def open_pattern(path: str | Path) -> Image.Image:
+    """A pattern file opened, its size checked before anything is decoded (ValueError naming the file): what
+    :class:`~glazeish.config.ProtectConfig` checks of a ``start`` pattern before any work."""
+    path = Path(path)
+    limit = (f"{path}: a start pattern is at most {MAX_PATTERN_SIDE}x{MAX_PATTERN_SIDE} px (a tile repeated over "
+             "the image; the shipped ones are 64 px)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # its size is refused just below
+            im = Image.open(path)
+    except Image.DecompressionBombError:
+        raise ValueError(f"{limit}; this one declares more pixels than Pillow opens safely") from None
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable start pattern ({first_line(e)})") from None
+    if max(im.size) > MAX_PATTERN_SIDE:
+        im.close()
+        raise ValueError(f"{limit}; this one is {im.size[0]}x{im.size[1]}")
+    return im
 
 
 def shipped_path(encoder: str, objective: str) -> Path:

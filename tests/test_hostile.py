@@ -587,6 +587,18 @@ def test_an_icc_profile_beyond_what_any_format_carries_is_refused_as_such(tmp_pa
     assert PngImagePlugin.MAX_TEXT_CHUNK == 1 << 20  # the limit raised for one file is back
 
 
+@pytest.mark.parametrize("pattern,phrase", [(lambda: encode(Image.new("RGB", (2000, 1500)), "PNG"), "this one is 2000x1500"),
+                                            (bomb, "more pixels than Pillow opens safely")])
+def test_a_start_pattern_has_a_size_limit(tmp_path, models_dir, pattern, phrase):
+    src = tmp_path / "art.png"
+    src.write_bytes(good_png())
+    (tmp_path / "pattern.png").write_bytes(pattern())
+    r = run("protect", src, "-o", tmp_path / "out", "--models", models_dir, "--start", tmp_path / "pattern.png")
+    line = one_error(r)
+    assert "a start pattern is at most 1024x1024 px" in line and phrase in line
+    assert not (tmp_path / "out").exists() and src.read_bytes() == good_png()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the output folder's lock
 
