@@ -18,6 +18,7 @@ import torch
 from .attack import OPTIMIZERS, REFERENCES, SCHEDULES
 from .budget import budget_map, masked_budget
 from .device import resolve_device, resolve_precision
+from .encoders import ENCODERS, parse_ensemble
 from .warmstart import available, open_pattern, shipped_path
 
 
@@ -185,7 +186,7 @@ class ProtectConfig:
             "seed": _whole(self.seed, "seed", 2**63 - 1),
             "objective": self.objective or p.objective,
             "robust": p.robust if self.robust is None else self.robust,
-            "budget": self.budget or p.budget,
+            "budget": p.budget if self.budget is None else self.budget,  # '' is refused, not the preset's
             "budget_floor": p.budget_floor if self.budget_floor is None else float(self.budget_floor),
             "budget_cap": p.budget_cap if self.budget_cap is None else float(self.budget_cap),
             "transform_order": self.transform_order or p.transform_order,
@@ -219,6 +220,8 @@ class ProtectConfig:
         if self.start not in ("random", "zero", "learned"):
             open_pattern(self.start).close()  # its size, before any work (ValueError if too large)
         if self.start == "learned" and not shipped_path(self.encoder, self.objective).exists():
+            for name, _ in parse_ensemble(self.encoder):  # an unknown encoder is said as such, not as no start
+                ENCODERS[name]
             raise ValueError(f"no learned start for encoder {self.encoder!r} with objective {self.objective!r} "
                              f"(shipped: {', '.join(available()) or 'none'}); use start random, or train one with "
                              "benchmarks/amortised/train.py")

@@ -69,6 +69,7 @@ class Job:
             raise ValueError(f"figure tiles must be a whole number ≥ 0 (0: every tile), not {self.figure_tiles}")
         if self.max_pixels < 1:
             raise ValueError(f"max pixels must be at least 1, not {self.max_pixels}")
+        _check_purifications(self.purify)
         check_fits(self.meta, self.fmt)
 
     def fingerprint(self) -> dict:
@@ -87,6 +88,23 @@ class Job:
     def output_name(self, src: str | Path) -> str:
         """``<stem>.protected.<ext>`` (:func:`plan_outputs` decides the final name of each file of a batch)."""
         return f"{Path(src).stem}.protected{FORMATS[self.fmt][1]}"
+
+
+#: the ``glazeish check`` option that gives a purification its diffusers pipeline (``Purification.needs_pipeline``)
+PIPELINE_OPTIONS = {"upscaler": "--upscaler", "img2img": "--purify-pipeline"}
+
+
+def _check_purifications(names: Sequence[str]) -> None:
+    """A job's figures build their purifications with no diffusers pipeline (a batch loads none): one that
+    needs one is refused before any work, rather than failing every file."""
+    from .purify import PURIFICATIONS
+
+    for name in names:
+        needs = PURIFICATIONS[name].needs_pipeline
+        if needs:
+            option = PIPELINE_OPTIONS.get(needs, "a pipeline")
+            raise ValueError(f"purification {name!r} needs a diffusers pipeline ({option}), which cloaking does not "
+                             f"load; measure it on a cloak with glazeish check --purify {name} {option} PATH")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -159,6 +159,18 @@ class MetadataOptions:
     preset: str | None = None  # e.g. "default", recorded in the glazeish note
     note: bool = True  # --no-glazeish-note: say nothing about glazeish (the note tells a scraper it was cloaked)
 
+    def __post_init__(self):
+        # a command-line argument that is not UTF-8 arrives with its bytes escaped (surrogates), which no file's
+        # metadata can hold: said once, before any work, rather than as a failure of every file
+        for name in ("creator", "copyright", "url"):
+            text = getattr(self, name)
+            try:
+                (text or "").encode("utf-8")
+            except UnicodeEncodeError as e:
+                bad = text[e.start : e.end].encode("utf-8", "surrogateescape")
+                raise ValueError(f"{name} is not valid UTF-8 text (at character {e.start}: {bad.hex(' ')}); give it "
+                                 "in UTF-8") from None
+
 
 @dataclass
 class SourceMetadata:

@@ -77,6 +77,7 @@ class Protector:
         self.objective = make_objective(self.config.objective, target)
         self.transforms = make_transforms(self.config.robust, self.ensemble) if self.config.robust else []
         self.start = resolve_start(self.config.start, self.config.encoder, self.config.objective)
+        self.attack()  # what PGD refuses (an objective that needs a decoder none of the models has): once, here
         self.load_seconds = time.perf_counter() - t0
 
     @property

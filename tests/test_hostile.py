@@ -599,6 +599,29 @@ def test_a_start_pattern_has_a_size_limit(tmp_path, models_dir, pattern, phrase)
     assert not (tmp_path / "out").exists() and src.read_bytes() == good_png()
 
 
+SETTINGS_REFUSED_ONCE = [
+    (["--purify", "upscale"], "purification 'upscale' needs a diffusers pipeline (--upscaler)"),
+    (["--copyright", os.fsdecode(b"\xa9 Ann \xff\xfe")], "copyright is not valid UTF-8 text (at character 0: a9); give it in UTF-8"),
+    (["--encoder", "taesana", "--objective", "mimic-away"], "objective 'mimic-away' needs a decoder"),
+    (["--encoder", "nope", "--intensity", "fast"], "unknown encoder 'nope'"),
+    (["--budget", ""], "budget must be one of flat, perceptual, masked, not ''"),
+]
+
+
+@pytest.mark.parametrize("args,phrase", SETTINGS_REFUSED_ONCE)
+def test_a_bad_setting_is_refused_once_before_any_file(tmp_path, models_dir, args, phrase):
+    """Not one failure per file: one line, exit 2, nothing written."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("a.png", "b.png"):
+        (d / name).write_bytes(good_png())
+    out = tmp_path / "out"
+    r = run("protect", d, "-o", out, "--models", models_dir, "--steps", "1", *args)
+    assert phrase in one_error(r)
+    assert not out.exists() or not list(out.iterdir())
+    assert [p.read_bytes() for p in sorted(d.iterdir())] == [good_png()] * 2
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the output folder's lock
 
