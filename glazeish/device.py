@@ -37,6 +37,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             raise ValueError(f"device {device!r}: no CUDA GPU is available here (use auto or cpu)")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():  # torch names it; building on it fails
+        raise ValueError(f"device {device!r}: no Apple GPU (MPS) is available here (use auto or cpu)")
     elif dev.type not in ("cpu", "mps"):
         raise ValueError(f"device {device!r} is not supported (auto, cpu, cuda, cuda:N)")
     return dev

@@ -622,6 +622,20 @@ def test_a_bad_setting_is_refused_once_before_any_file(tmp_path, models_dir, arg
     assert [p.read_bytes() for p in sorted(d.iterdir())] == [good_png()] * 2
 
 
+def test_a_device_torch_cannot_build_here_is_one_line(tmp_path, models_dir):
+    import torch
+
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has an Apple GPU")
+    src = tmp_path / "art.png"
+    src.write_bytes(good_png())
+    r = run("protect", src, "-o", tmp_path / "out", "--models", models_dir, "--device", "mps")
+    assert one_error(r) == "glazeish: error: device 'mps': no Apple GPU (MPS) is available here (use auto or cpu)"
+    assert not (tmp_path / "out").exists()
+    r = run("check", src, src, "--models", models_dir, "--device", "mps:0")
+    assert "no Apple GPU (MPS)" in one_error(r)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the output folder's lock
 
