@@ -123,7 +123,7 @@ class Planned:
     error: str | None = None
 
 
-def _name(stem: str, tail: str, room: int) -> tuple[str, bool]:
+def fit_name(stem: str, tail: str, room: int = NAME_MAX) -> tuple[str, bool]:
     """``stem + tail`` cut to ``room`` bytes (a long stem keeps its start and gains ``~`` + 8 hex of a hash of
     itself, so that two long names stay apart); returns the name and whether it was shortened."""
     raw = os.fsencode(stem)
@@ -160,7 +160,7 @@ def plan_outputs(inputs: Sequence[Found | str | os.PathLike], outdir: str | os.P
 
     def name(f: Found, n: int = 1) -> tuple[Path, bool]:
         stem = Path(f.rel.name).stem + (f"-{n}" if n > 1 else "")
-        fitted, short = _name(stem, tails[0], room)
+        fitted, short = fit_name(stem, tails[0], room)
         return f.rel.parent / fitted, short
 
     natural = [name(f) for f in found]

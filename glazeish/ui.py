@@ -45,7 +45,7 @@ from .config import PRESETS, ProtectConfig
 from .encoders import ENCODERS, load_encoder, load_encoders
 from .evaluation import Evaluator, judge
 from .imageio import ImageError, read_image, save_image
-from .job import Cloaker, Job
+from .job import NAME_MAX, Cloaker, Job, fit_name
 from .metadata import MetadataOptions
 from .objectives import OBJECTIVES
 from .protect import Protector, Step
@@ -175,15 +175,22 @@ class Settings:
         )
 
 
+#: the longest name :func:`cloak_one` writes beside a download, ``<stem>`` + this
+LONGEST_BESIDE = ".model-view-original.png"
+
+
 def unique_names(names: Sequence[str], suffix: str = ".protected.png") -> list[str]:
-    """``<stem><suffix>`` per upload, numbered (``a-2.protected.png``) where two stems collide."""
+    """``<stem><suffix>`` per upload, numbered (``a-2.protected.png``) where two stems collide; a long stem is
+    shortened as the command line does (:func:`~glazeish.job.fit_name`), so that every file written beside the
+    download fits a file name (a 240-byte CJK name would not)."""
+    room = NAME_MAX - len(LONGEST_BESIDE.encode()) + len(suffix.encode())
     out, seen = [], set()
     for name in names:
         stem = Path(name).stem or "image"
-        cand, k = f"{stem}{suffix}", 1
+        cand, k = fit_name(stem, suffix, room)[0], 1
         while cand.lower() in seen:
             k += 1
-            cand = f"{stem}-{k}{suffix}"
+            cand = fit_name(f"{stem}-{k}", suffix, room)[0]
         seen.add(cand.lower())
         out.append(cand)
     return out

@@ -45,6 +45,17 @@ def test_unique_names_number_collisions():
                      "noext.protected.png"]
 
 
+def test_unique_names_shorten_what_would_not_fit_a_file_name():
+    """A 240-byte CJK name: the download keeps its start, gains the command line's ~hash, and every name written
+    beside it (``<stem>.model-view-original.png`` the longest) fits 255 bytes; two such names stay apart."""
+    long = "画" * 80  # 240 bytes in UTF-8
+    names = ui.unique_names([f"{long}.png", f"{long}x.png", f"{long}.jpg"])
+    assert len(set(names)) == 3 and all(n.startswith("画" * 70) and "~" in n for n in names)
+    for n in names:
+        stem = n.removesuffix(".protected.png")
+        assert len(f"{stem}{ui.LONGEST_BESIDE}".encode()) <= 255
+
+
 def test_make_zip_stores_files_flat(tmp_path):
     files = []
     for i in range(2):
@@ -350,6 +361,18 @@ def test_protectors_and_weights_are_cached(job):
     p3 = cache.get(ui.Settings(encoders=["taesana"], objective="texture").job(md, "cpu", "fp32"))
     view = cache.viewer(p3)
     assert view.mimic.name == "taef2" and cache.viewer(p3) is view and cache.loads == 3
+
+
+def test_a_long_upload_name_is_cloaked_under_a_shortened_name(uploads, job, tmp_path):
+    """Once "File name too long", with the server's temp path on the page."""
+    src = tmp_path / ("画" * 80 + ".png")  # 244 bytes: the upload itself fits, the files beside its cloak did not
+    src.write_bytes(uploads[0].read_bytes())
+    [r] = list(ui.cloak_batch([src], ui.Settings(steps=1), **job))[-1].results
+    assert r.ok, r.error
+    for p in (r.cloaked, r.original, r.difference, r.view_original, r.view_cloaked):
+        assert Path(p).is_file() and len(os.fsencode(Path(p).name)) <= 255
+    assert Path(r.cloaked).name == r.download_name and r.download_name.startswith("画" * 70)
+    assert src.read_bytes() == uploads[0].read_bytes()
 
 
 def test_limits_give_readable_errors(uploads, job):
