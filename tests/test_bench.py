@@ -509,3 +509,58 @@ def test_cli_run_and_report(image_dirs, tmp_path, models_dir):
     assert "## Headline: none vs noise" in (out / "results.md").read_text()
     bad = CliRunner().invoke(app, ["run", "--images", str(image_dirs[0]), "--out", str(out), "--protections", "nope"])
     assert bad.exit_code == 2 and "unknown protection" in bad.output
+
+
+# -- hostile options and inputs: one line, exit 2 before any work (1 for a run whose images failed) -------------
+
+
+def _bench(*args: str):
+    from typer.testing import CliRunner
+
+    from glazeish.bench.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _one_line(res, code: int) -> str:
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.exit_code == code and len(lines) == 1 and lines[0].startswith("glazeish bench: error: "), res.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("command,args,phrase", [
+    ("run", ["--images", "/nonexistent"], "--images /nonexistent: no such folder"),
+    ("mimic", ["--images", "/nonexistent"], "--images /nonexistent: no such folder"),
+    ("run", ["--eps", "nan"], "--eps must be between 0 and 64 (in 1/255 units), not nan"),
+    ("run", ["--eps", "-5"], "--eps must be between 0 and 64 (in 1/255 units), not -5"),
+    ("run", ["--limit", "-1"], "--limit must be at least 1, not -1"),
+    ("run", ["--precision", "fp8"], "precision must be one of"),
+    ("run", ["--batch", "0"], "--batch must be at least 1, not 0"),
+    ("mimic", ["--eps", "nan"], "--eps must be between 0 and 64"),
+    ("mimic", ["--limit", "-1"], "--limit must be at least 1, not -1"),
+    ("mimic", ["--bootstrap", "0"], "--bootstrap must be at least 1, not 0"),
+    ("mimic", ["--sample-steps", "0"], "--sample-steps must be at least 1, not 0"),
+    ("mimic", ["--batch", "0"], "batch ≥ 1"),
+])
+def test_bad_bench_options_are_one_line_before_any_work(image_dirs, tmp_path, models_dir, command, args, phrase):
+    images = [] if "--images" in args else ["--images", image_dirs[0]]
+    res = _bench(command, *images, *args, "--out", tmp_path / "out", "--models", models_dir, "--quick")
+    assert phrase in _one_line(res, 2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_whose_every_image_is_bad_says_each_and_exits_1(tmp_path, models_dir):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "text.png").write_bytes(b"not an image")
+    (d / "empty.jpg").write_bytes(b"")
+    os.mkfifo(d / "fifo.png")
+    res = _bench("run", "--images", d, "--out", tmp_path / "out", "--models", models_dir, "--protections", "none",
+                 "--purifications", "none", "--quiet")
+    assert res.exit_code == 1, res.output
+    errors = [line for line in res.stderr.splitlines() if "error" in line]
+    assert sorted(errors) == [f"glazeish bench: error: {d / 'empty.jpg'}: empty file (0 bytes)",
+                              f"glazeish bench: error: {d / 'fifo.png'}: not a regular file",
+                              f"glazeish bench: error: {d / 'text.png'}: not an image Pillow can read (unknown or "
+                              "corrupt format)"]
+    assert "Traceback" not in res.output and (d / "fifo.png").is_fifo() and (d / "text.png").read_bytes() == b"not an image"

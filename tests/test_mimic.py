@@ -270,6 +270,26 @@ def test_cli_quick_run(small_set, models_dir, tmp_path):
     assert bad.exit_code == 2 and "--seeds" in bad.output
 
 
+def test_a_corrupt_cache_file_is_said_deleted_and_rebuilt(small_set, models_dir, tmp_path):
+    """A torn latents file or a foreign samples file: one line that says so (not torch's advice to load it with
+    weights_only=False), the file deleted, and what it held computed again."""
+    cfg = _config(small_set, tmp_path / "o", models_dir, protections=["none"], steps=2, limit=2)
+    run_mimic(cfg, log=lambda s: None)
+    work = tmp_path / "o" / "work"
+    [latents], [samples] = list((work / "latents").glob("*.pt")), list((work / "samples").rglob("*.pt"))
+    good_latents = torch.load(latents, weights_only=True)
+    latents.write_bytes(latents.read_bytes()[:100])
+    torch.save({"not": "samples"}, samples)
+    seen: list[str] = []
+    result = run_mimic(cfg, log=seen.append)
+    said = [m for m in seen if "corrupt cache file" in m]
+    assert said[0] == f"{samples}: corrupt cache file (not what this run wrote); deleted, it will be rebuilt"
+    assert len(said) == 2 and said[1].startswith(f"{latents}: corrupt cache file (") and "weights_only" not in said[1]
+    assert result.trained == ["none/seed0"]
+    assert all(torch.equal(a, b) for a, b in zip(torch.load(latents, weights_only=True), good_latents))
+    assert torch.load(samples, weights_only=True).dtype == torch.uint8
+
+
 class _Planted:
     """What an attacker plants as a checkpoint: unpickling it would run code (here: touch a file)."""
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
+from ..errors import first_line
 from ..purify import DEFAULT_PURIFICATIONS, QUICK_PURIFICATIONS
 from .protections import DEFAULT_PROTECTIONS, PROTECTIONS, QUICK_PROTECTIONS
+
+if TYPE_CHECKING:
+    from .harness import Bench
 
 app = typer.Typer(
     help="Benchmark cloaks: visibility, latent and mimicry damage, transfer, and survival of purifications.",
@@ -39,6 +43,13 @@ def _cuda() -> bool:
 
 def _split(s: str) -> list[str]:
     return [p.strip() for p in s.split(",") if p.strip()]
+
+
+def _check_images(images: List[Path]) -> None:
+    """Every ``--images`` must exist (a folder, or a file): a typo is an option error before any work."""
+    for p in images:
+        if not p.exists():
+            _fail(f"--images {p}: no such folder")
 
 
 def _external(specs: list[str]) -> dict[str, str]:
@@ -120,6 +131,7 @@ def run(
     """
     from .harness import Bench, BenchConfig
 
+    _check_images(images)
     ext = _external(external)
     if protections is None:
         protections = ",".join(QUICK_PROTECTIONS if quick else DEFAULT_PROTECTIONS)
@@ -143,30 +155,45 @@ def run(
             dtype=pipeline_dtype, lora_steps=lora_steps, lora_rank=lora_rank, lora_lr=lora_lr,
             lora_samples=lora_samples, resolution=resolution, purifications=_split(pipeline_purifications),
         )
-    config = BenchConfig(
-        images=[str(p) for p in images], out=str(out), protections=_split(protections),
-        purifications=_split(purifications), encoders=_split(encoders), attacked=attacked,
-        style_encoder=style_encoder, eps_levels=eps, attack_steps=attack_steps,
-        mist_target=str(mist_target) if mist_target else None, seed=seed, device=device,
-        precision=precision, models_dir=str(models) if models else None, cache=str(cache) if cache else None,
-        external=ext, limit=limit, slow_images=slow_images, impress_steps=impress_steps, batch=batch,
-        purify_pipeline=purify_pipeline, upscaler=upscaler,
-        pipeline=pcfg,
-    )
     try:
+        config = BenchConfig(
+            images=[str(p) for p in images], out=str(out), protections=_split(protections),
+            purifications=_split(purifications), encoders=_split(encoders), attacked=attacked,
+            style_encoder=style_encoder, eps_levels=eps, attack_steps=attack_steps,
+            mist_target=str(mist_target) if mist_target else None, seed=seed, device=device,
+            precision=precision, models_dir=str(models) if models else None, cache=str(cache) if cache else None,
+            external=ext, limit=limit, slow_images=slow_images, impress_steps=impress_steps, batch=batch,
+            purify_pipeline=purify_pipeline, upscaler=upscaler,
+            pipeline=pcfg,
+        )
         bench = Bench(config, log=lambda s: typer.echo(f"glazeish bench: {s}", err=True))
         csv_path = bench.run(progress=not quiet and sys.stderr.isatty())
     except (ValueError, OSError, RuntimeError) as e:
-        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        _fail(first_line(e))
     typer.echo(f"results: {csv_path}", err=True)
+    _write_views(bench, out, grid, report)
+    if bench.errors:  # each said in its line; what could be measured is written
+        raise typer.Exit(1)
+
+
+def _write_views(bench: "Bench", out: Path, grid: bool, report: bool) -> None:
+    """The grids and the report of a run. A run whose every image failed (each said in its own line) has
+    nothing to show: no report line of its own then."""
+    from .report import build
+
     if grid:
         for p in bench.grids():
             typer.echo(f"grid: {p}", err=True)
-    if report:
-        from .report import build
-
-        for name, p in build(out).items():
-            typer.echo(f"{name}: {p}", err=True)
+    if not report:
+        return
+    try:
+        written = build(out)
+    except ValueError as e:  # an empty results.csv
+        if bench.errors:
+            return
+        _fail(first_line(e))
+    for name, p in written.items():
+        typer.echo(f"{name}: {p}", err=True)
 
 
 @app.command()
@@ -224,6 +251,7 @@ def mimic(
     """
     from .mimic import MimicConfig, run_mimic
 
+    _check_images(images)
     try:
         seed_list = [int(s) for s in _split(seeds)]
     except ValueError:
@@ -240,7 +268,7 @@ def mimic(
                                  **{k: v for k, v in opts.items() if v is not None})
         result = run_mimic(config, log=lambda s: typer.echo(f"glazeish bench mimic: {s}", err=True))
     except (ValueError, OSError, RuntimeError) as e:
-        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        _fail(first_line(e))
     typer.echo(f"trained {len(result.trained)}, skipped {len(result.skipped)} finished, in {result.seconds:.0f} s",
                err=True)
     for name, p in result.files.items():

@@ -26,6 +26,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from ..config import MAX_EPS_LEVELS
 from ..device import cpu_name
 from ..evaluation import Evaluator, assess, baselines
 from ..evaluation.figures import retained
@@ -64,6 +65,25 @@ class BenchConfig:
     batch: int = 4
     recursive: bool = False
     pipeline: "PipelineConfig | None" = None  # full diffusers pipeline measurements (img2img, LoRA)
+
+    def __post_init__(self):
+        check_eps(self.eps_levels)
+        for option, value, low in (("--limit", self.limit, 1), ("--slow-images", self.slow_images, 0),
+                                   ("--batch", self.batch, 1), ("--attack-steps", self.attack_steps, 1),
+                                   ("--impress-steps", self.impress_steps, 1)):
+            at_least(option, value, low)
+
+
+def check_eps(eps_levels: float) -> None:
+    """The ``--eps`` of a benchmark's noise arms: 1/255 levels within what a cloak may use (NaN refused)."""
+    if not 0 <= eps_levels <= MAX_EPS_LEVELS:
+        raise ValueError(f"--eps must be between 0 and {MAX_EPS_LEVELS} (in 1/255 units), not {eps_levels:g}")
+
+
+def at_least(option: str, value: float | None, low: float) -> None:
+    """Refuse an option's ``value`` (None: not given) below ``low``, or NaN: before any work, not in its midst."""
+    if value is not None and not value >= low:
+        raise ValueError(f"{option} must be at least {low:g}, not {value:g}")
 
 
 def image_key(path: Path) -> str:
@@ -147,7 +167,7 @@ class Bench:
     """Loads the models once and runs a :class:`BenchConfig`; ``run()`` returns the CSV path."""
 
     def __init__(self, config: BenchConfig, log: Callable[[str], None] | None = None):
-        from ..device import resolve_device
+        from ..device import resolve_device, resolve_precision
         from ..encoders import Ensemble, first_with_decoder, load_encoder, parse_ensemble
         from ..metrics import StyleFeatures
         from ..purify import PURIFICATIONS, expand
@@ -156,7 +176,9 @@ class Bench:
         self.config = c = config
         self.log = log or (lambda s: print(s, file=sys.stderr))
         self.device = resolve_device(c.device)
+        resolve_precision(c.precision, self.device)  # a bad --precision: refused here, not by every attack
         self.out = Path(c.out)
+        self.errors: list[str] = []  # one line per image or cell that failed (run())
         self.cache = Path(c.cache) if c.cache else self.out / "cache"
         models: dict[str, object] = {}
 
@@ -273,7 +295,7 @@ class Bench:
         env["finished"] = None
         _update_env(self.out, env)
         timings: dict[str, list[float]] = {}
-        errors: list[str] = []
+        errors = self.errors
 
         todo = []
         for f in files:
@@ -391,7 +413,10 @@ class Bench:
         written = []
         for f in files:
             k = image_key(f)
-            rgb = read_image(f).rgb
+            try:
+                rgb = read_image(f).rgb
+            except ImageError:  # said by run(), which met it first
+                continue
             items = []
             for prot in prots:
                 try:

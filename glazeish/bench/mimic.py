@@ -51,6 +51,7 @@ from torch import nn
 from ..imageio import ImageError, read_image, save_image, to_tensor
 from ..metadata import MetadataOptions
 from ..metrics import StyleFeatures, gram
+from .harness import at_least, check_eps
 
 NONE = "none"
 METRICS = ("style", "colour", "texture", "c2st")
@@ -114,6 +115,13 @@ class MimicConfig:
             raise ValueError("at least one seed")
         if self.steps < 1 or self.samples < 2 or self.batch < 1 or self.draws < 1:
             raise ValueError("steps ≥ 1, samples ≥ 2, batch ≥ 1 and draws ≥ 1 are required")
+        check_eps(self.eps_levels)
+        for option, value, low in (("--limit", self.limit, 1), ("--sample-steps", self.sample_steps, 1),
+                                   ("--bootstrap", self.bootstrap, 1), ("--width", self.width, 1),
+                                   ("n_ref", self.n_ref, 2), ("ckpt_every", self.ckpt_every, 1)):
+            at_least(option, value, low)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a positive number, not {self.lr:g}")
 
     def train_key(self) -> dict:
         """The settings that decide a trained model and its samples (a finished version is reused only
@@ -490,6 +498,28 @@ def _match_channel_stats(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return (z - mu) / sd * like.std((1, 2), keepdim=True) + like.mean((1, 2), keepdim=True)
 
 
+def _load_cache(path: Path, valid: Callable[[object], bool], log: Log) -> object | None:
+    """A cache file of the run (latents, samples) as :func:`torch.save` wrote it, or None when it is missing or
+    unusable: a torn or foreign file is said in one line, deleted, and rebuilt by the caller (``weights_only``:
+    a file on disk is data, never code to run, so an unreadable one is never retried without it)."""
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        why = "not what this run wrote"
+    except Exception as e:  # what torch says here suggests weights_only=False: the one thing not to do
+        data, why = None, type(e).__name__
+    if data is not None and valid(data):
+        return data
+    log(f"{path}: corrupt cache file ({why}); deleted, it will be rebuilt")
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _are_samples(data: object) -> bool:
+    return isinstance(data, torch.Tensor) and data.dtype == torch.uint8 and data.dim() == 4
+
+
 def _hash(obj) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -655,8 +685,9 @@ class MimicRun:
     def latents(self, version: Version) -> list[torch.Tensor]:
         """TAEF2 latents (``C×H/8×W/8``) of the protected full images, cached under WORK/latents."""
         path = self.work / "latents" / f"{_safe(version.name)}-{self._version_id(version)}.pt"
-        if path.is_file():
-            return torch.load(path, map_location="cpu", weights_only=True)
+        cached = _load_cache(path, self._are_latents, self.log)
+        if cached is not None:
+            return cached
         t0 = time.perf_counter()
         if version.stat_null:
             clean = self.latents(self.versions[0])
@@ -672,6 +703,11 @@ class MimicRun:
         torch.save(out, path)
         self.log(f"{version.name}: latents of {len(out)} images in {time.perf_counter() - t0:.0f} s")
         return out
+
+    def _are_latents(self, data: object) -> bool:
+        """Whether a cache file holds latents (``C×h×w``) of every image of the set."""
+        return isinstance(data, list) and len(data) == len(self.originals) and all(
+            isinstance(z, torch.Tensor) and z.dim() == 3 for z in data)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, batch: int = 16) -> torch.Tensor:
@@ -693,9 +729,10 @@ class MimicRun:
         if not meta.is_file() or not self._samples_path(prot, seed).is_file():
             return False
         try:
-            return json.loads(meta.read_text()).get("key") == self._key(prot)
+            same = json.loads(meta.read_text()).get("key") == self._key(prot)
         except (OSError, ValueError):
             return False
+        return same and _load_cache(self._samples_path(prot, seed), _are_samples, self.log) is not None
 
     def run_version(self, prot, seed: int, data: LatentSet) -> dict:
         """Train, sample, decode and save one (protection, seed); returns its metrics.json content."""
@@ -780,7 +817,7 @@ class MimicRun:
             add_rows(prot.name, "data", "", image_stats(data_view[prot.name], self.style), len(z))
             seeds = [s for s in c.seeds if self.finished(prot, s)]
             for s in seeds:
-                imgs = torch.load(self._samples_path(prot, s), weights_only=True).float() / 255
+                imgs = _load_cache(self._samples_path(prot, s), _are_samples, self.log).float() / 255  # finished
                 if s == seeds[0] and prot.family not in samples:
                     samples[prot.family] = imgs
                 st = image_stats(imgs, self.style)
