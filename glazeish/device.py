@@ -5,7 +5,13 @@ the same bytes in every process on one kind of machine (a timing race between tw
 machine could otherwise choose differently): on CUDA, bf16 autocast where the GPU supports it, else fp16;
 on a CPU, bf16 autocast where it has native bf16 arithmetic (AMX or AVX-512 BF16: oneDNN runs the
 convolutions in bf16 there, about 2x faster than fp32), else fp32 (bf16 would be emulated, and slower).
-``GLAZEISH_PRECISION`` or an explicit ``fp32``/``bf16``/``fp16`` overrides it.
+``GLAZEISH_PRECISION`` or an explicit ``fp32``/``bf16``/``fp16`` overrides it; a reduced precision that this
+processor cannot compute natively is refused (ValueError) rather than emulated: emulation is slower than fp32,
+and some oneDNN kernels (the fused convolution) do not run at all without it.
+
+"Native" is what the processor *and* oneDNN say: the CPU's flags (read through PyTorch's cpuinfo, so on macOS,
+Windows and ARM too) and oneDNN's own answer, which also honours ``ONEDNN_MAX_CPU_ISA`` (an AVX-512 BF16 machine
+held to ``AVX2`` computes as a laptop does, and says so).
 """
 
 from __future__ import annotations
@@ -20,8 +26,6 @@ import platform
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-#: CPU flags (as /proc/cpuinfo names them) that mean native bf16 arithmetic
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -73,19 +77,85 @@ def cpu_flags() -> frozenset[str]:
     return _cpuinfo()[1]
 
 
+def _onednn_says(name: str) -> bool:
+    """oneDNN's answer to ``torch.ops.mkldnn._is_mkldnn_<name>_supported()`` (False where it cannot be asked)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return bool(getattr(torch.ops.mkldnn, f"_is_mkldnn_{name}_supported")())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _cpu_has(test: str, linux_flags: tuple[str, ...]) -> bool:
+    """A CPU feature from PyTorch's cpuinfo (``torch.cpu._is_<test>_supported``, any OS), else /proc/cpuinfo."""
+    fn = getattr(torch.cpu, f"_is_{test}_supported", None)
+    if fn is not None:
+        try:
+            return bool(fn())
+        except RuntimeError:
+            pass
+    return any(f in cpu_flags() for f in linux_flags)
+
+
+@functools.lru_cache(maxsize=None)
+def native_precisions(device_type: str) -> tuple[str, ...]:
+    """The precisions a device computes natively: fp32 always; on CUDA bf16 where supported, and fp16; on a CPU
+    bf16 where the processor has AVX-512 BF16 or AMX (or ARM's BF16) *and* oneDNN uses it, fp16 where oneDNN
+    computes it natively (AVX-512 FP16, AMX-FP16). Read off the hardware, the same answer in every process."""
+    if device_type == "cuda":
+        return ("fp32", "bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp32", "fp16")
+    if device_type != "cpu":
+        return ("fp32",)
+    out = ["fp32"]
+    arm = platform.machine().lower() in ("arm64", "aarch64")
+    bf16_cpu = arm or _cpu_has("avx512_bf16", ("avx512_bf16",)) or _cpu_has("amx_tile", ("amx_bf16",))
+    if bf16_cpu and _onednn_says("bf16"):
+        out.append("bf16")
+    if _onednn_says("fp16"):
+        out.append("fp16")
+    return tuple(out)
+
+
+def cpu_class() -> str:
+    """What decides the low bits of a CPU computation here: the processor, the instruction set ATen's kernels
+    use (``ATEN_CPU_CAPABILITY`` may lower it) and the precisions oneDNN computes natively (``ONEDNN_MAX_CPU_ISA``
+    may lower them), e.g. ``AMD EPYC [avx512-bf16] · AVX2 · fp32`` (a Zen 4 held to AVX2). Two processes that print the same class compute the
+    same bytes; other classes may differ in the last bits, and a cloak's pixels follow them."""
+    try:
+        isa = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # torch < 2.1
+        isa = "?"
+    return f"{cpu_name()} [{_widest_isa()}] · {isa} · {','.join(native_precisions('cpu'))}"
+
+
+def _widest_isa() -> str:
+    """The widest x86 vector extension the processor has, whatever it is held to (two CPUs of one name, e.g.
+    ``AMD EPYC`` under a hypervisor, can be Zen 3 or Zen 4)."""
+    for test, flag, name in (("amx_tile", "amx_tile", "amx"), ("avx512_bf16", "avx512_bf16", "avx512-bf16"),
+                             ("avx512", "avx512f", "avx512"), ("avx2", "avx2", "avx2")):
+        if _cpu_has(test, (flag,)):
+            return name
+    return platform.machine() or "?"
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> the hardware's choice (see the module doc); ``fp32``, ``bf16``, ``fp16`` as given."""
+    """``auto`` -> the hardware's choice (see the module doc); ``fp32``, ``bf16``, ``fp16`` as given where the
+    device computes them natively (:func:`native_precisions`), ValueError otherwise."""
     if precision == "auto":
         precision = os.environ.get("GLAZEISH_PRECISION", "auto") or "auto"
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and any(f in cpu_flags() for f in BF16_CPU_FLAGS):
-        return "bf16"
-    return "fp32"
+    native = native_precisions(device.type)
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if "bf16" in native else "fp16"
+        return "bf16" if "bf16" in native else "fp32"
+    if precision not in native:
+        what = "processor" if device.type == "cpu" else f"{device.type} device"
+        raise ValueError(f"precision {precision}: this {what} does not compute it natively (it would be emulated: "
+                         f"slower than fp32, where it runs at all); natively: {', '.join(native)}; use auto or fp32")
+    return precision
 
 
 #: glibc ``mallopt`` parameters

@@ -53,8 +53,12 @@ __all__ = [
 MANIFEST_NAME = ".glazeish-manifest.jsonl"
 STAGING_DIR = ".glazeish-staging"
 #: Environment variables the driver passes on to every worker (a node started with ``ray start`` does not
-#: otherwise see the driver's environment).
-FORWARDED_ENV = ("GLAZEISH_MODELS", "GLAZEISH_OFFLINE", "HF_HUB_OFFLINE", "HF_HOME", "TORCH_HOME")
+#: otherwise see the driver's environment). The CPU-level limits go too: a driver held to AVX2 chose its
+#: precision for that level, and its workers compute at it.
+FORWARDED_ENV = ("GLAZEISH_MODELS", "GLAZEISH_OFFLINE", "HF_HUB_OFFLINE", "HF_HOME", "TORCH_HOME",
+                 "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -177,7 +181,10 @@ class _TaskActorImpl:
     def ready(self) -> dict:
         import socket
 
-        return {"pid": os.getpid(), "host": socket.gethostname(), "setup_seconds": self.setup_seconds}
+        from .device import cpu_class
+
+        return {"pid": os.getpid(), "host": socket.gethostname(), "setup_seconds": self.setup_seconds,
+                "cpu": cpu_class()}
 
     def run(self, item: Any) -> Any:
         return self.task_fn(self.state, item)
@@ -194,6 +201,19 @@ def _task_actor_class():
         # a named class so that `ray list actors` and process titles ("ray::TaskActor.run") say what it is
         _ACTOR_CLASSES["task"] = ray.remote(type("TaskActor", (_TaskActorImpl,), {"__module__": __name__}))
     return _ACTOR_CLASSES["task"]
+
+
+def _warn_if_mixed(nodes: list[dict]) -> None:
+    """Say so when the workers' CPUs compute differently (see :func:`glazeish.device.cpu_class`): the same input
+    may then give other bytes depending on the worker that takes it."""
+    classes: dict[str, str] = {}
+    for n in nodes:
+        classes.setdefault(n.get("cpu", "?"), n.get("host", "?"))
+    if len(classes) > 1:
+        seen = "; ".join(f"{c} (e.g. {h})" for c, h in classes.items())
+        log.warning("glazeish: warning: the Ray workers' CPUs compute differently (%s): a cloak's bytes may depend "
+                    "on the worker that makes it; pass --precision fp32 and use one kind of node for the same bytes "
+                    "everywhere", seen)
 
 
 def check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -324,7 +344,7 @@ def run_tasks(
 
         actors = [spawn() for _ in range(workers)]
         try:  # fail fast (like the local CLI) when the first workers cannot load their models
-            ray.get([a.ready.remote() for a in actors])
+            _warn_if_mixed(ray.get([a.ready.remote() for a in actors]))
         except RayError as e:
             raise WorkerSetupError(_task_error(e)) from None
 

@@ -139,8 +139,13 @@ def test_real_encoder_attack_beats_noise(taef2):
     assert d_adv > 2 * d_noise
 
 
+@pytest.mark.cpu_level
 @pytest.mark.parametrize("precision", ["bf16", "auto"])
 def test_reduced_precision_runs_and_keeps_the_budget(taef2, precision):
+    from glazeish.device import native_precisions
+
+    if precision not in native_precisions("cpu") + ("auto",):
+        pytest.skip(f"this CPU does not compute {precision} natively (refused: test_device)")
     x = torch.rand(1, 3, 32, 32)
     adv = PGD(taef2, MimicView(), eps=4 / 255, steps=2, precision=precision)(x)
     assert adv.dtype == torch.float32 and float((adv - x).abs().max()) <= 4 / 255 + 1e-7

@@ -55,6 +55,21 @@ def test_plan_workers():
         plan_workers(4, 0)
 
 
+def test_workers_whose_cpus_compute_differently_are_told_so(caplog):
+    """A cluster of an AVX-512 BF16 head and AVX2 laptops: the driver is warned once, naming the classes; one
+    kind of worker says nothing. (A worker that cannot run the driver's precision fails its setup: one line.)"""
+    from glazeish.distributed import _warn_if_mixed
+
+    same = [{"host": "a", "cpu": "X · AVX2 · fp32"}, {"host": "b", "cpu": "X · AVX2 · fp32"}]
+    with caplog.at_level("WARNING"):
+        _warn_if_mixed(same)
+        assert caplog.records == []
+        _warn_if_mixed(same + [{"host": "c", "cpu": "Y · AVX512 · fp32,bf16"}])
+    (rec,) = caplog.records
+    assert "compute differently" in rec.getMessage() and "Y · AVX512 · fp32,bf16 (e.g. c)" in rec.getMessage()
+    assert "X · AVX2 · fp32 (e.g. a)" in rec.getMessage()
+
+
 def output_path(src, out) -> Path:
     return Path(out) / Job().output_name(src)
 
@@ -255,6 +270,7 @@ def test_ray_matches_single_process_despite_a_killed_worker(ray_session, inputs,
     assert rows == [] and errors == [] and "exists (use --overwrite" in messages[-1]
 
 
+@pytest.mark.cpu_level
 @pytest.mark.slow
 def test_same_bytes_on_1_or_2_threads_under_load_and_on_ray(ray_session, tmp_path):
     """The same input, seed, settings and version give the same bytes with 1 torch thread, with 2 while the
