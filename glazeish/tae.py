@@ -9,9 +9,13 @@ Conventions: images are float RGB in ``[0, 1]``, ``B×3×H×W``; TAEF2 latents a
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .device import native_precisions
 
 
 def conv(n_in: int, n_out: int, stride: int = 1, **kwargs) -> nn.Conv2d:
@@ -86,6 +90,63 @@ class Stride2Conv(nn.Conv2d):
         return _Stride2Conv.apply(x, self.weight, self.bias)
 
 
+@contextlib.contextmanager
+def _one_thread(device: torch.device):
+    """Run the enclosed CPU kernels on one intra-op thread (a no-op elsewhere, and where there already is one)."""
+    n = torch.get_num_threads()
+    if device.type != "cpu" or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+class _SerialConv(torch.autograd.Function):
+    """A stride-1 convolution whose forward and input gradient each run on one thread (see :class:`SerialConv2d`)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding):
+        ctx.save_for_backward(weight)
+        ctx.padding, ctx.x_meta = padding, (x.shape, x.dtype, x.is_contiguous(memory_format=torch.channels_last))
+        with _one_thread(x.device):
+            return F.conv2d(x, weight, bias, padding=padding)
+
+    @staticmethod
+    def backward(ctx, g):
+        (weight,) = ctx.saved_tensors
+        shape, dtype, cl = ctx.x_meta
+        x = g.new_empty(shape, dtype=dtype)  # only its shape and layout are read: the input gradient needs no x
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _one_thread(g.device):
+            gx = torch.ops.aten.convolution_backward(g, x, weight.to(g.dtype), None, [1, 1], ctx.padding, [1, 1],
+                                                     False, [0, 0], 1, [True, False, False])[0]
+        return gx, None, None, None
+
+
+class SerialConv2d(nn.Conv2d):
+    """A frozen stride-1 convolution computed on one CPU thread: the same weights, keys and function as
+    ``nn.Conv2d``, with bits that cannot follow the thread count.
+
+    oneDNN splits the channel sum of some convolutions across the threads, depending on the CPU's instruction set
+    and the map's size: on an AVX-512 or AVX2 EPYC, the 1×1 convolutions over 256 channels (``GlobalPool``) and the
+    input gradient of the 3-channel first layer gave other low bits on 1 and 3 threads. These layers are a few
+    % of an encoder pass, so one thread costs little. A layer whose weights train (never while cloaking) takes
+    the ordinary path.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or self.weight.requires_grad or self.stride != (1, 1) or self.groups != 1 \
+                or self.dilation != (1, 1) or isinstance(self.padding, str) or self.padding_mode != "zeros":
+            return super().forward(x)
+        dtype = _cpu_autocast_dtype() or x.dtype
+        bias = None if self.bias is None else self.bias.to(dtype)
+        return _SerialConv.apply(x.to(dtype), self.weight.to(dtype), bias, list(self.padding))
+
+
 def _cpu_autocast_dtype() -> torch.dtype | None:
     """The dtype CPU autocast casts convolutions to here, or None outside it (torch 2.1-2.3 lack the device arg)."""
     try:
@@ -120,7 +181,8 @@ class _ConvReLU(torch.autograd.Function):
 
 def conv_relu(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``relu(layer(x))``: fused (:class:`_ConvReLU`) for a frozen stride-1 convolution of a channels-last map
-    under bf16 autocast (or in bf16) on a CPU with oneDNN, the two modules one after the other otherwise."""
+    under bf16 autocast (or in bf16) on a CPU whose oneDNN computes bf16 natively, the two modules one after the
+    other otherwise."""
     dtype = _cpu_autocast_dtype() if x.device.type == "cpu" else None
     dtype = dtype or x.dtype
     fusable = (
@@ -130,6 +192,7 @@ def conv_relu(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         and not layer.weight.requires_grad and torch.backends.mkldnn.is_available()
         and x.is_contiguous(memory_format=torch.channels_last) and x.dim() == 4
         and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+        and "bf16" in native_precisions("cpu")  # oneDNN's fused bf16 kernel has no emulated fallback
     )
     if not fusable:
         return F.relu(layer(x))
@@ -143,10 +206,10 @@ class GlobalPool(nn.Module):
     def __init__(self, ch: int = 64, hidden: int = 256):
         super().__init__()
         self.pool = nn.Sequential(
-            nn.Conv2d(ch, hidden, 1, bias=False),
+            SerialConv2d(ch, hidden, 1, bias=False),
             PlainLayoutGroupNorm(4, hidden),
             nn.ReLU(),
-            nn.Conv2d(hidden, ch, 1, bias=False),
+            SerialConv2d(hidden, ch, 1, bias=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -182,7 +245,7 @@ class SoftClamp(nn.Module):
 def taef2_encoder(latent_channels: int = 32, ch: int = 64) -> nn.Sequential:
     """Image ``B×3×H×W`` in [0,1] (H, W multiples of 8) -> FLUX.2 latent ``B×32×H/8×W/8``."""
     return nn.Sequential(
-        conv(3, ch), Block(ch, ch),
+        SerialConv2d(3, ch, 3, padding=1), Block(ch, ch),
         conv(ch, ch, stride=2, bias=False), Block(ch, ch), Block(ch, ch), Block(ch, ch),
         conv(ch, ch, stride=2, bias=False), Block(ch, ch), Block(ch, ch), Block(ch, ch),
         conv(ch, ch, stride=2, bias=False),

@@ -226,10 +226,15 @@ def test_one_pass_gives_the_figures_of_separate_comparisons(ensemble, original, 
         assert got.cost.metrics() == pytest.approx(ev.compare(x, {"p": px})[0]["p"].metrics(), abs=1e-6)
 
 
+@pytest.mark.cpu_level
 def test_bf16_figures_are_close_to_fp32(ensemble, original, cloaked, figures):
     """bf16 autocast of the encoder and decoder: the pixel figures are the same, the cloak's view and latent
     close; the noise baselines' views (35-45 dB from the original's, near bf16's own rounding) move most,
     which is why the figures of a protect run stay fp32 (benchmarks/figures_precision/RESULTS.md)."""
+    from glazeish.device import native_precisions
+
+    if "bf16" not in native_precisions("cpu"):
+        pytest.skip("this CPU does not compute bf16 natively (refused: test_device)")
     f = assess(original, cloaked, Evaluator(ensemble, precision="bf16"))
     for k in ("cloak", "noise", "uniform"):
         a, b = getattr(figures.before, k), getattr(f.before, k)
@@ -245,11 +250,15 @@ def test_bf16_figures_are_close_to_fp32(ensemble, original, cloaked, figures):
         Evaluator(ensemble, precision="int8")
 
 
+@pytest.mark.cpu_level
 def test_protect_figures_stay_fp32_whatever_the_cloak_precision(ensemble):
     from glazeish.config import ProtectConfig
+    from glazeish.device import native_precisions
     from glazeish.job import Cloaker, Job
     from glazeish.protect import Protector
 
+    if "bf16" not in native_precisions("cpu"):
+        pytest.skip("this CPU computes only fp32 natively")
     config = ProtectConfig(precision="bf16", device="cpu")
     cloaker = Cloaker(Job(config=config), Protector(config, ensemble=ensemble))
     assert cloaker.protector.precision == "bf16" and cloaker.evaluator.precision == "fp32"
@@ -290,17 +299,25 @@ def test_load_pair_resizes_same_aspect_and_refuses_others(tmp_path, original, cl
 
 #: a ``glazeish protect --json`` row (136×104 crop of the test painting at (100, 150), default preset,
 #: 3 steps, seed 1, fp32). First pinned before the evaluation layer existed (the layer kept pixels and figures);
-#: re-pinned when the kernels were made thread-count independent (<0.002 dB) and when the default became the
-#: masked, energy-bounded mimic-away cloak (issue 15). A change here means the output of ``protect`` changed.
+#: re-pinned when the kernels were made thread-count independent (<0.002 dB), when the default became the
+#: masked, energy-bounded mimic-away cloak (issue 15), and when the 1×1 and first convolutions went to one
+#: thread (issue 26: figures moved < 0.005 dB). A change here means the output of ``protect`` changed.
 REFERENCE = {
-    "pixels_sha256": "f471857c0ca507cd6c2e9400b7ddb419d2ce05037141f3c4026e67f03a036370",
-    "psnr": {"cloak": 38.70111910489597, "random": 31.326452253679022},
-    "ssim": {"cloak": 0.9931052327156067, "random": 0.9518570899963379},
-    "latent_displacement": {"cloak": 0.17652747711179032, "random": 0.1619558656559461},
-    "mimic_psnr": {"cloak": 27.373803124306285, "random": 31.15075940617825},
+    "psnr": {"cloak": 38.70508900818032, "random": 31.326452253679022},
+    "ssim": {"cloak": 0.9931127429008484, "random": 0.9518570899963379},
+    "latent_displacement": {"cloak": 0.1763328943628432, "random": 0.16195586079640917},
+    "mimic_psnr": {"cloak": 27.37554333696704, "random": 31.15076006515551},
+}
+#: the pixels' sha256 per CPU class (glazeish.device.cpu_class): other kinds of CPU round the last bits of some
+#: kernels differently, and a cloak follows them. On a class not listed the figures are checked, to within
+#: what two CPUs can differ by (the Xeon with AMX this was first pinned on gave 38.7011 / 27.3738 dB).
+PIXELS_SHA256 = {
+    "AMD EPYC [avx512-bf16] · AVX512 · fp32,bf16": "78511bdd08ee2290e24608758f60b82afc06d35ec2ad8112cc83c0c2a717c597",
+    "AMD EPYC [avx512-bf16] · AVX2 · fp32": "78511bdd08ee2290e24608758f60b82afc06d35ec2ad8112cc83c0c2a717c597",
 }
 
 
+@pytest.mark.cpu_level
 def test_outputs_and_figures_unchanged_by_the_evaluation_layer(tmp_path, painting_path, models_dir):
     import hashlib
 
@@ -308,6 +325,7 @@ def test_outputs_and_figures_unchanged_by_the_evaluation_layer(tmp_path, paintin
 
     from conftest import crop_rgb
     from glazeish.cli import app
+    from glazeish.device import cpu_class
 
     src = tmp_path / "painting.png"
     Image.fromarray(crop_rgb(painting_path, 136, 104, 100, 150)).save(src)
@@ -317,14 +335,17 @@ def test_outputs_and_figures_unchanged_by_the_evaluation_layer(tmp_path, paintin
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)
     rgb = np.asarray(Image.open(row["output"]).convert("RGB"))
-    assert hashlib.sha256(rgb.tobytes()).hexdigest() == REFERENCE["pixels_sha256"]
+    pinned = PIXELS_SHA256.get(cpu_class())
+    exact = pinned is not None
+    if exact:
+        assert hashlib.sha256(rgb.tobytes()).hexdigest() == pinned
     b = row["figures"]["before"]
     ref = REFERENCE
     for new, old in ((b["cloak"], "cloak"), (b["uniform"], "random")):  # the old baseline is today's "uniform"
-        assert new["psnr"] == pytest.approx(ref["psnr"][old], abs=1e-4)
-        assert new["ssim"] == pytest.approx(ref["ssim"][old], abs=1e-5)
-        assert new["latent"]["taef2"] == pytest.approx(ref["latent_displacement"][old], rel=1e-4)
-        assert new["view_psnr"] == pytest.approx(ref["mimic_psnr"][old], abs=1e-3)
+        assert new["psnr"] == pytest.approx(ref["psnr"][old], abs=1e-4 if exact else 0.02)
+        assert new["ssim"] == pytest.approx(ref["ssim"][old], abs=1e-5 if exact else 1e-4)
+        assert new["latent"]["taef2"] == pytest.approx(ref["latent_displacement"][old], rel=1e-4 if exact else 1e-2)
+        assert new["view_psnr"] == pytest.approx(ref["mimic_psnr"][old], abs=1e-3 if exact else 0.05)
     assert jsonable(row) == row
 
 

@@ -70,6 +70,7 @@ def test_shape_range_determinism_and_gradient(name):
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
 
 
+@pytest.mark.cpu_level
 @pytest.mark.parametrize("name", sorted(TRANSFORMS))
 def test_same_bits_on_any_number_of_threads(name, request):
     """The cloak's bytes must not depend on the thread count (plain bilinear interpolation's CPU kernel rounded
