@@ -8,6 +8,7 @@ thread settings are those a user gets. Peak RSS comes from `os.wait4` (that chil
     python benchmarks/speed.py --grid amortised --out benchmarks/speed/amortised   # default vs the learned start
     python benchmarks/speed.py --grid figures --out benchmarks/speed/figures       # 2048²: sampled vs all-tile figures
     python benchmarks/speed.py --grid amortised --sizes 512x512 --out benchmarks/speed/amortised512   # its 512² rows
+    python benchmarks/speed.py --grid laptop --out benchmarks/speed/laptop   # 512² natively and held to AVX2 (fp32)
 
 Writes `results.jsonl` (one row per run), `RESULTS.md` (tables) and `speed.png` (time and memory vs pixels).
 """
@@ -46,8 +47,41 @@ def make_inputs(scratch: Path, sizes: list[tuple[int, int]]) -> dict[tuple[int, 
     return out
 
 
-def run_one(image: Path, outdir: Path, threads: int, args: list[str]) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+#: what holds this machine's kernels to a CPU level: the laptop class is AVX2 with fp32 only
+LEVELS = {"native": {}, "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+
+#: U, the unit of the laptop grid: one forward + backward of the TAEF2 encoder on a 512² image, median of 5
+_UNIT = """
+import statistics, sys, time, torch
+from glazeish.device import autocast, cpu_class, resolve_precision
+from glazeish.encoders import load_encoder
+enc, dev = load_encoder("taef2"), torch.device("cpu")
+precision = resolve_precision("auto", dev)
+x = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=torch.channels_last)
+def once():
+    xi = x.clone().requires_grad_(True)
+    with autocast(dev, precision):
+        z = enc.encode(xi)
+    torch.autograd.grad(z.float().square().sum(), xi)
+once()
+times = []
+for _ in range(5):
+    t = time.perf_counter(); once(); times.append(time.perf_counter() - t)
+print(statistics.median(times), precision, cpu_class(), sep="\t")
+"""
+
+
+def unit_seconds(level: str, threads: int = 2) -> dict:
+    """U at a CPU level (a fresh process: the level is fixed when oneDNN loads)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), **LEVELS[level])
+    out = subprocess.run([sys.executable, "-c", _UNIT], env=env, capture_output=True, text=True, check=True)
+    u, precision, cls = out.stdout.strip().split("\t")
+    return {"unit": True, "level": level, "threads": threads, "u_seconds": round(float(u), 3),
+            "precision": precision, "cpu_class": cls}
+
+
+def run_one(image: Path, outdir: Path, threads: int, args: list[str], level: str = "native") -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), **LEVELS[level])
     cmd = [sys.executable, "-m", "glazeish", "protect", str(image), "-o", str(outdir), "--overwrite", "--json",
            "--quiet", *args]
     t0 = time.perf_counter()
@@ -57,11 +91,22 @@ def run_one(image: Path, outdir: Path, threads: int, args: list[str]) -> dict:
     stdout, stderr = proc.stdout.read(), proc.stderr.read()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        return {"error": (stderr.strip().splitlines() or ["?"])[-1], "cmd": " ".join(cmd[2:])}
+        return {"error": (stderr.strip().splitlines() or ["?"])[-1], "cmd": " ".join(cmd[2:]), "level": level}
     row = json.loads(stdout.strip().splitlines()[-1])
     row.update(process_wall_s=round(wall, 2), peak_rss_gb=round(usage.ru_maxrss / 1e6, 3), threads=threads,
-               cmd="glazeish " + " ".join(cmd[3:]))
+               cmd="glazeish " + " ".join(cmd[3:]), level=level)
     return row
+
+
+def laptop_grid() -> list[tuple[tuple[int, int], int, list[str], str]]:
+    """512² through the CLI at this CPU's own level and held to the laptop class (AVX2, fp32): each preset with
+    and without figures, the two levels neighbours in time (``--grid laptop``)."""
+    runs = []
+    for preset in ("fast", "default", "high"):
+        for extra in ([], ["--no-eval"]):
+            for level in LEVELS:
+                runs.append(((512, 512), 2, ["--precision", "auto", "--intensity", preset, *extra], level))
+    return runs
 
 
 def amortised_grid() -> list[tuple[tuple[int, int], int, list[str]]]:
@@ -217,37 +262,77 @@ def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
         print(f"plot skipped: {e}", file=sys.stderr)
 
 
+def summarise_levels(rows: list[dict], units: list[dict], out: Path) -> None:
+    """The laptop grid's table: each preset at each level, in seconds and in U (that level's encoder pass)."""
+    u = {lv: float(np.median([r["u_seconds"] for r in units if r["level"] == lv])) for lv in LEVELS}
+    cls = {r["level"]: (r["cpu_class"], r["precision"]) for r in units}
+    lines = [
+        "# Speed on the laptop class",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}. "
+        "Each row is one `glazeish protect --json` process on the van Gogh painting at 512², 2 threads; "
+        "`avx2` rows hold oneDNN and ATen to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`): the "
+        "kernels and precision (fp32) of an AVX2 laptop, on this machine's cores and caches.  ",
+        "U = one forward + backward of the TAEF2 encoder at 512² in the precision `auto` picks, median of 5, "
+        "measured before and after the runs: " + "; ".join(
+            f"{lv}: {u[lv]:.2f} s ({cls[lv][1]}, `{cls[lv][0]}`)" for lv in LEVELS) + ".",
+        "",
+        "| level | preset | figures | cloak s | cloak U | image s | process s | process U | peak RSS GB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['level']} | `{r['cmd']}` | error: {r['error']} | | | | | | |")
+            continue
+        preset = r["cmd"].split("--intensity ")[1].split()[0]
+        figs = "no" if "--no-eval" in r["cmd"] else "yes"
+        lines.append(f"| {r['level']} | {preset} | {figs} | {r['seconds']:.1f} | {r['seconds'] / u[r['level']]:.0f} | "
+                     f"{r['image_seconds']:.1f} | {r['process_wall_s']:.1f} | "
+                     f"{r['process_wall_s'] / u[r['level']]:.0f} | {r['peak_rss_gb']:.2f} |")
+    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "speed")
     ap.add_argument("--scratch", type=Path, default=ROOT / "benchmarks" / "_scratch" / "speed")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--grid", choices=("full", "amortised", "figures"), default="full",
+    ap.add_argument("--grid", choices=("full", "amortised", "figures", "laptop"), default="full",
                     help="full: the committed grid; amortised: the default next to --start learned; figures: 2048² "
                     "with sampled vs all-tile figures (no batch run for either)")
     ap.add_argument("--sizes", default="", help="only the grid's runs at these sizes (WxH, comma-separated)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = {"amortised": amortised_grid, "figures": figures_grid}.get(args.grid, lambda: grid(args.quick))()
+    runs = {"amortised": amortised_grid, "figures": figures_grid, "laptop": laptop_grid}.get(
+        args.grid, lambda: grid(args.quick))()
     if args.sizes:
         keep = {tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")}
         runs = [r for r in runs if r[0] in keep]
     images = make_inputs(args.scratch, sorted({r[0] for r in runs}))
-    rows = []
+    rows, units = [], []
     with open(args.out / "results.jsonl", "w") as log:
-        for i, (size, threads, extra) in enumerate(runs, 1):
-            row = run_one(images[size], args.scratch / "out", threads, extra)
+        if args.grid == "laptop":  # U before and after the runs, at each level
+            units += [unit_seconds(level) for level in LEVELS]
+        for i, (size, threads, extra, *level) in enumerate(runs, 1):
+            row = run_one(images[size], args.scratch / "out", threads, extra, *level)
             row["size"] = f"{size[0]}×{size[1]}"
             rows.append(row)
             log.write(json.dumps(row) + "\n")
             log.flush()
-            print(f"[{i}/{len(runs)}] {row['size']} t={threads} {' '.join(extra)}: "
+            print(f"[{i}/{len(runs)}] {row['size']} t={threads} {' '.join(extra)} {row['level']}: "
                   f"{row.get('image_seconds', row.get('error'))}", file=sys.stderr, flush=True)
+        if args.grid == "laptop":
+            units += [unit_seconds(level) for level in LEVELS]
+            for u in units:
+                log.write(json.dumps(u) + "\n")
         batch = None
         if not args.quick and args.grid == "full":
             batch = run_batch(make_batch(args.scratch), args.scratch / "out-batch")
             log.write(json.dumps(batch) + "\n")
-    summarise(rows, args.out, batch)
+    if args.grid == "laptop":
+        summarise_levels(rows, units, args.out)
+    else:
+        summarise(rows, args.out, batch)
     print((args.out / "RESULTS.md").read_text())
 
 

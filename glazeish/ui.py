@@ -29,6 +29,7 @@ import base64
 import io
 import logging
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from .config import PRESETS, ProtectConfig
+from .device import resolve_device, resolve_precision
 from .encoders import ENCODERS, load_encoder, load_encoders
 from .evaluation import Evaluator, judge
 from .imageio import ImageError, read_image, save_image
@@ -1085,6 +1087,11 @@ def serve(
     A missing gradio or a taken port ends with one line, not a traceback."""
     import signal
 
+    try:  # a device or precision this machine cannot run is said before the page starts, not on every image
+        resolve_precision(options.get("precision", "auto"), resolve_device(options.get("device", "auto")))
+    except ValueError as e:
+        print(f"glazeish ui: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     # SIGTERM (kill, systemd, a test harness) ends like Ctrl-C, so the temp files are removed
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)

@@ -503,3 +503,17 @@ def test_a_gradio_level_cancel_stops_the_current_image(tmp_path, models_dir, upl
         assert not any(t.is_alive() for t in demo.glazeish_jobs._threads)
     assert time.monotonic() - t0 < 30 and "job cancelled; the optimisation stopped" in caplog.text
     demo.glazeish_shutdown()
+
+
+def test_a_precision_the_cpu_cannot_run_stops_the_page_before_it_starts(monkeypatch, capsys):
+    """``glazeish ui --precision bf16`` on an AVX2 laptop: one line and exit 2, not a failure on every image."""
+    from glazeish import device, ui
+
+    monkeypatch.setattr(device, "native_precisions", lambda kind: ("fp32",))
+    monkeypatch.setattr(ui, "launch", lambda *a, **k: pytest.fail("the page started"))
+    with pytest.raises(SystemExit) as e:
+        ui.serve("127.0.0.1", 0, precision="bf16")
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["glazeish ui: error: precision bf16: this processor does not compute it natively (it would be "
+                   "emulated: slower than fp32, where it runs at all); natively: fp32; use auto or fp32"]
