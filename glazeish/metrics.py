@@ -167,3 +167,33 @@ def style_distance(feats_a: list[torch.Tensor], feats_b: list[torch.Tensor]) -> 
         total = total + (fa.mean((2, 3)) - fb.mean((2, 3))).square().mean(1)
         total = total + (fa.std((2, 3)) - fb.std((2, 3))).square().mean(1)
     return total
+
+
+#: a pixel is on a flat fill when, in its 5×5 neighbourhood, no channel of the original varies by more than this
+#: (1/255 units: a cel's fill, paper; JPEG-scanned paper still counts)
+FLAT_RANGE_LEVELS = 3.0
+
+
+def flat_mask(x: torch.Tensor, window: int = 5, range_levels: float = FLAT_RANGE_LEVELS) -> torch.Tensor:
+    """``B×1×H×W`` float mask of the pixels of ``x`` (``B×3×H×W`` in [0, 1]) whose ``window``² neighbourhood is
+    flat (max − min of every channel ≤ ``range_levels``/255): where any grain added to the image shows."""
+    x = x.detach().float()
+    pad = window // 2
+    xp = F.pad(x, (pad,) * 4, mode="replicate")
+    spread = F.max_pool2d(xp, window, 1) + F.max_pool2d(-xp, window, 1)
+    return (spread.amax(1, keepdim=True) <= range_levels / 255 + 1e-6).float()
+
+
+def high_pass(d: torch.Tensor, window: int = 5) -> torch.Tensor:
+    """``d`` minus its ``window``² box mean (edges replicated): the grain of a change, without its smooth part."""
+    pad = window // 2
+    return d - F.avg_pool2d(F.pad(d, (pad,) * 4, mode="replicate"), window, 1)
+
+
+def match_colour_stats(v: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``v`` with each channel's mean and standard deviation moved to ``ref``'s (``B×C×H×W``): what is left of a
+    change once a global tint and contrast shift are taken out (Reinhard-style colour transfer, in RGB)."""
+    v, ref = _f32(v, ref)
+    mu_v, mu_r = v.mean((2, 3), keepdim=True), ref.mean((2, 3), keepdim=True)
+    sd_v, sd_r = v.std((2, 3), keepdim=True), ref.std((2, 3), keepdim=True)
+    return ((v - mu_v) * (sd_r / sd_v.clamp_min(1e-6)) + mu_r).clamp(0, 1)

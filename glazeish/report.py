@@ -81,6 +81,9 @@ def table_rows(f: Figures) -> list[tuple[str, str, str, str, str]]:
     ]
     if b.cloak.flip is not None:
         rows.append(("ꟻLIP error (0 = indistinguishable when flipping)", f"{b.cloak.flip:.4f}", "", "", ""))
+    if b.cloak.grain is not None:
+        rows.append(("Grain on flat fills (high-pass RMS, /255; lower = less visible)", f"{b.cloak.grain:.2f}",
+                     f"{b.noise.grain:.2f}", f"{b.uniform.grain:.2f}", ""))
 
     def enc_rows(prefix: str, c, retained: float | None) -> None:
         for name in f.encoders:
@@ -93,6 +96,10 @@ def table_rows(f: Figures) -> list[tuple[str, str, str, str, str]]:
                     diff += f"; {retained * 100:.0f}% retained"
                 rows.append((f"{prefix}{name}: mimic's view vs the original's (dB; lower = more changed)",
                              _db(c.cloak.view_psnr), _db(c.noise.view_psnr), _db(c.uniform.view_psnr), diff))
+                rows.append((f"{prefix}{name}: the same, colours matched to the original view's (beyond a tint)",
+                             _db(c.cloak.view_psnr_detinted), _db(c.noise.view_psnr_detinted),
+                             _db(c.uniform.view_psnr_detinted), f"{c.view_gap('noise', detinted=True):+.1f} dB vs "
+                             "same-PSNR noise"))
                 rows.append((f"{prefix}{name}: the mimic's copy vs the artwork (dB; original's copy: "
                              f"{_db(c.clean_copy_psnr)})", _db(c.cloak.copy_psnr), _db(c.noise.copy_psnr),
                              _db(c.uniform.copy_psnr), ""))

@@ -398,3 +398,50 @@ def test_job_checks_its_figure_tiles():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="figure tiles must be"):
             Job(figure_tiles=bad)
+
+
+# --- grain on flat fills, the change beyond a tint (issue 27) --------------------------------------
+
+
+def test_grain_is_the_high_pass_of_the_change_on_flat_fills_only():
+    from glazeish.metrics import flat_mask, high_pass
+
+    x = torch.full((1, 3, 64, 96), 0.2)
+    x[..., 48:] = torch.linspace(0, 1, 48)  # the right half a steep ramp: not flat
+    m = flat_mask(x)
+    assert m[..., :, :44].min() == 1 and m[..., :, 50:].max() == 0  # within 2 px of the ramp counts as not flat
+    smooth = 0.01 * torch.linspace(-1, 1, 96).expand(1, 3, 64, 96)  # a shading field: no grain
+    assert float(high_pass(smooth)[..., 4:-4, 4:-4].abs().max()) < 1e-6
+    checker = 0.004 * (torch.arange(96)[None, :] + torch.arange(64)[:, None]).remainder(2).float().mul(2).sub(1)
+    hp = high_pass(checker.expand(1, 3, 64, 96))  # a crosshatch of ±1 level keeps (almost) all its energy
+    assert float(hp[..., 4:-4, 4:-4].square().mean().sqrt()) == pytest.approx(0.004, rel=0.05)
+
+
+def test_grain_and_detinted_views_in_the_figures(ensemble, flat_path):
+    """On a flat drawing: noise of the same PSNR has grain, a smooth tint of the image has none; a view moved
+    only by a global tint reads far from the original's view yet close once its colours are matched."""
+    from conftest import crop_rgb
+
+    x = crop_rgb(flat_path, 128, 96, 40, 40)
+    ev = Evaluator(ensemble)
+    noise = np.clip(x + np.random.default_rng(0).normal(0, 3, x.shape).round(), 0, 255).astype(np.uint8)
+    tinted = np.clip(x.astype(int) + [6, -4, 3], 0, 255).astype(np.uint8)  # a colour cast, no grain at all
+    figs, _ = ev.compare(to_tensor(x), {"noise": to_tensor(noise), "tint": to_tensor(tinted)})
+    assert figs["noise"].grain == pytest.approx(3 * 0.95, rel=0.1)  # a 5×5 box keeps 24/25 of white noise
+    assert figs["tint"].grain < 0.05
+    assert figs["tint"].view_psnr < 40 and figs["tint"].view_psnr_detinted > figs["tint"].view_psnr + 5
+    assert figs["noise"].metrics()["grain"] == figs["noise"].grain and "view_psnr_detinted" in figs["noise"].metrics()
+
+
+def test_grain_on_flat_fills_caps_the_visibility_words(figures):
+    assert visibility(39.0).key == "very hard to see"
+    assert visibility(39.0, grain=0.4).key == "very hard to see"
+    assert visibility(39.0, grain=1.4).key == "faint grain"  # the crosshatch seen at 1:1 in a navy sky
+    assert visibility(30.0, grain=1.4).key == "visible"  # never better than the PSNR says
+    s = judge(figures).sentences
+    b = figures.before
+    if b.cloak.grain is None:  # a painting crop with no flat fill: nothing said about one
+        assert "flat fills" not in s[0]
+    assert figures.summary.view_psnr_detinted == b.cloak.view_psnr_detinted is not None
+    assert "once its colours are matched to the original view's" in s[1]
+    assert figures.to_dict()["summary"]["view_gap_detinted"] == pytest.approx(b.view_gap("noise", detinted=True))

@@ -37,6 +37,10 @@ class VersionFigures:
         view_psnr: PSNR of the mimic's view ``D(E(v))`` against ``D(E(r))`` (None without a decoder).
         copy_psnr: PSNR of ``D(E(v))`` against the artwork itself (what a model trained on ``v`` reproduces,
             judged against the art).
+        view_psnr_detinted: ``view_psnr`` once the per-channel mean and spread of ``D(E(v))`` are moved to
+            ``D(E(r))``'s (per measured tile): the part of the view's change that is more than a tint.
+        grain: RMS (1/255 levels) of the high-pass of ``v − r`` over the pixels on flat fills of ``r`` (5×5
+            neighbourhood within 3 levels): where grain shows. None where ``r`` has no flat fill.
         extra: further metrics for the benchmark (``ms_ssim``, ``view_ssim``, ``style``, ``decoy_corr``, ...).
     """
 
@@ -46,14 +50,16 @@ class VersionFigures:
     view_psnr: float | None = None
     copy_psnr: float | None = None
     flip: float | None = None
+    view_psnr_detinted: float | None = None
+    grain: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
         """Every figure by its flat name (``psnr``, ``latent:taef2``, ``view_psnr``, ``ms_ssim``, ...); None-valued
         figures (not computed) are left out. The benchmark's CSV uses these names."""
-        out = {"psnr": self.psnr, "ssim": self.ssim, "flip": self.flip,
+        out = {"psnr": self.psnr, "ssim": self.ssim, "flip": self.flip, "grain": self.grain,
                **{f"latent:{k}": v for k, v in self.latent.items()}, "view_psnr": self.view_psnr,
-               "copy_psnr": self.copy_psnr, **self.extra}
+               "view_psnr_detinted": self.view_psnr_detinted, "copy_psnr": self.copy_psnr, **self.extra}
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -73,11 +79,13 @@ class Comparison:
             raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, not {which!r}")
         return getattr(self, which)
 
-    def view_gap(self, which: str = "noise") -> float | None:
-        """How many dB further the cloak moved the mimic's view than the baseline did (> 0: further)."""
-        if self.cloak.view_psnr is None:
+    def view_gap(self, which: str = "noise", detinted: bool = False) -> float | None:
+        """How many dB further the cloak moved the mimic's view than the baseline did (> 0: further); with
+        ``detinted``, both views with their colour statistics matched first (the change beyond a tint)."""
+        attr = "view_psnr_detinted" if detinted else "view_psnr"
+        if getattr(self.cloak, attr) is None:
             return None
-        return capped(self.baseline(which).view_psnr) - capped(self.cloak.view_psnr)
+        return capped(getattr(self.baseline(which), attr)) - capped(getattr(self.cloak, attr))
 
     def latent_gain(self, encoder: str, which: str = "noise") -> float:
         """The cloak's latent displacement minus the baseline's (> 0: it moved the latent further)."""
@@ -122,6 +130,9 @@ class Summary:
     view_psnr: float | None  # the cloak's mimic view vs the original's, dB (absolute damage; lower = more)
     view_gap: float | None  # dB further than same-PSNR noise moved it
     view_gap_uniform: float | None  # dB further than same-L∞ uniform noise moved it
+    view_psnr_detinted: float | None  # view_psnr once the view's colour statistics match the original view's
+    view_gap_detinted: float | None  # the gap to same-PSNR noise, both views de-tinted
+    grain: float | None  # the cloak's high-pass RMS on flat fills, 1/255 levels (None: no flat fill)
     copy_psnr: float | None  # what a model trained on the cloak reproduces vs the artwork, dB
     clean_copy_psnr: float | None  # the same for the original
     latent_ratio: dict[str, float]  # per encoder, × same-PSNR noise's displacement
@@ -174,6 +185,9 @@ class Figures:
             view_psnr=b.cloak.view_psnr,
             view_gap=b.view_gap("noise"),
             view_gap_uniform=b.view_gap("uniform"),
+            view_psnr_detinted=b.cloak.view_psnr_detinted,
+            view_gap_detinted=b.view_gap("noise", detinted=True),
+            grain=b.cloak.grain,
             copy_psnr=b.cloak.copy_psnr,
             clean_copy_psnr=b.clean_copy_psnr,
             latent_ratio={e: b.latent_ratio(e, "noise") for e in self.encoders},

@@ -251,10 +251,13 @@ class Evaluator:
         nvis = float(mask.sum()) if mask is not None else float(npx)
         acc["px"] += npx
         acc["vis"] += nvis
+        flat = metrics.flat_mask(xt) if mask is None else metrics.flat_mask(xt) * mask
+        acc["flat"] += float(flat.sum()) * 3
         for k, v in vs.items():
             v = t.slice(v)
             d2 = (v - xt).square()
             acc["sq", k] += float((d2 * mask).sum()) if mask is not None else float(d2.sum())
+            acc["grain", k] += float((metrics.high_pass(v - xt).square() * flat).sum())
             acc["ssim", k] += metrics.masked_mean(metrics.ssim_map(v, xt), mask) * nvis
             if k in flip:
                 acc["flip", k] += metrics.flip(v, xt, mask) * nvis
@@ -283,6 +286,7 @@ class Evaluator:
             feats_art = self.style(at) if self.style is not None else None
         for k, v in views.items():
             acc["dv", k] += float((v - v0).square().mean()) * npx  # mean over channels, as a PSNR wants
+            acc["dv_detinted", k] += float((metrics.match_colour_stats(v, v0) - v0).square().mean()) * npx
             acc["copy", k] += float((v - at).square().sum())
             if not self.extended:
                 continue
@@ -307,6 +311,8 @@ class Evaluator:
         for k in vs:
             latent = {m.name: (acc["dz", m.name, k] / max(acc["zz", m.name], 1e-12)) ** 0.5 for m in self.models}
             view = _db(acc["dv", k], mpx) if self.mimic else None
+            detinted = _db(acc["dv_detinted", k], mpx) if self.mimic else None
+            grain = math.sqrt(acc["grain", k] / acc["flat"]) * 255 if acc["flat"] else None
             copy = _db(acc["copy", k], mpx * 3) if self.mimic else None
             extra = {}
             if self.extended:
@@ -324,6 +330,7 @@ class Evaluator:
                         extra.update(style=acc["style", k] / mpx, copy_style=acc["copy_style", k] / mpx)
             out[k] = VersionFigures(
                 psnr=_db(acc["sq", k], 3 * vis), ssim=acc["ssim", k] / vis, latent=latent, view_psnr=view,
-                copy_psnr=copy, flip=acc["flip", k] / vis if k in flip else None, extra=extra,
+                copy_psnr=copy, flip=acc["flip", k] / vis if k in flip else None, view_psnr_detinted=detinted,
+                grain=grain, extra=extra,
             )
         return out

@@ -47,6 +47,14 @@ VISIBILITY: tuple[Level, ...] = (
     Level(-math.inf, "clearly visible", "clearly visible"),
 )
 
+# Grain on flat fills: the high-pass RMS of the change where the original is flat (1/255 levels). At 1:1 a
+# crosshatch showed in a flat navy sky at ~1.4 levels; below ~0.5 nothing shows.
+GRAIN: tuple[Level, ...] = (
+    Level(0.5, "none", "no grain on flat colour"),
+    Level(1.0, "faint", "a faint grain on flat colour, seen zoomed in"),
+    Level(math.inf, "shows", "a grain that shows on flat colour at 1:1"),
+)
+
 # Protection, by how far the mimic's view of the cloak is from the mimic's view of the original (dB; lower =
 # further). Around 28-30 dB two views look the same side by side, even zoomed in; around 20 dB the copy is
 # plainly different (colours washed out, a texture over it).
@@ -82,8 +90,16 @@ PURIFICATION_WORDS = {
 }
 
 
-def visibility(psnr: float) -> Level:
-    return _at_least(psnr, VISIBILITY)
+def visibility(psnr: float, grain: float | None = None) -> Level:
+    """The visibility level from the PSNR, and never better than "faint grain" where grain shows on flat fills."""
+    level = _at_least(psnr, VISIBILITY)
+    if grain is not None and grain > GRAIN[1].threshold and VISIBILITY.index(level) < 2:
+        level = VISIBILITY[2]
+    return level
+
+
+def grain(levels: float) -> Level:
+    return _at_most(levels, GRAIN)
 
 
 def protection(view_psnr: float | None, gap: float | None) -> Level | None:
@@ -124,10 +140,12 @@ def judge(f: Figures) -> Verdict:
         out.extend(f"Warning: {w}" for w in f.warnings if "identical" not in w)
         return Verdict("identical", "identical", {p: None for p in f.purified}, out)
     b, s = f.before, f.summary
-    vis = visibility(b.cloak.psnr)
+    vis = visibility(b.cloak.psnr, s.grain)
     where = " over its visible pixels" if f.visible < 1 else ""
     flip = f", ꟻLIP {b.cloak.flip:.3f}" if b.cloak.flip is not None else ""
-    out.append(f"Visibility: {vis.words} (PSNR {_db(b.cloak.psnr)}{where}{flip}, changes of at most {f.linf:g}/255)")
+    fills = "" if s.grain is None else f"; {grain(s.grain).words} ({s.grain:.1f}/255 RMS on flat fills)"
+    out.append(f"Visibility: {vis.words} (PSNR {_db(b.cloak.psnr)}{where}{flip}, changes of at most "
+               f"{f.linf:g}/255){fills}")
 
     same = f"noise of the same PSNR ({_db(b.noise.psnr)})"
     prot_key = "none"
@@ -145,8 +163,11 @@ def judge(f: Figures) -> Verdict:
             if s.copy_change is not None:
                 copy = (f"; its copy of the artwork {_db(s.clean_copy_psnr)} → {_db(s.copy_psnr)} "
                         f"from the art itself")
+            tint = ""
+            if s.view_psnr_detinted is not None:
+                tint = f"; {_db(s.view_psnr_detinted)} once its colours are matched to the original view's"
             out.append(f"Protection: a model trained on this image {level.words} ({view}, {s.view_gap:.1f} dB "
-                       f"further than with {same}{copy})")
+                       f"further than with {same}{tint}{copy})")
     for i, name in enumerate(f.encoders):
         if name == f.mimic_model:
             continue
@@ -180,11 +201,15 @@ def judge(f: Figures) -> Verdict:
 def one_line(name: str, f: Figures) -> str:
     """The CLI's summary of one cloaked file: visibility, absolute view change, gap to same-PSNR noise."""
     s = f.summary
-    parts = [f"PSNR {f.before.cloak.psnr:.1f} dB ({visibility(f.before.cloak.psnr).key})"]
+    parts = [f"PSNR {f.before.cloak.psnr:.1f} dB ({visibility(f.before.cloak.psnr, s.grain).key})"]
+    if s.grain is not None:
+        parts.append(f"grain on flat fills {s.grain:.1f}/255")
     if f.mimic_model is not None and s.view_psnr is not None:
         level = protection(s.view_psnr, s.view_gap)
         parts.append(f"mimic view {_db(s.view_psnr)} from the original's, {s.view_gap:+.1f} dB vs same-PSNR noise "
                      f"({level.key if level else 'no better than noise'})")
+        if s.view_psnr_detinted is not None:
+            parts.append(f"{_db(s.view_psnr_detinted)} beyond a tint")
     for enc in f.encoders:
         parts.append(f"{enc} latent {s.latent_ratio[enc]:.1f}x noise")
     for p, r in s.retained.items():
