@@ -174,7 +174,12 @@ class _TaskActorImpl:
         # one intra-op thread per CPU the actor holds: actors on one node must not fight over cores
         torch.set_num_threads(max(1, threads))
         t0 = time.perf_counter()
-        self.state = setup_fn() if setup_fn is not None else None
+        try:
+            self.state = setup_fn() if setup_fn is not None else None
+        except Exception as e:  # said with the node's name: on a mixed cluster, which kind of node could not
+            import socket
+
+            raise WorkerSetupError(f"a worker on {socket.gethostname()}: {first_line(e)}") from None
         self.setup_seconds = time.perf_counter() - t0
         self.task_fn = task_fn
 

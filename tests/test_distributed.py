@@ -455,3 +455,26 @@ def test_run_tasks_failures_retries_and_manifest(ray_session, tmp_path):
             sorted(["1", "2", str((3, marker))])
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _emulated_only():
+    raise ValueError("precision bf16: this processor does not compute it natively")
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_set_up_says_which_node_before_anything_runs(ray_session):
+    """An AVX2 node of a cluster whose driver chose bf16: the run stops before any item, naming the node."""
+    import socket
+
+    from ray import cloudpickle
+
+    from glazeish.distributed import WorkerSetupError
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with pytest.raises(WorkerSetupError) as e:
+            run_tasks(_square, [1, 2], setup_fn=_emulated_only, num_workers=2)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert str(e.value) == (f"a worker on {socket.gethostname()}: precision bf16: this processor does not compute "
+                            "it natively")
