@@ -123,6 +123,44 @@ class Untargeted(Objective):
         return lambda xa: 1 - _per_image_mse(model.encode(xa), z0) / scale
 
 
+def _stage_outputs(model: LatentModel, x: torch.Tensor) -> list[torch.Tensor]:
+    """The encoder's feature maps at the end of each resolution (before each stride-2 layer) and its latent.
+
+    For an encoder built as an ``nn.Sequential`` (the TAE family); any other encoder gives its latent alone."""
+    enc = getattr(model, "encoder", None)
+    if not isinstance(enc, torch.nn.Sequential):
+        return [model.encode(x)]
+    out, h = [], x
+    layers = list(enc)
+    for i, layer in enumerate(layers):
+        h = layer(h)
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if nxt is None or getattr(nxt, "stride", (1, 1)) == (2, 2):
+            out.append(h)
+    return out
+
+
+@register_objective
+class FeatureAway(Objective):
+    """Push the encoder's intermediate features at every scale away from the clean image's, each stage by its
+    change relative to its own energy (feature-level attacks transfer better between networks than ones on the
+    output alone: early features are edges and colours that any image encoder computes)."""
+
+    name = "features"
+    description = "push the encoder's features at every scale away from the clean image's (for transfer)"
+
+    def setup(self, model: LatentModel, x: torch.Tensor) -> LossFn:
+        with torch.no_grad():
+            f0 = [f.float() for f in _stage_outputs(model, x)]
+            scales = [f.square().flatten(1).mean(1).clamp_min(1e-8) for f in f0]
+
+        def loss(xa: torch.Tensor) -> torch.Tensor:
+            moved = [_per_image_mse(f, g) / s for f, g, s in zip(_stage_outputs(model, xa), f0, scales)]
+            return 1 - torch.stack(moved).mean(0)
+
+        return loss
+
+
 def _style_stats(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     z = z.float()
     flat = z.flatten(2)

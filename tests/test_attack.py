@@ -68,7 +68,7 @@ def test_same_seed_same_cloak_other_seed_other_cloak():
     assert not torch.equal(run(3), run(4))
 
 
-@pytest.mark.parametrize("name", ["texture", "untargeted", "style", "mimic"])
+@pytest.mark.parametrize("name", ["texture", "untargeted", "style", "mimic", "features"])
 def test_attack_lowers_its_objective_more_than_noise(name):
     model = toy_model()
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -149,3 +149,14 @@ def test_reduced_precision_runs_and_keeps_the_budget(taef2, precision):
     x = torch.rand(1, 3, 32, 32)
     adv = PGD(taef2, MimicView(), eps=4 / 255, steps=2, precision=precision)(x)
     assert adv.dtype == torch.float32 and float((adv - x).abs().max()) <= 4 / 255 + 1e-7
+
+
+def test_feature_objective_reads_every_scale_of_a_tae_encoder(taef2, taesana):
+    """The features at the end of each resolution and the latent: 4 stages for TAEF2 (8×), 5 for TAESANA (32×)."""
+    from glazeish.objectives import _stage_outputs
+
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        f2, fs = _stage_outputs(taef2, x), _stage_outputs(taesana, x)
+    assert [f.shape[-1] for f in f2] == [64, 32, 16, 8] and torch.equal(f2[-1], taef2.encode(x))
+    assert [f.shape[-1] for f in fs] == [32, 16, 8, 4, 2]
