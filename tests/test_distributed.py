@@ -78,7 +78,10 @@ def key(input_sha="ab" * 32, name="a.protected.png", config=None, **job) -> str:
     return Job(config=config or ProtectConfig(steps=2, precision="fp32"), **job).key(input_sha, name)
 
 
-def test_job_key_covers_what_decides_the_output(tmp_path):
+def test_job_key_covers_what_decides_the_output(tmp_path, monkeypatch):
+    from glazeish import device
+
+    monkeypatch.setattr(device, "native_precisions", lambda kind: ("fp32", "bf16"))  # bf16 keyed on any CPU
     base = key()
     assert base == key(config=ProtectConfig(steps=2, precision="fp32"), meta=MetadataOptions())
     assert base != key("cd" * 32)  # other input bytes
