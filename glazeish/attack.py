@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .device import autocast, channels_last, fixed_order_sum, resolve_precision
 from .encoders import Ensemble, LatentModel
+from .metrics import flat_mask
 from .objectives import Objective
 
 StepCallback = Callable[[int, int, float], None]  # (step, steps, loss)
@@ -89,6 +90,16 @@ def _energy(a: torch.Tensor, cap: torch.Tensor, count: torch.Tensor) -> Callable
         return torch.from_numpy(wide.sum(1)).view(shape).to(a) / count
 
     return energy
+
+
+def _box_blur(d: torch.Tensor, k: int) -> torch.Tensor:
+    """``d`` averaged over ``k×k`` windows (edges replicated), the same size."""
+    return F.avg_pool2d(F.pad(d, (k // 2,) * 4, mode="replicate"), k, 1)
+
+
+def _off(start: torch.Tensor, fills: torch.Tensor | None) -> torch.Tensor:
+    """A start with nothing on the flat fills (where its grain would show), or as it is without fills."""
+    return start if fills is None else start * (1 - fills)
 
 
 SCHEDULES = ("cosine", "linear", "constant", "photoguard")
@@ -183,6 +194,9 @@ class PGD:
             encoding, set up once) or ``transformed`` (the same transform, with the same random draws, applied
             to the untouched image and set up again: the cloak is then pushed away from what the equally
             purified original gives, which is how the figures judge it; one more forward pass per step).
+        fill_smooth: on the image's flat fills (:func:`glazeish.metrics.flat_mask`: where grain shows) every step
+            is box-blurred over this many px (odd; 0 = off) and the start is zero there, so the change on a fill
+            is a smooth shading field instead of grain.
     """
 
     def __init__(
@@ -204,6 +218,7 @@ class PGD:
         coarse: int = 0,
         transform_order: str = "random",
         reference: str = "clean",
+        fill_smooth: int = 0,
     ):
         if eps < 0 or steps < 0:
             raise ValueError("eps and steps must be non-negative")
@@ -217,6 +232,8 @@ class PGD:
             raise ValueError(f"transform_order must be random or cycle, not {transform_order!r}")
         if reference not in REFERENCES:
             raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, not {reference!r}")
+        if fill_smooth < 0 or (fill_smooth and fill_smooth % 2 == 0):
+            raise ValueError(f"fill_smooth must be 0 or an odd kernel size in px, not {fill_smooth}")
         self.ensemble = models if isinstance(models, Ensemble) else Ensemble([models])
         self.objective = objective
         self.eps = float(eps)
@@ -234,6 +251,7 @@ class PGD:
         self.coarse = int(coarse)
         self.transform_order = transform_order
         self.reference = reference
+        self.fill_smooth = int(fill_smooth)
         if objective.needs_decoder and self.ensemble.mimic is None:
             names = ", ".join(self.ensemble.names)
             raise ValueError(f"objective {objective.name!r} needs a decoder; none of {names} has one")
@@ -261,11 +279,12 @@ class PGD:
         with autocast(device, precision):  # (no steps, no loss: a learned start alone needs no forward pass)
             losses = [(self.objective.setup(model, x), w) for model, w in self.ensemble] if self.steps else []
 
+        fills = flat_mask(x) if self.fill_smooth else None
         if start is not None:
-            x_adv = project(x + start.to(device).float() * eps, x, eps, self.rms)
+            x_adv = project(x + _off(start.to(device).float(), fills) * eps, x, eps, self.rms)
         elif self.random_start and self.eps > 0:
             noise = (torch.rand(x.shape, generator=gen) * 2 - 1).to(device)
-            x_adv = project(x + noise * eps, x, eps, self.rms)
+            x_adv = project(x + _off(noise, fills) * eps, x, eps, self.rms)
         else:
             x_adv = x.clone()
         x_adv = x_adv.contiguous(memory_format=torch.channels_last)
@@ -291,7 +310,10 @@ class PGD:
                 loss = sum(w * fn(inp).float().sum() for fn, w in step_losses)
             (grad,) = torch.autograd.grad(loss, x_adv)
             with torch.no_grad():
-                x_adv = project(x_adv - a * scale * direction(grad), x, eps, self.rms)
+                d = direction(grad)
+                if fills is not None:  # on flat fills a smooth step: shading, not grain
+                    d = d + fills * (_box_blur(d, self.fill_smooth) - d)
+                x_adv = project(x_adv - a * scale * d, x, eps, self.rms)
             if self.callback is not None:
                 self.callback(i + 1, self.steps, float(loss.detach()) / x.shape[0])
         return x_adv.detach().contiguous()

@@ -138,8 +138,9 @@ class ProtectConfig:
         budget_cap, budget_power: the masked budget's L∞ : RMS ratio and the exponent of texture activity.
         rms_levels: an energy bound in 1/255: the change's RMS over the pixels that may change stays ≤ this
             (a PSNR bound: 2.95 ≈ 38.7 dB); ``None`` = L∞ only.
-        optimizer, momentum, alpha_levels, schedule, coarse, transform_order: how PGD steps
-            (:class:`glazeish.attack.PGD`; ``alpha_levels`` = the first step in 1/255, ``None`` = PGD's default).
+        optimizer, momentum, alpha_levels, schedule, coarse, fill_smooth, transform_order: how PGD steps
+            (:class:`glazeish.attack.PGD`; ``alpha_levels`` = the first step in 1/255, ``None`` = PGD's default;
+            ``fill_smooth``: steps on flat fills blurred over this many px, 0 = off).
         eot_reference: what a transformed step pushes away from: ``clean`` (the untouched image's view) or
             ``transformed`` (the view of the untouched image under the same transform: how a purified cloak is
             judged, against the equally purified original; one more forward pass per transformed step).
@@ -170,6 +171,7 @@ class ProtectConfig:
     alpha_levels: float | None = None
     schedule: str = "cosine"
     coarse: int = 0
+    fill_smooth: int = 0
     transform_order: str | None = None
     eot_reference: str = "clean"
     start: str | None = None
@@ -227,6 +229,8 @@ class ProtectConfig:
                              "benchmarks/amortised/train.py")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must lie in [0, 1), not {self.momentum}")
+        if self.fill_smooth < 0 or (self.fill_smooth and self.fill_smooth % 2 == 0):
+            raise ValueError(f"fill_smooth must be 0 or an odd kernel size in px, not {self.fill_smooth}")
         if not 0 <= self.overlap < self.tile:
             raise ValueError(f"tile overlap must be at least 0 and smaller than the tile ({self.tile}), not {self.overlap}")
 

@@ -93,7 +93,7 @@ class Protector:
                    seed=c.seed if seed is None else seed, precision=self.precision, transforms=self.transforms,
                    callback=callback, alpha=None if c.alpha_levels is None else c.alpha_levels / 255,
                    schedule=c.schedule, optimizer=c.optimizer, momentum=c.momentum, rms=c.rms, coarse=c.coarse,
-                   transform_order=c.transform_order, reference=c.eot_reference,
+                   transform_order=c.transform_order, reference=c.eot_reference, fill_smooth=c.fill_smooth,
                    random_start=c.start == "random")
 
     def _tile(self) -> int:

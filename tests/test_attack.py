@@ -160,3 +160,28 @@ def test_feature_objective_reads_every_scale_of_a_tae_encoder(taef2, taesana):
         f2, fs = _stage_outputs(taef2, x), _stage_outputs(taesana, x)
     assert [f.shape[-1] for f in f2] == [64, 32, 16, 8] and torch.equal(f2[-1], taef2.encode(x))
     assert [f.shape[-1] for f in fs] == [32, 16, 8, 4, 2]
+
+
+def test_fill_smooth_leaves_no_grain_on_flat_fills_and_keeps_the_budget():
+    """A flat fill with a textured band: with ``fill_smooth`` the change on the fill is smooth (its high-pass is
+    a fraction of the plain attack's), the start there is zero, and the budget holds everywhere."""
+    from glazeish.metrics import flat_mask, high_pass
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((1, 3, 48, 64), 0.3)
+    x[..., 16:32, :] = torch.rand(1, 3, 16, 64, generator=g)  # texture across the middle
+    fills = flat_mask(x)
+    assert float(fills.mean()) > 0.4
+    grain = {}
+    for k in (0, 9):
+        adv = PGD(toy_model(), Untargeted(), eps=6 / 255, steps=4, seed=1, precision="fp32", fill_smooth=k)(x)
+        d = adv - x
+        assert float(d.abs().max()) <= 6 / 255 + 1e-7 and 0 <= float(adv.min()) and float(adv.max()) <= 1
+        grain[k] = float((high_pass(d).square() * fills).sum() / fills.sum() / 3) ** 0.5
+    assert grain[9] < 0.25 * grain[0]
+    with pytest.raises(ValueError, match="odd kernel size"):
+        PGD(toy_model(), Untargeted(), fill_smooth=4)
+    from glazeish.config import ProtectConfig
+
+    with pytest.raises(ValueError, match="odd kernel size"):  # a config says so before any work
+        ProtectConfig(fill_smooth=4)
