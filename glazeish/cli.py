@@ -209,7 +209,8 @@ def protect(
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same cloak on one kind of machine."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     precision: str = typer.Option("auto", help="auto (bf16 where the processor computes it natively, else fp32; "
-                                  "never decided by a timing), fp32, bf16 or fp16."),
+                                  "never decided by a timing), fp32, bf16 or fp16; bf16 and fp16 only where the "
+                                  "processor computes them natively (an AVX2 laptop: fp32 only), refused otherwise."),
     robust: Optional[bool] = typer.Option(None, "--robust/--no-robust", help="Optimise through simulated "
                                           f"re-posting (expectation over transformation): --robust samples "
                                           f"{DEFAULT_ROBUST}; --no-robust none. Default: the preset's "
