@@ -243,6 +243,19 @@ class MimicAway(MimicView):
         super().__init__(target=target, untargeted=True, crop=crop)
 
 
+@register_objective
+class MimicAwayAndFeatures(MimicAway):
+    """Half :class:`MimicAway` (the mimic's view, through the decoder), half :class:`FeatureAway` (the encoder's
+    features at every scale): the view moves, and so does what other encoders see in it."""
+
+    name = "mimic-away+features"
+    description = "half mimic-away, half features: move the mimic's view and the encoder's features at every scale"
+
+    def setup(self, model: LatentModel, x: torch.Tensor) -> LossFn:
+        view, features = super().setup(model, x), FeatureAway().setup(model, x)
+        return lambda xa: 0.5 * (view(xa) + features(xa))
+
+
 class _LatentWindow:
     """Deterministic sequence of random windows of a latent grid (the whole grid when size is None)."""
 

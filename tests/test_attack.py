@@ -68,7 +68,7 @@ def test_same_seed_same_cloak_other_seed_other_cloak():
     assert not torch.equal(run(3), run(4))
 
 
-@pytest.mark.parametrize("name", ["texture", "untargeted", "style", "mimic", "features"])
+@pytest.mark.parametrize("name", ["texture", "untargeted", "style", "mimic", "features", "mimic-away+features"])
 def test_attack_lowers_its_objective_more_than_noise(name):
     model = toy_model()
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))

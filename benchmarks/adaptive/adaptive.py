@@ -67,6 +67,7 @@ CANDIDATES: dict[str, dict] = {
     "sana-features": dict(encoder="taesana", objective="features"),
     "ensemble": dict(encoder="taef2,taesana"),
     "features": dict(objective="features"),
+    "view+features": dict(objective="mimic-away+features"),
     # steps blurred over 5 or 9 px on flat fills (a shading field there, not grain)
     "fills5": dict(fill_smooth=5),
     "fills9": dict(fill_smooth=9),
