@@ -9,6 +9,7 @@ Errors are :class:`ImageError` with a one-line message that names the file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import secrets
@@ -69,6 +70,17 @@ class Artwork:
     def tensor(self) -> torch.Tensor:
         """``1×3×H×W`` float32 in [0, 1]."""
         return to_tensor(self.rgb)
+
+
+def resized(art: Artwork, size: tuple[int, int], resample: str = "lanczos") -> Artwork:
+    """``art`` scaled to ``size`` = ``(width, height)`` with Pillow's filter (``lanczos``, ``bicubic``,
+    ``bilinear``), its alpha likewise, its metadata kept; ``art`` itself when it already has that size."""
+    from .platforms import resize_rgb
+
+    if art.size == tuple(size):
+        return art
+    alpha = None if art.alpha is None else resize_rgb(art.alpha, size, resample)
+    return dataclasses.replace(art, rgb=resize_rgb(art.rgb, size, resample), alpha=alpha)
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

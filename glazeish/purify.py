@@ -77,6 +77,9 @@ class Purification(Registered):
     #: the diffusers pipeline it runs, if any: ``"img2img"`` (constructor keyword ``pipeline``) or
     #: ``"upscaler"`` (keyword ``upscaler``); a repo id, a local folder or a built pipeline. Never in a default list
     needs_pipeline: ClassVar[str | None] = None
+    #: False for a purification that changes the size (a platform's downscale): its figures are measured at the
+    #: size it gives, against :meth:`resized` of the original
+    keeps_size: ClassVar[bool] = True
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
@@ -92,9 +95,14 @@ class Purification(Registered):
             raise ValueError(f"{self.name}: expected B×3×H×W images, got shape {tuple(x.shape)}")
         with torch.no_grad():
             y = self.apply(x.detach().to(torch.float32))
-        if y.shape != x.shape:  # a bug in a purification, not the caller's fault
+        if y.shape[:2] != x.shape[:2] or (self.keeps_size and y.shape != x.shape):  # a bug in a purification
             raise RuntimeError(f"{self.name}: output shape {tuple(y.shape)} != input shape {tuple(x.shape)}")
         return y.to(device=x.device, dtype=torch.float32).clamp(0, 1).contiguous()
+
+    def resized(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` brought to the size :meth:`__call__` gives, with nothing else done to it: the reference a
+        size-changing purification's own cost is measured against (``x`` itself where the size is kept)."""
+        return x
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -190,6 +198,43 @@ class WebP(Purification):
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         return _pil_roundtrip(x, "WEBP", quality=self.quality, method=4, lossless=False)
+
+
+@register_purification
+class PlatformPost(Purification):
+    """``platform:NAME``: what a platform serves after an upload (:func:`glazeish.platforms.post`): scaled down to
+    its size with its filter, re-encoded as JPEG/WebP at its quality. The output is at the posted size."""
+
+    name = "platform"
+    description = "what a platform serves: platform:NAME (instagram, x, bluesky, ...) scales and re-encodes as it does"
+    keeps_size = False
+
+    def __init__(self, platform: str = "instagram", seed: int = 0):
+        from .platforms import get_platform
+
+        super().__init__(seed)
+        self.platform = get_platform(platform)
+        self.name = f"platform:{self.platform.name}"
+        self.description = self.platform.describe()
+
+    @classmethod
+    def from_spec(cls, arg: str | None = None, **context):
+        if not arg:
+            from .platforms import PLATFORMS
+
+            raise ValueError(f"purification 'platform' needs a platform: platform:NAME, NAME one of {', '.join(PLATFORMS)}")
+        return cls(arg, **{k: v for k, v in context.items() if k == "seed"})
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        from .platforms import post
+
+        return _from_uint8_arrays([post(a, self.platform) for a in _to_uint8_arrays(x)], x)
+
+    def resized(self, x: torch.Tensor) -> torch.Tensor:
+        from .platforms import resize_rgb
+
+        size = self.platform.posted_size(x.shape[-1], x.shape[-2])
+        return _from_uint8_arrays([resize_rgb(a, size, self.platform.resample) for a in _to_uint8_arrays(x)], x)
 
 
 # ---------------------------------------------------------------------------------------------

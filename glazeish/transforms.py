@@ -272,6 +272,50 @@ class Purify(Transform):
         return xn + (xp - base).to(x.dtype)
 
 
+@register_transform
+class PlatformChain(Transform):
+    """``platform:NAME``: what a platform does to an upload (:data:`glazeish.platforms.PLATFORMS`), differentiable.
+
+    The image is scaled down to the size the platform serves for an upload of the size the image will be
+    written at (``upload``: ``(width, height)``, default the image's own size; antialiased bicubic, close to
+    Pillow's Lanczos), re-encoded by the differentiable JPEG at the platform's quality (kornia's codec is 4:2:0:
+    a 4:4:4 platform loses less colour than this; WebP is stood in for by JPEG at the same quality), and scaled
+    back up (bilinear) so that the output has the input's shape. A platform that serves the uploaded pixels
+    (``original``) only scales. Deterministic: ``rng`` is unused.
+    """
+
+    name = "platform"
+    description = "what a platform does to an upload, platform:NAME (needs the name: instagram, x, bluesky, ...)"
+
+    def __init__(self, platform: str = "instagram", upload: tuple[int, int] | None = None):
+        from .platforms import get_platform
+
+        self._platform = get_platform(platform)
+        self.platform = self._platform.name
+        self.upload = upload
+        self._jpeg = None if self._platform.format == "original" else JPEG(self._platform.quality)
+
+    @classmethod
+    def from_spec(cls, arg: str | None = None, **context):
+        if not arg:
+            from .platforms import PLATFORMS
+
+            raise ValueError(f"transform 'platform' needs a platform: platform:NAME, NAME one of {', '.join(PLATFORMS)}")
+        return cls(arg)
+
+    def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        uw, uh = self.upload or (w, h)
+        pw, ph = self._platform.posted_size(uw, uh)
+        size = (max(1, round(h * ph / uh)), max(1, round(w * pw / uw)))  # the posted scale, applied to this crop
+        y = x if size == (h, w) else F.interpolate(x, size, mode="bicubic", align_corners=False, antialias=True)
+        if self._jpeg is not None:
+            y = self._jpeg(y.clamp(0, 1), rng)
+        if size != (h, w):
+            y = F.interpolate(y, (h, w), mode="bilinear", align_corners=False, antialias=True)
+        return y.clamp(0, 1)
+
+
 def make_transforms(names: str | Sequence[str], model=None) -> list[Transform]:
     """Build transforms from ``"jpeg,resize,blur"`` or ``["jpeg", "resize"]`` (default parameters).
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..device import release_freed_memory
 from ..encoders import Ensemble
-from ..imageio import DEFAULT_MAX_PIXELS, ImageError, read_image, to_tensor
+from ..imageio import DEFAULT_MAX_PIXELS, ImageError, read_image, resized, to_tensor
 from .baselines import baselines, mse_levels
 from .figures import Comparison, Figures, Purified, retained
 from .measure import Evaluator, Request
@@ -129,26 +129,32 @@ def assess(
     # every purification sees the same batch (its output must not depend on what was cached before)
     purified = {p.name: p(torch.cat([x, xc, xn, xu])).split(1) for p in purifiers}
     cache = {} if cache is None else cache
+    same = [p for p in purifiers if p.keeps_size]
     # one pass: the cloak and its baselines against the original, with the purified originals against the
     # original (what each purification costs) unless cached; then per purification the purified versions
     # against the purified original. A purified original is a version of the first request and the reference
     # of its own (the same tensor), so it is encoded once; the artwork's pixels need no encoding.
     requests = [Request(x, {"cloak": xc, "noise": xn, "uniform": xu,
-                            **{f"p:{n}": v[0] for n, v in purified.items() if ("cost", n) not in cache}},
+                            **{f"p:{p.name}": purified[p.name][0] for p in same if ("cost", p.name) not in cache}},
                         flip=tuple(flip))]
-    for p in purifiers:
+    for p in same:
         px, pc, pn, pu = purified[p.name]
         requests.append(Request(px, {"cloak": pc, "noise": pn, "uniform": pu}, artwork=x))
     (figs, clean_copy), *afters = ev.compare_many(requests, alpha=alpha)
-    for n in purified:
-        cache.setdefault(("cost", n), figs.get(f"p:{n}"))
+    after = dict(zip((p.name for p in same), afters))
+    for p in same:
+        cache.setdefault(("cost", p.name), figs.get(f"p:{p.name}"))
+    for p in purifiers:
+        if not p.keeps_size:
+            after[p.name] = _measure_resized(ev, p, x, purified[p.name], alpha, cache)
     before = Comparison(figs["cloak"], figs["noise"], figs["uniform"], clean_copy)
     first = ev.names[0]
     adv0, least = _advantage(before, ev.mimic and ev.mimic.name, first)
     release_freed_memory()  # the model passes' working memory
     result: dict[str, Purified] = {}
-    for p, (after, copy) in zip(purifiers, afters):
-        comp = Comparison(after["cloak"], after["noise"], after["uniform"], copy)
+    for p in purifiers:
+        figs_p, copy = after[p.name]
+        comp = Comparison(figs_p["cloak"], figs_p["noise"], figs_p["uniform"], copy)
         adv, _ = _advantage(comp, ev.mimic and ev.mimic.name, first)
         result[p.name] = Purified(p.name, p.description, comp, cache[("cost", p.name)], retained(adv, adv0, least))
     return Figures(
@@ -160,14 +166,34 @@ def assess(
     )
 
 
+def _measure_resized(ev: Evaluator, p, x: torch.Tensor, outs, alpha: np.ndarray | None, cache: dict):
+    """The figures after a purification that changes the size (a platform's downscale), measured at the size it
+    gives: the purified versions against the purified original, judged against the original plainly resized
+    (:meth:`~glazeish.purify.Purification.resized`), which is also what the purification's cost is measured
+    against. Returns ``(figures by version, the purified original's view PSNR against that artwork)``."""
+    px, pc, pn, pu = outs
+    art = p.resized(x)
+    h, w = px.shape[-2:]
+    small_alpha = None if alpha is None else np.asarray(Image.fromarray(np.asarray(alpha)).resize((w, h), Image.NEAREST))
+    requests = [Request(px, {"cloak": pc, "noise": pn, "uniform": pu}, artwork=art)]
+    if ("cost", p.name) not in cache:
+        requests.append(Request(art, {"cost": px}))
+    (figs, copy), *cost = ev.compare_many(requests, alpha=small_alpha)
+    if cost:
+        cache[("cost", p.name)] = cost[0][0]["cost"]
+    return figs, copy
+
+
 def load_pair(
     original_path: str | Path, cloaked_path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
     """Read both files for :func:`assess`: ``(original, cloaked, alpha, warnings)``, RGB ``H×W×3`` uint8 and
     the original's alpha (or None).
 
-    A cloaked file of another size but the same aspect ratio (within 1%: another tool resized it) is resized to
-    the original's size with Lanczos and a warning (the resampling then counts as part of the change). Another
+    A cloaked file of another size but the same aspect ratio (within 1%) is compared at the smaller size: a
+    smaller cloak (``protect --platform`` / ``--max-side``, which cloak the picture scaled down to be posted) with
+    the original scaled down as those do (Lanczos), a larger one (another tool resized it) resized to the
+    original's size with Lanczos and a warning (the resampling then counts as part of the change). Another
     aspect ratio, or a picture too different to be a cloak of the original (PSNR below :data:`MIN_PAIR_PSNR`:
     another picture, a mirror), raises :class:`ImageError` naming both files. Unreadable files raise
     :class:`ImageError` (one line).
@@ -181,9 +207,15 @@ def load_pair(
         if abs((w1 / h1) / (w0 / h0) - 1) > ASPECT_TOLERANCE:
             raise ImageError(f"{cloaked_path}: {w1}x{h1} does not match {original_path}: {w0}x{h0} "
                              "(different aspect ratio: cropped, or not the same picture?)")
-        cloaked = np.asarray(Image.fromarray(b.rgb, "RGB").resize((w0, h0), Image.LANCZOS))
-        warns.append(f"the cloaked image is {w1}x{h1}, the original {w0}x{h0}: resized it to compare pixels; the "
-                     "resampling counts as part of the change (visibility understated, budget overstated: pass --eps)")
+        if w1 * h1 < w0 * h0:
+            a = resized(a, (w1, h1))
+            warns.append(f"the cloaked image is {w1}x{h1}, the original {w0}x{h0}: compared with the original scaled "
+                         "down to the cloak's size (Lanczos, as protect --platform and --max-side do)")
+        else:
+            cloaked = np.asarray(Image.fromarray(b.rgb, "RGB").resize((w0, h0), Image.LANCZOS))
+            warns.append(f"the cloaked image is {w1}x{h1}, the original {w0}x{h0}: resized it to compare pixels; the "
+                         "resampling counts as part of the change (visibility understated, budget overstated: pass "
+                         "--eps)")
     mse = mse_levels(cloaked, a.rgb, a.alpha)
     psnr = 10 * math.log10(255**2 / mse) if mse > 0 else math.inf
     if psnr < MIN_PAIR_PSNR:
