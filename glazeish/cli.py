@@ -35,6 +35,7 @@ from .imageio import DEFAULT_MAX_PIXELS, ImageError, list_images
 from .job import Cloaker, Job, OutdirBusyError, lock_outdir, plan_outputs
 from .metadata import MetadataOptions, resolve_data_mining
 from .objectives import OBJECTIVES
+from .platforms import PLATFORMS, for_platforms, parse_platforms
 from .purify import PURIFICATIONS
 from .transforms import DEFAULT_ROBUST, TRANSFORMS
 from .weights import WeightsError
@@ -79,6 +80,11 @@ FIGURE_TILES_HELP = ("Measure what the model sees on at most this many 512-px ti
                      "it). Images up to 4 tiles (about 1 megapixel) are always measured whole; a 2048x2048 image's "
                      "figures take ~3.5x less time, and land within ~1.4 dB of all tiles' (median 0.6; "
                      "benchmarks/figures_sampled/). Visibility always covers every pixel.")
+PLATFORM_HELP = ("Where the cloak will be posted, comma-separated: " + ", ".join(PLATFORMS) + ". Each platform "
+                 "scales uploads down and re-encodes them; the image is scaled down (Lanczos) to the largest size "
+                 "they serve, cloaked and written at that size (a 12 MP photo for a 2048-px platform costs what a "
+                 "2048-px image costs), optimised through their chains, and the figures include what survives each "
+                 "(platform:NAME). Sizes, qualities and sources: docs/platforms.md.")
 ENCODER_HELP = ("Encoder(s) to attack, comma-separated for an ensemble, name*w to weight one. Registered: "
                 + ENCODERS.help())
 
@@ -230,6 +236,10 @@ def protect(
                                          "masked (an energy budget moved from flat colour to texture, up to eps "
                                          "there). Default: the preset's ("
                                          + ", ".join(f"{k}: {p.budget}" for k, p in PRESETS.items()) + ")."),
+    platform: Optional[str] = typer.Option(None, "--platform", metavar="NAME[,NAME]", help=PLATFORM_HELP),
+    max_side: Optional[int] = typer.Option(None, "--max-side", metavar="PX", help="Scale each image down (Lanczos) "
+                                           "so that its longest side is at most PX before cloaking, and write it at "
+                                           "that size: the size you will post (cloaking time grows with the pixels)."),
     report: bool = typer.Option(False, "--report", help="Also write OUT/<stem>.protected.report.html: original, "
                                 "cloak, amplified change, what a model learns from each, figures and verdicts."),
     purify: str = typer.Option("jpeg75", help="Survival to report in the figures: purifications, comma-separated "
@@ -275,11 +285,17 @@ def protect(
                                robust=_robust(robust, transforms), budget=budget, rms_levels=rms, start=start,
                                eot_reference=eot_reference, fill_smooth=fill_smooth)
         OBJECTIVES[config.objective]
+        platforms = parse_platforms(platform)
+        if platforms and (transforms or robust is not None):
+            raise ValueError("--platform optimises through each platform's own chain; drop --transforms/--robust")
+        config = for_platforms(config, platforms)
         meta = MetadataOptions(enabled=metadata, data_mining=resolve_data_mining(data_mining), creator=creator,
                                copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity,
                                note=glazeish_note)
         job = Job(config=config.resolved(), meta=meta, fmt=fmt, quality=quality, evaluate=evaluate or report,
-                  purify=_purify_list(purify), figure_tiles=figure_tiles, report=report, max_pixels=max_pixels)
+                  purify=_purify_list(purify) + tuple(f"platform:{p.name}" for p in platforms),
+                  figure_tiles=figure_tiles, report=report, max_pixels=max_pixels,
+                  platforms=tuple(p.name for p in platforms), max_side=max_side)
     except (ValueError, WeightsError) as e:
         fail(first_line(e))
     if fmt != "png":
@@ -345,6 +361,9 @@ def _protect_here(files: list, out: Path, job: Job, overwrite: bool, as_json: bo
                     raise
                 if item.note:  # said once written: a file that fails gets its one error line only
                     say(f"glazeish: note: {item.note}")
+                if done.resized_from and not quiet:
+                    say(f"glazeish: note: {item.src}: cloaked and written at {done.width}x{done.height}, the size to "
+                        f"post (the input is {done.resized_from[0]}x{done.resized_from[1]})")
                 for w in done.warnings:
                     say(f"glazeish: warning: {item.src}: {w}")
                 if as_json:
@@ -399,6 +418,11 @@ def check(
     upscaler: Optional[str] = typer.Option(None, help="diffusers upscaler pipeline (repo id or folder) for --purify "
                                            "upscale (noisy upscaling)."),
     seed: int = typer.Option(0, help="Seed of the noise baselines."),
+    platform: Optional[str] = typer.Option(None, "--platform", metavar="NAME[,NAME]", help="Also judge what "
+                                           "survives posting there (" + ", ".join(PLATFORMS) + "): the platform's "
+                                           "scaling and re-encoding applied to original, cloak and baselines alike, "
+                                           "measured at the size it serves; and whether the file's 'no AI "
+                                           "training' notice is kept. Sources: docs/platforms.md."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures and verdicts as one JSON object."),
     report: Optional[str] = typer.Option(None, "--report", metavar="PATH", help="Also write the HTML report to "
@@ -418,11 +442,21 @@ def check(
     from .evaluation import Evaluator, assess, build_purifications, load_pair
     from .report import write_report
 
+    from PIL import Image
+
+    from .metadata import has_mining_notice
+    from .platforms import metadata_line
+
     dest = None if report is None else _report_dest(report, original, cloaked)
     try:
+        platforms = parse_platforms(platform)
         orig_rgb, cloak_rgb, alpha, warns = load_pair(original, cloaked, max_pixels)
+        notice = has_mining_notice(cloaked) if platforms else False
+        with Image.open(cloaked) as im:
+            fmt = (im.format or "").lower()
         evaluator = Evaluator(load_encoders(encoder, models, resolve_device(device)), sample=figure_tiles)
-        purifiers = build_purifications(_purify_list(purify), model=evaluator.mimic, seed=seed, models_dir=models,
+        wanted = _purify_list(purify) + tuple(f"platform:{p.name}" for p in platforms)
+        purifiers = build_purifications(wanted, model=evaluator.mimic, seed=seed, models_dir=models,
                                         pipeline=purify_pipeline, upscaler=upscaler)
         figures = assess(orig_rgb, cloak_rgb, evaluator, alpha=alpha, eps_levels=eps, seed=seed,
                          purifications=purifiers)
@@ -430,6 +464,7 @@ def check(
         fail(first_line(e))  # RuntimeError: e.g. out of memory on a huge image; every error is one line
     figures.warnings[:0] = warns
     verdict = judge(figures)
+    meta_lines = {p.name: metadata_line(p, "png" if fmt == "png" else "jpeg", notice) for p in platforms}
     if dest is not None:
         try:
             write_report(dest, orig_rgb, cloak_rgb, figures, evaluator, title=f"glazeish check: {cloaked.name}",
@@ -438,12 +473,15 @@ def check(
             fail(first_line(e))
     if as_json:
         row = {"original": str(original), "cloaked": str(cloaked), **figures.to_dict(), "verdicts": verdict.sentences}
+        if platforms:
+            row["platform_metadata"] = {n: {"notice": notice, "kept": notice and PLATFORMS[n].keeps_metadata(fmt),
+                                            "sentence": line} for n, line in meta_lines.items()}
         if dest is not None:
             row["report"] = str(dest)
         typer.echo(json.dumps(jsonable(row), allow_nan=False))
         return
     typer.echo(f"{cloaked} vs {original}:")
-    for v in verdict.sentences:
+    for v in [*verdict.sentences, *meta_lines.values()]:
         typer.echo(f"  {v}")
     if dest is not None:
         typer.echo(f"  Report: {dest}")

@@ -24,8 +24,9 @@ from ._version import __version__
 from .config import ProtectConfig, digest, fingerprint_of, machine_local
 from .errors import first_line
 from .evaluation import Evaluator, Figures, assess
-from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Artwork, Found, ImageError, read_image, save_image
+from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Artwork, Found, ImageError, read_image, resized, save_image
 from .metadata import MetadataOptions, check_fits
+from .platforms import parse_platforms, posting_size
 from .protect import ImageCallback, Protector
 
 #: the longest file name (in bytes) that Linux, macOS and Windows filesystems all take
@@ -48,6 +49,10 @@ class Job:
             measured whole.
         report: also write an HTML report next to each output.
         max_pixels: refuse larger images (machine-local: it decides whether, not how, an image is cloaked).
+        platforms: where the cloak will be posted (:data:`glazeish.platforms.PLATFORMS` names): each image is
+            scaled down (Lanczos) to the largest size they serve, cloaked and written at that size; build the
+            config with :func:`glazeish.platforms.for_platforms` so that it is optimised through their chains.
+        max_side: scale each image down (Lanczos) so that its longest side is at most this many px, before cloaking.
     """
 
     config: ProtectConfig = field(default_factory=ProtectConfig)
@@ -59,6 +64,8 @@ class Job:
     figure_tiles: int = 4
     report: bool = False
     max_pixels: int = machine_local(DEFAULT_MAX_PIXELS)
+    platforms: tuple[str, ...] = ()
+    max_side: int | None = None
 
     def __post_init__(self):
         if self.fmt not in FORMATS:
@@ -71,6 +78,15 @@ class Job:
             raise ValueError(f"max pixels must be at least 1, not {self.max_pixels}")
         _check_purifications(self.purify)
         check_fits(self.meta, self.fmt)
+        parse_platforms(self.platforms)  # an unknown name, before any work
+        if self.max_side is not None and (isinstance(self.max_side, bool) or not isinstance(self.max_side, int)
+                                          or self.max_side < 16):
+            raise ValueError(f"max side must be a whole number of px, at least 16, not {self.max_side}")
+
+    def posting_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size an image of ``width × height`` is cloaked and written at (its own unless ``platforms`` or
+        ``max_side`` scale it down)."""
+        return posting_size(width, height, parse_platforms(self.platforms), self.max_side)
 
     def fingerprint(self) -> dict:
         """Every field that decides the output file (the config resolved; the quality only for lossy formats)."""
@@ -252,6 +268,7 @@ class FileResult:
     art: Artwork | None = field(default=None, repr=False)  # the input as read (for previews)
     rgb: np.ndarray | None = field(default=None, repr=False)  # the pixels as written (read back when lossy)
     warnings: list[str] = field(default_factory=list)  # one line each: what was dropped on the way (e.g. EXIF)
+    resized_from: tuple[int, int] | None = None  # the input's (width, height) when it was scaled down to post
 
     def row(self, config: ProtectConfig, precision: str) -> dict:
         """The ``protect --json`` row (the CLI and the Ray workers print the same rows)."""
@@ -261,6 +278,8 @@ class FileResult:
                "budget": config.budget, "precision": precision, "seconds": round(self.seconds, 3),
                "figure_seconds": round(self.figure_seconds, 3), "image_seconds": round(self.image_seconds, 3),
                "load_seconds": round(self.load_seconds, 3)}
+        if self.resized_from:
+            row["resized_from"] = list(self.resized_from)
         if self.report:
             row["report"] = self.report
         if self.warnings:
@@ -333,6 +352,8 @@ class Cloaker:
         t0 = time.perf_counter()
         art = read_image(src, max_pixels=job.max_pixels)
         warnings = list(art.warnings)
+        size0 = art.size
+        art = resized(art, job.posting_size(*size0))
 
         def warn(msg: str) -> None:  # the same problem seen on reading and on writing is said once
             if msg not in warnings:
@@ -347,7 +368,7 @@ class Cloaker:
         written = cloak.rgb if job.fmt == "png" else read_image(out, max_pixels=job.max_pixels).rgb
         result = FileResult(src=str(src), dest=str(dest), width=art.size[0], height=art.size[1],
                             seconds=cloak.seconds, load_seconds=self.load_seconds, art=art, rgb=written,
-                            warnings=warnings)
+                            warnings=warnings, resized_from=size0 if art.size != size0 else None)
         if job.evaluate or job.report:
             say("figures")
             t1 = time.perf_counter()

@@ -134,6 +134,9 @@ class Protector:
     def protect(self, art: Artwork, callback: ImageCallback | None = None, seed: int | None = None) -> Cloak:
         """Cloak an :class:`Artwork`; returns 8-bit pixels within the budget (transparent pixels unchanged)."""
         t0 = time.perf_counter()
+        for t in self.transforms:  # a platform's chain scales by what it serves for an upload of this size
+            if hasattr(t, "upload"):
+                t.upload = art.size
         alpha = None if art.alpha is None else torch.from_numpy(art.alpha)[None, None].float() / 255
         rgb = to_uint8(self.cloak(art.tensor(), alpha, callback, seed), art.rgb, self.eps)
         release_freed_memory()  # the attack's working memory, before whatever comes next
