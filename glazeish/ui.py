@@ -50,6 +50,7 @@ from .imageio import ImageError, read_image, save_image
 from .job import NAME_MAX, Cloaker, Job, fit_name
 from .metadata import MetadataOptions
 from .objectives import OBJECTIVES
+from .platforms import PLATFORMS, for_platforms, parse_platforms, posting_size
 from .protect import Protector, Step
 from .report import amplified_delta, checkerboard
 from .webpage import (
@@ -140,6 +141,7 @@ class Settings:
     note: bool = True  # say in the file that it was cloaked with glazeish
     creator: str | None = None
     copyright: str | None = None
+    platforms: Sequence[str] = ()  # where it will be posted: cloaked at that size, through those chains
 
     def config(self, models_dir: str | None = None, device: str = "auto", precision: str = "auto") -> ProtectConfig:
         """The :class:`ProtectConfig` these settings mean (raises ``ValueError`` on a bad value)."""
@@ -148,18 +150,21 @@ class Settings:
             raise ValueError("choose at least one image model to target (under Advanced)")
         # checked = the preset's own JPEG simulation (its order decides the cloak), or JPEG_ROBUST for one without
         robust = None if self.robust is None else ((PRESETS[self.intensity].robust or JPEG_ROBUST) if self.robust else "")
-        return ProtectConfig(
+        config = ProtectConfig(
             intensity=self.intensity, eps_levels=self.eps, steps=None if self.steps is None else int(self.steps),
             objective=self.objective or None, encoder=",".join(encoders), target=self.target,
             seed=int(self.seed or 0), device=device, precision=precision, models_dir=models_dir, robust=robust,
         )
+        return for_platforms(config, parse_platforms(self.platforms))
 
     def job(self, models_dir: str | None = None, device: str = "auto", precision: str = "auto",
             max_pixels: int = DEFAULT_MAX_PIXELS) -> Job:
         """The :class:`~glazeish.job.Job` of these settings: PNG out, figures with JPEG q75 survival."""
         config = self.config(models_dir, device, precision)
+        platforms = tuple(p.name for p in parse_platforms(self.platforms))
         return Job(config=config, meta=self.metadata_options(config), fmt="png", evaluate=True,
-                   purify=(SURVIVAL_PURIFICATION,), max_pixels=max_pixels)
+                   purify=(SURVIVAL_PURIFICATION, *(f"platform:{p}" for p in platforms)), max_pixels=max_pixels,
+                   platforms=platforms)
 
     def preset(self, config: ProtectConfig) -> str:
         """The preset's name when its values are the ones used, else ``custom``."""
@@ -823,10 +828,10 @@ def build_app(
         return render_checks(ups), [asdict(u) for u in ups], gr.Button(interactive=any(u.ok for u in ups))
 
     def settings_of(intensity, eps, steps, robust, encoders, objective, target, seed, metadata, note, creator,
-                    copyright_) -> Settings:
+                    copyright_, platforms=()) -> Settings:
         return Settings(intensity=intensity, eps=eps, steps=steps, robust=robust, encoders=list(encoders or []),
                         objective=objective, target=target or None, seed=int(seed or 0), metadata=metadata,
-                        note=note, creator=creator, copyright=copyright_)
+                        note=note, creator=creator, copyright=copyright_, platforms=tuple(platforms or ()))
 
     def on_preset(intensity: str):
         q = PRESETS[intensity]
@@ -843,7 +848,7 @@ def build_app(
                 gr.DownloadButton(visible=False), "")
 
     async def run(files, checked, intensity, eps, steps, robust, encoders, objective, target, seed, metadata, note,
-                  creator, copyright_, request: gr.Request):
+                  creator, copyright_, platforms, request: gr.Request):
         sid = session(request)
         flag = jobs.flag(sid)
         known = {c["path"]: Upload(**c) for c in (checked or [])}
@@ -861,8 +866,9 @@ def build_app(
             yield "", render_status(text, error=error), "", gr.DownloadButton(visible=False), *idle
             return
         settings = settings_of(intensity, eps, steps, robust, encoders, objective, target, seed, metadata, note,
-                               creator, copyright_)
-        tracker = Progress([u.name for u in good], [u.width * u.height for u in good])
+                               creator, copyright_, platforms)
+        posted = [posting_size(u.width, u.height, parse_platforms(settings.platforms)) for u in good]
+        tracker = Progress([u.name for u in good], [w * h for w, h in posted])
         box = _Outbox()
 
         def work() -> None:
@@ -928,6 +934,12 @@ def build_app(
                 intensity = gr.Radio([(preset_label(k), k) for k in PRESETS], value="default", label="2 · Intensity",
                                      elem_id="glz-intensity")
                 presets_html = gr.HTML(render_presets("default", examples), elem_id="glz-presets")
+                post_to = gr.CheckboxGroup([(p.title, p.name) for p in PLATFORMS.values()], value=[],
+                                           label="Where will you post it? (optional)", elem_id="glz-platforms",
+                                           info="Each site shrinks uploads and saves them again as JPEG. Tick yours: "
+                                                "the picture is cloaked at the size the site shows and through its "
+                                                "re-saving, so more of the protection survives there, and a big "
+                                                "picture takes far less time. The file is written at that size.")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300, elem_id="glz-meta"):
                 gr.Markdown("**3 · Your name and a “no AI training” notice in the file**")
@@ -982,7 +994,7 @@ def build_app(
         for comp in meta_inputs:
             comp.change(on_written, meta_inputs, written_html, queue=False)
         run_inputs = [files, checked, intensity, eps, steps, robust, encoders, objective, target, seed, metadata, note,
-                      creator, copyright_]
+                      creator, copyright_, post_to]
         run_btn.click(begin, None, [run_btn, cancel_btn, progress, status, zip_btn, results], queue=False).then(
             run, run_inputs, [progress, status, results, zip_btn, run_btn, cancel_btn], concurrency_limit=1,
             concurrency_id="cloak", show_progress="hidden",

@@ -136,6 +136,9 @@ def test_settings_take_preset_values_and_reject_no_encoder():
 
 def test_the_jpeg_switch_sets_the_robustness():
     assert ui.Settings(intensity="low").config().robust == PRESETS["low"].robust
+    posted = ui.Settings(platforms=("instagram",))
+    assert posted.config().robust == "platform:instagram" and posted.job().platforms == ("instagram",)
+    assert "platform:instagram" in posted.job().purify
     assert ui.Settings(intensity="low", robust=True).config().robust == ui.JPEG_ROBUST == PRESETS["default"].robust
     assert ui.Settings(intensity="default", robust=False).config().robust == ""
     assert ui.Settings(intensity="low", robust=False).preset(ui.Settings(intensity="low", robust=False).config()) == \
@@ -485,7 +488,7 @@ def test_a_gradio_level_cancel_stops_the_current_image(tmp_path, models_dir, upl
     async def drive() -> None:
         async def consume():
             async for out in run([str(uploads[0])], [], "default", 4, 1000, True, ["taef2"], "mimic", None, 0, True,
-                                 True, "", "", request):
+                                 True, "", "", [], request):
                 seen.append(str(out[0]))
         task = asyncio.create_task(consume())
         end = time.monotonic() + 240
