@@ -472,7 +472,8 @@ def check(
         except (ImageError, ValueError) as e:
             fail(first_line(e))
     if as_json:
-        row = {"original": str(original), "cloaked": str(cloaked), **figures.to_dict(), "verdicts": verdict.sentences}
+        row = {"original": str(original), "cloaked": str(cloaked), **figures.to_dict(), "verdicts": verdict.sentences,
+               "verdict": verdict.to_dict()}
         if platforms:
             row["platform_metadata"] = {n: {"notice": notice, "kept": notice and PLATFORMS[n].keeps_metadata(fmt),
                                             "sentence": line} for n, line in meta_lines.items()}

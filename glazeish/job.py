@@ -23,7 +23,7 @@ import numpy as np
 from ._version import __version__
 from .config import ProtectConfig, digest, fingerprint_of, machine_local
 from .errors import first_line
-from .evaluation import Evaluator, Figures, assess
+from .evaluation import Evaluator, Figures, assess, judge
 from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Artwork, Found, ImageError, read_image, resized, save_image
 from .metadata import MetadataOptions, check_fits
 from .platforms import parse_platforms, posting_size
@@ -286,6 +286,7 @@ class FileResult:
             row["warnings"] = list(self.warnings)
         if self.figures is not None:
             row["figures"] = self.figures.to_dict()
+            row["verdict"] = judge(self.figures).to_dict()
         return row
 
 

@@ -57,6 +57,9 @@ def test_protect_folder_json_and_bad_files(batch, tmp_path, models_dir):
         assert row["image_seconds"] >= row["seconds"] + row["figure_seconds"] > 0
         assert f["before"]["cloak"]["view_psnr"] is not None and set(f["before"]["cloak"]["latent"]) == {"taef2"}
         assert set(f["purified"]) == {"jpeg75"}  # the default survival figure
+        v = row["verdict"]  # the words a person reads, and their keys for a program
+        assert v["visibility"] and v["protection"] and set(v["survival"]) == {"jpeg75"}
+        assert v["sentences"][0].startswith("Visibility:")
         diff = np.abs(np.asarray(dst.convert(src.mode), int) - np.asarray(src, int))
         assert diff[..., :3].max() <= EPS
     sticker = Image.open(out / "sticker.protected.png")

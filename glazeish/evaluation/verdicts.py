@@ -126,6 +126,12 @@ class Verdict:
     survival: dict[str, str | None]
     sentences: list[str]
 
+    def to_dict(self) -> dict:
+        """The ``--json`` form: the level keys (``visibility``, ``protection``, ``survival`` per purification)
+        and the sentences a person reads."""
+        return {"visibility": self.visibility, "protection": self.protection, "survival": dict(self.survival),
+                "sentences": list(self.sentences)}
+
 
 def _db(v: float) -> str:
     return "∞ dB" if math.isinf(v) else f"{v:.1f} dB"
