@@ -69,7 +69,7 @@ def project(
 
 def _energy(a: torch.Tensor, cap: torch.Tensor, count: torch.Tensor) -> Callable:
     """``s -> Σ min(a·s, cap)² / count`` per image (``s`` a float or ``B×1×…×1``), each sum in
-    :func:`fixed_order_sum`'s order. On a CPU the bisection's 16 calls reuse two NumPy buffers instead of
+    :func:`fixed_order_sum`'s order. On a CPU the bisection's 15 calls reuse two NumPy buffers instead of
     allocating and converting four tensors each: the same float32 products and float64 pairwise sums as the
     tensor expression, so the same bits (a 512² projection: 38 → 29 ms; a ``fast`` cloak makes 5)."""
     shape = (-1,) + (1,) * (a.dim() - 1)
@@ -224,6 +224,8 @@ class PGD:
             raise ValueError("eps and steps must be non-negative")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
+        if schedule not in SCHEDULES:  # step_sizes would take any other word for cosine
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must lie in [0, 1), not {momentum}")
         if rms is not None and rms < 0:

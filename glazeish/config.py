@@ -1,8 +1,8 @@
 """What decides a cloak: the intensity presets and :class:`ProtectConfig`, which knows its own fingerprint.
 
 Units are named where they change: users and configs speak of the budget in 8-bit levels (``eps_levels = 4``
-means ±4/255), :class:`~glazeish.attack.PGD` in fractions of the [0, 1] range (``eps = 4/255``); the one
-conversion is :attr:`ProtectConfig.eps`.
+means ±4/255), :class:`~glazeish.attack.PGD` in fractions of the [0, 1] range (``eps = 4/255``); a config converts with
+:attr:`ProtectConfig.eps` (and :attr:`ProtectConfig.rms`, ``alpha_levels``), where it hands them to PGD.
 """
 
 from __future__ import annotations

@@ -99,8 +99,9 @@ PLAIN_ENCODERS = {
                "page uses taef2 for that)",
 }
 PLAIN_OBJECTIVES = {
-    "mimic": "pull what a model trained on the image would reproduce toward a decoy texture (the presets' choice; "
-             "needs taef2)",
+    "mimic-away": "push what a model trained on the image would reproduce away from your picture, in no set direction "
+                  "(the presets' choice; needs taef2)",
+    "mimic": "pull what a model trained on the image would reproduce toward a decoy texture (needs taef2)",
     "texture": "pull the model's reading of the image toward a decoy texture; fastest, does not need a decoder",
     "untargeted": "push the model's reading of the image as far as possible from the original, in no set direction",
     "style": "pull the model's sense of the image's style (colour and texture statistics) toward a decoy style",
@@ -965,7 +966,7 @@ def build_app(
                                            "proportion.", elem_id="glz-steps")
                     robust = gr.Checkbox(bool(p.robust), label="Make it survive JPEG re-compression",
                                          info="Optimises through a simulated JPEG re-save, as platforms do to uploads; "
-                                              "each step takes longer. On in default and high, off in low.",
+                                              "each step takes longer. On in every preset.",
                                          elem_id="glz-robust")
                     encoders = gr.CheckboxGroup(encoder_names, value=["taef2"], label="Image models to target",
                                                 info=" · ".join(f"{n}: {plain_encoder(n)}" for n in encoder_names),

@@ -185,3 +185,8 @@ def test_fill_smooth_leaves_no_grain_on_flat_fills_and_keeps_the_budget():
 
     with pytest.raises(ValueError, match="odd kernel size"):  # a config says so before any work
         ProtectConfig(fill_smooth=4)
+
+
+def test_an_unknown_schedule_is_refused_not_taken_for_cosine():
+    with pytest.raises(ValueError, match="schedule must be one of cosine, linear, constant, photoguard, not 'cosin'"):
+        PGD(toy_model(), Untargeted(), schedule="cosin")
