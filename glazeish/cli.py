@@ -411,7 +411,8 @@ def check(
     eps: Optional[float] = typer.Option(None, help="Budget of the same-L-inf noise baseline in 1/255 units "
                                         "(default: the cloak's own largest change)."),
     purify: str = typer.Option("jpeg75", help="Purifications to test survival against, comma-separated "
-                               "(jpeg75, resize0.5, webp, impress++, ...; 'none' for none). Registered: "
+                               "(jpeg75, resize0.5, webp, impress++, platform:instagram, ...; 'platforms' for every "
+                               "platform that re-encodes; 'none' for none). Registered: "
                                + ", ".join(PURIFICATIONS)),
     purify_pipeline: Optional[str] = typer.Option(None, "--purify-pipeline", help="diffusers img2img pipeline "
                                                   "(repo id or folder) for --purify diffpure / gridpure."),

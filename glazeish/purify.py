@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .imageio import pad_to_multiple
+from .platforms import PLATFORMS
 from .registry import Registered, Registry, split_specs
 
 if TYPE_CHECKING:  # imported lazily at run time: the Pillow/kornia purifications need no model code
@@ -63,7 +64,12 @@ ALL_PURIFICATIONS: list[str] = [
     "bits5", "tvd", "bilateral", "ae", "impress",
 ]
 
-_ALIASES = {"default": DEFAULT_PURIFICATIONS, "all": ALL_PURIFICATIONS, "quick": QUICK_PURIFICATIONS}
+#: what every platform that re-encodes its uploads serves (``platforms``: the benchmark's "survives Instagram,
+#: X, ..." table); those that serve the uploaded pixels keep a PNG cloak as it is
+PLATFORM_PURIFICATIONS: list[str] = [f"platform:{n}" for n, p in PLATFORMS.items() if p.format != "original"]
+
+_ALIASES = {"default": DEFAULT_PURIFICATIONS, "all": ALL_PURIFICATIONS, "quick": QUICK_PURIFICATIONS,
+            "platforms": PLATFORM_PURIFICATIONS}
 
 
 #: class decorator: register a :class:`Purification` under its ``name`` (unique)
@@ -935,7 +941,7 @@ def _model_for(name: str, arg: str | None, context: dict) -> dict:
 
 
 def expand(names: str | list[str] | tuple[str, ...]) -> list[str]:
-    """``"quick,blur1"`` -> the names, aliases (``default``, ``quick``, ``all``) expanded, ``none`` dropped,
+    """``"quick,blur1"`` -> the names, aliases (``default``, ``quick``, ``all``, ``platforms``) expanded, ``none`` dropped,
     duplicates removed, every name checked (ValueError listing the known ones)."""
     out: list[str] = []
     for n in split_specs(names):

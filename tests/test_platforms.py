@@ -78,6 +78,8 @@ def test_platform_purification_gives_the_posted_size(tiny):
     assert p(x).shape == (2, 3, 32, 48) and p.resized(x).shape == (2, 3, 32, 48)
     with pytest.raises(ValueError, match="platform:NAME"):
         make_purifications("platform")
+    everyone = [q.name for q in make_purifications("platforms")]
+    assert "platform:instagram" in everyone and "platform:pixiv" not in everyone  # pixiv serves the upload as is
 
 
 def test_differentiable_chain_keeps_the_shape_and_passes_gradients(tiny):
