@@ -196,8 +196,9 @@ def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
         "Every row is one `glazeish protect --json` process on the van Gogh painting resized to the size. "
         "`cloak s` = attack + 8-bit rounding (`seconds` in `--json`); `figures s` = measuring the cloak next to "
         "same-budget noise (`--no-eval` skips it); `image s` = everything for the image (read, cloak, figures, "
-        "write); `load s` = model loading (once per process; the first run on a machine also times fp32 "
-        "against bf16 once); `process s` = the whole command including Python and torch start-up. "
+        "write); `load s` = model loading (once per process; precision `auto` is read off the CPU's native "
+        "support — bf16 with AMX or AVX-512 BF16, else fp32 — never timed); `process s` = the whole command "
+        "including Python and torch start-up. "
         "Protection: the taef2 (or taesana) latent displacement as a multiple of same-PSNR noise's, "
         "and the mimic-view gap vs same-PSNR noise (dB; taef2 only).",
         "",

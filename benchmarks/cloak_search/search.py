@@ -655,7 +655,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results.jsonl"))
     ap.add_argument("--crop", type=int, default=0, help="centre crop to at most N×N px (screening); 0 = full size")
     ap.add_argument("--models", default=os.environ.get("GLAZEISH_MODELS", str(SHARED / "models")))
-    ap.add_argument("--precision", default="bf16", help="fixed (not 'auto', whose choice is timed)")
+    ap.add_argument("--precision", default="bf16",
+                    help="fixed (not 'auto', whose choice follows the CPU's native support)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--summary", metavar="JSONL", help="print the summary tables of a results file and exit")
     ap.add_argument("--per-image", default="", help="with --summary: candidates for the per-image table")

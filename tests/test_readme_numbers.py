@@ -1,0 +1,149 @@
+"""The README's headline figures, recomputed from the committed benchmark rows.
+
+Each test reads a rows file under ``benchmarks/``, recomputes one published figure the way the text
+describes it, formats it as the text does and checks that the text says exactly that — so a re-run that
+changes the rows, or an edit that changes the words, turns this red until both agree again. No models,
+no images: only the committed CSV/JSONL/log files (a test skips, saying which, if its file is missing).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def text(path: Path) -> str:
+    """A Markdown file with its line breaks and runs of spaces folded, so a figure may wrap."""
+    return " ".join(path.read_text(encoding="utf-8").split())
+
+
+README = text(ROOT / "README.md")
+
+
+def rows_file(rel: str) -> Path:
+    path = BENCH / rel
+    if not path.exists():
+        pytest.skip(f"benchmarks/{rel} is not in this checkout")
+    return path
+
+
+def jsonl(rel: str) -> list[dict]:
+    return [json.loads(line) for line in rows_file(rel).read_text().splitlines() if line.strip()]
+
+
+def mean_min_max(rows: list[dict], key: str) -> tuple[float, float, float]:
+    vals = [r[key] for r in rows]
+    return statistics.mean(vals), min(vals), max(vals)
+
+
+def pick(rows: list[dict], candidate: str, kind: str, images: set[str] | None = None) -> list[dict]:
+    out = [r for r in rows if r["candidate"] == candidate and r["kind"] == kind and not r.get("crop")
+           and (images is None or r["image"] in images)]
+    assert out, f"no rows for {candidate} on {kind}"
+    return out
+
+
+KINDS = {"paintings": "12 paintings, 512×512", "flat": "6 flat-colour drawings, 5 sizes",
+         "line": "4 line drawings on paper"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_how_well_it_works_table(kind):
+    """The first table: the default (and the previous default) on all 22 images, from cloak_search's rows."""
+    rows = jsonl("cloak_search/results.jsonl")
+    d, prev = pick(rows, "default", kind), pick(rows, "previous-default", kind)
+    psnr, view, gap, jpeg = (mean_min_max(d, k) for k in ("psnr", "view_psnr", "gap", "jpeg_view_psnr"))
+    p = [statistics.mean(r[k] for r in prev) for k in ("psnr", "view_psnr", "gap")]
+    row = (f"| {KINDS[kind]} | {psnr[0]:.1f} dB ({psnr[1]:.1f}) | {view[0]:.1f} dB ({view[1]:.1f}–{view[2]:.1f}) "
+           f"| {gap[0]:.1f} dB ({gap[1]:.1f}) | {jpeg[0]:.1f} dB ({jpeg[1]:.1f}–{jpeg[2]:.1f}) "
+           f"| {p[0]:.1f} / {p[1]:.1f} / {p[2]:.1f} dB |")
+    assert row in README
+
+
+def test_default_on_the_images_the_search_never_screened():
+    """The default was screened on crops of the images in screen.jsonl; the README names how many and
+    gives its gap on the others."""
+    screened = {r["image"] for r in jsonl("cloak_search/screen.jsonl")}
+    rows = jsonl("cloak_search/results.jsonl")
+    assert f"first on 256² crops of {len(screened)} shared images" in README
+    unseen = {r["image"] for r in rows} - screened
+    parts = []
+    for kind, label in (("paintings", "paintings"), ("flat", "flat-colour drawings"), ("line", "line drawings")):
+        d = pick(rows, "default", kind, unseen)
+        parts.append(f"{statistics.mean(r['gap'] for r in d):.1f} dB on {len(d)} {label}")
+    assert f"on the other {len(unseen)}," in README
+    assert f"{parts[0]}, {parts[1]} and {parts[2]}" in README
+
+
+@pytest.mark.parametrize("preset,candidate,rows_rel,gap_note", [
+    ("low", "proposal-low", "cloak_search/presets.jsonl", ""),
+    ("default", "default", "cloak_search/results.jsonl", ""),
+    ("fast", "learned-s4", "amortised/heldout.jsonl", " (held-out images)"),
+    ("high", "proposal-high", "cloak_search/presets.jsonl", ""),
+])
+def test_presets_table(preset, candidate, rows_rel, gap_note):
+    """The presets table: PSNR, gap and JPEG view on paintings / flat drawings."""
+    rows = jsonl(rows_rel)
+    m = {kind: {k: statistics.mean(r[k] for r in pick(rows, candidate, kind))
+                for k in ("psnr", "gap", "jpeg_view_psnr")} for kind in ("paintings", "flat")}
+    cells = (f"| {m['paintings']['psnr']:.1f} / {m['flat']['psnr']:.1f} dB "
+             f"| {m['paintings']['gap']:.1f} / {m['flat']['gap']:.1f} dB{gap_note} "
+             f"| view PSNR {m['paintings']['jpeg_view_psnr']:.1f} / {m['flat']['jpeg_view_psnr']:.1f} dB |")
+    line = next((row for row in README.split("| `")[1:] if row.startswith(f"{preset}` |")), "")
+    assert cells in line, f"`{preset}` row of the presets table"
+
+
+def test_jpeg_kept_on_paintings():
+    """Share of the default's mimic-view advantage kept after JPEG q75 (ratio of mean effects), from the
+    protection grid: 56 % over all 22 images, 40 % on paintings alone — each quoted where it belongs."""
+    with rows_file("protection/results.csv").open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["protection"] == "glazeish-default" and r["metric"] == "view_psnr"]
+
+    def kept(folder: str | None) -> str:
+        effect = {pur: {r["image"]: float(r["effect"]) for r in rows
+                        if r["purification"] == pur and folder in (None, r["folder"])} for pur in ("none", "jpeg75")}
+        keys = effect["jpeg75"].keys() & effect["none"].keys()
+        return f"{sum(effect['jpeg75'][k] for k in keys) / sum(effect['none'][k] for k in keys):.0%}".replace("%", " %")
+
+    adaptive = text(BENCH / "adaptive" / "RESULTS.md")
+    assert f"default at full size {kept('paintings')} (all 12 paintings" in adaptive
+    index = text(BENCH / "RESULTS.md")
+    assert (f"{kept(None)} of that advantage kept after JPEG q75 over all 22 images — "
+            f"paintings alone {kept('paintings')}") in index
+
+
+def speed_rows() -> list[dict]:
+    return [r for r in jsonl("speed/results.jsonl") if isinstance(r.get("seconds"), float)]
+
+
+def test_taesana_time():
+    secs = [r["seconds"] for r in speed_rows() if r["encoder"] == "taesana" and r["width"] == r["height"] == 512]
+    assert f"takes {min(secs):.1f}–{max(secs):.1f} s per 512² cloak" in README
+
+
+def test_memory_grows_with_size():
+    peak = {r["size"]: r["peak_rss_gb"] for r in speed_rows()
+            if r["threads"] == 2 and r["cmd"].endswith("--precision auto")}
+    assert (f"peaked at {peak['512×512']:.2f} GB at 512², {peak['2048×2048']:.2f} GB at 2048² (16× the pixels) "
+            f"and {peak['4000×3000']:.2f} GB at 4000×3000") in README
+
+
+def test_bf16_speedup():
+    rows = {(r["size"], r["intensity"], r["precision"]): r["seconds"] for r in speed_rows()
+            if r["encoder"] == "taef2" and r["cmd"].split()[-1] in ("fp32", "bf16")}
+    ratios = [rows["512×512", i, "fp32"] / rows["512×512", i, "bf16"] for i in ("low", "default", "high")]
+    assert f"took {min(ratios):.1f}–{max(ratios):.1f}× less time in bf16 than in fp32" in README
+
+
+def test_learned_start_training_time():
+    last = rows_file("amortised/train.log").read_text().split()[-1]
+    seconds = round(float(last))
+    assert f"trained in {seconds} s ({round(seconds / 60)} minutes;" in README
+    assert f"{seconds} s, i.e. {round(seconds / 60)} min," in text(BENCH / "amortised" / "RESULTS.md")
