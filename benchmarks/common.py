@@ -24,5 +24,7 @@ def pick_images(specs: list[str]) -> list[tuple[str, Path]]:
         if kind not in KINDS:
             raise SystemExit(f"unknown image kind {kind!r}; known: {', '.join(KINDS)}")
         files = sorted(p for p in (SHARED / "images" / kind).iterdir() if p.suffix.lower() == ".png")
-        out += [(kind, p) for p in files[slice(*(int(c) if c else None for c in cut))]]
+        if cut:
+            files = files[slice(*(int(c) if c else None for c in cut))]
+        out += [(kind, p) for p in files]
     return out
