@@ -68,6 +68,20 @@ def _check_pair(original: np.ndarray, cloaked: np.ndarray) -> None:
         )
 
 
+def _pair_warnings(linf: int, budget: float, inferred: bool) -> list[str]:
+    """Plain sentences about a pair whose figures would mislead: identical images, a cloak over its stated
+    budget, a difference larger than a cloak makes."""
+    warnings: list[str] = []
+    if linf == 0:
+        warnings.append("the two images are identical: there is no cloak to assess")
+    elif not inferred and linf > math.floor(budget + 1e-6):
+        warnings.append(f"the cloak changes pixels by up to {linf:g}/255, more than the stated budget {budget:g}/255")
+    if inferred and linf > LARGE_CHANGE:
+        warnings.append(f"the images differ by up to {linf:g}/255: more than a cloak usually does (resized, re-encoded "
+                        "or edited?); the uniform baseline uses that budget, which makes it strong")
+    return warnings
+
+
 def _advantage(c: Comparison, headline: str | None, first: str) -> tuple[float, float]:
     """(the cloak's advantage over same-PSNR noise, the least that counts as one): the view gap in dB, or,
     without a decoder, the first encoder's latent gain."""
@@ -115,14 +129,7 @@ def assess(
     budget = float(linf) if inferred else float(eps_levels)
     if budget < 0:
         raise ValueError(f"eps must be ≥ 0 (in 1/255 units), not {budget}")
-    warnings: list[str] = []
-    if linf == 0:
-        warnings.append("the two images are identical: there is no cloak to assess")
-    elif not inferred and linf > math.floor(budget + 1e-6):
-        warnings.append(f"the cloak changes pixels by up to {linf:g}/255, more than the stated budget {budget:g}/255")
-    if inferred and linf > LARGE_CHANGE:
-        warnings.append(f"the images differ by up to {linf:g}/255: more than a cloak usually does (resized, re-encoded "
-                        "or edited?); the uniform baseline uses that budget, which makes it strong")
+    warnings = _pair_warnings(linf, budget, inferred)
 
     noise, uniform = baselines(original, cloaked, budget, seed, alpha)
     x, xc, xn, xu = (to_tensor(a).to(ev.device) for a in (original, cloaked, noise, uniform))
