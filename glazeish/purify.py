@@ -167,33 +167,50 @@ def _check_model(model: "LatentModel | None", who: str) -> "LatentModel":
 # lossy compression (Pillow)
 
 
-class _JPEG(Purification):
-    quality: ClassVar[int] = 75
+class _Setting(Purification):
+    """A purification with one numeric setting, given as ``name:value`` (``jpeg:60``, ``resize:0.5``); built
+    without one it takes ``default``. Its instance name is ``name`` + the value (``jpeg60``, ``resize0.5``): the
+    stable key of the benchmark's rows, and the old names of the common settings (``jpeg75``) are aliases."""
+
+    unit: ClassVar[type] = float
+    default: ClassVar[float] = 0.0
+    low: ClassVar[float] = 0.0  # the setting lies in (low, high], or [low, high] where ``closed``
+    high: ClassVar[float] = math.inf
+    closed: ClassVar[bool] = True
+    what: ClassVar[str] = ""  # the description, with {} for the value
+
+    def __init__(self, value: float | None = None, seed: int = 0):
+        super().__init__(seed)
+        v = self.default if value is None else value
+        if not (self.low <= v if self.closed else self.low < v) or v > self.high:
+            bound = (f"lie in {'[' if self.closed else '('}{self.low:g}, {self.high:g}]" if math.isfinite(self.high)
+                     else f"be {'at least' if self.closed else 'above'} {self.low:g}")
+            raise ValueError(f"purification {type(self).name!r}: the setting must {bound}, not {v:g}")
+        self.value = self.unit(v)
+        self.name = f"{type(self).name}{self.value:g}"
+        self.description = self.what.format(self.value)
+
+    @classmethod
+    def from_spec(cls, arg: str | None = None, **context):
+        try:
+            value = None if arg is None else float(arg)
+        except ValueError:
+            raise ValueError(f"purification {cls.name!r}: {arg!r} is not a number (e.g. {cls.name}:{cls.default:g})") \
+                from None
+        if value is not None and cls.unit is int and not value.is_integer():
+            raise ValueError(f"purification {cls.name!r}: the setting must be a whole number, not {arg}")
+        return cls(value, **{k: v for k, v in context.items() if k == "seed"})
+
+
+@register_purification
+class JPEG(_Setting):
+    name = "jpeg"
+    description = "JPEG re-save at quality Q, 4:2:0 (Pillow encode/decode): jpeg:Q, default 75"
+    unit, default, low, high, what = int, 75, 1, 100, "JPEG quality {}, 4:2:0 (Pillow encode/decode)"
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         # subsampling=2 is 4:2:0, what photo sites and social platforms use
-        return _pil_roundtrip(x, "JPEG", quality=self.quality, subsampling=2, optimize=False)
-
-
-@register_purification
-class JPEG95(_JPEG):
-    name = "jpeg95"
-    description = "JPEG quality 95, 4:2:0 (Pillow encode/decode)"
-    quality = 95
-
-
-@register_purification
-class JPEG75(_JPEG):
-    name = "jpeg75"
-    description = "JPEG quality 75, 4:2:0 (Pillow encode/decode)"
-    quality = 75
-
-
-@register_purification
-class JPEG50(_JPEG):
-    name = "jpeg50"
-    description = "JPEG quality 50, 4:2:0 (Pillow encode/decode)"
-    quality = 50
+        return _pil_roundtrip(x, "JPEG", quality=self.value, subsampling=2, optimize=False)
 
 
 @register_purification
@@ -247,63 +264,42 @@ class PlatformPost(Purification):
 # resampling and filtering (torch / kornia, on the images' device)
 
 
-class _Resize(Purification):
-    scale: ClassVar[float] = 0.5
+@register_purification
+class Resize(_Setting):
+    name = "resize"
+    description = "downscale by F (antialiased bicubic), bicubic back to the original size: resize:F, default 0.5"
+    default, low, high, closed = 0.5, 0.0, 1.0, False
+    what = "downscale to {:.0%} (antialiased bicubic), bicubic back to the original size"
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        small = (max(1, round(h * self.scale)), max(1, round(w * self.scale)))
+        small = (max(1, round(h * self.value)), max(1, round(w * self.value)))
         # torch's antialiased bicubic reproduces Pillow's reducing filter
         y = F.interpolate(x, size=small, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
         return F.interpolate(y, size=(h, w), mode="bicubic", align_corners=False)
 
 
 @register_purification
-class Resize050(_Resize):
-    name = "resize0.5"
-    description = "downscale to 50% (antialiased bicubic), bicubic back to the original size"
-    scale = 0.5
-
-
-@register_purification
-class Resize075(_Resize):
-    name = "resize0.75"
-    description = "downscale to 75% (antialiased bicubic), bicubic back to the original size"
-    scale = 0.75
-
-
-class _Blur(Purification):
-    sigma: ClassVar[float] = 1.0
+class Blur(_Setting):
+    name = "blur"
+    description = "Gaussian blur of sigma S px: blur:S, default 1"
+    default, low, closed, what = 1.0, 0.0, False, "Gaussian blur, sigma {:g} px"
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         from kornia.filters import gaussian_blur2d
 
-        r = max(1, math.ceil(3 * self.sigma))
-        return gaussian_blur2d(x, (2 * r + 1, 2 * r + 1), (self.sigma, self.sigma), border_type=_pad_mode(x, r))
+        r = max(1, math.ceil(3 * self.value))
+        return gaussian_blur2d(x, (2 * r + 1, 2 * r + 1), (self.value, self.value), border_type=_pad_mode(x, r))
 
 
 @register_purification
-class Blur1(_Blur):
-    name = "blur1"
-    description = "Gaussian blur, sigma 1 px"
-    sigma = 1.0
-
-
-@register_purification
-class Blur2(_Blur):
-    name = "blur2"
-    description = "Gaussian blur, sigma 2 px"
-    sigma = 2.0
-
-
-@register_purification
-class Noise005(Purification):
-    name = "noise0.05"
-    description = "add Gaussian noise sigma 0.05 (seeded), clamp to [0, 1]"
-    sigma: ClassVar[float] = 0.05
+class Noise(_Setting):
+    name = "noise"
+    description = "add Gaussian noise of sigma S (seeded), clamp to [0, 1]: noise:S, default 0.05"
+    default, low, high, what = 0.05, 0.0, 1.0, "add Gaussian noise sigma {:g} (seeded), clamp to [0, 1]"
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.sigma * _shared_noise(x, self.seed)
+        return x + self.value * _shared_noise(x, self.seed)
 
 
 @register_purification
@@ -938,6 +934,12 @@ def _model_for(name: str, arg: str | None, context: dict) -> dict:
             device = getattr(given, "device", None)
             model = model.to(device) if device is not None else model
     return {**context, "model": model}
+
+
+#: the names the common settings had before they became arguments (rows and scripts use them)
+for _old, _spec in {"jpeg95": "jpeg:95", "jpeg75": "jpeg:75", "jpeg50": "jpeg:50", "resize0.5": "resize:0.5",
+                    "resize0.75": "resize:0.75", "blur1": "blur:1", "blur2": "blur:2", "noise0.05": "noise:0.05"}.items():
+    PURIFICATIONS.alias(_old, _spec)
 
 
 def expand(names: str | list[str] | tuple[str, ...]) -> list[str]:

@@ -67,6 +67,20 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
+
+    def alias(self, name: str, spec: str) -> None:
+        """Let ``name`` stand for ``spec`` (``jpeg75`` for ``jpeg:75``): the one place where a setting that became
+        an argument keeps its old name. An alias takes no argument of its own."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} name {name!r} is already an entry")
+        self[spec]  # the entry it names exists
+        self._aliases[name] = spec
+
+    def resolve(self, spec: str) -> str:
+        """``spec`` with an alias replaced by what it stands for (``jpeg75`` -> ``jpeg:75``)."""
+        name, arg = parse_spec(spec)
+        return self._aliases[name] if name in self._aliases and arg is None else str(spec).strip()
 
     def register(self, cls: T) -> T:
         """Class decorator: add ``cls`` under ``cls.name``; a name held by another class is refused."""
@@ -86,7 +100,7 @@ class Registry(Generic[T]):
         self._entries.pop(name, None)
 
     def __contains__(self, name: str) -> bool:
-        return parse_spec(name)[0] in self._entries
+        return parse_spec(self.resolve(name))[0] in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
@@ -95,11 +109,14 @@ class Registry(Generic[T]):
         return len(self._entries)
 
     def __getitem__(self, spec: str) -> T:
-        name, _ = parse_spec(spec)
+        name, arg = parse_spec(self.resolve(spec))
+        if name in self._aliases:  # an alias given an argument
+            raise ValueError(f"{name!r} takes no ':' argument (got {name}:{arg}); it stands for {self._aliases[name]}")
         try:
             return self._entries[name]
         except KeyError:
-            raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}") from None
+            known = ", ".join([*self._entries, *self._aliases])
+            raise ValueError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def get(self, name: str, default=None):
         return self._entries.get(name, default)
@@ -111,13 +128,17 @@ class Registry(Generic[T]):
         return list(self._entries)
 
     def help(self, sep: str = "; ") -> str:
-        """``name: description`` of every entry, for ``--help`` texts."""
-        return sep.join(f"{n}: {c.description}" if c.description else n for n, c in self._entries.items())
+        """``name: description`` of every entry, for ``--help`` texts (aliases after the entry they name)."""
+        def line(n: str, c) -> str:
+            also = [a for a, spec in self._aliases.items() if parse_spec(spec)[0] == n]
+            return (f"{n}: {c.description}" if c.description else n) + (f" ({', '.join(also)})" if also else "")
+
+        return sep.join(line(n, c) for n, c in self._entries.items())
 
     def build(self, spec: str, **context: Any):
         """Build the entry named by ``spec`` (``name`` or ``name:arg``) with ``context`` (see the module doc)."""
-        name, arg = parse_spec(spec)
-        return self[name].from_spec(arg, **context)
+        cls = self[spec]  # unknown names, and an alias given an argument, are refused here
+        return cls.from_spec(parse_spec(self.resolve(spec))[1], **context)
 
     def build_all(self, specs: str | Any, **context: Any) -> list:
         """Build every comma-separated spec; all names are checked before anything is built (some are slow)."""

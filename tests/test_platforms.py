@@ -152,3 +152,15 @@ def test_max_side_scales_before_cloaking_and_keys_the_job(small_painting, tmp_pa
     assert r.exit_code == 0, r.output
     row = json.loads(r.stdout.strip().splitlines()[-1])
     assert (row["width"], row["height"], row["resized_from"]) == (68, 52, [136, 104])
+
+
+def test_check_takes_purifications_with_settings(small_painting, tmp_path, models_dir):
+    """``check --purify jpeg:60,resize:0.5``: a setting is an argument, named in the figures as before."""
+    cloaked = tmp_path / "cloaked.png"
+    rgb = np.asarray(Image.open(small_painting).convert("RGB")).astype(int)
+    Image.fromarray(np.clip(rgb + np.random.default_rng(0).integers(-3, 4, rgb.shape), 0, 255).astype(np.uint8)
+                    ).save(cloaked)
+    r = runner.invoke(app, ["check", str(small_painting), str(cloaked), "--models", str(models_dir), "--json",
+                            "--purify", "jpeg:60,resize:0.5"])
+    assert r.exit_code == 0, r.output
+    assert set(json.loads(r.stdout)["purified"]) == {"jpeg60", "resize0.5"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -540,12 +541,23 @@ def test_gridpure_real_pass_is_seeded(tiny_img2img):
 
 
 def test_lists_name_registered_purifications():
-    assert set(DEFAULT_PURIFICATIONS) <= set(PURIFICATIONS)
-    assert set(QUICK_PURIFICATIONS) <= set(PURIFICATIONS)
+    assert all(n in PURIFICATIONS for n in DEFAULT_PURIFICATIONS + QUICK_PURIFICATIONS)
     required = {"jpeg95", "jpeg75", "jpeg50", "webp", "resize0.5", "resize0.75", "blur1", "blur2"}
     required |= {"noise0.05", "median3", "bits5", "tvd", "bilateral", "ae", "impress", "upscale"}
     required |= {"impress++", "diffpure", "gridpure"}
-    assert required <= set(PURIFICATIONS)
+    assert all(n in PURIFICATIONS for n in required)  # the old setting names are aliases of jpeg:Q, resize:F, ...
+
+
+def test_settings_are_arguments_and_the_old_names_aliases():
+    ps = make_purifications("jpeg:60,resize:0.5,blur:2,noise:0.1,jpeg75,resize0.5")
+    assert [p.name for p in ps] == ["jpeg60", "resize0.5", "blur2", "noise0.1", "jpeg75"]  # resize0.5 once
+    x = textured(1, 32, 32)
+    assert torch.equal(make_purification("jpeg75")(x), make_purification("jpeg:75")(x))
+    assert make_purification("jpeg").name == "jpeg75"  # the default setting
+    for bad, phrase in [("jpeg:0", "must lie in [1, 100]"), ("resize:1.5", "must lie in (0, 1]"),
+                        ("blur:0", "must be above 0"), ("jpeg:high", "'high' is not a number (e.g. jpeg:75)"), ("jpeg:7.5", "must be a whole number, not 7.5")]:
+        with pytest.raises(ValueError, match=re.escape(phrase)):
+            make_purification(bad)
     for key, cls in PURIFICATIONS.items():
         assert cls.name == key and cls.description
 
