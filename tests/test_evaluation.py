@@ -445,3 +445,18 @@ def test_grain_on_flat_fills_caps_the_visibility_words(figures):
     assert figures.summary.view_psnr_detinted == b.cloak.view_psnr_detinted is not None
     assert "once its colours are matched to the original view's" in s[1]
     assert figures.to_dict()["summary"]["view_gap_detinted"] == pytest.approx(b.view_gap("noise", detinted=True))
+
+
+def test_a_change_that_is_mostly_colour_is_called_a_colour_shift(ensemble, original):
+    """A copy whose change is the overall colour (a haze, a tint) is said to be that, with what is left beyond it."""
+    from glazeish.evaluation.verdicts import TINT_SHARE, tint_share
+
+    assert tint_share(24.3, 33.4) == pytest.approx(0.877, abs=1e-3) and tint_share(24.7, 24.8) < TINT_SHARE
+    assert tint_share(None, 30.0) is None and tint_share(30.0, 29.0) == 0.0
+    tinted = np.clip(original.astype(int) + np.array([6, 0, -6]), 0, 255).astype(np.uint8)
+    f = assess(original, tinted, ensemble, eps_levels=6)
+    s = f.summary
+    v = judge(f)
+    assert v.protection == "faint" and tint_share(s.view_psnr, s.view_psnr_detinted) >= TINT_SHARE
+    assert any(x.startswith("Colour shift: ") and "beyond it, the copy" in x for x in v.sentences)
+    assert "% of the change is colour" in one_line("a.png", f)

@@ -68,6 +68,11 @@ PROTECTION: tuple[Level, ...] = (
 NO_BETTER_DB = 0.5
 #: below this gap (dB) a cloak is at most "subtle", whatever the absolute change (noise would do nearly as much)
 CLEAR_GAP_DB = 3.0
+#: the share of the view's change (its squared error) that matching the copy's colour statistics removes, from
+#: which the verdict says the change is mostly a colour shift: on the shared paintings at default, the copies
+#: whose change was more than half colour looked like the same painting under a haze at 1:1
+#: (benchmarks/verdicts/: 00008 88 %, 00013 69 %), those under a fifth differed in brushwork detail
+TINT_SHARE = 0.5
 #: encoders without a decoder: the latent must move this many times as far as under same-PSNR noise
 NO_BETTER_RATIO = 1.2
 
@@ -111,6 +116,14 @@ def protection(view_psnr: float | None, gap: float | None) -> Level | None:
     if gap < CLEAR_GAP_DB and PROTECTION.index(level) < PROTECTION.index(PROTECTION[2]):
         level = PROTECTION[2]  # noise does nearly as much: not more than subtle
     return level
+
+
+def tint_share(view_psnr: float | None, detinted_psnr: float | None) -> float | None:
+    """The share of the view's squared error that matching its per-channel colour statistics removes (0-1), or
+    None without both figures or without a change."""
+    if view_psnr is None or detinted_psnr is None or math.isinf(view_psnr):
+        return None
+    return max(0.0, 1 - 10 ** (-(capped(detinted_psnr) - view_psnr) / 10))
 
 
 def survival(retained: float) -> Level:
@@ -174,6 +187,11 @@ def judge(f: Figures) -> Verdict:
                 tint = f"; {_db(s.view_psnr_detinted)} once its colours are matched to the original view's"
             out.append(f"Protection: a model trained on this image {level.words} ({view}, {s.view_gap:.1f} dB "
                        f"further than with {same}{tint}{copy})")
+            share = tint_share(s.view_psnr, s.view_psnr_detinted)
+            if share is not None and share >= TINT_SHARE:
+                beyond = _at_most(capped(s.view_psnr_detinted), PROTECTION)
+                out.append(f"Colour shift: {share * 100:.0f}% of that change is the copy's overall colour (a tint or "
+                           f"haze that colour correction would undo); beyond it, the copy {beyond.words}")
     for i, name in enumerate(f.encoders):
         if name == f.mimic_model:
             continue
@@ -215,7 +233,10 @@ def one_line(name: str, f: Figures) -> str:
         parts.append(f"mimic view {_db(s.view_psnr)} from the original's, {s.view_gap:+.1f} dB vs same-PSNR noise "
                      f"({level.key if level else 'no better than noise'})")
         if s.view_psnr_detinted is not None:
-            parts.append(f"{_db(s.view_psnr_detinted)} beyond a tint")
+            share = tint_share(s.view_psnr, s.view_psnr_detinted)
+            parts.append(f"{_db(s.view_psnr_detinted)} beyond a tint"
+                         + (f" ({share * 100:.0f}% of the change is colour)" if share is not None and share >= TINT_SHARE
+                            else ""))
     for enc in f.encoders:
         parts.append(f"{enc} latent {s.latent_ratio[enc]:.1f}x noise")
     for p, r in s.retained.items():
