@@ -1,0 +1,130 @@
+"""What the protection words mean in pictures: the mimic's views of every shared image, to look at (issue 28).
+
+For each shared image at its own size: the default cloak (seed 0) and noise of the same PSNR, the mimic's views
+``D(E(·))`` of the original, the cloak and the noise, and the cloak's view with its per-channel colour
+statistics moved to the clean view's (what is left beyond a tint). One JSON row per image (the figures
+:func:`glazeish.evaluation.assess` gives, and the words :func:`glazeish.evaluation.judge` says), and one strip
+per image at 1:1 — clean view | cloak view | cloak view de-tinted | noise view, a 256 px crop from the centre —
+gathered into one grid per protection word (``grid-<word>.jpg``, JPEG q80: the strips themselves are kept out of
+the repository), so that each word can be checked against what a person sees.
+
+    python benchmarks/verdicts/calibrate.py             # rows.jsonl and the grids, ~1 min per image on 2 cores
+    python benchmarks/verdicts/calibrate.py --grids     # the grids and RESULTS.md again from the strips and rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from common import MODELS, pick_images  # noqa: E402
+
+from glazeish.config import ProtectConfig  # noqa: E402
+from glazeish.evaluation import Evaluator, assess, judge  # noqa: E402
+from glazeish.evaluation.baselines import baselines  # noqa: E402
+from glazeish.imageio import read_image, to_tensor  # noqa: E402
+from glazeish.metrics import match_colour_stats  # noqa: E402
+from glazeish.protect import Protector  # noqa: E402
+
+CROP = 256
+
+
+def centre(a: np.ndarray, size: int = CROP) -> np.ndarray:
+    h, w = a.shape[:2]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return a[top:top + size, left:left + size]
+
+
+def strip(ev: Evaluator, x: np.ndarray, cloak: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """clean view | cloak view | cloak view de-tinted | noise view, centre crops at 1:1, 4 px apart."""
+    v0, vc, vn = ev.views(x, cloak, noise)
+    detinted = match_colour_stats(to_tensor(vc), to_tensor(v0))[0]
+    vd = (detinted.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    parts = [centre(v) for v in (v0, vc, vd, vn)]
+    gap = np.full((parts[0].shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([p for v in parts for p in (v, gap)][:-1], axis=1)
+
+
+def run(out: Path) -> None:
+    rows_path = out / "rows.jsonl"
+    done = {json.loads(line)["image"] for line in rows_path.read_text().splitlines()} if rows_path.exists() else set()
+    config = ProtectConfig(models_dir=str(MODELS)).resolved()
+    protector = Protector(config)
+    ev = Evaluator(protector.ensemble, precision="fp32")
+    (out / "strips").mkdir(parents=True, exist_ok=True)
+    for kind, path in pick_images(["paintings", "flat", "line"]):
+        if path.name in done:
+            continue
+        art = read_image(path)
+        cloak = protector.protect(art).rgb
+        fig = assess(art.rgb, cloak, ev, eps_levels=config.eps_levels, purifications=(), flip=("cloak",))
+        noise, _ = baselines(art.rgb, cloak, config.eps_levels, 0, None)
+        Image.fromarray(strip(ev, art.rgb, cloak, noise)).save(out / "strips" / f"{path.stem}.png")
+        s, v = fig.summary, judge(fig)
+        row = {"image": path.name, "kind": kind, "psnr": fig.before.cloak.psnr, "view_psnr": s.view_psnr,
+               "view_psnr_detinted": s.view_psnr_detinted, "gap": s.view_gap, "gap_detinted": s.view_gap_detinted,
+               "noise_view_psnr": fig.before.noise.view_psnr, "grain": s.grain, "flip": fig.before.cloak.flip,
+               "visibility": v.visibility, "protection": v.protection}
+        with rows_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+    grids(out)
+
+
+def grids(out: Path) -> None:
+    """One picture per protection word: the strips of the images that got it, one under the other."""
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    for word in sorted({r["protection"] for r in rows}):
+        strips = [np.asarray(Image.open(out / "strips" / f"{Path(r['image']).stem}.png").convert("RGB"))
+                  for r in rows if r["protection"] == word]
+        width = max(s.shape[1] for s in strips)
+        padded = [np.pad(s, ((0, 6), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips]
+        Image.fromarray(np.concatenate(padded, axis=0)).save(out / f"grid-{word.replace(' ', '-')}.jpg", quality=80)
+
+
+def results(out: Path) -> None:
+    """RESULTS.md from the rows: per image the view's change, what is left beyond a tint, and the words."""
+    from glazeish.evaluation.verdicts import TINT_SHARE, tint_share
+
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    lines = ["# The protection words against the pictures (issue 28)\n",
+             "`python benchmarks/verdicts/calibrate.py` — every shared image at its own size, the default preset (seed 0). "
+             "*view*: the mimic's view of the cloak against the original's, dB; *beyond a tint*: the same once the "
+             "cloak view's per-channel colour statistics match the clean view's; *colour share*: the part of the "
+             "view's squared error that this removes (the verdict adds a *Colour shift* sentence from "
+             f"{TINT_SHARE:.0%}). The grids `grid-<word>.jpg` show, per protection word, the centre 256 px of each image's "
+             "views at 1:1: clean | cloak | cloak de-tinted | same-PSNR noise.\n",
+             "| image | kind | view | beyond a tint | colour share | gap vs noise | grain | visibility | protection |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        share = tint_share(r["view_psnr"], r["view_psnr_detinted"])
+        grain = "–" if r["grain"] is None else f"{r['grain']:.2f}"
+        lines.append(f"| {r['image'][:40]} | {r['kind']} | {r['view_psnr']:.1f} | {r['view_psnr_detinted']:.1f} | "
+                     f"{share:.0%} | {r['gap']:.1f} | {grain} | {r['visibility']} | {r['protection']} |")
+    for kind in ("paintings", "flat", "line"):
+        ks = [r for r in rows if r["kind"] == kind]
+        n = sum(tint_share(r["view_psnr"], r["view_psnr_detinted"]) >= TINT_SHARE for r in ks)
+        lines.append(f"\n{kind}: {n} of {len(ks)} mostly a colour shift." if ks else "")
+    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grids", action="store_true", help="only rebuild the grids from the strips and rows")
+    ap.add_argument("--out", type=Path, default=HERE)
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    grids(a.out) if a.grids else run(a.out)
+    results(a.out)
+
+
+if __name__ == "__main__":
+    main()
