@@ -85,7 +85,7 @@ class Platform:
         return self.metadata == "yes" or (self.metadata == "png" and fmt == "png")
 
     def describe(self) -> str:
-        """One line: ``Instagram: at most 1080 px wide, JPEG q80 4:2:0, metadata stripped (estimate)``."""
+        """One line: ``Instagram: at most 1080 px wide, JPEG q80 4:2:0, metadata stripped; partly estimated``."""
         w, h = self.max_width, self.max_height
         size = (f"at most {w} px" if w == h else f"at most {w} px wide" if h is None
                 else f"at most {w}×{h} px" if w else f"at most {h} px tall") if (w or h) else "full size"
@@ -94,7 +94,7 @@ class Platform:
         enc = {"jpeg": f"JPEG q{self.quality} {self.subsampling}", "webp": f"WebP q{self.quality}",
                "original": "the uploaded file's pixels"}[self.format]
         meta = {"yes": "rights metadata kept", "no": "metadata stripped", "png": "metadata kept in PNG only"}
-        return f"{self.title}: {size}, {enc}, {meta[self.metadata]}" + (" (estimate)" if self.estimate else "")
+        return f"{self.title}: {size}, {enc}, {meta[self.metadata]}" + ("; partly estimated" if self.estimate else "")
 
 
 #: one line per platform; sources, dates and which values are estimates: docs/platforms.md

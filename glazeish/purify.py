@@ -238,7 +238,8 @@ class PlatformPost(Purification):
         super().__init__(seed)
         self.platform = get_platform(platform)
         self.name = f"platform:{self.platform.name}"
-        self.description = self.platform.describe()
+        # the verdict reads "After posting on Instagram (at most 1080 px wide, JPEG q80 4:2:0, ...): ..."
+        self.description = f"posting on {self.platform.title} ({self.platform.describe().split(': ', 1)[1]})"
 
     @classmethod
     def from_spec(cls, arg: str | None = None, **context):
