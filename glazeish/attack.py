@@ -291,6 +291,7 @@ class PGD:
             x_adv = x.clone()
         x_adv = x_adv.contiguous(memory_format=torch.channels_last)
         direction = _Direction(self.optimizer, self.momentum, self.coarse)
+        paired_losses: dict[int, list] = {}  # a deterministic transform's reference, set up once
 
         for i, a in enumerate(step_sizes(self.alpha, self.steps, self.schedule)):
             x_adv.requires_grad_(True)
@@ -301,13 +302,17 @@ class PGD:
                 paired = self.reference == "transformed" and getattr(t, "name", None) != "identity"
                 state = rng.getstate() if paired else None
                 inp = t(x_adv, rng).contiguous(memory_format=torch.channels_last)
-                if paired:
+                if paired and id(t) in paired_losses:
+                    step_losses = paired_losses[id(t)]
+                elif paired:
                     twin = random.Random()
                     twin.setstate(state)  # the same draws (quality, σ, noise) for the untouched image
                     with torch.no_grad():
                         ref = t(x, twin).contiguous(memory_format=torch.channels_last)
                     with autocast(device, precision):
                         step_losses = [(self.objective.setup(model, ref), w) for model, w in self.ensemble]
+                    if getattr(t, "deterministic", False):  # the same reference every time: its passes once
+                        paired_losses[id(t)] = step_losses
             with autocast(device, precision):
                 loss = sum(w * fn(inp).float().sum() for fn, w in step_losses)
             (grad,) = torch.autograd.grad(loss, x_adv)

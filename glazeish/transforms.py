@@ -67,6 +67,9 @@ class Transform(Registered):
     """Base class: ``t(x, rng) -> x'``, same shape, in ``[0, 1]``, differentiable in ``x``."""
 
     needs_model: bool = False  # built with ``model=`` (a LatentModel or Ensemble with a decoder)
+    #: draws nothing from ``rng``: the same input always gives the same output (PGD then sets up the
+    #: transformed original's reference once instead of every step)
+    deterministic: bool = False
 
     def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
         raise NotImplementedError
@@ -209,6 +212,7 @@ class AutoencoderRoundTrip(Transform):
     name = "ae"
     description = "autoencoder purification D(E(x)) with a model that has a decoder (needs a model)"
     needs_model = True
+    deterministic = True
 
     def __init__(self, model=None):
         self._model = require_decoder(model, "transform 'ae'")
@@ -286,6 +290,7 @@ class PlatformChain(Transform):
 
     name = "platform"
     description = "what a platform does to an upload, platform:NAME (needs the name: instagram, x, bluesky, ...)"
+    deterministic = True
 
     def __init__(self, platform: str = "instagram", upload: tuple[int, int] | None = None):
         from .platforms import get_platform

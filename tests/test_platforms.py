@@ -164,3 +164,35 @@ def test_check_takes_purifications_with_settings(small_painting, tmp_path, model
                             "--purify", "jpeg:60,resize:0.5"])
     assert r.exit_code == 0, r.output
     assert set(json.loads(r.stdout)["purified"]) == {"jpeg60", "resize0.5"}
+
+
+def test_a_deterministic_chain_sets_its_reference_up_once_with_the_same_bytes(taef2, painting_path):
+    """PGD keeps the platform-chained original's reference for the whole run instead of recomputing it each step:
+    the same cloak, to the bit, with one pass of the reference fewer per step."""
+    from conftest import crop_rgb
+    from glazeish.attack import PGD
+    from glazeish.encoders import Ensemble
+    from glazeish.imageio import to_tensor
+    from glazeish.objectives import make_objective
+    from glazeish.transforms import make_transforms
+
+    x = to_tensor(crop_rgb(painting_path, 64, 64, 200, 200))
+    out = []
+    for cached in (True, False):
+        (t,) = make_transforms("platform:facebook")
+        t.deterministic = cached
+        calls = []
+        setup = make_objective("mimic-away").setup
+
+        class Counting:
+            name, needs_decoder = "mimic-away", True
+
+            def setup(self, model, ref):
+                calls.append(1)
+                return setup(model, ref)
+
+        adv = PGD(Ensemble([taef2]), Counting(), eps=4 / 255, steps=3, seed=0, precision="fp32", transforms=[t],
+                  reference="transformed")(x)
+        out.append((adv, len(calls)))
+    assert torch.equal(out[0][0], out[1][0])
+    assert out[0][1] == 2 and out[1][1] == 4  # the clean setup, then the reference once vs every step

@@ -147,3 +147,15 @@ def test_learned_start_training_time():
     seconds = round(float(last))
     assert f"trained in {seconds} s ({round(seconds / 60)} minutes;" in README
     assert f"{seconds} s, i.e. {round(seconds / 60)} min," in text(BENCH / "amortised" / "RESULTS.md")
+
+
+def test_platform_mosaic():
+    """The --platform section: the mosaic after the independent Instagram-like chain."""
+    rows = {r["cloak"]: r for r in jsonl("platforms/mosaic.jsonl")}
+    d, ig, ig16 = rows["default"], rows["platform:instagram"], rows["platform:instagram --steps 16"]
+    assert f"keeps **{d['after_gap']:.1f} dB** of its {d['gap']:.1f} dB gap over same-PSNR noise" in README
+    assert (f"`--platform instagram` keeps **{ig['after_gap']:.1f} dB** ({ig['gap']:.1f} dB before the chain; PSNR "
+            f"{ig['psnr']:.1f} dB) in {ig['seconds']:.0f} s instead of the full-size cloak's {d['seconds']:.0f} s") \
+        in README
+    assert (f"with `--steps 16`, **{ig16['after_gap']:.1f} dB** (PSNR {ig16['psnr']:.1f} dB, "
+            f"{ig16['seconds']:.0f} s)") in README
