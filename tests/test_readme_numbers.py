@@ -159,3 +159,9 @@ def test_platform_mosaic():
         in README
     assert (f"with `--steps 16`, **{ig16['after_gap']:.1f} dB** (PSNR {ig16['psnr']:.1f} dB, "
             f"{ig16['seconds']:.0f} s)") in README
+
+
+def test_platform_speed():
+    rows = {r["case"]: r["seconds"] for r in jsonl("platforms/speed.jsonl")}
+    assert (f"fast --platform facebook`: {rows['4000x3000 --platform facebook']:.0f} s, against "
+            f"{rows['2048x1536']:.0f} s for the same drawing at 2048×1536") in README
