@@ -1,0 +1,46 @@
+"""The benchmark suites' RESULTS.md files are regenerated from their committed rows, byte for byte: a report
+that was edited by hand, or rows re-run without regenerating it, turns this red. No models are loaded."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def suite(rel: str):
+    """Import a suite's script as a module (its folder and ``benchmarks/`` on the path, as when run)."""
+    path = BENCH / rel
+    sys.path[:0] = [str(path.parent), str(BENCH)]
+    try:
+        spec = importlib.util.spec_from_file_location(f"suite_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        del sys.path[:2]
+
+
+def test_platforms_results_come_from_its_rows():
+    m = suite("platforms/platforms.py")
+    here = BENCH / "platforms"
+    text = m.report(m.done_rows(here / "mosaic.jsonl"), m.done_rows(here / "survival.jsonl"),
+                    m.done_rows(here / "speed.jsonl"))
+    assert text == (here / "RESULTS.md").read_text()
+
+
+def test_verdicts_results_come_from_its_rows(tmp_path):
+    m = suite("verdicts/calibrate.py")
+    (tmp_path / "rows.jsonl").write_text((BENCH / "verdicts" / "rows.jsonl").read_text())
+    m.results(tmp_path)
+    assert (tmp_path / "RESULTS.md").read_text() == (BENCH / "verdicts" / "RESULTS.md").read_text()
+
+
+@pytest.mark.parametrize("rel", ["platforms/platforms.py", "verdicts/calibrate.py"])
+def test_suites_say_how_to_run_them(rel):
+    doc = suite(rel).__doc__
+    assert f"python benchmarks/{rel}" in doc
