@@ -35,7 +35,7 @@ from .imageio import DEFAULT_MAX_PIXELS, ImageError, list_images
 from .job import Cloaker, Job, OutdirBusyError, lock_outdir, plan_outputs
 from .metadata import MetadataOptions, resolve_data_mining
 from .objectives import OBJECTIVES
-from .platforms import PLATFORMS, for_platforms, parse_platforms
+from .platforms import PLATFORMS, for_platforms, metadata_line, parse_platforms, purification_specs
 from .purify import PURIFICATIONS
 from .transforms import DEFAULT_ROBUST, TRANSFORMS
 from .weights import WeightsError
@@ -293,8 +293,7 @@ def protect(
                                copyright=copyright, url=url, keep_gps=keep_gps, preset=intensity,
                                note=glazeish_note)
         job = Job(config=config.resolved(), meta=meta, fmt=fmt, quality=quality, evaluate=evaluate or report,
-                  purify=_purify_list(purify) + tuple(f"platform:{p.name}" for p in platforms),
-                  figure_tiles=figure_tiles, report=report, max_pixels=max_pixels,
+                  purify=_purify_list(purify), figure_tiles=figure_tiles, report=report, max_pixels=max_pixels,
                   platforms=tuple(p.name for p in platforms), max_side=max_side)
     except (ValueError, WeightsError) as e:
         fail(first_line(e))
@@ -401,6 +400,17 @@ def _report_dest(report: str, original: Path, cloaked: Path) -> Path:
     return dest
 
 
+def _format_and_notice(path: Path) -> tuple[str, bool]:
+    """The file's format (``png``, ``jpeg``, ...) and whether it carries a "no AI training" notice: what decides
+    if a platform keeps the notice."""
+    from PIL import Image
+
+    from .metadata import has_mining_notice
+
+    with Image.open(path) as im:
+        return (im.format or "").lower(), has_mining_notice(im)
+
+
 @app.command()
 def check(
     original: Path = typer.Argument(..., help="The image before cloaking.", show_default=False),
@@ -443,29 +453,21 @@ def check(
     from .evaluation import Evaluator, assess, build_purifications, load_pair
     from .report import write_report
 
-    from PIL import Image
-
-    from .metadata import has_mining_notice
-    from .platforms import metadata_line
-
     dest = None if report is None else _report_dest(report, original, cloaked)
     try:
         platforms = parse_platforms(platform)
         orig_rgb, cloak_rgb, alpha, warns = load_pair(original, cloaked, max_pixels)
-        notice = has_mining_notice(cloaked) if platforms else False
-        with Image.open(cloaked) as im:
-            fmt = (im.format or "").lower()
+        fmt, notice = _format_and_notice(cloaked) if platforms else ("", False)
         evaluator = Evaluator(load_encoders(encoder, models, resolve_device(device)), sample=figure_tiles)
-        wanted = _purify_list(purify) + tuple(f"platform:{p.name}" for p in platforms)
-        purifiers = build_purifications(wanted, model=evaluator.mimic, seed=seed, models_dir=models,
-                                        pipeline=purify_pipeline, upscaler=upscaler)
+        purifiers = build_purifications(_purify_list(purify) + purification_specs(platforms), model=evaluator.mimic,
+                                        seed=seed, models_dir=models, pipeline=purify_pipeline, upscaler=upscaler)
         figures = assess(orig_rgb, cloak_rgb, evaluator, alpha=alpha, eps_levels=eps, seed=seed,
                          purifications=purifiers)
     except (ImageError, WeightsError, ValueError, OSError, RuntimeError, MemoryError) as e:
         fail(first_line(e))  # RuntimeError: e.g. out of memory on a huge image; every error is one line
     figures.warnings[:0] = warns
     verdict = judge(figures)
-    meta_lines = {p.name: metadata_line(p, "png" if fmt == "png" else "jpeg", notice) for p in platforms}
+    meta_lines = {p.name: metadata_line(p, fmt, notice) for p in platforms}
     if dest is not None:
         try:
             write_report(dest, orig_rgb, cloak_rgb, figures, evaluator, title=f"glazeish check: {cloaked.name}",

@@ -72,11 +72,21 @@ class Artwork:
         return to_tensor(self.rgb)
 
 
+#: Pillow's resampling filters by name
+RESAMPLE = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int], resample: str = "lanczos") -> np.ndarray:
+    """``H×W×3`` (or ``H×W``) uint8 -> the same at ``size`` = ``(width, height)`` with Pillow's filter (a new
+    array; ``rgb`` itself when it already has that size)."""
+    if (rgb.shape[1], rgb.shape[0]) == tuple(size):
+        return rgb
+    return np.array(Image.fromarray(rgb).resize(tuple(size), RESAMPLE[resample]))
+
+
 def resized(art: Artwork, size: tuple[int, int], resample: str = "lanczos") -> Artwork:
     """``art`` scaled to ``size`` = ``(width, height)`` with Pillow's filter (``lanczos``, ``bicubic``,
     ``bilinear``), its alpha likewise, its metadata kept; ``art`` itself when it already has that size."""
-    from .platforms import resize_rgb
-
     if art.size == tuple(size):
         return art
     alpha = None if art.alpha is None else resize_rgb(art.alpha, size, resample)

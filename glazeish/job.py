@@ -26,7 +26,7 @@ from .errors import first_line
 from .evaluation import Evaluator, Figures, assess, judge
 from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Artwork, Found, ImageError, read_image, resized, save_image
 from .metadata import MetadataOptions, check_fits
-from .platforms import parse_platforms, posting_size
+from .platforms import parse_platforms, posting_size, purification_specs
 from .protect import ImageCallback, Protector
 
 #: the longest file name (in bytes) that Linux, macOS and Windows filesystems all take
@@ -50,8 +50,9 @@ class Job:
         report: also write an HTML report next to each output.
         max_pixels: refuse larger images (machine-local: it decides whether, not how, an image is cloaked).
         platforms: where the cloak will be posted (:data:`glazeish.platforms.PLATFORMS` names): each image is
-            scaled down (Lanczos) to the largest size they serve, cloaked and written at that size; build the
-            config with :func:`glazeish.platforms.for_platforms` so that it is optimised through their chains.
+            scaled down (Lanczos) to the largest size they serve, cloaked and written at that size, and the figures
+            include what survives each (``platform:NAME`` is added to ``purify``); build the config with
+            :func:`glazeish.platforms.for_platforms` so that it is optimised through their chains.
         max_side: scale each image down (Lanczos) so that its longest side is at most this many px, before cloaking.
     """
 
@@ -76,9 +77,11 @@ class Job:
             raise ValueError(f"figure tiles must be a whole number ≥ 0 (0: every tile), not {self.figure_tiles}")
         if self.max_pixels < 1:
             raise ValueError(f"max pixels must be at least 1, not {self.max_pixels}")
+        # an unknown platform is refused here, before any work; each one's survival is part of the figures
+        wanted = purification_specs(parse_platforms(self.platforms))
+        object.__setattr__(self, "purify", tuple(self.purify) + tuple(w for w in wanted if w not in self.purify))
         _check_purifications(self.purify)
         check_fits(self.meta, self.fmt)
-        parse_platforms(self.platforms)  # an unknown name, before any work
         if self.max_side is not None and (isinstance(self.max_side, bool) or not isinstance(self.max_side, int)
                                           or self.max_side < 16):
             raise ValueError(f"max side must be a whole number of px, at least 16, not {self.max_side}")

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import warnings
 from dataclasses import dataclass, replace
@@ -315,10 +314,9 @@ def build_xmp(options: MetadataOptions) -> bytes:
 # ---------------------------------------------------------------------------------------------- EXIF
 
 
-def has_mining_notice(path: str | os.PathLike) -> bool:
-    """Whether the image file at ``path`` carries a PLUS "data mining" (no AI training) notice in its XMP."""
-    with Image.open(path) as im:
-        xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp") or b""
+def has_mining_notice(im: Image.Image) -> bool:
+    """Whether an opened image file carries a PLUS "data mining" (no AI training) notice in its XMP."""
+    xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp") or b""
     return b"DataMining" in (xmp.encode("utf-8", "replace") if isinstance(xmp, str) else bytes(xmp))
 
 

@@ -23,10 +23,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from .imageio import RESAMPLE, resize_rgb
 from .registry import split_specs
 
-#: Pillow's filters by the names the table uses
-RESAMPLE = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
 #: Pillow's JPEG ``subsampling`` argument by chroma subsampling
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
@@ -76,9 +75,7 @@ class Platform:
         """``(width, height)`` of what the platform serves for an upload of that size (never larger)."""
         scale = min(1.0, (self.max_width or width) / width, (self.max_height or height) / height,
                     ((self.max_pixels or width * height) / (width * height)) ** 0.5)
-        if scale >= 1:
-            return width, height
-        return max(1, int(width * scale + 0.5)), max(1, int(height * scale + 0.5))
+        return _scaled(width, height, scale)
 
     def keeps_metadata(self, fmt: str) -> bool:
         """Whether a file of format ``fmt`` (``png``, ``jpeg``, ``webp``) keeps its rights metadata when served."""
@@ -132,6 +129,18 @@ def get_platform(name: str) -> Platform:
         raise ValueError(f"unknown platform {name!r}; known: {', '.join(PLATFORMS)}") from None
 
 
+def named_in_spec(arg: str | None, who: str) -> Platform:
+    """The platform a ``platform:NAME`` spec names (``who``: ``transform`` or ``purification``, for the message)."""
+    if not arg:
+        raise ValueError(f"{who} 'platform' needs a platform: platform:NAME, NAME one of {', '.join(PLATFORMS)}")
+    return get_platform(arg)
+
+
+def purification_specs(platforms: Sequence[Platform]) -> tuple[str, ...]:
+    """``("platform:instagram", ...)``: what survives each of ``platforms``, as purification specs."""
+    return tuple(f"platform:{p.name}" for p in platforms)
+
+
 def parse_platforms(names: str | Sequence[str] | None) -> list[Platform]:
     """``"instagram,x"`` (or a list) -> platforms, in order, each once; ``None``/``""`` -> ``[]``."""
     out: list[Platform] = []
@@ -149,10 +158,14 @@ def posting_size(width: int, height: int, platforms: Sequence[Platform], max_sid
     w, h = width, height
     if platforms:
         w, h = max((p.posted_size(width, height) for p in platforms), key=lambda s: s[0] * s[1])
-    if max_side and max(w, h) > max_side:
-        scale = max_side / max(w, h)
-        w, h = max(1, round(w * scale)), max(1, round(h * scale))
-    return w, h
+    return _scaled(w, h, max_side / max(w, h)) if max_side else (w, h)
+
+
+def _scaled(width: int, height: int, scale: float) -> tuple[int, int]:
+    """``width × height`` scaled by ``scale`` when it shrinks them (halves rounded up, at least 1 px)."""
+    if scale >= 1:
+        return width, height
+    return max(1, int(width * scale + 0.5)), max(1, int(height * scale + 0.5))
 
 
 def for_platforms(config, platforms: Sequence[Platform]):
@@ -173,13 +186,6 @@ def metadata_line(platform: Platform, fmt: str, has_notice: bool) -> str:
         return f"Metadata on {platform.title}: its 'no AI training' notice is kept in the file served."
     return (f"Metadata on {platform.title}: the 'no AI training' notice is stripped from the file served; "
             "only the cloak travels with the pixels.")
-
-
-def resize_rgb(rgb: np.ndarray, size: tuple[int, int], resample: str = "lanczos") -> np.ndarray:
-    """``H×W×3`` (or ``H×W``) uint8 -> the same at ``size`` = ``(width, height)`` with Pillow's filter."""
-    if (rgb.shape[1], rgb.shape[0]) == tuple(size):
-        return rgb
-    return np.array(Image.fromarray(rgb).resize(tuple(size), RESAMPLE[resample]))
 
 
 def encode(rgb: np.ndarray, platform: Platform) -> bytes:

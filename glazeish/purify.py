@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .imageio import pad_to_multiple
-from .platforms import PLATFORMS
-from .registry import Registered, Registry, split_specs
+from .imageio import pad_to_multiple, resize_rgb
+from .platforms import PLATFORMS, purification_specs
+from .registry import Registered, Registry, accepted, split_specs
 
 if TYPE_CHECKING:  # imported lazily at run time: the Pillow/kornia purifications need no model code
     from .encoders import LatentModel
@@ -66,7 +66,7 @@ ALL_PURIFICATIONS: list[str] = [
 
 #: what every platform that re-encodes its uploads serves (``platforms``: the benchmark's "survives Instagram,
 #: X, ..." table); those that serve the uploaded pixels keep a PNG cloak as it is
-PLATFORM_PURIFICATIONS: list[str] = [f"platform:{n}" for n, p in PLATFORMS.items() if p.format != "original"]
+PLATFORM_PURIFICATIONS: list[str] = list(purification_specs([p for p in PLATFORMS.values() if p.format != "original"]))
 
 _ALIASES = {"default": DEFAULT_PURIFICATIONS, "all": ALL_PURIFICATIONS, "quick": QUICK_PURIFICATIONS,
             "platforms": PLATFORM_PURIFICATIONS}
@@ -199,7 +199,7 @@ class _Setting(Purification):
                 from None
         if value is not None and cls.unit is int and not value.is_integer():
             raise ValueError(f"purification {cls.name!r}: the setting must be a whole number, not {arg}")
-        return cls(value, **{k: v for k, v in context.items() if k == "seed"})
+        return cls(value, **accepted(cls, context))
 
 
 @register_purification
@@ -243,11 +243,9 @@ class PlatformPost(Purification):
 
     @classmethod
     def from_spec(cls, arg: str | None = None, **context):
-        if not arg:
-            from .platforms import PLATFORMS
+        from .platforms import named_in_spec
 
-            raise ValueError(f"purification 'platform' needs a platform: platform:NAME, NAME one of {', '.join(PLATFORMS)}")
-        return cls(arg, **{k: v for k, v in context.items() if k == "seed"})
+        return cls(named_in_spec(arg, "purification").name, **accepted(cls, context))
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         from .platforms import post
@@ -255,8 +253,6 @@ class PlatformPost(Purification):
         return _from_uint8_arrays([post(a, self.platform) for a in _to_uint8_arrays(x)], x)
 
     def resized(self, x: torch.Tensor) -> torch.Tensor:
-        from .platforms import resize_rgb
-
         size = self.platform.posted_size(x.shape[-1], x.shape[-2])
         return _from_uint8_arrays([resize_rgb(a, size, self.platform.resample) for a in _to_uint8_arrays(x)], x)
 

@@ -302,11 +302,9 @@ class PlatformChain(Transform):
 
     @classmethod
     def from_spec(cls, arg: str | None = None, **context):
-        if not arg:
-            from .platforms import PLATFORMS
+        from .platforms import named_in_spec
 
-            raise ValueError(f"transform 'platform' needs a platform: platform:NAME, NAME one of {', '.join(PLATFORMS)}")
-        return cls(arg)
+        return cls(named_in_spec(arg, "transform").name)
 
     def __call__(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
         h, w = x.shape[-2:]

@@ -164,8 +164,7 @@ class Settings:
         config = self.config(models_dir, device, precision)
         platforms = tuple(p.name for p in parse_platforms(self.platforms))
         return Job(config=config, meta=self.metadata_options(config), fmt="png", evaluate=True,
-                   purify=(SURVIVAL_PURIFICATION, *(f"platform:{p}" for p in platforms)), max_pixels=max_pixels,
-                   platforms=platforms)
+                   purify=(SURVIVAL_PURIFICATION,), max_pixels=max_pixels, platforms=platforms)
 
     def preset(self, config: ProtectConfig) -> str:
         """The preset's name when its values are the ones used, else ``custom``."""

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..device import release_freed_memory
 from ..encoders import Ensemble
-from ..imageio import DEFAULT_MAX_PIXELS, ImageError, read_image, resized, to_tensor
+from ..imageio import DEFAULT_MAX_PIXELS, ImageError, read_image, resize_rgb, resized, to_tensor
 from .baselines import baselines, mse_levels
 from .figures import Comparison, Figures, Purified, retained
 from .measure import Evaluator, Request
@@ -219,7 +219,7 @@ def load_pair(
             warns.append(f"the cloaked image is {w1}x{h1}, the original {w0}x{h0}: compared with the original scaled "
                          "down to the cloak's size (Lanczos, as protect --platform and --max-side do)")
         else:
-            cloaked = np.asarray(Image.fromarray(b.rgb, "RGB").resize((w0, h0), Image.LANCZOS))
+            cloaked = resize_rgb(b.rgb, (w0, h0))
             warns.append(f"the cloaked image is {w1}x{h1}, the original {w0}x{h0}: resized it to compare pixels; the "
                          "resampling counts as part of the change (visibility understated, budget overstated: pass "
                          "--eps)")

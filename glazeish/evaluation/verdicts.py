@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .figures import Figures, capped
+from .figures import Figures, Summary, capped
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,12 @@ def tint_share(view_psnr: float | None, detinted_psnr: float | None) -> float | 
     return max(0.0, 1 - 10 ** (-(capped(detinted_psnr) - view_psnr) / 10))
 
 
+def colour_shift(s: Summary) -> float | None:
+    """The view change's colour share (:func:`tint_share`) when it reaches :data:`TINT_SHARE`, else None."""
+    share = tint_share(s.view_psnr, s.view_psnr_detinted)
+    return share if share is not None and share >= TINT_SHARE else None
+
+
 def survival(retained: float) -> Level:
     return _at_least(retained, SURVIVAL)
 
@@ -187,8 +193,8 @@ def judge(f: Figures) -> Verdict:
                 tint = f"; {_db(s.view_psnr_detinted)} once its colours are matched to the original view's"
             out.append(f"Protection: a model trained on this image {level.words} ({view}, {s.view_gap:.1f} dB "
                        f"further than with {same}{tint}{copy})")
-            share = tint_share(s.view_psnr, s.view_psnr_detinted)
-            if share is not None and share >= TINT_SHARE:
+            share = colour_shift(s)
+            if share is not None:
                 beyond = _at_most(capped(s.view_psnr_detinted), PROTECTION)
                 out.append(f"Colour shift: {share * 100:.0f}% of that change is the copy's overall colour (a tint or "
                            f"haze that colour correction would undo); beyond it, the copy {beyond.words}")
@@ -233,10 +239,9 @@ def one_line(name: str, f: Figures) -> str:
         parts.append(f"mimic view {_db(s.view_psnr)} from the original's, {s.view_gap:+.1f} dB vs same-PSNR noise "
                      f"({level.key if level else 'no better than noise'})")
         if s.view_psnr_detinted is not None:
-            share = tint_share(s.view_psnr, s.view_psnr_detinted)
+            share = colour_shift(s)
             parts.append(f"{_db(s.view_psnr_detinted)} beyond a tint"
-                         + (f" ({share * 100:.0f}% of the change is colour)" if share is not None and share >= TINT_SHARE
-                            else ""))
+                         + ("" if share is None else f" ({share * 100:.0f}% of the change is colour)"))
     for enc in f.encoders:
         parts.append(f"{enc} latent {s.latent_ratio[enc]:.1f}x noise")
     for p, r in s.retained.items():
