@@ -196,3 +196,27 @@ def test_a_deterministic_chain_sets_its_reference_up_once_with_the_same_bytes(ta
         out.append((adv, len(calls)))
     assert torch.equal(out[0][0], out[1][0])
     assert out[0][1] == 2 and out[1][1] == 4  # the clean setup, then the reference once vs every step
+
+
+@pytest.mark.cpu_level
+def test_the_scaling_chain_gives_the_same_bits_on_any_number_of_threads():
+    """The contract test of transforms runs ``platform`` on an image no platform scales; here the chain scales
+    (a 256×288 tile of a 2048² upload for a 1080-px platform): forward and gradient on 1, 2 and 3 threads."""
+    from glazeish.transforms import make_transforms
+
+    (t,) = make_transforms("platform:instagram")
+    t.upload = (2048, 2048)
+    x0 = torch.rand(1, 3, 256, 288, generator=torch.Generator().manual_seed(0))
+    x0 = x0.contiguous(memory_format=torch.channels_last)
+    gy = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+    saved, got = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            x = x0.clone().requires_grad_(True)
+            y = t(x, random.Random(5))
+            got.append((y.detach(), torch.autograd.grad(y, x, gy)[0]))
+    finally:
+        torch.set_num_threads(saved)
+    for y, g in got[1:]:
+        assert torch.equal(y, got[0][0]) and torch.equal(g, got[0][1])
