@@ -197,10 +197,14 @@ def report(mosaic_rows: list[dict], survival_rows: list[dict], speed_rows: list[
         parts.append(f"`python benchmarks/platforms/platforms.py mosaic` — paintings `{MOSAIC}`; chain: 1080 px long "
                      "side (Lanczos), JPEG q80 4:2:0, written in the script, not the project's profile. "
                      f"Machine: {mosaic_rows[0]['machine']}.\n")
-        parts.append("| cloak | cloaked at | PSNR | gap before | gap after the chain | kept | cloak time |")
-        parts.append("|---|---|---|---|---|---|---|")
+        parts.append("*view after*: the mimic's view of the chained cloak / of the chained same-PSNR noise, against the "
+                     "chained original's (dB; lower = further, the absolute change).\n")
+        parts.append("| cloak | cloaked at | PSNR | gap before | view after: cloak / noise | gap after the chain | kept | "
+                     "cloak time |")
+        parts.append("|---|---|---|---|---|---|---|---|")
         for r in mosaic_rows:
             parts.append(f"| {r['cloak']} | {r['size'][0]}×{r['size'][1]} | {r['psnr']:.1f} dB | {r['gap']:.1f} dB | "
+                         f"{r['after_view_psnr']:.1f} / {r['after_noise_view_psnr']:.1f} dB | "
                          f"**{r['after_gap']:.1f} dB** | {100 * (r['retained'] or 0):.0f} % | {r['seconds']:.0f} s |")
         parts.append("")
     if survival_rows:
