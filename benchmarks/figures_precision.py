@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MODELS, ROOT, shared_images  # noqa: E402
+
 FOLDERS = ("paintings", "flat", "line")
 MAX_SIDE = 512
 PRECISIONS = ("fp32", "bf16")
@@ -49,7 +50,7 @@ FIGURES = {
 
 
 def images() -> list[Path]:
-    return [p for folder in FOLDERS for p in sorted((SHARED / "images" / folder).glob("*.png"))]
+    return [p for folder in FOLDERS for p in shared_images(folder)]
 
 
 def load(path: Path) -> np.ndarray:
@@ -153,7 +154,7 @@ def main() -> None:
     from glazeish.protect import Protector
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=os.environ.get("GLAZEISH_MODELS", str(SHARED / "models")))
+    ap.add_argument("--models", default=str(MODELS))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "figures_precision")
     ap.add_argument("--quick", action="store_true", help="one image per folder")
     a = ap.parse_args()

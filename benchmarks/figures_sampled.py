@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MODELS, ROOT, shared_images  # noqa: E402
+
 SCRATCH = ROOT / "benchmarks" / "_scratch" / "figures_sampled"  # git-ignored: the cloaked cells
 CELL, GRID = 512, 4
 #: the headline figures a user reads (dB), and the JPEG retention (a fraction) apart
@@ -51,7 +52,7 @@ FIGURES = {
 def cells() -> list[Path]:
     out = []
     for folder in ("paintings", "flat", "line"):
-        for p in sorted((SHARED / "images" / folder).glob("*.png")):
+        for p in shared_images(folder):
             with Image.open(p) as im:
                 if min(im.size) >= CELL:
                     out.append(p)
@@ -170,7 +171,7 @@ def report(rows: list[dict], args) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=os.environ.get("GLAZEISH_MODELS", str(SHARED / "models")))
+    ap.add_argument("--models", default=str(MODELS))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "figures_sampled"))
     ap.add_argument("--mosaics", type=int, default=4)
     ap.add_argument("--tiles", type=int, default=4, help="tiles the sampled evaluator measures")

@@ -23,8 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MODELS, ROOT, shared_images  # noqa: E402
+
 
 CANDIDATES = [
     # name, eps, steps, budget, robust
@@ -41,8 +42,8 @@ CANDIDATES = [
 
 
 def images(quick: bool, sample: bool) -> list[Path]:
-    paintings = sorted((SHARED / "images" / "paintings").glob("*.png"))
-    flat = sorted((SHARED / "images" / "flat").glob("*.png"))
+    paintings = shared_images("paintings")
+    flat = shared_images("flat")
     if quick:
         return paintings[:1] + flat[:1]
     return (paintings[::6] + flat[::3]) if sample else (paintings + flat)  # sample: 2 paintings, 2 flat
@@ -62,7 +63,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--candidates", default="", help="comma-separated subset of the candidates to run")
     ap.add_argument("--sample", action="store_true", help="2 paintings + 2 flat images instead of all 18")
-    ap.add_argument("--models", default=os.environ.get("GLAZEISH_MODELS", str(SHARED / "models")))
+    ap.add_argument("--models", default=str(MODELS))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "results.jsonl"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,7 +30,9 @@ from glazeish.job import Cloaker, Job
 from glazeish.metadata import MetadataOptions
 from glazeish.report import centre_crop
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MODELS, ROOT, SHARED  # noqa: E402
+
 DEST = ROOT / "glazeish" / "assets" / "presets"
 #: (name, file under the shared images folder, crop box): a van Gogh painting and a flat "cel" drawing
 CROPS = (
@@ -45,8 +48,8 @@ def show(src: Path, dest: Path, side: int = 128) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default=str(ROOT.parent / "shared" / "models"))
-    ap.add_argument("--images", default=str(ROOT.parent / "shared" / "images"))
+    ap.add_argument("--models", default=str(MODELS))
+    ap.add_argument("--images", default=str(SHARED / "images"))
     a = ap.parse_args()
     DEST.mkdir(parents=True, exist_ok=True)
     out: dict = {"glazeish": __version__, "machine": f"{platform.machine()}, {platform.python_version()}",

@@ -29,8 +29,9 @@ from PIL import Image
 
 from glazeish.device import cpu_name
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, SHARED  # noqa: E402
+
 PAINTING = SHARED / "images" / "paintings" / "00003-0-vincent-van-gogh_olive-picking-1889-2.png"
 
 

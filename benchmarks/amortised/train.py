@@ -36,14 +36,15 @@ from glazeish.objectives import make_objective
 from glazeish.transforms import make_transforms
 from glazeish.warmstart import fit_pattern, shipped_path
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import MODELS, shared_images  # noqa: E402
+
 KINDS = ("paintings", "flat", "line")
 
 
 def split(kind: str, part: str) -> list[Path]:
     """The ``train`` (even positions) or ``heldout`` (odd positions) images of one kind, sorted by name."""
-    files = sorted((SHARED / "images" / kind).glob("*.png"))
+    files = shared_images(kind)
     return files[0::2] if part == "train" else files[1::2]
 
 
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", choices=("zero", "random"), default="zero",
                     help="the first pattern (zero: the shipped one; the JPEG steps give it a gradient)")
-    ap.add_argument("--models-dir", default=str(SHARED / "models"))
+    ap.add_argument("--models-dir", default=str(MODELS))
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--out", default=None, help="pattern PNG (default: the shipped one for encoder + objective)")
     ap.add_argument("--log", default=None, help="per-step log (default: train.log next to this script)")

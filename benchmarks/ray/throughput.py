@@ -32,13 +32,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import SHARED, shared_images  # noqa: E402
+
 
 
 def make_inputs(folder: Path, n: int, size: int) -> list[Path]:
     """``n`` ``size``×``size`` crops of the shared paintings (cycling through them, shifted each round)."""
-    paintings = sorted((SHARED / "images" / "paintings").glob("*.png"))
+    paintings = shared_images("paintings")
     if not paintings:
         sys.exit(f"no paintings in {SHARED / 'images' / 'paintings'} (set GLAZEISH_SHARED)")
     folder.mkdir(parents=True, exist_ok=True)
