@@ -6,6 +6,8 @@ without gradients unless the caller enables them. The figures of a cloak are bui
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,8 +28,16 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB (``inf`` for identical images)."""
+    """Peak signal-to-noise ratio in dB per image (``inf`` for identical images)."""
     return 10 * torch.log10(data_range**2 / mse(a, b))
+
+
+def psnr_of_mse(mean_squared_error: float, data_range: float = 1.0) -> float:
+    """PSNR in dB of a mean squared error on values in ``[0, data_range]`` (``inf`` for 0): the formula of
+    :func:`psnr` for a figure that was summed elsewhere (over tiles, or in 8-bit levels with ``data_range=255``)."""
+    if mean_squared_error <= 0:
+        return math.inf
+    return 10 * math.log10(data_range**2 / mean_squared_error)
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:

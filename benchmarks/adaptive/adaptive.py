@@ -28,6 +28,7 @@ on a CPU (~35 s per candidate and image at 128² with 50 steps).
     python benchmarks/adaptive/adaptive.py --figure --images paintings:0:1 flat:0:1 --candidates default  # views.png
     python benchmarks/adaptive/adaptive.py --images paintings:0:12:2 flat:0:6:2 line:0:4:2 --crop 128 \
         --candidates default,features,ensemble,sana-untargeted,sana-features --out benchmarks/adaptive/issue27.jsonl
+    python benchmarks/adaptive/adaptive.py --report   # RESULTS.md's tables from the committed rows
 """
 
 from __future__ import annotations
@@ -42,10 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT / "benchmarks" / "cloak_search"))
-from search import KINDS, SHARED, centre_crop, pick_images  # noqa: E402  (image choice and crops, one place)
+sys.path.insert(0, str(HERE.parent))
+from common import KINDS, MODELS, centre_crop, pick_images, read_rows, regenerate  # noqa: E402
 
 #: ProtectConfig fields over the default preset; what each tries is said in RESULTS.md
 CANDIDATES: dict[str, dict] = {
@@ -108,15 +108,16 @@ def run(args) -> None:
     from glazeish.evaluation import Evaluator, assess
     from glazeish.imageio import Artwork, read_image
     from glazeish.protect import Protector
-    from glazeish.purify import ImpressPlusPlus
+    from glazeish.purify import ImpressPlusPlus, make_purification
 
-    models = args.models or os.environ.get("GLAZEISH_MODELS") or str(SHARED / "models")
+    models = args.models or str(MODELS)
     cpu = torch.device("cpu")
     judge = load_encoders("taef2,taesana", models, cpu)  # figures: TAEF2's view, TAESANA's latents
     by_name = {m.name: m for m in judge.models}
     ev = Evaluator(judge)
     # --impress-steps 0: JPEG only (a quick screen of transfer and JPEG survival)
-    purifications = ([ImpressPlusPlus(judge.mimic, steps=args.impress_steps)] if args.impress_steps else []) + ["jpeg75"]
+    purifications = ([make_purification("impress++", judge.mimic, steps=args.impress_steps)] if args.impress_steps
+                     else []) + ["jpeg75"]
     if args.parts:  # which half of IMPRESS++ removes the cloak: its Gaussian noise alone, its consistency steps alone
         class NoiseOnly(ImpressPlusPlus):
             name = "noise-only"
@@ -125,12 +126,8 @@ def run(args) -> None:
             name = "consistency-only"
 
         purifications += [NoiseOnly(judge.mimic, steps=0), ConsistencyOnly(judge.mimic, noise=0.0, steps=args.impress_steps)]
-    done = set()
     out = Path(args.out)
-    if out.exists():
-        for line in out.read_text().splitlines():
-            r = json.loads(line)
-            done.add((r["image"], r["candidate"], r["crop"], r["impress_steps"]))
+    done = {(r["image"], r["candidate"], r["crop"], r["impress_steps"]) for r in read_rows(out)}
     names = args.candidates.split(",")
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
@@ -141,8 +138,7 @@ def run(args) -> None:
         attacked = load_encoders(config.encoder, models, cpu) if "," in config.encoder else \
             Ensemble([by_name[config.encoder]])
         protectors[n] = Protector(config, ensemble=attacked)
-    for path in pick_images(args.images):
-        kind = path.parent.name
+    for kind, path in pick_images(args.images):
         rgb = centre_crop(read_image(str(path)).rgb, args.crop)
         cache: dict = {}
         for n, p in protectors.items():
@@ -172,18 +168,17 @@ def figure(args) -> None:
 
     from glazeish.config import ProtectConfig
     from glazeish.encoders import load_encoders
-    from glazeish.evaluation import Evaluator
-    from glazeish.evaluation.baselines import mse_levels, same_psnr_noise
+    from glazeish.evaluation import Evaluator, mse_levels, same_psnr_noise
     from glazeish.imageio import Artwork, read_image, to_tensor, to_uint8
     from glazeish.protect import Protector
     from glazeish.purify import ImpressPlusPlus
 
-    models = args.models or os.environ.get("GLAZEISH_MODELS") or str(SHARED / "models")
+    models = args.models or str(MODELS)
     taef2 = load_encoders("taef2", models, torch.device("cpu"))
     ev = Evaluator(taef2)
     protector = Protector(ProtectConfig(models_dir=models, **CANDIDATES[args.candidates.split(",")[0]]), ensemble=taef2)
     impress = ImpressPlusPlus(taef2.mimic, steps=args.impress_steps)
-    paths = pick_images(args.images)
+    paths = [p for _, p in pick_images(args.images)]
     fig, axes = plt.subplots(2 * len(paths), 5, figsize=(12.5, 5.2 * len(paths)))
     for i, path in enumerate(paths):
         rgb = centre_crop(read_image(str(path)).rgb, args.crop)
@@ -207,12 +202,18 @@ def fmt(v, d: int = 2) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
 
 
-def summary(args) -> str:
-    rows = [json.loads(line) for line in Path(args.out).read_text().splitlines()]
-    if args.where:
-        steps, crop = (int(v) for v in args.where.split(":"))
+def selected(rows: list[dict], where: str | None, candidates: str | None) -> tuple[list[dict], list[str]]:
+    """The rows with ``where`` (``impress_steps:crop``, e.g. ``50:128``; None: all) and the candidates to show:
+    those of ``candidates`` (comma-separated; None: every known one) that have rows, in that order."""
+    if where:
+        steps, crop = (int(v) for v in where.split(":"))
         rows = [r for r in rows if r["impress_steps"] == steps and r["crop"] == crop]
-    names = [n for n in (args.candidates.split(",") if args.candidates else CANDIDATES) if any(r["candidate"] == n for r in rows)]
+    names = [n for n in (candidates.split(",") if candidates else CANDIDATES) if any(r["candidate"] == n for r in rows)]
+    return rows, names
+
+
+def kinds_table(rows: list[dict], names: list[str]) -> list[str]:
+    """Mean (min–max) per candidate and kind of each figure."""
     cols = [("PSNR", "psnr"), ("view PSNR", "view_psnr"), ("gap", "gap"), ("kept after IMPRESS++", "impresspp_kept"),
             ("kept after JPEG q75", "jpeg75_kept"), ("transfer (TAESANA)", "transfer"), ("cloak s", "seconds")]
     if any("noise_only_kept" in r for r in rows):  # --parts rows
@@ -230,9 +231,14 @@ def summary(args) -> str:
                 vs = [r[k] for r in rs if r.get(k) is not None]
                 cells.append(f"{fmt(statistics.fmean(vs))} ({fmt(min(vs))}–{fmt(max(vs))})" if vs else "–")
             lines.append(f"| {n} | {kind} | {len(rs)} | " + " | ".join(cells) + " |")
-    lines += ["", "issue 16's targets per candidate (advantage kept: share of the gap over same-PSNR noise left):", "",
-              "| candidate | kept after IMPRESS++ ≥ 50 %, every image | kept after JPEG q75 ≥ 75 %, paintings (mean) "
-              "| transfer ≥ 2×, paintings / drawings (mean) |", "|---|---|---|---|"]
+    return lines
+
+
+def issue16_targets(rows: list[dict], names: list[str]) -> list[str]:
+    """Issue 16's targets per candidate: advantage kept after IMPRESS++ and JPEG, transfer."""
+    lines = ["issue 16's targets per candidate (advantage kept: share of the gap over same-PSNR noise left):", "",
+             "| candidate | kept after IMPRESS++ ≥ 50 %, every image | kept after JPEG q75 ≥ 75 %, paintings (mean) "
+             "| transfer ≥ 2×, paintings / drawings (mean) |", "|---|---|---|---|"]
     for n in names:
         rs = [r for r in rows if r["candidate"] == n]
         imp = [r["impresspp_kept"] for r in rs if r.get("impresspp_kept") is not None]
@@ -243,7 +249,7 @@ def summary(args) -> str:
                 if imp else "–")
         lines.append(f"| {n} | {cell} | {100 * statistics.fmean(jp):.0f} % | "
                      f"{statistics.fmean(tp):.2f}× / {statistics.fmean(td):.2f}× |" if jp and tp and td else f"| {n} | {cell} | – | – |")
-    return "\n".join(lines + [""] + issue27_targets(rows, names))
+    return lines
 
 
 def issue27_targets(rows: list[dict], names: list[str]) -> list[str]:
@@ -267,6 +273,33 @@ def issue27_targets(rows: list[dict], names: list[str]) -> list[str]:
     return lines
 
 
+#: the tables of the summary, by the name RESULTS.md's generated blocks give them
+TABLES = {"kinds": kinds_table, "issue16": issue16_targets, "issue27": issue27_targets}
+
+
+def summary(args) -> str:
+    rows, names = selected(read_rows(args.out), args.where, args.candidates)
+    return "\n".join(kinds_table(rows, names) + [""] + issue16_targets(rows, names) + [""] + issue27_targets(rows, names))
+
+
+def tables(folder: Path) -> dict:
+    """The generated tables of RESULTS.md by name, each ``NAME FILE WHERE CANDIDATES`` (``-``: all)."""
+    def table(name: str):
+        def make(file: str, where: str = "-", candidates: str = "-") -> str:
+            rows, names = selected(read_rows(folder / file), None if where == "-" else where,
+                                   None if candidates == "-" else candidates)
+            return "\n".join(TABLES[name](rows, names))
+
+        return make
+
+    return {name: table(name) for name in TABLES}
+
+
+def report(folder: Path = HERE) -> str:
+    """RESULTS.md of ``folder`` with every generated table rebuilt from the rows beside it."""
+    return regenerate((folder / "RESULTS.md").read_text(), tables(folder))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", nargs="+", default=["paintings:0:12:2", "flat:0:6:2", "line:0:4:2"])
@@ -279,8 +312,12 @@ def main() -> None:
     ap.add_argument("--summary", action="store_true", help="print the tables of --out instead of running")
     ap.add_argument("--figure", action="store_true", help="draw views.png (the first candidate) instead of running")
     ap.add_argument("--where", default=None, help="--summary: only rows with this impress_steps and crop, e.g. 50:128")
+    ap.add_argument("--report", action="store_true",
+                    help="rewrite the generated tables of RESULTS.md from the committed rows instead of running")
     args = ap.parse_args()
-    if args.summary:
+    if args.report:
+        (HERE / "RESULTS.md").write_text(report(HERE))
+    elif args.summary:
         print(summary(args))
     elif args.figure:
         figure(args)

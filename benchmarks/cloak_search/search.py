@@ -1,23 +1,25 @@
-"""Search for a stronger cloak at the same visibility (issue 15), measured with the project's yardstick.
+"""Search for a stronger cloak at the same visibility (issue 15), measured with the library's yardstick.
 
 Every candidate is a set of :class:`glazeish.config.ProtectConfig` fields; the cloak is made through
-:class:`glazeish.protect.Protector` (as ``glazeish protect`` makes it), saved as an 8-bit PNG, read back and
-measured. One JSON row per (image, candidate, crop) goes to ``--out`` (resumable: finished rows are skipped).
+:class:`glazeish.protect.Protector` (as ``glazeish protect`` makes it), kept as an 8-bit PNG under ``--scratch``
+and measured by :func:`glazeish.evaluation.assess` (what ``glazeish check`` prints) with TAEF2 (the mimic's view)
+and TAESANA (not attacked). One JSON row per (image, candidate, crop) goes to ``--out`` (resumable: finished
+rows are skipped). A row's figures:
 
-The yardstick (all on the 8-bit files):
-
-* visibility: PSNR and SSIM of the cloak against the original (all shared images are opaque), and the RMS
-  change on flat pixels (masking activity 0: fills, paper) as a number to watch for grain;
-* the mimic's view ``V(x) = D(E(x))`` with TAEF2 on the whole image (reflect-padded to a multiple of 8,
-  cropped back): ``view_psnr`` = PSNR(V(cloak), V(x)) (lower = more damage);
-* ``gap`` = PSNR(V(noise), V(x)) - view_psnr for Gaussian noise whose clipped, rounded 8-bit result has the
-  same MSE as the cloak (glazeish.evaluation.same_psnr_noise, the headline baseline of `glazeish check`); ``gap_linf`` the same for uniform noise of the
-  cloak's own L-inf (the older baseline);
-* ``jpeg_view_psnr`` = PSNR(V(jpeg75(cloak)), V(jpeg75(x))) after a Pillow JPEG q75 4:2:0 re-save
-  (and the same for the Gaussian noise, ``jpeg_gap``);
-* ``transfer`` = relative TAESANA latent change of the cloak / that of the same-PSNR noise (not attacked);
+* visibility: ``psnr``, ``ssim`` of the cloak against the original, ``linf``, and ``grain`` (the high-pass RMS
+  change on flat fills, in levels: where grain shows);
+* ``view_psnr``: the mimic's view ``D(E(cloak))`` against ``D(E(x))`` (lower = more damage); ``gap`` how much
+  further than Gaussian noise of the cloak's own MSE (the headline baseline), ``gap_linf`` than uniform noise of
+  the cloak's own L∞;
+* ``jpeg_view_psnr`` / ``jpeg_gap``: the same after the ``jpeg75`` purification of both (Pillow q75, 4:2:0);
+* ``transfer``: TAESANA's latent change under the cloak ÷ under the same-PSNR noise;
 * ``seconds``: the cloak (attack + 8-bit rounding) on this machine; compare only as ratios within one run
   (images are the outer loop, candidates the inner one, so load hits every candidate alike).
+
+The committed rows were measured before the suite used ``assess``, by the same figures computed on the whole
+image (untiled; a 256² screening row re-made and re-measured through ``assess``: dB figures within 0.1 dB, transfer 2.42 vs 2.25), with
+``flat_rms`` (RMS change on pixels without masking activity) in place of ``grain``. ``--report`` rebuilds the
+generated tables of RESULTS.md from them.
 
     python benchmarks/cloak_search/search.py --images paintings:0:12:4 flat:0:6:3 line:0:4:2 --crop 256 \\
         --candidates default,masked --out benchmarks/cloak_search/screen.jsonl
@@ -26,15 +28,13 @@ The yardstick (all on the 8-bit files):
     python benchmarks/cloak_search/search.py --figure --candidates default,proposal   # views.png
     python benchmarks/cloak_search/search.py --frontier benchmarks/cloak_search/results.jsonl \\
         benchmarks/cloak_search/presets.jsonl --candidates low,proposal-low,default,high,proposal-high   # frontier.png
+    python benchmarks/cloak_search/search.py --report   # RESULTS.md's tables from the committed rows
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import math
-import os
 import statistics
 import sys
 import time
@@ -42,11 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("GLAZEISH_SHARED", ROOT.parent / "shared"))
-SCRATCH = ROOT / "benchmarks" / "_scratch" / "cloak_search"  # git-ignored: the cloaked PNGs
-KINDS = ("paintings", "flat", "line")
+sys.path.insert(0, str(HERE.parent))
+from common import KINDS, MODELS, ROOT, SCRATCH, centre_crop, pick_images, read_rows, regenerate  # noqa: E402
 #: visibility and damage targets of the issue, per kind: (PSNR >=, view PSNR <=, gap >=, jpeg view PSNR <=)
 TARGETS = {"paintings": (37.5, 25.0, 12.0, 26.0), "flat": (38.5, 20.0, 12.0, None), "line": (38.5, 20.0, 12.0, None)}
 
@@ -146,178 +144,30 @@ CANDIDATES: dict[str, dict] = {
 
 
 # ---------------------------------------------------------------------------------------------------------
-# images
+# the yardstick: the library's own (glazeish.evaluation.assess, as `glazeish check` measures)
 
 
-def pick_images(specs: list[str]) -> list[Path]:
-    """``paintings`` / ``flat:0:6:2`` (a Python slice of the sorted folder) / a file path."""
-    out: list[Path] = []
-    for spec in specs:
-        kind, *sl = spec.split(":")
-        if kind in KINDS:
-            files = sorted((SHARED / "images" / kind).glob("*.png"))
-            if sl:
-                files = files[slice(*[int(s) if s else None for s in sl])]
-            out += files
-        else:
-            out.append(Path(spec))
-    return out
+def judge(models_dir: str):
+    """The evaluator of every row: TAEF2 (the mimic's view) and TAESANA (not attacked: transfer), fp32, tiled."""
+    import torch
+
+    from glazeish.encoders import load_encoders
+    from glazeish.evaluation import Evaluator
+
+    return Evaluator(load_encoders("taef2,taesana", models_dir, torch.device("cpu")))
 
 
-def centre_crop(rgb: np.ndarray, size: int | None) -> np.ndarray:
-    if not size:
-        return rgb
-    h, w = rgb.shape[:2]
-    ch, cw = min(size, h) // 8 * 8, min(size, w) // 8 * 8
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return np.ascontiguousarray(rgb[top : top + ch, left : left + cw])
+def measure(ev, x: np.ndarray, cloak: np.ndarray, cache: dict | None = None) -> dict:
+    """A row's figures: ``assess`` of the 8-bit pair with the JPEG q75 purification (see the module doc)."""
+    from glazeish.evaluation import assess
 
-
-def png_roundtrip(rgb: np.ndarray, path: Path | None = None) -> np.ndarray:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "PNG")
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(buf.getvalue())
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")).copy()
-
-
-def jpeg(rgb: np.ndarray, quality: int = 75) -> np.ndarray:
-    """Pillow JPEG re-save, 4:2:0 chroma subsampling."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "JPEG", quality=quality, subsampling=2)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")).copy()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the yardstick
-
-
-def mse8(a: np.ndarray, b: np.ndarray) -> float:
-    from glazeish.evaluation.baselines import mse_levels
-
-    return mse_levels(a, b)
-
-
-def psnr8(a: np.ndarray, b: np.ndarray) -> float:
-    m = mse8(a, b)
-    return float("inf") if m == 0 else 10 * math.log10(255.0**2 / m)
-
-
-class Yardstick:
-    """TAEF2 view and TAESANA latent of whole 8-bit images (fp32, no tiling: the GroupNorm is global)."""
-
-    def __init__(self, models_dir: str):
-        import torch
-
-        from glazeish.encoders import load_encoder
-
-        self.torch = torch
-        self.taef2 = load_encoder("taef2", models_dir)
-        self.sana = load_encoder("taesana", models_dir)
-
-    def _pad(self, rgb: np.ndarray, m: int):
-        import torch.nn.functional as F
-
-        from glazeish.imageio import to_tensor
-
-        x = to_tensor(rgb)
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect")
-        return x.contiguous(memory_format=self.torch.channels_last), h, w
-
-    def views(self, *images: np.ndarray) -> list[np.ndarray]:
-        """V = D(E(x)) of each image, float32 H×W×3 in [0, 1]."""
-        out = []
-        with self.torch.no_grad():
-            for rgb in images:
-                x, h, w = self._pad(rgb, 8)
-                v = self.taef2.decode(self.taef2.encode(x))[0, :, :h, :w].float().clamp(0, 1)
-                out.append(v.permute(1, 2, 0).numpy())
-        return out
-
-    def sana_latents(self, *images: np.ndarray) -> list[np.ndarray]:
-        out = []
-        with self.torch.no_grad():
-            for rgb in images:
-                x, _, _ = self._pad(rgb, 32)
-                out.append(self.sana.encode(x).float().numpy())
-        return out
-
-
-def vpsnr(a: np.ndarray, b: np.ndarray) -> float:
-    m = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if m == 0 else 10 * math.log10(1.0 / m)
-
-
-def flat_mask(rgb: np.ndarray) -> np.ndarray:
-    """Pixels with no masking activity (flat fills, paper): where grain is easiest to see."""
-    from glazeish.budget import masking_activity
-    from glazeish.imageio import to_tensor
-
-    act = masking_activity(to_tensor(rgb))[0, 0].numpy()
-    return act < 1.0 / 255
-
-
-def ssim8(a: np.ndarray, b: np.ndarray) -> float:
-    from glazeish import metrics
-    from glazeish.imageio import to_tensor
-
-    return float(metrics.ssim(to_tensor(a), to_tensor(b))[0])
-
-
-class Clean:
-    """Per-image figures that do not depend on the candidate (computed once)."""
-
-    def __init__(self, ys: Yardstick, x: np.ndarray):
-        self.x = x
-        self.xj = jpeg(x)
-        self.v, self.vj = ys.views(x, self.xj)
-        (self.zs,) = ys.sana_latents(x)
-        self.flat = flat_mask(x)
-
-
-def measure(ys: Yardstick, clean: Clean, cloak: np.ndarray, seed: int = 0) -> dict:
-    from glazeish.evaluation.baselines import same_psnr_noise, uniform_noise
-
-    x = clean.x
-    d = cloak.astype(np.int16) - x.astype(np.int16)
-    linf = int(np.abs(d).max())
-    m = mse8(cloak, x)
-    noise = same_psnr_noise(x, m, seed)  # the library's headline baseline, as glazeish check draws it
-    sigma = float(np.std(noise.astype(np.float64) - x))
-    unif = uniform_noise(x, linf, seed) if linf > 0 else x.copy()
-    vc, vn, vu, vcj, vnj = ys.views(cloak, noise, unif, jpeg(cloak), jpeg(noise))
-    zc, zn = ys.sana_latents(cloak, noise)
-    zz = float(np.linalg.norm(clean.zs))
-    view = vpsnr(vc, clean.v)
-    view_noise = vpsnr(vn, clean.v)
-    jv, jvn = vpsnr(vcj, clean.vj), vpsnr(vnj, clean.vj)
-    fl = clean.flat
-    return {
-        "psnr": psnr8(cloak, x),
-        "ssim": ssim8(cloak, x),
-        "linf": linf,
-        "rms_levels": math.sqrt(m),
-        "flat_share": float(fl.mean()),
-        "flat_rms": float(np.sqrt((d[fl].astype(np.float64) ** 2).mean())) if fl.any() else 0.0,
-        "noise_sigma": sigma,
-        "noise_psnr": psnr8(noise, x),
-        "view_psnr": view,
-        "view_psnr_noise": view_noise,
-        "gap": view_noise - view,
-        "gap_linf": vpsnr(vu, clean.v) - view,
-        "jpeg_view_psnr": jv,
-        "jpeg_view_psnr_noise": jvn,
-        "jpeg_gap": jvn - jv,
-        "transfer": float(np.linalg.norm(zc - clean.zs) / zz) / max(float(np.linalg.norm(zn - clean.zs) / zz), 1e-12),
-    }
+    figs = assess(x, cloak, ev, purifications=("jpeg75",), flip=(), cache=cache)
+    s, b, j = figs.summary, figs.before, figs.purified["jpeg75"].comparison
+    return {"psnr": b.cloak.psnr, "ssim": b.cloak.ssim, "linf": figs.linf, "grain": s.grain,
+            "noise_psnr": b.noise.psnr, "view_psnr": s.view_psnr, "view_psnr_noise": b.noise.view_psnr,
+            "gap": s.view_gap, "gap_linf": s.view_gap_uniform, "jpeg_view_psnr": j.cloak.view_psnr,
+            "jpeg_view_psnr_noise": j.noise.view_psnr, "jpeg_gap": j.view_gap("noise"),
+            "transfer": s.latent_ratio["taesana"]}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -328,7 +178,8 @@ def register_experiments() -> None:
     """Objectives tried here that did not make it into the library (kept so their rows can be re-run)."""
     import torch
 
-    from glazeish.objectives import OBJECTIVES, Objective, Untargeted, _per_image_mse, register_objective
+    from glazeish.metrics import mse
+    from glazeish.objectives import OBJECTIVES, Objective, Untargeted, register_objective
 
     if "feature-away" in OBJECTIVES:
         return
@@ -359,7 +210,7 @@ def register_experiments() -> None:
             with torch.no_grad():
                 f0 = head(model.encode(x)).float()
                 base = f0.square().flatten(1).mean(1).clamp_min(1e-8)
-            return lambda xa: 1 - _per_image_mse(head(model.encode(xa)), f0) / base
+            return lambda xa: 1 - mse(head(model.encode(xa)), f0) / base
 
     from glazeish.objectives import MimicAway, MimicView
 
@@ -403,58 +254,75 @@ def make_config(name: str, models_dir: str, precision: str):
     return ProtectConfig(**fixed, **{rename.get(k, k): v for k, v in spec.items()})
 
 
+def cloak_path(scratch: Path, candidate: str, crop: int, image: Path) -> Path:
+    """Where a run keeps the 8-bit cloak of ``image`` (``--figure`` draws from there)."""
+    return scratch / candidate / f"{crop or 'full'}" / f"{image.stem}.png"
+
+
 def run(args) -> None:
     import torch
+    from PIL import Image
 
     from glazeish.imageio import Artwork, read_image
     from glazeish.protect import Protector
 
     torch.set_num_threads(args.threads)
-    names = args.candidates.split(",")
-    unknown = [n for n in names if n not in CANDIDATES]
-    if unknown:
-        sys.exit(f"unknown candidates: {', '.join(unknown)}; known: {', '.join(CANDIDATES)}")
-    files = pick_images(args.images)
+    names = candidates(args.candidates)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if out.exists():
-        done = {(r["image"], r["candidate"], r["crop"]) for r in map(json.loads, out.read_text().splitlines())}
-    ys = Yardstick(args.models)
+    done = {(r["image"], r["candidate"], r["crop"]) for r in read_rows(out)}
+    ev = judge(args.models)
     protectors: dict[str, Protector] = {}
     with open(out, "a") as log:
-        for f in files:
+        for kind, f in pick_images(args.images):
             todo = [n for n in names if (f.name, n, args.crop) not in done]
             if not todo:
                 continue
             x = centre_crop(read_image(f).rgb, args.crop)
-            clean = Clean(ys, x)
+            cache: dict = {}  # what JPEG does to this original, measured once for all candidates
             for name in todo:
                 if name not in protectors:
                     protectors[name] = Protector(make_config(name, args.models, args.precision))
                 p = protectors[name]
                 t0 = time.perf_counter()
-                res = p.protect(Artwork(rgb=x))
+                cloak = p.protect(Artwork(rgb=x)).rgb
                 secs = time.perf_counter() - t0
-                path = SCRATCH / f"{name}" / f"{args.crop or 'full'}" / f"{f.stem}.png"
-                cloak = png_roundtrip(res.rgb, path)
-                row = {"image": f.name, "kind": f.parent.name, "candidate": name, "crop": args.crop,
+                path = cloak_path(Path(args.scratch), name, args.crop, f)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(cloak).save(path)
+                row = {"image": f.name, "kind": kind, "candidate": name, "crop": args.crop,
                        "width": x.shape[1], "height": x.shape[0], "config": p.config.fingerprint(),
                        "precision": args.precision, "seconds": round(secs, 3),
-                       **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in measure(ys, clean, cloak).items()}}
+                       **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in measure(ev, x, cloak, cache).items()}}
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 print(f"{f.name[:24]:24s} {name:18s} psnr {row['psnr']:.2f} view {row['view_psnr']:.2f} "
-                      f"gap {row['gap']:.2f} jpeg {row['jpeg_view_psnr']:.2f} flat_rms {row['flat_rms']:.2f} "
+                      f"gap {row['gap']:.2f} jpeg {row['jpeg_view_psnr']:.2f} grain {row['grain'] or 0:.2f} "
                       f"tr {row['transfer']:.2f} {secs:.1f}s", file=sys.stderr, flush=True)
+
+
+def candidates(spec: str) -> list[str]:
+    """``--candidates`` as names (an unknown one exits with the known ones)."""
+    names = spec.split(",")
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        sys.exit(f"unknown candidates: {', '.join(unknown)}; known: {', '.join(CANDIDATES)}")
+    return names
 
 
 # ---------------------------------------------------------------------------------------------------------
 # summary tables
 
 
-def _stats(vals: list[float]) -> str:
-    return f"{statistics.mean(vals):.2f} ({min(vals):.2f}–{max(vals):.2f})"
+def _stats(vals: list[float | None]) -> str:
+    vals = [v for v in vals if v is not None]
+    return f"{statistics.mean(vals):.2f} ({min(vals):.2f}–{max(vals):.2f})" if vals else "–"
+
+
+def _grain_column(rows: list[dict]) -> tuple[str, str]:
+    """(header, key) of the grain column: rows measured before the search used the library's yardstick carry
+    ``flat_rms`` (RMS change on pixels without masking activity), later ones the Evaluator's ``grain``."""
+    return ("flat RMS", "flat_rms") if all("flat_rms" in r for r in rows) else ("grain", "grain")
 
 
 def summarise(rows: list[dict], candidates: list[str] | None = None, baseline: str = "previous-default") -> str:
@@ -463,9 +331,11 @@ def summarise(rows: list[dict], candidates: list[str] | None = None, baseline: s
     lines = []
     for crop in crops:
         rs = [r for r in rows if (r["crop"] or 0) == crop]
+        grain, grain_key = _grain_column(rs)
         lines += [f"### {'full size' if not crop else f'{crop}² centre crops'}", "",
                   "mean (min–max) per kind; `time ×` = mean seconds ÷ the baseline's on the same images in the same run",
-                  "", "| candidate | kind | n | PSNR | SSIM | flat RMS | view PSNR | gap | gap (L∞ noise) | JPEG view PSNR | transfer | time × |",
+                  "", f"| candidate | kind | n | PSNR | SSIM | {grain} | view PSNR | gap | gap (L∞ noise) | JPEG view PSNR "
+                  "| transfer | time × |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in cands:
             for kind in KINDS:
@@ -476,9 +346,9 @@ def summarise(rows: list[dict], candidates: list[str] | None = None, baseline: s
                 both = [r for r in sel if r["image"] in base]
                 ratio = (sum(r["seconds"] for r in both) / sum(base[r["image"]] for r in both)) if both else float("nan")
                 ratio_s = f"{ratio:.2f}" if not crop else "—"  # screening rounds ran at different loads
-                col = lambda k: _stats([r[k] for r in sel])  # noqa: E731
+                col = lambda k: _stats([r.get(k) for r in sel])  # noqa: E731
                 lines.append(f"| {c} | {kind} | {len(sel)} | {col('psnr')} | {statistics.mean(r['ssim'] for r in sel):.4f} | "
-                             f"{col('flat_rms')} | {col('view_psnr')} | {col('gap')} | {col('gap_linf')} | "
+                             f"{col(grain_key)} | {col('view_psnr')} | {col('gap')} | {col('gap_linf')} | "
                              f"{col('jpeg_view_psnr')} | {statistics.mean(r['transfer'] for r in sel):.2f} | {ratio_s} |")
         lines.append("")
     return "\n".join(lines)
@@ -516,6 +386,77 @@ def targets_met(rows: list[dict], cand: str) -> str:
         for label, ok, worst in checks:
             lines.append(f"| {label} | {kind} | {sum(map(ok, sel))}/{len(sel)} | {worst:.2f} |")
     return "\n".join(lines)
+
+
+def per_image_report(rows: list[dict], cands: list[str]) -> str:
+    """The per-image table of ``cands`` at full size, then each one's targets (what ``--per-image`` prints)."""
+    full = [r for r in rows if not r["crop"]]
+    parts = [per_image(full, cands)]
+    for c in cands:
+        parts += [f"\ntargets, {c}:\n", targets_met(full, c)]
+    return "\n".join(parts)
+
+
+def unseen(rows: list[dict], screen_rows: list[dict], cand: str) -> str:
+    """``cand`` at full size on the images the screening (``screen_rows``) never saw, per kind."""
+    screened = {r["image"] for r in screen_rows}
+    keys = ("psnr", "view_psnr", "gap", "jpeg_view_psnr")
+    lines = ["| kind | n | PSNR | view PSNR | gap | JPEG view PSNR |", "|---|---|---|---|---|---|"]
+    for kind in KINDS:
+        sel = [r for r in rows if r["candidate"] == cand and r["kind"] == kind and not r["crop"]
+               and r["image"] not in screened]
+        if sel:
+            lines.append(f"| {kind} | {len(sel)} | " + " | ".join(_stats([r[k] for r in sel]) for k in keys) + " |")
+    return "\n".join(lines)
+
+
+#: the presets table: candidate -> (its label on its first row, on the others)
+PRESET_LABELS = {"proposal-low": ("**low** = proposal-low", "low"), "proposal-high": ("**high** = proposal-high", "high")}
+
+
+def presets(rows: dict[str, list[dict]], cands: list[str], baseline: str) -> str:
+    """The presets at full size: mean (min–max) per kind, ``time ×`` against ``baseline`` on the same images in
+    the same run. ``rows`` by file; a candidate is ``name`` (from the first file, the run of ``baseline``) or
+    ``file:name`` (another run: its ``time ×`` is ``–``)."""
+    first_file = next(iter(rows))
+    lines = ["| candidate | kind | n | PSNR | SSIM | flat RMS | view PSNR | gap | JPEG view PSNR | transfer | time × |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for spec in cands:
+        file, _, c = spec.rpartition(":")
+        run_rows = rows[file or first_file]
+        labels = PRESET_LABELS.get(c, (c, c))
+        for kind in KINDS:
+            sel = [r for r in run_rows if r["candidate"] == c and r["kind"] == kind and not r["crop"]]
+            if not sel:
+                continue
+            base = {r["image"]: r["seconds"] for r in run_rows if r["candidate"] == baseline and r["kind"] == kind}
+            both = [r for r in sel if r["image"] in base]
+            ratio = f"{sum(r['seconds'] for r in both) / sum(base[r['image']] for r in both):.2f}" if both else "–"
+            mean = lambda k: statistics.mean(r[k] for r in sel)  # noqa: E731
+            stats = lambda k: _stats([r[k] for r in sel])  # noqa: E731
+            lines.append(f"| {labels[kind != KINDS[0]]} | {kind} | {len(sel)} | {stats('psnr')} | {mean('ssim'):.4f} | "
+                         f"{mean('flat_rms'):.2f} | {stats('view_psnr')} | {stats('gap')} | {stats('jpeg_view_psnr')} | "
+                         f"{mean('transfer'):.2f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def tables(folder: Path) -> dict:
+    """The generated tables of RESULTS.md by name; their arguments are files of ``folder`` and candidates."""
+    def rows(*names: str) -> list[dict]:
+        return read_rows(*(folder / n for n in names))
+
+    return {
+        "summary": lambda f, baseline="previous-default": summarise(rows(f), baseline=baseline),
+        "per-image": lambda f, cands: per_image_report(rows(f), cands.split(",")),
+        "unseen": lambda f, screen, cand: unseen(rows(f), rows(screen), cand),
+        "presets": lambda files, cands, baseline: presets({f: rows(f) for f in files.split(",")}, cands.split(","),
+                                                          baseline),
+    }
+
+
+def report(folder: Path = HERE) -> str:
+    """RESULTS.md of ``folder`` with every generated table rebuilt from the rows beside it."""
+    return regenerate((folder / "RESULTS.md").read_text(), tables(folder))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -571,36 +512,35 @@ def frontier(rows: list[dict], cands: list[str], dest: Path) -> None:
 
 
 def figure(args) -> None:
-    """1:1 crops (original, cloak, V(original), V(cloak), V(same-PSNR noise)) for two candidates."""
+    """1:1 crops (original, cloak, V(original), V(cloak), V(same-PSNR noise)) for two candidates; the dB under
+    each tile are ``assess``'s (the cloak's PSNR, each view's PSNR against the original's view)."""
     import torch
     from PIL import Image, ImageDraw
 
-    from glazeish.evaluation.baselines import same_psnr_noise
+    from glazeish.evaluation import assess, mse_levels, same_psnr_noise
     from glazeish.imageio import read_image
 
     torch.set_num_threads(args.threads)
     cands = args.candidates.split(",")
-    ys = Yardstick(args.models)
+    ev = judge(args.models)
     picks = args.figure_images or ["paintings:0:1", "flat:0:1", "line:0:1"]
-    files = pick_images(picks)
     c = args.figure_crop
     label_h = 16
     rows_img = []
-    for f in files:
+    for _, f in pick_images(picks):
         x = read_image(f).rgb
         h, w = x.shape[:2]
         top, left = (h - c) // 2, (w - c) // 2
         cut = lambda a: a[top : top + c, left : left + c]  # noqa: E731
-        (vx,) = ys.views(x)
+        (vx,) = ev.views(x)
         for cand in cands:
-            path = SCRATCH / cand / "full" / f"{f.stem}.png"
-            cloak = np.asarray(Image.open(path).convert("RGB"))
-            noise = same_psnr_noise(x, mse8(cloak, x), 0)
-            vc, vn = ys.views(cloak, noise)
-            to8 = lambda v: (np.clip(v, 0, 1) * 255).round().astype(np.uint8)  # noqa: E731
-            tiles = [cut(x), cut(cloak), cut(to8(vx)), cut(to8(vc)), cut(to8(vn))]
-            labels = ["original", f"cloak {psnr8(cloak, x):.1f} dB", "V(original)",
-                      f"V(cloak) {vpsnr(vc, vx):.1f} dB", f"V(noise) {vpsnr(vn, vx):.1f} dB"]
+            cloak = np.asarray(Image.open(cloak_path(Path(args.scratch), cand, 0, f)).convert("RGB"))
+            noise = same_psnr_noise(x, mse_levels(cloak, x), 0)  # the same-PSNR noise assess draws
+            vc, vn = ev.views(cloak, noise)
+            b = assess(x, cloak, ev, purifications=(), flip=()).before
+            tiles = [cut(x), cut(cloak), cut(vx), cut(vc), cut(vn)]
+            labels = ["original", f"cloak {b.cloak.psnr:.1f} dB", "V(original)",
+                      f"V(cloak) {b.cloak.view_psnr:.1f} dB", f"V(noise) {b.noise.view_psnr:.1f} dB"]
             rows_img.append((f"{cand}: {f.stem[:28]}", tiles, labels))
     ncol = 5
     W, H = ncol * (c + 4), len(rows_img) * (c + 2 * label_h + 4)
@@ -626,8 +566,8 @@ def timing(args) -> None:
     from glazeish.protect import Protector
 
     torch.set_num_threads(args.threads)
-    names = args.candidates.split(",")
-    f = pick_images(args.images)[0]
+    names = candidates(args.candidates)
+    _, f = pick_images(args.images)[0]
     x = centre_crop(read_image(f).rgb, args.crop)
     ps = {n: Protector(make_config(n, args.models, args.precision)) for n in names}
     ps[names[0]].protect(Artwork(rgb=x))  # warm-up
@@ -654,7 +594,8 @@ def main() -> None:
     ap.add_argument("--candidates", default="default", help=f"comma-separated, from: {', '.join(CANDIDATES)}")
     ap.add_argument("--out", default=str(HERE / "results.jsonl"))
     ap.add_argument("--crop", type=int, default=0, help="centre crop to at most N×N px (screening); 0 = full size")
-    ap.add_argument("--models", default=os.environ.get("GLAZEISH_MODELS", str(SHARED / "models")))
+    ap.add_argument("--models", default=str(MODELS))
+    ap.add_argument("--scratch", default=str(SCRATCH / "cloak_search"), help="where the cloaked PNGs are kept")
     ap.add_argument("--precision", default="bf16",
                     help="fixed (not 'auto', whose choice follows the CPU's native support)")
     ap.add_argument("--threads", type=int, default=2)
@@ -669,20 +610,20 @@ def main() -> None:
     ap.add_argument("--figure-out", default=str(HERE / "views.png"))
     ap.add_argument("--timing", type=int, default=0, metavar="ROUNDS",
                     help="time the candidates (first = baseline) on the first image, interleaved, and exit")
+    ap.add_argument("--report", action="store_true",
+                    help="rewrite the generated tables of RESULTS.md from the committed rows and exit")
     args = ap.parse_args()
+    if args.report:
+        (HERE / "RESULTS.md").write_text(report(HERE))
+        return
     if args.frontier:
-        rows = [json.loads(l) for f in args.frontier for l in Path(f).read_text().splitlines()]
-        frontier(rows, args.candidates.split(","), Path(args.frontier_out))
+        frontier(read_rows(*args.frontier), args.candidates.split(","), Path(args.frontier_out))
         return
     if args.summary:
-        rows = [json.loads(l) for l in Path(args.summary).read_text().splitlines()]
+        rows = read_rows(args.summary)
         print(summarise(rows, baseline=args.baseline))
         if args.per_image:
-            cands = args.per_image.split(",")
-            print(per_image([r for r in rows if not r["crop"]], cands))
-            for c in cands:
-                print(f"\ntargets, {c}:\n")
-                print(targets_met([r for r in rows if not r["crop"]], c))
+            print(per_image_report(rows, args.per_image.split(",")))
         return
     if args.figure:
         figure(args)
