@@ -91,9 +91,10 @@ def image_key(path: Path) -> str:
     return f"{path.parent.name}/{path.stem}"
 
 
-def list_images(folders: Iterable[str], limit: int | None = None, recursive: bool = False) -> list[Path]:
-    """Images of every folder (sorted), at most ``limit`` per folder, taken round-robin across folders so
-    that a run stopped early still covers every folder (paintings, flat, ...)."""
+def interleaved_images(folders: Iterable[str], limit: int | None = None, recursive: bool = False) -> list[Path]:
+    """The images :func:`glazeish.imageio.find_images` lists in each folder (sorted), at most ``limit`` per
+    folder, taken round-robin across folders so that a run stopped early still covers every folder (paintings,
+    flat, ...); two images with the same ``folder/stem`` key are refused."""
     groups: list[list[Path]] = []
     for folder in folders:
         found = find_images([folder], recursive)
@@ -273,7 +274,7 @@ class Bench:
 
         c = self.config
         self.out.mkdir(parents=True, exist_ok=True)
-        files = list_images(c.images, c.limit, c.recursive)
+        files = interleaved_images(c.images, c.limit, c.recursive)
         if not files:
             raise ValueError(f"no images found in {', '.join(c.images)}")
         slow_ok: set[str] = set()
@@ -408,7 +409,7 @@ class Bench:
 
         if self.evaluator.mimic is None:
             return []
-        files = list_images(self.config.images, per_folder, self.config.recursive)
+        files = interleaved_images(self.config.images, per_folder, self.config.recursive)
         prots = [p for p in self.protections if p.name != NONE and (protections is None or p.name in protections)]
         written = []
         for f in files:

@@ -594,7 +594,7 @@ class MimicRun:
 
     def __init__(self, config: MimicConfig, log: Log | None = None):
         from ..encoders import Ensemble, load_encoder
-        from .harness import image_key, list_images
+        from .harness import image_key, interleaved_images
         from .protections import BenchContext, make_protection, split_protections
 
         self.cfg = c = config
@@ -603,7 +603,7 @@ class MimicRun:
         self.work = Path(c.work) if c.work else self.out / "work"
         self.taef2 = load_encoder("taef2", c.models_dir)
         self.style = StyleFeatures(load_encoder("taesana", c.models_dir).encoder)
-        self.files = list_images(c.images, c.limit)
+        self.files = interleaved_images(c.images, c.limit)
         if not self.files:
             raise ValueError(f"no images found in {', '.join(c.images)}")
         self.keys = [image_key(f) for f in self.files]
