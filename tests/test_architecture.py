@@ -5,6 +5,7 @@ job path."""
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -140,3 +141,61 @@ def test_one_registry_protocol():
         assert isinstance(reg, Registry) and len(reg) > 0
     # every kind is built from a spec the same way: Registry.build -> entry.from_spec(arg, **context)
     assert {"build", "build_all", "help"} <= set(dir(Registry))
+
+
+BENCH = PKG.parent / "benchmarks"
+#: what a benchmark script may import besides the standard library, glazeish and ``benchmarks/common.py``
+THIRD_PARTY = {"numpy", "torch", "PIL", "matplotlib", "ray"}
+
+
+def _benchmark_scripts() -> list[Path]:
+    return sorted(p for p in BENCH.rglob("*.py") if "_scratch" not in p.parts)
+
+
+def _benchmark_imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names imported from it) of every import in a script, top level or inside functions."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            assert not node.level, f"{path}: relative import"
+            out.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+    return out
+
+
+def test_benchmarks_import_only_glazeish_public_modules_and_common():
+    """A suite measures through glazeish and shares through ``benchmarks/common.py``: it never reaches into
+    another suite (``from search import ...``) or into a private part of glazeish."""
+    import sys
+
+    modules = _modules()
+    scripts = _benchmark_scripts()
+    assert len(scripts) > 10
+    for path in scripts:
+        for module, names in _benchmark_imports(path):
+            top = module.split(".")[0]
+            where = f"{path.relative_to(BENCH)} imports {module}"
+            if top == "glazeish":
+                assert module in modules, where
+                assert not any(part.startswith("_") for part in module.split(".")), where
+                private = [n for n in names if n.startswith("_") and not n.startswith("__")]  # __version__ is public
+                assert not private, (where, private)
+            else:
+                assert module == "common" or top in THIRD_PARTY or top in sys.stdlib_module_names, where
+
+
+def test_benchmarks_compute_no_figure_of_their_own():
+    """PSNR is computed in glazeish (the metrics and the Evaluator), never in a benchmark script; a suite's
+    shared paths come from common.py, not from its own copy."""
+    for path in _benchmark_scripts():
+        text = path.read_text()
+        rel = path.relative_to(BENCH)
+        assert "log10" not in text, f"{rel} computes a PSNR of its own"
+        if path.name != "common.py":
+            assert not re.search(r"environ(\.get\(|\[)\s*.GLAZEISH_(SHARED|MODELS)", text), \
+                f"{rel} finds the shared folder itself (common.SHARED, common.MODELS)"
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.FunctionDef):
+                    assert node.name not in ("psnr", "psnr8", "vpsnr", "jpeg", "linf_levels", "pick_images",
+                                             "centre_crop", "list_images"), f"{rel} defines {node.name} again"
