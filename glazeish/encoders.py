@@ -74,6 +74,13 @@ class LatentModel(nn.Module):
         xp, (h, w) = pad_to_multiple(x, self.multiple)
         return self.decode(self.encode(xp))[..., :h, :w]
 
+    def reconstruction_error(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """``(scale·(D(E(x)) − x))²`` per pixel, ``B×3×H×W`` float32, differentiable in ``x`` (in [0, 1]): what
+        IMPRESS-style purifiers minimise to pull an image back onto the autoencoder's manifold. ``scale`` 2 gives
+        it on the [-1, 1] scale IMPRESS uses; callers choose the reduction."""
+        d = self.round_trip(x).float() - x
+        return d.square() if scale == 1 else (scale * d).square()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)
 

@@ -445,7 +445,7 @@ class Impress(_ModelPurification):
 
     def consistency(self, x: torch.Tensor) -> torch.Tensor:
         """``‖D(E(x)) − x‖²`` per image (mean over pixels), differentiable in ``x``."""
-        return (self.model.round_trip(x) - x).square().flatten(1).mean(1)
+        return self.model.reconstruction_error(x).flatten(1).mean(1)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         x0 = x.to(self.model.device)
@@ -526,7 +526,7 @@ class ImpressPlusPlus(_ModelPurification):
 
     def consistency(self, x: torch.Tensor) -> torch.Tensor:
         """``‖D(E(x)) − x‖²`` per image on the [-1, 1] scale (mean over pixels), differentiable in ``x``."""
-        return (2 * (self.model.round_trip(x) - x)).square().flatten(1).mean(1)
+        return self.model.reconstruction_error(x, scale=2).flatten(1).mean(1)
 
     def noised(self, x: torch.Tensor) -> torch.Tensor:
         """Step 1: Gaussian noise (drawn on the CPU from ``seed``, one draw for the batch), clipped, rounded to 8

@@ -269,7 +269,7 @@ class Purify(Transform):
             for _ in range(self.steps):
                 xp.requires_grad_(True)
                 with autocast(device, precision):
-                    loss = (self._model.round_trip(xp).float() - xp).square().sum()
+                    loss = self._model.reconstruction_error(xp).sum()
                 (grad,) = torch.autograd.grad(loss, xp)
                 with torch.no_grad():
                     xp = torch.maximum(torch.minimum(xp - self.eps / self.steps * grad.sign(), hi), lo)
