@@ -75,7 +75,7 @@ class Protector:
         self.ensemble = ensemble or load_encoders(self.config.encoder, self.config.models_dir, self.device)
         target = read_image(self.config.target).tensor()[0] if self.config.target else None
         self.objective = make_objective(self.config.objective, target)
-        self.transforms = make_transforms(self.config.robust, self.ensemble) if self.config.robust else []
+        self.transforms = make_transforms(self.config.robust, self.ensemble, self.precision) if self.config.robust else []
         self.start = resolve_start(self.config.start, self.config.encoder, self.config.objective)
         self.attack()  # what PGD refuses (an objective that needs a decoder none of the models has): once, here
         self.load_seconds = time.perf_counter() - t0

@@ -319,10 +319,11 @@ class PlatformChain(Transform):
         return y.clamp(0, 1)
 
 
-def make_transforms(names: str | Sequence[str], model=None) -> list[Transform]:
+def make_transforms(names: str | Sequence[str], model=None, precision: str = "auto") -> list[Transform]:
     """Build transforms from ``"jpeg,resize,blur"`` or ``["jpeg", "resize"]`` (default parameters).
 
-    ``model`` (a LatentModel or Ensemble) is needed only by ``ae`` and ``purify``. An empty string gives ``[]``.
-    Raises ValueError naming any unknown transform.
+    ``model`` (a LatentModel or Ensemble) is needed only by ``ae`` and ``purify``; ``precision`` goes to the
+    transforms that run a model (a job passes the one it resolved, so that ``--precision fp32`` holds inside
+    them too). An empty string gives ``[]``. Raises ValueError naming any unknown transform.
     """
-    return TRANSFORMS.build_all([n.lower() for n in split_specs(names)], model=model)
+    return TRANSFORMS.build_all([n.lower() for n in split_specs(names)], model=model, precision=precision)

@@ -248,6 +248,13 @@ def test_purify_is_noise_then_a_bounded_consistency_move_with_a_straight_through
         make_transforms("purify")
 
 
+def test_a_jobs_precision_reaches_the_transforms_that_run_a_model():
+    """``--precision fp32`` must hold inside the purify transform too (it would resolve ``auto`` on its own)."""
+    (p, j) = make_transforms("purify,jpeg", model=_FakeAE(), precision="fp32")
+    assert p.precision == "fp32" and not hasattr(j, "precision")
+    assert make_transforms("purify", model=_FakeAE())[0].precision == "auto"
+
+
 def test_pgd_reference_transformed_pushes_away_from_the_equally_transformed_original():
     """``reference="transformed"``: a transformed step compares against the untouched image under the same draw.
     With identity steps only it is the clean reference (the same bits); with JPEG steps it is a different attack;
