@@ -187,90 +187,137 @@ def _protect_on_ray(files: list, out: Path, job: Job, overwrite: bool, address: 
     return bool(errors)
 
 
+class ProtectOptions:
+    """``glazeish protect``'s arguments and options: their help is what ``glazeish protect --help`` prints."""
+
+    inputs = typer.Argument(..., help="Image files and/or folders to cloak.", show_default=False)
+    out = typer.Option(Path("protected"), "--out", "-o", help="Output folder; files are written as "
+                       "<stem>.protected.png (two inputs that would share a name: the later one gets "
+                       "<stem>-2.protected.png, said on stderr). One run at a time per folder.")
+    recursive = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders; their structure is "
+                             "kept under --out (x/art.png -> OUT/x/art.protected.png).")
+    intensity = typer.Option("default", "--intensity", "-i", help=f"Preset. {PRESET_HELP}.")
+    eps = typer.Option(None, help="The most any colour value may change (L-inf), in 1/255 units, "
+                       "0-64 (overrides the preset; default's masked budget reaches it on busy "
+                       "texture only).")
+    steps = typer.Option(None, help="Optimisation steps, 0-1000 (overrides the preset).")
+    start = typer.Option(None, help="Where the optimisation starts: random (uniform noise in the "
+                         "budget, as PGD does), zero, learned (a pattern trained offline for the "
+                         "encoder and objective and shipped with glazeish, so that fewer steps reach "
+                         "the protection: the fast preset's) or a pattern PNG. Default: the preset's.")
+    rms = typer.Option(None, help="Energy bound in 1/255 units: the change's RMS stays at most this "
+                       "(a PSNR bound; 2.95 is about 38.7 dB). Default: the preset's ("
+                       + ", ".join(f"{k}: {p.rms_levels or 'none'}" for k, p in PRESETS.items())
+                       + ").")
+    encoder = typer.Option("taef2", help=ENCODER_HELP)
+    objective = typer.Option(None, help="What the cloak optimises (default: the preset's). "
+                             + OBJECTIVES.help())
+    target = typer.Option(None, help="Target/decoy pattern image (default: built-in pattern).")
+    seed = typer.Option(0, help="Random seed; the same seed gives the same cloak on one kind of machine.")
+    device = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ...")
+    precision = typer.Option("auto", help="auto (bf16 where the processor computes it natively, else fp32; "
+                             "never decided by a timing), fp32, bf16 or fp16; bf16 and fp16 only where the "
+                             "processor computes them natively (an AVX2 laptop: fp32 only), refused otherwise.")
+    robust = typer.Option(None, "--robust/--no-robust", help="Optimise through simulated "
+                          f"re-posting (expectation over transformation): --robust samples "
+                          f"{DEFAULT_ROBUST}; --no-robust none. Default: the preset's "
+                          f"({', '.join(f'{k}: {p.robust or chr(34) * 2}' for k, p in PRESETS.items())}).")
+    transforms = typer.Option(None, help="Exactly these transforms, one sampled per step "
+                              f"(implies --robust). {TRANSFORMS.help()}")
+    eot_reference = typer.Option("clean", "--eot-reference", help="What a transformed step pushes the "
+                                 "mimic's view away from: clean (the untouched image's view) or transformed "
+                                 "(the untouched image's view under the same transform, the way a purified "
+                                 "cloak is judged; one more forward pass per transformed step).")
+    fill_smooth = typer.Option(0, "--fill-smooth", min=0, help="On flat fills (cel colour, paper), blur "
+                               "every step over this many px (odd; 0 = off): the change there becomes smooth "
+                               "shading instead of grain. 9 on line art: grain on the paper 1.2 -> 0.3/255 "
+                               "with the same effect; on flat colour it costs effect (benchmarks/adaptive).")
+    budget = typer.Option(None, help="flat (the same eps everywhere), perceptual (less change on "
+                          "flat colour and smooth gradients, up to eps on texture and edges) or "
+                          "masked (an energy budget moved from flat colour to texture, up to eps "
+                          "there). Default: the preset's ("
+                          + ", ".join(f"{k}: {p.budget}" for k, p in PRESETS.items()) + ").")
+    platform = typer.Option(None, "--platform", metavar="NAME[,NAME]", help=PLATFORM_HELP)
+    max_side = typer.Option(None, "--max-side", metavar="PX", help="Scale each image down (Lanczos) "
+                            "so that its longest side is at most PX before cloaking, and write it at "
+                            "that size: the size you will post (cloaking time grows with the pixels).")
+    report = typer.Option(False, "--report", help="Also write OUT/<stem>.protected.report.html: original, "
+                          "cloak, amplified change, what a model learns from each, figures and verdicts.")
+    purify = typer.Option("jpeg75", help="Survival to report in the figures: purifications, comma-separated "
+                          "(jpeg75, resize0.5, webp, ...; 'none' for none).")
+    models = typer.Option(None, "--models", help=MODELS_HELP)
+    fmt = typer.Option("png", "--format", help="png (lossless, recommended), jpeg or webp.")
+    quality = typer.Option(95, help="JPEG/WebP quality, 1-100.")
+    overwrite = typer.Option(False, help="Replace existing outputs (inputs are never overwritten).")
+    evaluate = typer.Option(True, "--eval/--no-eval", help="Measure each cloak against noise of the same "
+                            "PSNR and of the same L-inf (--no-eval skips the figures, also in --json).")
+    figure_tiles = typer.Option(4, "--figure-tiles", min=0, help=FIGURE_TILES_HELP)
+    as_json = typer.Option(False, "--json", help="Print one JSON object per image on stdout.")
+    quiet = typer.Option(False, "--quiet", "-q", help="No progress bars or summaries.")
+    max_pixels = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this.")
+    metadata = typer.Option(True, "--metadata/--no-metadata", help="Write the 'no AI training' XMP reservation.")
+    data_mining = typer.Option("aiml", help="PLUS DataMining value: aiml, genai, all, except-search, ...")
+    creator = typer.Option(None, help="Artist name for the metadata.")
+    copyright = typer.Option(None, "--copyright", help="Copyright notice for the metadata.")
+    url = typer.Option(None, help="Web statement of rights (URL) for the metadata.")
+    keep_gps = typer.Option(False, help="Keep GPS location from the input's EXIF (dropped by default).")
+    glazeish_note = typer.Option(True, help="Say in the metadata that the file was cloaked with glazeish.")
+    ray = typer.Option(False, "--ray", help="Run on Ray (pip install 'glazeish\\[ray]'): one task per image, "
+                       "models loaded once per worker, resumable. Starts Ray on this machine's cores unless "
+                       "--ray-address is given.")
+    ray_address = typer.Option(None, "--ray-address", metavar="ADDRESS",
+                               help="Ray cluster to run on (implies --ray): HEAD:6379, or auto "
+                               "on a cluster node. Inputs and --out must be on a filesystem every "
+                               "node sees at the same path.")
+    workers = typer.Option(None, "--workers", min=1, help="Ray workers (implies --ray). Default: "
+                           "one single-threaded worker per CPU of the cluster; with N, each of the N "
+                           "gets CPUs/N torch threads (fewer, bigger workers for big images).")
+
+
 @app.command()
 def protect(
-    inputs: List[Path] = typer.Argument(..., help="Image files and/or folders to cloak.", show_default=False),
-    out: Path = typer.Option(Path("protected"), "--out", "-o", help="Output folder; files are written as "
-                             "<stem>.protected.png (two inputs that would share a name: the later one gets "
-                             "<stem>-2.protected.png, said on stderr). One run at a time per folder."),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders; their structure is "
-                                   "kept under --out (x/art.png -> OUT/x/art.protected.png)."),
-    intensity: str = typer.Option("default", "--intensity", "-i", help=f"Preset. {PRESET_HELP}."),
-    eps: Optional[float] = typer.Option(None, help="The most any colour value may change (L-inf), in 1/255 units, "
-                                        "0-64 (overrides the preset; default's masked budget reaches it on busy "
-                                        "texture only)."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps, 0-1000 (overrides the preset)."),
-    start: Optional[str] = typer.Option(None, help="Where the optimisation starts: random (uniform noise in the "
-                                        "budget, as PGD does), zero, learned (a pattern trained offline for the "
-                                        "encoder and objective and shipped with glazeish, so that fewer steps reach "
-                                        "the protection: the fast preset's) or a pattern PNG. Default: the preset's."),
-    rms: Optional[float] = typer.Option(None, help="Energy bound in 1/255 units: the change's RMS stays at most this "
-                                        "(a PSNR bound; 2.95 is about 38.7 dB). Default: the preset's ("
-                                        + ", ".join(f"{k}: {p.rms_levels or 'none'}" for k, p in PRESETS.items())
-                                        + ")."),
-    encoder: str = typer.Option("taef2", help=ENCODER_HELP),
-    objective: Optional[str] = typer.Option(None, help="What the cloak optimises (default: the preset's). "
-                                            + OBJECTIVES.help()),
-    target: Optional[Path] = typer.Option(None, help="Target/decoy pattern image (default: built-in pattern)."),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives the same cloak on one kind of machine."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
-    precision: str = typer.Option("auto", help="auto (bf16 where the processor computes it natively, else fp32; "
-                                  "never decided by a timing), fp32, bf16 or fp16; bf16 and fp16 only where the "
-                                  "processor computes them natively (an AVX2 laptop: fp32 only), refused otherwise."),
-    robust: Optional[bool] = typer.Option(None, "--robust/--no-robust", help="Optimise through simulated "
-                                          f"re-posting (expectation over transformation): --robust samples "
-                                          f"{DEFAULT_ROBUST}; --no-robust none. Default: the preset's "
-                                          f"({', '.join(f'{k}: {p.robust or chr(34) * 2}' for k, p in PRESETS.items())})."),
-    transforms: Optional[str] = typer.Option(None, help="Exactly these transforms, one sampled per step "
-                                             f"(implies --robust). {TRANSFORMS.help()}"),
-    eot_reference: str = typer.Option("clean", "--eot-reference", help="What a transformed step pushes the "
-                                      "mimic's view away from: clean (the untouched image's view) or transformed "
-                                      "(the untouched image's view under the same transform, the way a purified "
-                                      "cloak is judged; one more forward pass per transformed step)."),
-    fill_smooth: int = typer.Option(0, "--fill-smooth", min=0, help="On flat fills (cel colour, paper), blur "
-                                    "every step over this many px (odd; 0 = off): the change there becomes smooth "
-                                    "shading instead of grain. 9 on line art: grain on the paper 1.2 -> 0.3/255 "
-                                    "with the same effect; on flat colour it costs effect (benchmarks/adaptive)."),
-    budget: Optional[str] = typer.Option(None, help="flat (the same eps everywhere), perceptual (less change on "
-                                         "flat colour and smooth gradients, up to eps on texture and edges) or "
-                                         "masked (an energy budget moved from flat colour to texture, up to eps "
-                                         "there). Default: the preset's ("
-                                         + ", ".join(f"{k}: {p.budget}" for k, p in PRESETS.items()) + ")."),
-    platform: Optional[str] = typer.Option(None, "--platform", metavar="NAME[,NAME]", help=PLATFORM_HELP),
-    max_side: Optional[int] = typer.Option(None, "--max-side", metavar="PX", help="Scale each image down (Lanczos) "
-                                           "so that its longest side is at most PX before cloaking, and write it at "
-                                           "that size: the size you will post (cloaking time grows with the pixels)."),
-    report: bool = typer.Option(False, "--report", help="Also write OUT/<stem>.protected.report.html: original, "
-                                "cloak, amplified change, what a model learns from each, figures and verdicts."),
-    purify: str = typer.Option("jpeg75", help="Survival to report in the figures: purifications, comma-separated "
-                               "(jpeg75, resize0.5, webp, ...; 'none' for none)."),
-    models: Optional[Path] = typer.Option(None, "--models", help=MODELS_HELP),
-    fmt: str = typer.Option("png", "--format", help="png (lossless, recommended), jpeg or webp."),
-    quality: int = typer.Option(95, help="JPEG/WebP quality, 1-100."),
-    overwrite: bool = typer.Option(False, help="Replace existing outputs (inputs are never overwritten)."),
-    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Measure each cloak against noise of the same "
-                                  "PSNR and of the same L-inf (--no-eval skips the figures, also in --json)."),
-    figure_tiles: int = typer.Option(4, "--figure-tiles", min=0, help=FIGURE_TILES_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summaries."),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
-    metadata: bool = typer.Option(True, "--metadata/--no-metadata", help="Write the 'no AI training' XMP reservation."),
-    data_mining: str = typer.Option("aiml", help="PLUS DataMining value: aiml, genai, all, except-search, ..."),
-    creator: Optional[str] = typer.Option(None, help="Artist name for the metadata."),
-    copyright: Optional[str] = typer.Option(None, "--copyright", help="Copyright notice for the metadata."),
-    url: Optional[str] = typer.Option(None, help="Web statement of rights (URL) for the metadata."),
-    keep_gps: bool = typer.Option(False, help="Keep GPS location from the input's EXIF (dropped by default)."),
-    glazeish_note: bool = typer.Option(True, help="Say in the metadata that the file was cloaked with glazeish."),
-    ray: bool = typer.Option(False, "--ray", help="Run on Ray (pip install 'glazeish\\[ray]'): one task per image, "
-                             "models loaded once per worker, resumable. Starts Ray on this machine's cores unless "
-                             "--ray-address is given."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDRESS",
-                                              help="Ray cluster to run on (implies --ray): HEAD:6379, or auto "
-                                              "on a cluster node. Inputs and --out must be on a filesystem every "
-                                              "node sees at the same path."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray workers (implies --ray). Default: "
-                                          "one single-threaded worker per CPU of the cluster; with N, each of the N "
-                                          "gets CPUs/N torch threads (fewer, bigger workers for big images)."),
+    inputs: List[Path] = ProtectOptions.inputs,
+    out: Path = ProtectOptions.out,
+    recursive: bool = ProtectOptions.recursive,
+    intensity: str = ProtectOptions.intensity,
+    eps: Optional[float] = ProtectOptions.eps,
+    steps: Optional[int] = ProtectOptions.steps,
+    start: Optional[str] = ProtectOptions.start,
+    rms: Optional[float] = ProtectOptions.rms,
+    encoder: str = ProtectOptions.encoder,
+    objective: Optional[str] = ProtectOptions.objective,
+    target: Optional[Path] = ProtectOptions.target,
+    seed: int = ProtectOptions.seed,
+    device: str = ProtectOptions.device,
+    precision: str = ProtectOptions.precision,
+    robust: Optional[bool] = ProtectOptions.robust,
+    transforms: Optional[str] = ProtectOptions.transforms,
+    eot_reference: str = ProtectOptions.eot_reference,
+    fill_smooth: int = ProtectOptions.fill_smooth,
+    budget: Optional[str] = ProtectOptions.budget,
+    platform: Optional[str] = ProtectOptions.platform,
+    max_side: Optional[int] = ProtectOptions.max_side,
+    report: bool = ProtectOptions.report,
+    purify: str = ProtectOptions.purify,
+    models: Optional[Path] = ProtectOptions.models,
+    fmt: str = ProtectOptions.fmt,
+    quality: int = ProtectOptions.quality,
+    overwrite: bool = ProtectOptions.overwrite,
+    evaluate: bool = ProtectOptions.evaluate,
+    figure_tiles: int = ProtectOptions.figure_tiles,
+    as_json: bool = ProtectOptions.as_json,
+    quiet: bool = ProtectOptions.quiet,
+    max_pixels: int = ProtectOptions.max_pixels,
+    metadata: bool = ProtectOptions.metadata,
+    data_mining: str = ProtectOptions.data_mining,
+    creator: Optional[str] = ProtectOptions.creator,
+    copyright: Optional[str] = ProtectOptions.copyright,
+    url: Optional[str] = ProtectOptions.url,
+    keep_gps: bool = ProtectOptions.keep_gps,
+    glazeish_note: bool = ProtectOptions.glazeish_note,
+    ray: bool = ProtectOptions.ray,
+    ray_address: Optional[str] = ProtectOptions.ray_address,
+    workers: Optional[int] = ProtectOptions.workers,
 ):
     """Cloak images so that a diffusion model's encoder sees something else.
 
@@ -299,6 +346,14 @@ def protect(
         fail(first_line(e))
     if fmt != "png":
         say(f"glazeish: warning: {fmt} is lossy; re-compression weakens the cloak (png keeps it intact)")
+    _cloak_all(inputs, recursive, out, job, overwrite=overwrite, as_json=as_json, quiet=quiet,
+               ray_address=ray_address, workers=workers, ray=ray or bool(ray_address or workers))
+
+
+def _cloak_all(inputs: list[Path], recursive: bool, out: Path, job: Job, *, overwrite: bool, as_json: bool,
+               quiet: bool, ray: bool, ray_address: str | None, workers: int | None) -> None:
+    """``protect`` once its options are checked: list the inputs, check the output folder, cloak here or on Ray;
+    exits 1 when a file or folder failed (the rest is done)."""
     listing = list_images([str(p) for p in inputs], recursive, skip=out)
     for problem in listing.problems:  # an unreadable folder: said, and the run fails, but the rest is done
         say(f"glazeish: error: {problem}")
@@ -306,7 +361,7 @@ def protect(
         fail("no images found in the given inputs")
     _check_writable(out)
     with _signals_end_the_run():
-        if ray or ray_address or workers:
+        if ray:
             failed = _protect_on_ray(listing.files, out, job, overwrite, ray_address, workers, as_json, quiet)
         else:
             failed = _protect_here(listing.files, out, job, overwrite, as_json, quiet)
