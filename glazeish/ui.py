@@ -26,6 +26,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import argparse
 import asyncio
 import base64
+import dataclasses
 import io
 import logging
 import shutil
@@ -45,16 +46,20 @@ from PIL import Image
 from .config import PRESETS, ProtectConfig
 from .device import resolve_device, resolve_precision
 from .encoders import ENCODERS, load_encoder, load_encoders
+from .estimate import POSTING_SIDES, WARN_SECONDS, Estimate, SpeedBook, Work, plan, work
 from .evaluation import Evaluator, judge
-from .imageio import ImageError, read_image, save_image
+from .imageio import FORMATS, ImageError, read_image, save_image
 from .job import NAME_MAX, Cloaker, Job, fit_name
 from .metadata import MetadataOptions
 from .objectives import OBJECTIVES
 from .platforms import PLATFORMS, for_platforms, parse_platforms, posting_size
 from .protect import Protector, Step
+from .purify import PURIFICATIONS, WebP
 from .report import amplified_delta, checkerboard
 from .webpage import (
+    Forecast,
     ImageResult,
+    Offer,
     Upload,
     asset,
     duration,
@@ -82,14 +87,16 @@ UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".webp"]
 #: Job folders older than this are removed when a new job starts (Gradio keeps its own copies of
 #: everything the page shows, see ``delete_cache`` in :func:`build_app`).
 KEEP_SECONDS = 3600
+#: how many jobs may wait in line for the one that runs (each tab shows its place and the wait)
+MAX_WAITING = 16
 VIEW_DECODER = "taef2"  # the decoder that shows "what a model sees" when the attacked encoders have none
 #: what the page's "survive JPEG re-compression" switch turns on: the presets' own JPEG robustness
 JPEG_ROBUST = PRESETS["default"].robust
 #: the purification whose survival every result reports (what a platform does to an upload)
 SURVIVAL_PURIFICATION = "jpeg75"
-#: before the first image is measured, the figures are assumed to cost as much as this many optimisation steps
-#: of the same image (measured on 256 px crops on a 2-core CPU: 1.9 with JPEG robustness, 2.5 without)
-FIGURE_STEPS = 2.5
+#: the export's default JPEG quality, and WebP's (the ``webp`` purification measures quality 80 only)
+EXPORT_QUALITY = 90
+WEBP_QUALITY = WebP.quality
 THUMB = 96  # px, the upload check's thumbnails
 #: the encoders and objectives in plain words (the registries' descriptions are for the command line)
 PLAIN_ENCODERS = {
@@ -143,6 +150,13 @@ class Settings:
     creator: str | None = None
     copyright: str | None = None
     platforms: Sequence[str] = ()  # where it will be posted: cloaked at that size, through those chains
+    max_side: int | None = None  # cloak at a posting size: the long side at most this many px (None: full size)
+    export: str = "png"  # the download's format: png (the whole cloak), jpeg or webp
+    quality: int = EXPORT_QUALITY  # JPEG quality of the export (WebP is written at its measured quality)
+
+    def export_quality(self) -> int:
+        """The quality the export is written at (WebP: the one its survival is measured at)."""
+        return WEBP_QUALITY if self.export == "webp" else int(self.quality)
 
     def config(self, models_dir: str | None = None, device: str = "auto", precision: str = "auto") -> ProtectConfig:
         """The :class:`ProtectConfig` these settings mean (raises ``ValueError`` on a bad value)."""
@@ -163,8 +177,13 @@ class Settings:
         """The :class:`~glazeish.job.Job` of these settings: PNG out, figures with JPEG q75 survival."""
         config = self.config(models_dir, device, precision)
         platforms = tuple(p.name for p in parse_platforms(self.platforms))
-        return Job(config=config, meta=self.metadata_options(config), fmt="png", evaluate=True,
-                   purify=(SURVIVAL_PURIFICATION,), max_pixels=max_pixels, platforms=platforms)
+        if self.export not in FORMATS:
+            raise ValueError(f"the download format must be one of {', '.join(FORMATS)}, not {self.export!r}")
+        side = int(self.max_side) if self.max_side else None
+        extra = export_purification(self)
+        purify = (SURVIVAL_PURIFICATION,) + ((extra,) if extra and extra != "jpeg:75" else ())
+        return Job(config=config, meta=self.metadata_options(config), fmt="png", evaluate=True, purify=purify,
+                   max_pixels=max_pixels, platforms=platforms, max_side=side)
 
     def preset(self, config: ProtectConfig) -> str:
         """The preset's name when its values are the ones used, else ``custom``."""
@@ -180,6 +199,24 @@ class Settings:
             copyright=(self.copyright or "").strip() or None, note=bool(self.note),
             preset=self.preset(config or self.config()),
         )
+
+
+def export_purification(settings: Settings | None) -> str | None:
+    """The purification whose survival the export's format has: ``jpeg:Q`` (the chosen quality, 4:2:0 as
+    platforms use), ``webp`` (quality 80), or None for PNG."""
+    if settings is None or settings.export == "png":
+        return None
+    if settings.export == "jpeg":
+        q = settings.export_quality()
+        if not 1 <= q <= 100:
+            raise ValueError(f"JPEG quality must be from 1 to 100, not {q}")
+        return f"jpeg:{q}"
+    return "webp"
+
+
+def export_label(fmt: str, quality: int) -> str:
+    """``JPEG q90`` / ``WebP q80``: the format as the page names it."""
+    return f"{'JPEG' if fmt == 'jpeg' else 'WebP'} q{quality}"
 
 
 #: the longest name :func:`cloak_one` writes beside a download, ``<stem>`` + this
@@ -204,11 +241,19 @@ def unique_names(names: Sequence[str], suffix: str = ".protected.png") -> list[s
 
 
 def make_zip(files: Sequence[str | Path], dest: str | Path) -> Path:
-    """Store ``files`` (already-compressed PNGs: no deflate) flat in ``dest``; returns ``dest``."""
+    """Store ``files`` flat in ``dest``, written atomically (a temp file renamed); returns ``dest``. Pictures are
+    stored as they are (already compressed), the HTML reports deflated."""
     dest = Path(dest)
-    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED) as z:
-        for f in files:
-            z.write(f, arcname=Path(f).name)
+    fd, tmp = tempfile.mkstemp(prefix=".zip-", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as z:
+            for f in files:
+                packed = zipfile.ZIP_DEFLATED if Path(f).suffix == ".html" else zipfile.ZIP_STORED
+                z.write(f, arcname=Path(f).name, compress_type=packed)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return dest
 
 
@@ -271,107 +316,136 @@ def check_upload(path: str | Path, name: str | None = None, *, max_pixels: int =
 #: the words of the phases that say no more than their name (the others name the picture and the step)
 PHASES = {"queued": "Waiting for the job before this one to finish…", "load": "Loading the models…",
           "cancelled": "Cancelled"}
+#: inside a phase timed by the clock (loading, the figures) the bar moves toward this share of the phase while
+#: on time, and creeps on past it when the phase overruns, never reaching the end before the phase does
+TIMED_SHARE = 0.9
+#: an image's speed against its plan is believed within these bounds (a first step with warm-up is slow)
+RATIO_BOUNDS = (0.25, 4.0)
+
+
+def _timed(t: float, expected: float) -> float:
+    """The share of a phase shown after ``t`` of its ``expected`` seconds: steady while on time, then slower
+    and slower (it always moves, and never reaches 1)."""
+    if expected <= 0:
+        return TIMED_SHARE
+    if t <= expected:
+        return TIMED_SHARE * t / expected
+    return TIMED_SHARE + (1 - TIMED_SHARE) * (1 - expected / t)
 
 
 class Progress:
     """Where a batch is: one fraction for the whole batch, the phase in words, time so far and left.
 
-    The work of an image is counted in optimisation steps times pixels; its figures count as
-    :data:`FIGURE_STEPS` steps until the first image has been measured, then as what they really cost. While
-    the figures are computed (they report no steps), the bar moves with the time they are expected to take, and
-    stops short of the end of the phase.
+    The batch is planned in expected seconds (:func:`glazeish.estimate.plan` from this computer's measured
+    speed): loading the models, then per image its cloak (moved by the optimisation steps, over all tiles) and
+    its figures (moved by the clock). After each image the caller re-plans the rest from the refined speed
+    (:meth:`replan`). The bar never goes back, and the time left never grows while an image is being saved or
+    checked: the check's expected time only runs down. A new plan does not move the bar back or make it wait:
+    from where it is, it covers what is left of the new plan.
     """
 
-    def __init__(self, names: Sequence[str], pixels: Sequence[int] | None = None, steps: int = 1,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, names: Sequence[str], plans: Sequence[Estimate] | None = None, load: float = 0.0,
+                 tiles: Sequence[int] | None = None, clock: Callable[[], float] = time.monotonic):
         self.names = list(names)
         self.n = len(self.names)
-        self.pixels = [max(1, int(p)) for p in (pixels or [1] * self.n)]
-        self.steps = max(1, int(steps))
-        self.figure_steps = FIGURE_STEPS
+        self.plans = list(plans or [Estimate(1.0, 0.0)] * self.n)
+        self.tiles = list(tiles or [1] * self.n)
+        self.load = max(0.0, float(load))
         self.clock = clock
-        self.started = clock()
+        self.started = self.phase_started = self.image_started = clock()
         self.phase = "queued"
         self.index = 0
         self.step: Step | None = None
-        self.image_started = self.phase_started = self.started
-        self.work_started: float | None = None
-        self.cloak_seconds = 0.0
-        self.finished = 0.0  # work units of the images done
-        self.measured = (0.0, 0.0)  # (work units, seconds) observed at the last step or image end
         self.last_image: float | None = None
+        self.ratio = 1.0  # the current image's measured seconds over planned, from its steps
+        self._shown = (0.0, None, self.started)  # (fraction, seconds left, when) last shown
+        self._base = (0.0, 0.0, 0.0)  # (fraction shown, planned seconds done, planned total) at the last replan
         self._lock = threading.Lock()
 
-    def _units(self, i: int) -> float:
-        return self.pixels[i] * (self.steps + self.figure_steps)
-
-    @property
-    def total(self) -> float:
-        return sum(self._units(i) for i in range(self.n))
+    def replan(self, plans: Sequence[Estimate]) -> None:
+        """New expected seconds for the images (those done keep theirs: only the rest matter)."""
+        with self._lock:
+            shown = self._shown[0]
+            self.plans = self.plans[:self.index + 1] + list(plans)[self.index + 1:]
+            done, total, _ = self._raw(self.clock())
+            self._base = (shown, done, total)
 
     def set_phase(self, phase: str, index: int | None = None) -> None:
         with self._lock:
             now = self.clock()
             if index is not None and index != self.index:
-                self.index, self.step = index, None
+                self.index, self.step, self.ratio = index, None, 1.0
             if phase == "cloak":
                 self.image_started = now
-                if self.work_started is None:
-                    self.work_started = now
-            if phase == "figures" and self.phase in ("cloak", "write"):
-                self.cloak_seconds = now - self.image_started
             self.phase, self.phase_started = phase, now
 
     def on_step(self, step: Step) -> None:
         with self._lock:
             self.step = step
-            if self.work_started is not None:
-                done = self.finished + self.pixels[self.index] * self.steps * step.done / step.total
-                self.measured = (done, self.clock() - self.work_started)
+            share = step.done / step.total
+            planned = self.plans[self.index].cloak * share
+            if planned > 0 and self.clock() > self.image_started:
+                lo, hi = RATIO_BOUNDS
+                self.ratio = min(hi, max(lo, (self.clock() - self.image_started) / planned))
 
-    def image_done(self, seconds: float, figure_seconds: float = 0.0, cloak_seconds: float = 0.0) -> None:
-        """Image ``index`` finished (also when it failed): learn what its figures cost."""
+    def seconds_left(self) -> float:
+        """The expected seconds still to go (all of it while waiting): what a job behind this one waits."""
         with self._lock:
-            if figure_seconds > 0 and cloak_seconds > 0:
-                self.figure_steps = figure_seconds / (cloak_seconds / self.steps)
-            self.finished = sum(self._units(i) for i in range(self.index + 1))
+            if self.phase == "queued":
+                return self.load + sum(p.total for p in self.plans)
+            left = self._estimate()[1]
+            return 0.0 if left is None else left
+
+    def image_done(self, seconds: float) -> None:
+        """Image ``index`` finished (also when it failed)."""
+        with self._lock:
             self.last_image = seconds
-            if self.work_started is not None:
-                self.measured = (self.finished, self.clock() - self.work_started)
 
     def fraction(self) -> float:
         with self._lock:
             return self._estimate()[0]
 
-    def _rate(self) -> float | None:
-        units, seconds = self.measured
-        return units / seconds if units > 0 and seconds > 0 else None
+    def _current(self, now: float) -> tuple[float, float]:
+        """(planned seconds of the current image done, its real seconds still expected)."""
+        p, t = self.plans[self.index], now - self.phase_started
+        if self.phase == "cloak":
+            if self.step is None:  # warm-up and the first step: move with the time one step should take
+                first = p.cloak / max(1, self.tiles[self.index]) / 8
+                share = _timed(t, max(first, 0.5)) * 0.1
+            else:
+                share = self.step.done / self.step.total
+            return p.cloak * share, (p.cloak * (1 - share) + p.figures) * self.ratio
+        if self.phase == "write":
+            return p.cloak, p.figures * self.ratio
+        expected = p.figures * self.ratio
+        return p.cloak + p.figures * _timed(t, expected), max(0.0, expected - t)
+
+    def _raw(self, now: float) -> tuple[float, float, float]:
+        """(planned seconds done, planned total, real seconds left) of the batch."""
+        total = self.load + sum(p.total for p in self.plans)
+        if self.phase in ("queued", "cancelled", "done"):
+            return 0.0, total, total
+        if self.phase == "load":
+            t = now - self.phase_started
+            return self.load * _timed(t, self.load), total, max(0.0, self.load - t) + total - self.load
+        i = self.index
+        here, rest = self._current(now)
+        done = self.load + sum(p.total for p in self.plans[:i]) + here
+        return done, total, rest + sum(p.total for p in self.plans[i + 1:])
 
     def _estimate(self) -> tuple[float, float | None]:
-        """(fraction done, seconds left or None before anything was measured)."""
+        """(fraction done, seconds left or None while waiting for another job)."""
+        now = self.clock()
         if self.phase == "done":
             return 1.0, 0.0
-        if self.phase in ("queued", "load") or self.n == 0:
-            return 0.0, None
-        i = min(self.index, self.n - 1)
-        px, rate = self.pixels[i], self._rate()
-        done, extra = self.finished, 0.0  # extra: seconds of the current figures still expected
-        if self.phase == "cloak" and self.step is not None:
-            done += px * self.steps * self.step.done / self.step.total
-        elif self.phase in ("write", "figures", "report"):
-            done += px * self.steps
-            if self.phase != "write" and rate:  # figures report no steps: move with the time they should take,
-                t = self.clock() - self.phase_started  # and when they overrun, expect a quarter more than so far
-                expected = max(px * self.figure_steps / rate, 1.25 * t)
-                done += px * self.figure_steps * t / expected
-                extra = expected - t
-        total = self.total
-        later = total - self.finished - (self._units(i) if self.phase in ("figures", "report") else 0.0)
-        if self.phase in ("figures", "report"):
-            left = None if rate is None else extra + later / rate
-        else:
-            left = None if rate is None else (total - done) / rate
-        return min(1.0, done / total), left
+        if self.phase in ("queued", "cancelled") or self.n == 0:
+            return self._shown[0], None
+        done, total, left = self._raw(now)
+        f0, d0, t0 = self._base
+        frac = f0 + (1 - f0) * (done - d0) / (total - d0) if total > d0 else f0
+        frac = max(self._shown[0], min(0.995, frac))
+        self._shown = (frac, left, now)
+        return frac, left
 
     def snapshot(self) -> dict:
         """What the page shows: ``fraction``, ``phase`` (a sentence), ``elapsed`` and ``left`` (words or None)."""
@@ -380,24 +454,30 @@ class Progress:
             frac, seconds_left = self._estimate()
             left = None
             if seconds_left is not None and self.phase not in ("done", "cancelled"):
-                left = duration(seconds_left)
-            k, name = min(self.index, max(self.n - 1, 0)) + 1, self.names[min(self.index, self.n - 1)] if self.n else ""
-            what = PHASES.get(self.phase, self.phase)
-            if self.phase == "cloak":
-                what = f"Cloaking {k} of {self.n}: {name}"
-                if self.step is not None:
-                    what += f", step {self.step.step} of {self.step.steps}"
-                    if self.step.tiles > 1:
-                        what += f" (part {self.step.tile} of {self.step.tiles})"
-            elif self.phase == "write":
-                what = f"Saving {k} of {self.n}: {name}…"
-            elif self.phase == "done":
-                what = f"Done: {plural(self.n, 'picture')} in {duration(now - self.started)}"
-            elif self.phase in ("figures", "report"):
-                what = f"Checking the result of {k} of {self.n}: {name} (how visible, how strong, what survives " \
-                       "re-compression)…"
-            return {"fraction": frac, "phase": what, "elapsed": duration(now - self.started), "left": left,
+                left = duration(seconds_left) if seconds_left >= 2 else "a few seconds"
+            return {"fraction": frac, "phase": self._words(now), "elapsed": duration(now - self.started), "left": left,
                     "last_image": None if self.last_image is None else duration(self.last_image)}
+
+    def _words(self, now: float) -> str:
+        k, name = min(self.index, max(self.n - 1, 0)) + 1, self.names[min(self.index, self.n - 1)] if self.n else ""
+        what = PHASES.get(self.phase, self.phase)
+        if self.phase == "cloak":
+            what = f"Cloaking {k} of {self.n}: {name}"
+            s = self.step
+            if s is None:
+                what += ", getting ready (the first step also warms up the models)…"
+            elif s.tiles > 1:
+                what += f", step {s.done} of {s.total} (tile {s.tile} of {s.tiles})"
+            else:
+                what += f", step {s.step} of {s.steps}"
+        elif self.phase == "write":
+            what = f"Saving {k} of {self.n}: {name}…"
+        elif self.phase == "done":
+            what = f"Done: {plural(self.n, 'picture')} in {duration(now - self.started)}"
+        elif self.phase in ("figures", "report"):
+            what = f"Checking the result of {k} of {self.n}: {name} (how visible, how strong, what survives " \
+                   "re-compression)…"
+        return what
 
 
 # ------------------------------------------------------------------------------------------------
@@ -419,6 +499,12 @@ class ProtectorCache:
         self._viewers: dict[tuple, Evaluator] = {}
         self.lock = threading.RLock()
         self.loads = 0  # how many times weights were loaded (tests check the cache works)
+
+    def ready(self, job: Job) -> bool:
+        """Whether ``job``'s encoders are loaded already (the next start has no loading to wait for)."""
+        c = job.config.resolved()
+        with self.lock:
+            return (c.encoder, c.models_dir, c.device) in self._ensembles
 
     def get(self, job: Job) -> Cloaker:
         config = job.config.resolved()
@@ -505,6 +591,57 @@ def _save_png(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> s
     return str(path)
 
 
+def _export_name(download_name: str, fmt: str) -> str:
+    """``<stem>.protected.png`` -> ``<stem>.protected.jpg`` / ``.webp``."""
+    return download_name.removesuffix(".png") + FORMATS[fmt][1]
+
+
+def _previews(res: ImageResult, sub: Path, stem: str, art, rgb: np.ndarray, viewer: Evaluator,
+              eps: float) -> list[np.ndarray]:
+    """The page's PNG previews: the upright input, the cloak over the checkerboard (transparent inputs), the
+    amplified change and what the model sees of each (returned too: the report shows them)."""
+    res.original = _save_png(sub / f"{stem}.original.png", art.rgb, art.alpha)
+    if art.alpha is not None:
+        res.cloaked_preview = _save_png(sub / f"{stem}.cloaked-preview.png", rgb, art.alpha)
+    res.difference = _save_png(sub / f"{stem}.difference.png", amplified_delta(art.rgb, rgb, eps), art.alpha)
+    res.view_model = viewer.mimic.name
+    views = viewer.views(art.rgb, rgb)
+    for which, view in zip(("original", "cloaked"), views):
+        setattr(res, f"view_{which}", _save_png(sub / f"{stem}.model-view-{which}.png", view, art.alpha))
+    return views
+
+
+def _judged(res: ImageResult, figures, export: str | None) -> None:
+    """The verdict's words and levels, and what the export format keeps (its purification's share)."""
+    verdict = judge(figures)
+    res.figures = figures.to_dict()
+    res.verdicts = verdict.sentences
+    res.visibility, res.protection = verdict.visibility, verdict.protection
+    res.survival = verdict.survival.get(SURVIVAL_PURIFICATION)
+    if export:
+        key = PURIFICATIONS.build(export).name
+        res.export_survival = verdict.survival.get(key)
+        res.export_retained = figures.summary.retained.get(key)
+
+
+def _extras(res: ImageResult, cloaker: Cloaker, done, sub: Path, settings: Settings | None,
+            views: Sequence[np.ndarray]) -> None:
+    """The export copy (JPEG/WebP at the chosen quality, metadata as in the PNG) and the HTML report, both
+    written atomically next to the download."""
+    job, art = cloaker.job, done.art
+    if settings is not None and settings.export != "png":
+        dest = sub / _export_name(res.download_name, settings.export)
+        save_image(dest, done.rgb, art.alpha, art.source, job.meta, settings.export, settings.export_quality())
+        res.export, res.export_name, res.export_bytes = str(dest), dest.name, dest.stat().st_size
+        res.export_label = export_label(settings.export, settings.export_quality())
+    if done.figures is not None:
+        from .report import report_path, write_report
+
+        path = write_report(report_path(res.cloaked), art.rgb, done.rgb, done.figures, views=views,
+                            title=f"glazeish: {res.name}", alpha=art.alpha)
+        res.report = str(path)
+
+
 def cloak_one(
     cloaker: Cloaker,
     viewer: Evaluator,
@@ -517,12 +654,21 @@ def cloak_one(
     preset: str = "",
     callback=None,
     on_phase=None,
+    settings: Settings | None = None,
 ) -> tuple[ImageResult, float, float]:
     """Cloak one uploaded file into ``outdir`` with the one job path; any failure is returned as
-    ``ImageResult.error``. Also returns the seconds of the cloak and of the figures (for the progress)."""
+    ``ImageResult.error``. Also returns the seconds of the cloak and of everything after it that the page
+    calls checking the result (figures, previews, export and report: what the progress plans for)."""
     res = ImageResult(name=name, download_name=download_name, preset=preset)
     path = Path(path)
     t0 = time.perf_counter()
+    marks: dict[str, float] = {}
+
+    def phase(what: str) -> None:
+        marks.setdefault(what, time.perf_counter())
+        if on_phase is not None:
+            on_phase(what)
+
     try:
         res.input_bytes = size = path.stat().st_size
         if max_bytes is not None and size > max_bytes:
@@ -531,29 +677,18 @@ def cloak_one(
         sub = outdir / f"{len(list(outdir.iterdir())):03d}"  # one folder per image: names stay the user's
         sub.mkdir()
         cloaked = sub / download_name
-        done = cloaker.cloak_file(path, cloaked, callback=callback, on_phase=on_phase)
-        art, rgb = done.art, done.rgb
-        res.width, res.height = art.size
-        stem = download_name.removesuffix(".protected.png")
-        res.cloaked = str(cloaked)
-        res.output_bytes = cloaked.stat().st_size
-        res.original = _save_png(sub / f"{stem}.original.png", art.rgb, art.alpha)
-        if art.alpha is not None:
-            res.cloaked_preview = _save_png(sub / f"{stem}.cloaked-preview.png", rgb, art.alpha)
+        done = cloaker.cloak_file(path, cloaked, callback=callback, on_phase=phase)
+        res.width, res.height = done.art.size
+        res.cloaked, res.output_bytes = str(cloaked), cloaked.stat().st_size
         eps = cloaker.protector.config.eps_levels
-        res.difference = _save_png(sub / f"{stem}.difference.png", amplified_delta(art.rgb, rgb, eps), art.alpha)
-        res.view_model = viewer.mimic.name
-        for which, view in zip(("original", "cloaked"), viewer.views(art.rgb, rgb)):
-            setattr(res, f"view_{which}", _save_png(sub / f"{stem}.model-view-{which}.png", view, art.alpha))
+        views = _previews(res, sub, download_name.removesuffix(".protected.png"), done.art, done.rgb, viewer, eps)
         if done.figures is not None:
-            verdict = judge(done.figures)
-            res.figures = done.figures.to_dict()
-            res.verdicts = verdict.sentences
-            res.visibility, res.protection = verdict.visibility, verdict.protection
-            res.survival = verdict.survival.get(SURVIVAL_PURIFICATION)
+            _judged(res, done.figures, export_purification(settings))
+        _extras(res, cloaker, done, sub, settings, views)
         res.eps = float(eps)
         res.seconds = time.perf_counter() - t0
-        return res, done.seconds, done.figure_seconds
+        checked = time.perf_counter() - marks.get("figures", marks.get("write", time.perf_counter()))
+        return res, done.seconds, checked
     except Cancelled:
         raise
     except (ImageError, WeightsError, ValueError, OSError, RuntimeError, MemoryError) as e:
@@ -561,6 +696,39 @@ def cloak_one(
         log.warning("web UI: %s failed: %s", name, res.error)
     res.seconds = time.perf_counter() - t0
     return res, 0.0, 0.0
+
+
+def speed_key(config: ProtectConfig) -> str:
+    """Which measured speed applies: the device, precision, encoders and whether the steps go through a
+    simulated re-save (those decide a step's cost; eps, seed and the like do not)."""
+    c = config.resolved()
+    return f"{c.device}/{c.precision}/{c.encoder}/{'eot' if c.robust else 'plain'}"
+
+
+def job_work(job: Job, width: int, height: int) -> Work:
+    """The work of one upload of ``width × height`` under ``job`` (at the size it is cloaked)."""
+    c = job.config
+    w, h = job.posting_size(width, height)
+    return work(w, h, c.steps, tile=c.tile, overlap=c.overlap, figure_tiles=job.figure_tiles, figures=job.evaluate)
+
+
+def _size_of(path: str | Path) -> tuple[int, int]:
+    """An image's size from its header (for planning only: a file that cannot be read fails later, in words)."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 1, 1
+
+
+def _load(cache: ProtectorCache, job: Job, book: SpeedBook, key: str) -> tuple[Cloaker, Evaluator]:
+    """The job's cloaker and viewer, timing any weights that had to be loaded (the next estimate knows)."""
+    loads, t0 = cache.loads, time.perf_counter()
+    cloaker = cache.get(job)
+    viewer = cache.viewer(cloaker)
+    if cache.loads > loads:
+        book.record(key, "load", 1, time.perf_counter() - t0)
+    return cloaker, viewer
 
 
 def cloak_batch(
@@ -571,58 +739,70 @@ def cloak_batch(
     workspace: Workspace,
     models_dir: str | None = None,
     names: Sequence[str] | None = None,
-    pixels: Sequence[int] | None = None,
+    sizes: Sequence[tuple[int, int]] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int | None = DEFAULT_MAX_FILE_MB * 1_000_000,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     device: str = "auto",
     precision: str = "auto",
+    book: SpeedBook | None = None,
 ) -> Iterator[BatchUpdate]:
     """Cloak uploaded ``files`` one by one, yielding a :class:`BatchUpdate` after each.
 
     A file that fails (corrupt, too large) becomes an error row and the others still complete; a setting or
-    weight problem that stops every image becomes one error row per file. ``pixels`` (per file, from the upload
-    check) weighs the images in ``progress``, which is created when not given (``progress.phase`` etc. follow the
-    job). Setting ``cancel`` stops the current image at its next optimisation step (or before its figures): the
-    last update is then ``cancelled``, lists what was not cloaked, and zips what was.
+    weight problem that stops every image becomes one error row per file. ``sizes`` (per file, from the upload
+    check; read from the headers when not given) plan the time in ``progress`` (created when not given) from
+    ``book``'s measured speed, which every image refines. Setting ``cancel`` stops the current image at its next
+    optimisation step (or before its figures): the last update is then ``cancelled``, lists what was not
+    cloaked, and zips what was.
     """
     files = [str(f) for f in files]
     names = list(names) if names is not None else [Path(f).name for f in files]
     downloads = unique_names(names)
-    results: list[ImageResult] = []
     if not files:
-        yield BatchUpdate(results, status="Add one or more pictures first (PNG, JPEG or WebP).", done=True)
+        yield BatchUpdate([], status="Add one or more pictures first (PNG, JPEG or WebP).", done=True)
         return
+    book = book or SpeedBook()
+    tracker = progress or Progress(names)
+    tracker.set_phase("load")
     try:
-        config = settings.config(models_dir, device, precision)
-    except ValueError as e:
-        config = None
-        setting_error: Exception | None = e
-    else:
-        setting_error = None
-    tracker = progress or Progress(names, pixels, config.steps if config else 1)
-    if config is not None:
-        tracker.steps = max(1, config.steps)
+        job = settings.job(models_dir, device, precision, max_pixels)
+        key = speed_key(job.config)
+        works = [job_work(job, w, h) for w, h in (sizes or [_size_of(f) for f in files])]
+        tracker.tiles = [w.tiles for w in works]
+        tracker.replan([plan(w, book, key) for w in works])
+        cloaker, viewer = _load(cache, job, book, key)
+    except (ImageError, WeightsError, ValueError, OSError, RuntimeError) as e:
+        msg = friendly_error(e, settings.target, "target pattern")
+        tracker.set_phase("done")
+        yield BatchUpdate([ImageResult(name=nm, download_name=d, error=msg) for nm, d in zip(names, downloads)],
+                          status=f"Nothing was cloaked: {msg}", done=True)
+        return
+    yield from _run_images(files, names, downloads, settings, cloaker, viewer, cache, workspace, tracker, cancel,
+                           max_bytes, lambda i, cloak_s, check_s: _learn(book, key, works, tracker, i, cloak_s,
+                                                                         check_s))
+
+
+def _learn(book: SpeedBook, key: str, works: Sequence[Work], tracker: Progress, i: int, cloak_s: float,
+           check_s: float) -> None:
+    """Refine the measured speed from image ``i`` and re-plan the images still to come."""
+    book.record(key, "step", works[i].step_units, cloak_s)
+    book.record(key, "figure", works[i].figure_mpx, check_s)
+    tracker.replan([plan(w, book, key) for w in works])
+
+
+def _run_images(files, names, downloads, settings, cloaker, viewer, cache, workspace, tracker, cancel, max_bytes,
+                learn) -> Iterator[BatchUpdate]:
+    """:func:`cloak_batch`'s loop over the images, once the models are loaded."""
+    results: list[ImageResult] = []
     n = len(files)
+    preset = settings.preset(cloaker.protector.config)
+    outdir = workspace.new_job()
 
     def stopped() -> bool:
         return cancel is not None and cancel.is_set()
 
-    tracker.set_phase("load")
-    try:
-        if setting_error is not None:
-            raise setting_error
-        cloaker = cache.get(settings.job(models_dir, device, precision, max_pixels))
-        viewer = cache.viewer(cloaker)
-    except (ImageError, WeightsError, ValueError, OSError, RuntimeError) as e:
-        msg = friendly_error(e, settings.target, "target pattern")
-        results = [ImageResult(name=nm, download_name=d, error=msg) for nm, d in zip(names, downloads)]
-        tracker.set_phase("done")
-        yield BatchUpdate(results, status=f"Nothing was cloaked: {msg}", done=True)
-        return
-    preset = settings.preset(cloaker.protector.config)
-    outdir = workspace.new_job()
     i = 0
     try:
         for i, (f, name, dl) in enumerate(zip(files, names, downloads)):
@@ -641,28 +821,38 @@ def cloak_batch(
 
             tracker.set_phase("cloak", i)
             with cache.lock:
-                res, cloak_s, fig_s = cloak_one(cloaker, viewer, f, name, dl, outdir, max_bytes=max_bytes,
-                                                preset=preset, callback=step, on_phase=phase)
+                res, cloak_s, check_s = cloak_one(cloaker, viewer, f, name, dl, outdir, max_bytes=max_bytes,
+                                                  preset=preset, callback=step, on_phase=phase, settings=settings)
             results.append(res)
-            tracker.image_done(res.seconds, fig_s, cloak_s)
+            tracker.image_done(res.seconds)
+            if res.ok:
+                learn(i, cloak_s, check_s)
             if i + 1 < n:
                 yield BatchUpdate(list(results), status=_status(results, n))
     except Cancelled:
         log.info("web UI: job cancelled; the optimisation stopped")
         where = tracker.step
-        left = [names[i] + (f" (stopped at step {where.step} of {where.steps})" if where is not None
+        left = [names[i] + (f" (stopped at step {where.done} of {where.total})" if where is not None
                             and tracker.index == i and tracker.phase == "cloak" else "")]
         left += names[i + 1:]
         tracker.set_phase("cancelled")
-        good = [r.cloaked for r in results if r.ok]
-        zip_path = str(make_zip(good, outdir / "glazeish-protected.zip")) if good else None
-        yield BatchUpdate(list(results), zip_path=zip_path, status=_cancelled(results, left), done=True,
-                          cancelled=True, not_cloaked=left)
+        yield BatchUpdate(list(results), zip_path=_zip_results(results, outdir), status=_cancelled(results, left),
+                          done=True, cancelled=True, not_cloaked=left)
         return
-    good = [r.cloaked for r in results if r.ok]
-    zip_path = str(make_zip(good, outdir / "glazeish-protected.zip")) if good else None
     tracker.set_phase("done")
-    yield BatchUpdate(list(results), zip_path=zip_path, status=_status(results, n, done=True), done=True)
+    yield BatchUpdate(list(results), zip_path=_zip_results(results, outdir), status=_status(results, n, done=True),
+                      done=True)
+
+
+def _zip_results(results: Sequence[ImageResult], outdir: Path) -> str | None:
+    """The ZIP of the batch's downloads: each picture in the chosen format and its HTML report."""
+    files = []
+    for r in results:
+        if r.ok:
+            files.append(r.export or r.cloaked)
+            if r.report:
+                files.append(r.report)
+    return str(make_zip(files, outdir / "glazeish-protected.zip")) if files else None
 
 
 def _status(results: list[ImageResult], total: int, done: bool = False) -> str:
@@ -713,12 +903,15 @@ re-compresses the upload. Everything runs on this computer; nothing is sent anyw
 
 
 class Jobs:
-    """The page's jobs, each in its own thread: Cancel reaches its own session's, a shutdown all of them."""
+    """The page's jobs, each in its own thread: Cancel reaches its own session's, a shutdown all of them; and
+    the line they wait in (first pressed, first cloaked), which tells each waiting tab its place and wait."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._flags: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
+        self._turn = threading.Condition()
+        self._line: list[Progress] = []
 
     def prepare(self, session: str) -> threading.Event:
         """A fresh cancel flag for the session's next job (made when Cloak is pressed, so that Cancel works while
@@ -738,6 +931,32 @@ class Jobs:
         if flag is not None:
             flag.set()
         return flag is not None
+
+    def join(self, tracker: Progress) -> None:
+        """Put a job at the end of the line."""
+        with self._turn:
+            self._line.append(tracker)
+
+    def leave(self, tracker: Progress) -> None:
+        with self._turn:
+            if tracker in self._line:
+                self._line.remove(tracker)
+            self._turn.notify_all()
+
+    def wait_turn(self, tracker: Progress, stop: threading.Event) -> bool:
+        """Block until ``tracker``'s job is first in line (True), or ``stop`` is set first (False)."""
+        with self._turn:
+            while self._line and self._line[0] is not tracker:
+                if stop.is_set():
+                    return False
+                self._turn.wait(0.25)
+            return not stop.is_set()
+
+    def ahead(self, tracker: Progress) -> tuple[int, float]:
+        """How many jobs are before ``tracker``'s in line, and the seconds they are expected still to take."""
+        with self._turn:
+            before = self._line[:self._line.index(tracker)] if tracker in self._line else []
+        return len(before), sum(t.seconds_left() for t in before)
 
     def start(self, target: Callable[[], None]) -> threading.Thread:
         thread = threading.Thread(target=target, name="glazeish-job")
@@ -784,6 +1003,371 @@ class _Outbox:
             return self.update if fresh else None
 
 
+def ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
+def waiting_words(ahead: int, wait: float, own: float) -> str:
+    """What a tab whose job waits says: its place, the expected wait and its own expected time."""
+    jobs = "1 job" if ahead == 1 else f"{ahead} jobs"
+    return (f"Waiting: {jobs} ahead of yours on this computer (another tab or person), about {duration(wait)} "
+            f"to go; yours then takes about {duration(own)}. Cancel takes yours out of the line.")
+
+
+#: the "Cloak at" choices: full size, or a posting size's long side
+SIZE_CHOICES = [("Full size", "full")] + [(f"Long side {s} px", str(s)) for s in POSTING_SIDES]
+FORMAT_CHOICES = [("PNG (keeps all of the cloak; large)", "png"), ("JPEG", "jpeg"),
+                  (f"WebP (quality {WEBP_QUALITY})", "webp")]
+
+
+def forecasts(uploads: Sequence[Upload], settings: Settings, job: Job, book: SpeedBook, key: str) -> dict:
+    """Per usable upload (by path), its :class:`~glazeish.webpage.Forecast` under ``job``: the expected time
+    at the size it would be cloaked, and past :data:`WARN_SECONDS` the posting sizes it could be cloaked at
+    instead, each with its own time."""
+    measured = book.measured(key) > 0
+    out = {}
+    for u in uploads:
+        if not u.ok:
+            continue
+        size = job.posting_size(u.width, u.height)
+        seconds = plan(job_work(job, u.width, u.height), book, key).total
+        offers = []
+        if seconds > WARN_SECONDS:
+            for side in POSTING_SIDES:
+                if side < max(size):
+                    smaller = dataclasses.replace(job, max_side=side)
+                    offers.append(Offer(f"long side {side} px", str(side), smaller.posting_size(u.width, u.height),
+                                        plan(job_work(smaller, u.width, u.height), book, key).total))
+        out[u.path] = Forecast(size, seconds, offers, measured, bool(job.platforms))
+    return out
+
+
+class Page:
+    """The page's state and handlers (:func:`build_app` lays out the components and wires them to these)."""
+
+    def __init__(self, gr, models_dir, max_pixels, max_file_mb, device, precision, cache, workspace, book):
+        self.gr, self.models_dir, self.max_pixels = gr, models_dir, max_pixels
+        self.device, self.precision = device, precision
+        self.max_bytes = int(max_file_mb * 1_000_000)
+        self.cache, self.workspace, self.book = cache, workspace, book
+        self.jobs = Jobs()
+        self.uploads_seen: set[str] = set()
+        self.examples = preset_examples()
+
+    @staticmethod
+    def session(request) -> str:
+        return getattr(request, "session_hash", None) or "local"
+
+    def paths_of(self, files) -> list[str]:
+        paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
+        self.uploads_seen.update(paths)
+        return paths
+
+    def check(self, paths: Sequence[str]) -> list[Upload]:
+        return [check_upload(f, max_pixels=self.max_pixels, max_bytes=self.max_bytes) for f in paths]
+
+    def job_of(self, settings: Settings) -> tuple[Job, str]:
+        job = settings.job(self.models_dir, self.device, self.precision, self.max_pixels)
+        return job, speed_key(job.config)
+
+    def render_checks(self, ups: Sequence[Upload], settings: Settings) -> str:
+        """The upload check with each picture's expected time (or the one-line reason there is none)."""
+        try:
+            job, key = self.job_of(settings)
+        except ValueError as e:
+            return render_checks(ups, note=f"No time estimate: {friendly_error(e)}")
+        label = settings.intensity if settings.preset(job.config) != "custom" else "your settings"
+        return render_checks(ups, forecasts(ups, settings, job, self.book, key), preset=label)
+
+    def on_files(self, files, *controls):
+        ups = self.check(self.paths_of(files))
+        checks = self.render_checks(ups, settings_of(*controls))
+        return checks, [asdict(u) for u in ups], self.gr.Button(interactive=any(u.ok for u in ups))
+
+    def on_estimate(self, checked, *controls):
+        ups = [Upload(**c) for c in (checked or [])]
+        return self.render_checks(ups, settings_of(*controls))
+
+    def on_preset(self, intensity: str):
+        q = PRESETS[intensity]
+        return q.eps_levels, q.steps, q.objective, bool(q.robust), render_presets(intensity, self.examples)
+
+    def on_written(self, *controls):
+        return written(settings_of(*controls))
+
+    def begin(self, request):
+        """Cloak pressed: a cancel flag at once; the button says what happens once the job knows its place."""
+        gr = self.gr
+        self.jobs.prepare(self.session(request))
+        return (gr.Button("Starting…", interactive=False), gr.Button("Cancel", interactive=True),
+                render_progress(None, "Starting…"), "", gr.DownloadButton(visible=False), "")
+
+    def request_cancel(self, request):
+        if self.jobs.cancel(self.session(request)):
+            return self.gr.Button("Cancelling…", interactive=False)
+        return self.gr.Button("Cancel", interactive=False)
+
+    def tracker_for(self, good: Sequence[Upload], settings: Settings) -> Progress:
+        """The job's progress, planned from this computer's speed (unplanned when the settings are bad: the
+        job then says why)."""
+        names = [u.name for u in good]
+        try:
+            job, key = self.job_of(settings)
+        except ValueError:
+            return Progress(names)
+        works = [job_work(job, u.width, u.height) for u in good]
+        load = 0.0 if self.cache.ready(job) else self.book.rate(key, "load")
+        return Progress(names, [plan(w, self.book, key) for w in works], load, [w.tiles for w in works])
+
+    def _work(self, good, settings, tracker, flag, box) -> Callable[[], None]:
+        """The job's thread: wait its turn in line, then cloak, handing each update to ``box``."""
+
+        def work() -> None:
+            try:
+                if not self.jobs.wait_turn(tracker, flag):
+                    tracker.set_phase("cancelled")
+                    box.put(BatchUpdate([], status="Cancelled before it started; nothing was cloaked.", done=True,
+                                        cancelled=True))
+                    return
+                for update in cloak_batch([u.path for u in good], settings, cache=self.cache,
+                                          workspace=self.workspace, models_dir=self.models_dir,
+                                          names=[u.name for u in good], sizes=[(u.width, u.height) for u in good],
+                                          max_pixels=self.max_pixels, max_bytes=self.max_bytes, progress=tracker,
+                                          cancel=flag, device=self.device, precision=self.precision, book=self.book):
+                    box.put(update)
+            except BaseException as ex:  # reported on the page; the console keeps the traceback
+                log.exception("web UI job failed")
+                box.error = ex
+            finally:
+                self.jobs.leave(tracker)
+                box.ended.set()
+
+        return work
+
+    async def run(self, request, files, checked, *controls):
+        gr, sid = self.gr, self.session(request)
+        flag = self.jobs.flag(sid)
+        known = {c["path"]: Upload(**c) for c in (checked or [])}
+        ups = [known.get(f) or self.check([f])[0] for f in self.paths_of(files)]
+        good = [u for u in ups if u.ok]
+        idle = (gr.Button("Cloak", interactive=bool(good)), gr.Button("Cancel", interactive=False))
+        if flag.is_set() or not good:
+            self.jobs.finish(sid, flag)
+            text = ("Cancelled before it started; nothing was cloaked." if flag.is_set()
+                    else "Nothing to cloak: add a picture first." if not ups else
+                    "Nothing to cloak: none of the files is a picture this page can use.")
+            yield "", render_status(text, error=bool(ups) and not flag.is_set()), "", gr.DownloadButton(visible=False), *idle
+            return
+        settings = settings_of(*controls)
+        skipped = f" ({plural(len(ups) - len(good), 'file')} above could not be used.)" if len(good) < len(ups) else ""
+        tracker = self.tracker_for(good, settings)
+        box = _Outbox()
+        self.jobs.join(tracker)
+        self.jobs.start(self._work(good, settings, tracker, flag, box))
+        try:
+            async for out in self._follow(tracker, box, idle, skipped):
+                yield out
+        finally:
+            if not box.ended.is_set():  # the page went away or Gradio cancelled the event: stop the image too
+                flag.set()
+                log.info("web UI: the page stopped waiting; stopping the job")
+            self.jobs.finish(sid, flag)
+
+    async def _follow(self, tracker: Progress, box: _Outbox, idle: tuple, skipped: str):
+        """The page's view of a running job, twice a second: its place in line while it waits, then its
+        progress, then the results."""
+        gr, shown, button = self.gr, None, None
+        skip = gr.skip()
+        while True:
+            update = box.take()
+            if update is not None:
+                zip_btn = gr.DownloadButton(value=update.zip_path, visible=update.zip_path is not None)
+                status = update.status + (skipped if update.done and not update.cancelled else "")
+                shown = render_progress(tracker.snapshot())
+                yield shown, render_status(status), render_results(update.results), zip_btn, \
+                    *(idle if update.done else (skip, skip))
+                if update.done:
+                    return
+            elif box.ended.is_set():
+                msg = friendly_error(box.error) if box.error else "the job ended without a result"
+                yield (render_progress(None), render_status(f"⚠ Something went wrong: {msg}", error=True), skip, skip,
+                       *idle)
+                return
+            else:
+                if tracker.phase == "queued":
+                    ahead, wait = self.jobs.ahead(tracker)
+                    now = render_progress(None, waiting_words(ahead, wait, tracker.seconds_left()))
+                    label = f"Waiting ({ordinal(ahead + 1)} in line)…"
+                else:
+                    now, label = render_progress(tracker.snapshot()), "Cloaking…"
+                run_btn = gr.Button(label, interactive=False) if label != button else skip
+                if now != shown or label != button:
+                    shown, button = now, label
+                    yield now, skip, skip, skip, run_btn, skip
+            await asyncio.sleep(0.25)
+
+    def shutdown(self) -> None:
+        """Stop a running job (waiting for its thread), remove the uploads this page saw and its outputs."""
+        if not self.jobs.stop_all():
+            log.warning("web UI: a job did not stop in time")
+        for f in list(self.uploads_seen):
+            try:
+                Path(f).unlink(missing_ok=True)
+                Path(f).parent.rmdir()  # Gradio keeps each upload in a folder of its own
+            except OSError:
+                pass
+        self.workspace.cleanup()
+
+
+def settings_of(intensity, eps, steps, robust, encoders, objective, target, seed, metadata, note, creator,
+                copyright_, platforms=(), size="full", export="png", quality=EXPORT_QUALITY) -> Settings:
+    """The page's controls (in :func:`_controls`' order) as :class:`Settings`."""
+    return Settings(intensity=intensity, eps=eps, steps=steps, robust=robust, encoders=list(encoders or []),
+                    objective=objective, target=target or None, seed=int(seed or 0), metadata=metadata,
+                    note=note, creator=creator, copyright=copyright_, platforms=tuple(platforms or ()),
+                    max_side=None if size in (None, "", "full") else int(size), export=export or "png",
+                    quality=int(quality or EXPORT_QUALITY))
+
+
+def _uploads_column(gr, page: Page) -> dict:
+    """Left: the pictures, their check and time, the size to cloak at, the intensity, Cloak and the progress
+    (on a phone, Cloak stays within a screen of the uploads)."""
+    c = {}
+    c["files"] = gr.File(label="1 · Your pictures", file_count="multiple", file_types=UPLOAD_TYPES,
+                         elem_id="glz-files")
+    gr.Markdown(f"PNG, JPEG or WebP, up to {page.max_bytes / 1e6:g} MB and {page.max_pixels / 1e6:g} megapixels "
+                "each; transparency is kept. Each file is checked as it arrives, with the time it will take here.",
+                elem_classes="glz-note")
+    c["checks"] = gr.HTML(elem_id="glz-checks")
+    c["size"] = gr.Radio(SIZE_CHOICES, value="full", label="Cloak at", elem_id="glz-size",
+                         info="Sites shrink uploads anyway; a posting size takes a fraction of the time, and the "
+                              "file is written at that size.")
+    c["intensity"] = gr.Radio([(preset_label(k), k) for k in PRESETS], value="default", label="2 · Intensity",
+                              elem_id="glz-intensity", info="What each one trades is in the cards.")
+    with gr.Row(elem_id="glz-actions"):
+        c["run_btn"] = gr.Button("Cloak", variant="primary", interactive=False, elem_id="glz-run")
+        c["cancel_btn"] = gr.Button("Cancel", variant="stop", interactive=False, elem_id="glz-cancel")
+    c["progress"] = gr.HTML(elem_id="glz-progress")
+    c["status"] = gr.HTML(elem_id="glz-status")
+    c["zip_btn"] = gr.DownloadButton("Download all (ZIP, with a report per picture)", visible=False, elem_id="glz-zip")
+    return c
+
+
+def _choices_column(gr, page: Page) -> dict:
+    """Right: the preset cards, where it will be posted, and the download's format."""
+    c = {"presets_html": gr.HTML(render_presets("default", page.examples), elem_id="glz-presets")}
+    c["post_to"] = gr.CheckboxGroup([(p.title, p.name) for p in PLATFORMS.values()], value=[],
+                                    label="Where will you post it? (optional)", elem_id="glz-platforms",
+                                    info="Tick yours: the picture is cloaked at the size the site shows and through "
+                                         "its re-saving, so more of the protection survives there. The file is "
+                                         "written at that size.")
+    with gr.Row(elem_id="glz-export"):
+        c["export"] = gr.Radio(FORMAT_CHOICES, value="png", label="Download as", elem_id="glz-format",
+                               info="JPEG and WebP are smaller, but their own compression weakens the cloak: each "
+                                    "result says how much of the protection the file keeps.")
+        c["quality"] = gr.Slider(50, 100, value=EXPORT_QUALITY, step=1, label="JPEG quality", elem_id="glz-quality")
+    return c
+
+
+def _meta_column(gr) -> dict:
+    c = {}
+    gr.Markdown("**3 · Your name and a “no AI training” notice in the file**")
+    c["metadata"] = gr.Checkbox(True, elem_id="glz-metadata",
+                                label="Ask AI companies not to train on it (a notice in the file's metadata)")
+    with gr.Row():
+        c["creator"] = gr.Textbox(label="Your name (optional)", elem_id="glz-creator", min_width=220)
+        c["copyright_"] = gr.Textbox(label="Copyright notice (optional)", placeholder="© 2025 Your Name",
+                                     elem_id="glz-copyright", min_width=220)
+    c["note"] = gr.Checkbox(True, label="Also say in the file that it was cloaked with glazeish",
+                            info="Untick to leave glazeish out: the note tells whoever reads the file, scrapers "
+                                 "included, that the picture is cloaked.", elem_id="glz-note")
+    c["written_html"] = gr.HTML(written(Settings()), elem_id="glz-written")
+    return c
+
+
+def _advanced(gr, encoder_names: Sequence[str]) -> dict:
+    p, c = PRESETS["default"], {}
+    with gr.Accordion("Advanced (optional)", open=False, elem_id="glz-advanced"):
+        c["eps"] = gr.Slider(0.5, 16, value=p.eps_levels, step=0.5, label="Largest change per colour value (out of 255)",
+                             info="Each red, green and blue value may move by at most this much. Higher is stronger "
+                                  "and more visible; the presets use " + PRESET_EPS + ".", elem_id="glz-eps")
+        c["steps"] = gr.Slider(1, 200, value=p.steps, step=1, label="Optimisation steps",
+                               info="How often the cloak is refined. More is stronger; the time grows in proportion.",
+                               elem_id="glz-steps")
+        c["robust"] = gr.Checkbox(bool(p.robust), label="Make it survive JPEG re-compression",
+                                  info="Optimises through a simulated JPEG re-save, as platforms do to uploads; each "
+                                       "step takes longer. On in every preset.", elem_id="glz-robust")
+        c["encoders"] = gr.CheckboxGroup(list(encoder_names), value=["taef2"], label="Image models to target",
+                                         info=" · ".join(f"{n}: {plain_encoder(n)}" for n in encoder_names),
+                                         elem_id="glz-encoders")
+        c["objective"] = gr.Dropdown(list(OBJECTIVES), value=p.objective, label="What the cloak aims for",
+                                     info=objective_info(p.objective), elem_id="glz-objective")
+        c["target"] = gr.File(label="Decoy pattern (optional)", file_types=UPLOAD_TYPES, elem_id="glz-target")
+        gr.Markdown("The texture the cloak pulls the model's copy toward; without one, a built-in pattern.",
+                    elem_classes="glz-note")
+        c["seed"] = gr.Number(0, precision=0, label="Random seed", elem_id="glz-seed",
+                              info="The same picture, settings and seed give the same file; another seed gives "
+                                   "another random pattern.")
+    return c
+
+
+def _layout(gr, page: Page) -> dict:
+    """The page's components by name."""
+    encoder_names = [n for n, entry in ENCODERS.items() if entry.weights]
+    gr.Markdown(INTRO, elem_id="glz-intro")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            c = _uploads_column(gr, page)
+        with gr.Column(scale=1, min_width=300):
+            c.update(_choices_column(gr, page))
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300, elem_id="glz-meta"):
+            c.update(_meta_column(gr))
+        with gr.Column(scale=1, min_width=300):
+            c.update(_advanced(gr, encoder_names))
+    c["results"] = gr.HTML(elem_id="glz-results")
+    c["checked"] = gr.State([])
+    return c
+
+
+#: the controls that make up :class:`Settings`, in :func:`settings_of`'s order
+CONTROLS = ("intensity", "eps", "steps", "robust", "encoders", "objective", "target", "seed", "metadata", "note",
+            "creator", "copyright_", "post_to", "size", "export", "quality")
+#: the controls that change a picture's expected time
+TIMING = ("intensity", "steps", "robust", "encoders", "objective", "post_to", "size", "export")
+
+
+def _wire(gr, page: Page, c: dict) -> None:
+    """Connect the components to :class:`Page`'s handlers."""
+    controls = [c[k] for k in CONTROLS]
+
+    def begin(request: gr.Request):
+        return page.begin(request)
+
+    async def run(request: gr.Request, files, checked, *values):
+        async for out in page.run(request, files, checked, *values):
+            yield out
+
+    def request_cancel(request: gr.Request):
+        return page.request_cancel(request)
+
+    c["files"].change(page.on_files, [c["files"], *controls], [c["checks"], c["checked"], c["run_btn"]], queue=False)
+    c["intensity"].change(page.on_preset, c["intensity"],
+                          [c["eps"], c["steps"], c["objective"], c["robust"], c["presets_html"]], queue=False)
+    for k in TIMING:
+        c[k].change(page.on_estimate, [c["checked"], *controls], c["checks"], queue=False)
+    c["objective"].change(lambda name: gr.Dropdown(info=objective_info(name)), c["objective"], c["objective"],
+                          queue=False)
+    for k in ("intensity", "eps", "steps", "robust", "objective", "metadata", "note", "creator", "copyright_"):
+        c[k].change(page.on_written, controls, c["written_html"], queue=False)
+    outputs = [c["progress"], c["status"], c["results"], c["zip_btn"], c["run_btn"], c["cancel_btn"]]
+    c["run_btn"].click(begin, None, [c["run_btn"], c["cancel_btn"], c["progress"], c["status"], c["zip_btn"],
+                                     c["results"]], queue=False).then(
+        run, [c["files"], c["checked"], *controls], outputs, concurrency_limit=MAX_WAITING, concurrency_id="cloak",
+        show_progress="hidden")
+    c["cancel_btn"].click(request_cancel, None, c["cancel_btn"], queue=False)
+
+
 def build_app(
     models_dir: str | None = None,
     *,
@@ -793,230 +1377,27 @@ def build_app(
     precision: str = "auto",
     cache: ProtectorCache | None = None,
     workspace: Workspace | None = None,
+    book: SpeedBook | None = None,
 ):
-    """The page as a :class:`gradio.Blocks` (queued: one cloaking job at a time, others wait in line).
+    """The page as a :class:`gradio.Blocks`: one cloaking job runs at a time, the others wait in line (each tab
+    is told its place and the wait); ``book`` keeps this computer's measured speed (default: the user's cache).
 
     Launch it with ``css=demo.glazeish_css, head=demo.glazeish_head`` (as :func:`launch` does) and call
     ``demo.glazeish_shutdown()`` when the server stops: it stops a running job, waits for it, and removes the
     uploads and outputs.
     """
     gr = _gradio()
-
-    cache = cache or ProtectorCache()
     workspace = workspace or Workspace()
     gr.set_static_paths([str(workspace.root)])  # the previews and downloads are served from there, uncopied
-    jobs = Jobs()
-    uploads_seen: set[str] = set()
-    encoder_names = [n for n, entry in ENCODERS.items() if entry.weights]
-    max_bytes = int(max_file_mb * 1_000_000)
-    examples = preset_examples()
-    p = PRESETS["default"]
-
-    def session(request) -> str:
-        return getattr(request, "session_hash", None) or "local"
-
-    def paths_of(files) -> list[str]:
-        paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
-        uploads_seen.update(paths)
-        return paths
-
-    def check(paths: Sequence[str]) -> list[Upload]:
-        return [check_upload(f, max_pixels=max_pixels, max_bytes=max_bytes) for f in paths]
-
-    def on_files(files):
-        ups = check(paths_of(files))
-        return render_checks(ups), [asdict(u) for u in ups], gr.Button(interactive=any(u.ok for u in ups))
-
-    def settings_of(intensity, eps, steps, robust, encoders, objective, target, seed, metadata, note, creator,
-                    copyright_, platforms=()) -> Settings:
-        return Settings(intensity=intensity, eps=eps, steps=steps, robust=robust, encoders=list(encoders or []),
-                        objective=objective, target=target or None, seed=int(seed or 0), metadata=metadata,
-                        note=note, creator=creator, copyright=copyright_, platforms=tuple(platforms or ()))
-
-    def on_preset(intensity: str):
-        q = PRESETS[intensity]
-        return q.eps_levels, q.steps, q.objective, bool(q.robust), render_presets(intensity, examples)
-
-    def on_written(intensity, eps, steps, robust, objective, metadata, note, creator, copyright_):
-        return written(settings_of(intensity, eps, steps, robust, ["taef2"], objective, None, 0, metadata, note,
-                                   creator, copyright_))
-
-    def begin(request: gr.Request):
-        jobs.prepare(session(request))
-        return (gr.Button("Cloaking…", interactive=False), gr.Button("Cancel", interactive=True),
-                render_progress(None, "Starting… (if a job is already running on this computer, after it)"), "",
-                gr.DownloadButton(visible=False), "")
-
-    async def run(files, checked, intensity, eps, steps, robust, encoders, objective, target, seed, metadata, note,
-                  creator, copyright_, platforms, request: gr.Request):
-        sid = session(request)
-        flag = jobs.flag(sid)
-        known = {c["path"]: Upload(**c) for c in (checked or [])}
-        paths = paths_of(files)
-        ups = [known.get(f) or check([f])[0] for f in paths]
-        good = [u for u in ups if u.ok]
-        idle = (gr.Button("Cloak", interactive=bool(good)), gr.Button("Cancel", interactive=False))
-        skipped = f" ({plural(len(ups) - len(good), 'file')} above could not be used.)" if len(good) < len(ups) else ""
-        if flag.is_set() or not good:
-            jobs.finish(sid, flag)
-            text = ("Cancelled before it started; nothing was cloaked." if flag.is_set()
-                    else "Nothing to cloak: add a picture first." if not ups else
-                    "Nothing to cloak: none of the files is a picture this page can use.")
-            error = bool(ups) and not flag.is_set()
-            yield "", render_status(text, error=error), "", gr.DownloadButton(visible=False), *idle
-            return
-        settings = settings_of(intensity, eps, steps, robust, encoders, objective, target, seed, metadata, note,
-                               creator, copyright_, platforms)
-        posted = [posting_size(u.width, u.height, parse_platforms(settings.platforms)) for u in good]
-        tracker = Progress([u.name for u in good], [w * h for w, h in posted])
-        box = _Outbox()
-
-        def work() -> None:
-            try:
-                for update in cloak_batch([u.path for u in good], settings, cache=cache, workspace=workspace,
-                                          models_dir=models_dir, names=[u.name for u in good],
-                                          pixels=[u.width * u.height for u in good], max_pixels=max_pixels,
-                                          max_bytes=max_bytes, progress=tracker, cancel=flag, device=device,
-                                          precision=precision):
-                    box.put(update)
-            except BaseException as ex:  # reported on the page; the console keeps the traceback
-                log.exception("web UI job failed")
-                box.error = ex
-            finally:
-                box.ended.set()
-
-        jobs.start(work)
-        shown = None
-        try:
-            while True:
-                ended = box.ended.is_set()
-                update = box.take()
-                if update is not None:
-                    zip_btn = gr.DownloadButton(value=update.zip_path, visible=update.zip_path is not None)
-                    status = update.status + (skipped if update.done and not update.cancelled else "")
-                    shown = render_progress(tracker.snapshot())
-                    buttons = idle if update.done else (gr.skip(), gr.skip())
-                    yield shown, render_status(status), render_results(update.results), zip_btn, *buttons
-                    if update.done:
-                        return
-                elif ended:
-                    msg = friendly_error(box.error) if box.error else "the job ended without a result"
-                    yield (render_progress(None), render_status(f"⚠ Something went wrong: {msg}", error=True),
-                           gr.skip(), gr.skip(), *idle)
-                    return
-                else:
-                    now = render_progress(tracker.snapshot())
-                    if now != shown:
-                        shown = now
-                        yield now, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-                await asyncio.sleep(0.25)
-        finally:
-            if not box.ended.is_set():  # the page went away or Gradio cancelled the event: stop the image too
-                flag.set()
-                log.info("web UI: the page stopped waiting; stopping the job")
-            jobs.finish(sid, flag)
-
-    def request_cancel(request: gr.Request):
-        if jobs.cancel(session(request)):
-            return gr.Button("Cancelling…", interactive=False)
-        return gr.Button("Cancel", interactive=False)
-
+    page = Page(gr, models_dir, max_pixels, max_file_mb, device, precision, cache or ProtectorCache(), workspace,
+                book or SpeedBook())
     with gr.Blocks(title="glazeish", delete_cache=(1800, KEEP_SECONDS)) as demo:
-        gr.Markdown(INTRO, elem_id="glz-intro")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=300):
-                files = gr.File(label="1 · Your pictures", file_count="multiple", file_types=UPLOAD_TYPES,
-                                elem_id="glz-files")
-                gr.Markdown(f"PNG, JPEG or WebP, up to {max_file_mb:g} MB and {max_pixels / 1e6:g} megapixels each; "
-                            "transparency is kept. Each file is checked as it arrives.", elem_classes="glz-note")
-                checks = gr.HTML(elem_id="glz-checks")
-            with gr.Column(scale=1, min_width=300):
-                intensity = gr.Radio([(preset_label(k), k) for k in PRESETS], value="default", label="2 · Intensity",
-                                     elem_id="glz-intensity")
-                presets_html = gr.HTML(render_presets("default", examples), elem_id="glz-presets")
-                post_to = gr.CheckboxGroup([(p.title, p.name) for p in PLATFORMS.values()], value=[],
-                                           label="Where will you post it? (optional)", elem_id="glz-platforms",
-                                           info="Each site shrinks uploads and saves them again as JPEG. Tick yours: "
-                                                "the picture is cloaked at the size the site shows and through its "
-                                                "re-saving, so more of the protection survives there, and a big "
-                                                "picture takes far less time. The file is written at that size.")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=300, elem_id="glz-meta"):
-                gr.Markdown("**3 · Your name and a “no AI training” notice in the file**")
-                metadata = gr.Checkbox(True, elem_id="glz-metadata",
-                                       label="Ask AI companies not to train on it (a notice in the file's metadata)")
-                with gr.Row():
-                    creator = gr.Textbox(label="Your name (optional)", elem_id="glz-creator", min_width=220)
-                    copyright_ = gr.Textbox(label="Copyright notice (optional)", placeholder="© 2025 Your Name",
-                                            elem_id="glz-copyright", min_width=220)
-                note = gr.Checkbox(True, label="Also say in the file that it was cloaked with glazeish",
-                                   info="Untick to leave glazeish out: the note tells whoever reads the file, scrapers "
-                                        "included, that the picture is cloaked.", elem_id="glz-note")
-                written_html = gr.HTML(written(Settings()), elem_id="glz-written")
-            with gr.Column(scale=1, min_width=300):
-                with gr.Accordion("Advanced (optional)", open=False, elem_id="glz-advanced"):
-                    eps = gr.Slider(0.5, 16, value=p.eps_levels, step=0.5,
-                                    label="Largest change per colour value (out of 255)",
-                                    info="Each red, green and blue value may move by at most this much. Higher is "
-                                         "stronger and more visible; the presets use " + PRESET_EPS + ".",
-                                    elem_id="glz-eps")
-                    steps = gr.Slider(1, 200, value=p.steps, step=1, label="Optimisation steps",
-                                      info="How often the cloak is refined. More is stronger; the time grows in "
-                                           "proportion.", elem_id="glz-steps")
-                    robust = gr.Checkbox(bool(p.robust), label="Make it survive JPEG re-compression",
-                                         info="Optimises through a simulated JPEG re-save, as platforms do to uploads; "
-                                              "each step takes longer. On in every preset.",
-                                         elem_id="glz-robust")
-                    encoders = gr.CheckboxGroup(encoder_names, value=["taef2"], label="Image models to target",
-                                                info=" · ".join(f"{n}: {plain_encoder(n)}" for n in encoder_names),
-                                                elem_id="glz-encoders")
-                    objective = gr.Dropdown(list(OBJECTIVES), value=p.objective, label="What the cloak aims for",
-                                            info=objective_info(p.objective), elem_id="glz-objective")
-                    target = gr.File(label="Decoy pattern (optional)", file_types=UPLOAD_TYPES, elem_id="glz-target")
-                    gr.Markdown("The texture the cloak pulls the model's copy toward; without one, a built-in pattern.",
-                                elem_classes="glz-note")
-                    seed = gr.Number(0, precision=0, label="Random seed", elem_id="glz-seed",
-                                     info="The same picture, settings and seed give the same file; another seed gives "
-                                          "another random pattern.")
-        with gr.Row(elem_id="glz-actions"):
-            run_btn = gr.Button("Cloak", variant="primary", interactive=False, elem_id="glz-run")
-            cancel_btn = gr.Button("Cancel", variant="stop", interactive=False, elem_id="glz-cancel")
-        progress = gr.HTML(elem_id="glz-progress")
-        status = gr.HTML(elem_id="glz-status")
-        zip_btn = gr.DownloadButton("Download all cloaked pictures (ZIP)", visible=False, elem_id="glz-zip")
-        results = gr.HTML(elem_id="glz-results")
-        checked = gr.State([])
-
-        files.change(on_files, files, [checks, checked, run_btn], queue=False)
-        intensity.change(on_preset, intensity, [eps, steps, objective, robust, presets_html], queue=False)
-        objective.change(lambda name: gr.Dropdown(info=objective_info(name)), objective, objective, queue=False)
-        meta_inputs = [intensity, eps, steps, robust, objective, metadata, note, creator, copyright_]
-        for comp in meta_inputs:
-            comp.change(on_written, meta_inputs, written_html, queue=False)
-        run_inputs = [files, checked, intensity, eps, steps, robust, encoders, objective, target, seed, metadata, note,
-                      creator, copyright_, post_to]
-        run_btn.click(begin, None, [run_btn, cancel_btn, progress, status, zip_btn, results], queue=False).then(
-            run, run_inputs, [progress, status, results, zip_btn, run_btn, cancel_btn], concurrency_limit=1,
-            concurrency_id="cloak", show_progress="hidden",
-        )
-        cancel_btn.click(request_cancel, None, cancel_btn, queue=False)
-
-    def shutdown() -> None:
-        """Stop a running job (waiting for its thread), remove the uploads this page saw and its outputs."""
-        if not jobs.stop_all():
-            log.warning("web UI: a job did not stop in time")
-        for f in list(uploads_seen):
-            try:
-                Path(f).unlink(missing_ok=True)
-                Path(f).parent.rmdir()  # Gradio keeps each upload in a folder of its own
-            except OSError:
-                pass
-        workspace.cleanup()
-
+        _wire(gr, page, _layout(gr, page))
     demo.glazeish_workspace = workspace  # for launch() to clean up, and tests
-    demo.glazeish_cache = cache
-    demo.glazeish_jobs = jobs
-    demo.glazeish_shutdown = shutdown
+    demo.glazeish_cache = page.cache
+    demo.glazeish_jobs = page.jobs
+    demo.glazeish_book = page.book
+    demo.glazeish_shutdown = page.shutdown
     demo.glazeish_css = asset("webui.css")
     demo.glazeish_head = f"<script>{asset('webui.js')}</script>"
     return demo

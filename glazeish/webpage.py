@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import PRESETS
+from .estimate import WARN_SECONDS
 from .evaluation import verdicts as words
 from .metadata import MetadataOptions, describe
 
@@ -77,6 +78,13 @@ class ImageResult:
     input_bytes: int = 0
     output_bytes: int = 0
     seconds: float = 0.0  # the whole image: read, cloak, write, figures
+    export: str | None = None  # the JPEG/WebP copy, when that format was chosen
+    export_name: str = ""
+    export_label: str = ""  # "JPEG q90"
+    export_bytes: int = 0
+    export_survival: str | None = None  # the survival level of that format's re-save
+    export_retained: float | None = None  # its share of the protection kept
+    report: str | None = None  # the HTML report (in the ZIP)
     error: str | None = None
 
     @property
@@ -115,20 +123,68 @@ def kb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1_000_000 else f"{max(1, round(n / 1000))} KB"
 
 
-def render_checks(uploads: Sequence[Upload]) -> str:
-    """The upload check: a thumbnail and size per picture, one red line per file that is not one."""
+@dataclass(frozen=True)
+class Offer:
+    """A smaller size to cloak at: its label, the "Cloak at" value that chooses it, the size and its time."""
+
+    label: str
+    value: str
+    size: tuple[int, int]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """One upload's expected time on this computer, at the size it would be cloaked (``size``), and the posting
+    sizes offered instead when that is long. ``measured``: the speed was measured here (else a first guess)."""
+
+    size: tuple[int, int]
+    seconds: float
+    offers: list[Offer] = field(default_factory=list)
+    measured: bool = True
+    platform: bool = False  # the size is that of the sites ticked
+
+
+def _eta(u: Upload, f: Forecast, preset: str) -> str:
+    """The line under a checked upload: its expected time, and past a minute a warning with the offers."""
+    at = "" if f.size == (u.width, u.height) else (f" at {'the site' if f.platform else 'posting'} size "
+                                                  f"{f.size[0]}×{f.size[1]}")
+    line = (f'<span class="glz-eta">About <b>{esc(duration(f.seconds))}</b> on this computer with '
+            f"{esc(preset)}{esc(at)}</span>")
+    if f.seconds <= WARN_SECONDS:
+        return line
+    buttons = " ".join(f'<button type="button" class="glz-offer" data-glz-size="{esc(o.value)}">{esc(o.label)} '
+                       f"({o.size[0]}×{o.size[1]}): about {esc(duration(o.seconds))}</button>" for o in f.offers)
+    sites = "" if f.platform else " Or tick where you will post it: a site's own size is smaller still."
+    offer = f" Cloak at a posting size instead: {buttons}." if buttons else ""
+    return (f'{line}<span class="glz-warn" role="note">⚠ Over a minute. Sites show pictures smaller than this '
+            f"anyway.{offer}{esc(sites)}</span>")
+
+
+def render_checks(uploads: Sequence[Upload], forecasts: dict[str, Forecast] | None = None, preset: str = "default",
+                  note: str | None = None) -> str:
+    """The upload check: a thumbnail, size and expected time per picture (warning past a minute, with smaller
+    sizes offered), one red line per file that is not one."""
     if not uploads:
         return ""
+    forecasts = forecasts or {}
     rows = []
     for u in uploads:
         if u.ok:
             extra = " · transparent background kept" if u.alpha else ""
+            f = forecasts.get(u.path)
+            eta = f"<br>{_eta(u, f, preset)}" if f is not None else ""
             rows.append(f'<li class="glz-check glz-good"><img src="{u.thumb}" alt=""><span class="glz-what">'
                         f"<b>{esc(u.name)}</b><br><span class=\"glz-small\">{u.width}×{u.height} · {kb(u.bytes)}"
-                        f"{extra}</span></span></li>")
+                        f"{extra}</span>{eta}</span></li>")
         else:
             rows.append(f'<li class="glz-check glz-bad" role="alert"><span class="glz-what">{esc(u.error)}</span></li>')
-    return f'<ul class="glz-checks" aria-label="Checked uploads">{"".join(rows)}</ul>'
+    guess = any(not f.measured for f in forecasts.values())
+    foot = ("Times are a first guess at this computer's speed until a picture has been cloaked here; then they are "
+            "measured." if guess else "")
+    foot = note or foot
+    foot_html = f'<p class="glz-small glz-eta-note">{esc(foot)}</p>' if foot else ""
+    return f'<ul class="glz-checks" aria-label="Checked uploads">{"".join(rows)}</ul>{foot_html}'
 
 
 def render_progress(snap: dict | None, message: str = "") -> str:
@@ -227,6 +283,34 @@ def render_verdicts(r: ImageResult) -> str:
 LARGER = 2.0
 
 
+def _downloads(r: ImageResult, i: int) -> str:
+    """The card's download links: the chosen JPEG/WebP first when there is one, the PNG, the HTML report."""
+    links = []
+    if r.export:
+        links.append(f'<a class="glz-dl" id="glz-download-export-{i}" href="{esc(file_url(r.export))}" '
+                     f'download="{esc(r.export_name)}">Download {esc(r.export_name)}</a>')
+    cls = "glz-dl glz-dl-2" if r.export else "glz-dl"
+    links.append(f'<a class="{cls}" id="glz-download-{i}" href="{esc(file_url(r.cloaked))}" '
+                 f'download="{esc(r.download_name)}">Download {esc(r.download_name)}</a>')
+    if r.report:
+        name = Path(r.report).name
+        links.append(f'<a class="glz-dl-report" id="glz-report-{i}" href="{esc(file_url(r.report))}" '
+                     f'download="{esc(name)}">Report (HTML)</a>')
+    return " ".join(links)
+
+
+def _export_note(r: ImageResult, i: int) -> str:
+    """What the JPEG/WebP download keeps of the protection (its format's survival), next to the PNG's size."""
+    if not r.export:
+        return ""
+    kept = ("none of the protection is measurable after it" if r.export_retained is None else
+            f"about {max(0.0, r.export_retained) * 100:.0f} % of the protection remains in it")
+    level = f" ({esc(r.export_survival)})" if r.export_survival else ""
+    return (f'<p class="glz-export" id="glz-export-{i}">As {esc(r.export_label)} ({kb(r.export_bytes)}, the PNG '
+            f"{kb(r.output_bytes)}): {esc(kept)}{level}. Measured with 4:2:0 colour, as sites save; the PNG keeps "
+            "all of it.</p>")
+
+
 def render_result(r: ImageResult, i: int) -> str:
     """One image's card: name, size and time, the verdicts, the two comparisons, the download."""
     if not r.ok:
@@ -234,8 +318,7 @@ def render_result(r: ImageResult, i: int) -> str:
                 f'<p class="glz-error" id="glz-error-{i}" role="alert">⚠ Not cloaked: {esc(r.error)}</p></div>')
     sizes = f"{r.width}×{r.height} · cloaked in {duration(r.seconds)} · {kb(r.output_bytes)}"
     head = (f'<div class="glz-head"><div><h3>{esc(r.name)}</h3><span class="glz-meta-line">{esc(sizes)}</span></div>'
-            f'<a class="glz-dl" id="glz-download-{i}" href="{esc(file_url(r.cloaked))}" '
-            f'download="{esc(r.download_name)}">Download {esc(r.download_name)}</a></div>')
+            f'<div class="glz-dls">{_downloads(r, i)}</div></div>{_export_note(r, i)}')
     why = PRESETS[r.preset].why if r.preset in PRESETS else ""
     why_html = f'<p class="glz-why" id="glz-why-{i}">Why {esc(r.preset)}: {esc(why)}</p>' if why else ""
     size_note = ""
@@ -291,43 +374,121 @@ def preset_label(key: str) -> str:
     return key.capitalize() + (" (recommended)" if key == "default" else "")
 
 
+#: plain words for a share, nearest first
+SHARES = ((0.0, "nothing"), (0.1, "a tenth"), (0.2, "a fifth"), (0.25, "a quarter"), (1 / 3, "a third"),
+          (0.4, "two fifths"), (0.5, "half"), (0.6, "three fifths"), (2 / 3, "two thirds"), (0.75, "three quarters"),
+          (0.8, "four fifths"), (0.9, "nine tenths"), (1.0, "all"))
+
+
+def share_words(r: float | None) -> str:
+    """``0.31`` -> ``about a third``: a share kept, in words (no per cent on a card)."""
+    if r is None:
+        return "nothing"
+    r = min(1.0, max(0.0, r))
+    return "about " + min(SHARES, key=lambda s: abs(s[0] - r))[1]
+
+
+def _times(x: float, base: float) -> str:
+    """How ``x`` compares with ``base`` in words: ``about half``, ``about the same``, ``about 1.4×``."""
+    r = x / base if base else 1.0
+    if abs(r - 1) < 0.1:
+        return "about the same time as default"
+    if abs(r - 0.5) < 0.08:
+        return "about half default's time"
+    return f"about {r:.1f}× default's time"
+
+
+def _change(ex: PresetExample, base: PresetExample) -> str:
+    """How much the picture is changed against default (the ratio of their RMS changes, from the PSNRs)."""
+    ratio = sum(10 ** ((base.rows[c]["psnr"] - ex.rows[c]["psnr"]) / 20) for c in ("painting", "flat")) / 2
+    if abs(ratio - 1) < 0.03:
+        return "changes your picture as much as default"
+    return f"changes your picture about {abs(ratio - 1) * 100:.0f} % {'less' if ratio < 1 else 'more'} than default"
+
+
+def _versus(key: str, ex: PresetExample, base: PresetExample) -> str:
+    """Where ``key`` keeps more or less of its protection after re-compression than default, per crop."""
+    more, less = [], []
+    for crop, where in (("painting", "on a painting"), ("flat", "on flat colour")):
+        r, d = ex.rows[crop]["retained_jpeg75"] or 0.0, base.rows[crop]["retained_jpeg75"] or 0.0
+        if r > d + 0.03:
+            more.append(f"{where} ({share_words(r)} kept, default {share_words(d)})")
+        elif r < d - 0.03:
+            less.append(f"{where} ({share_words(r)} kept, default {share_words(d)})")
+    parts = ([f"keeps more after re-compression {' and '.join(more)}"] if more else []) + \
+            ([f"keeps less {' and '.join(less)}"] if less else [])
+    return f"Against default, {key} " + ("; ".join(parts) if parts else "keeps about as much after re-compression") + "."
+
+
+def why_default(examples: dict[str, PresetExample]) -> str:
+    """Why default is recommended over fast, from their measured rows: what fast gains and what it gives up."""
+    d, f = examples.get("default"), examples.get("fast")
+    if d is None or f is None:
+        return ""
+    t = sum(f.rows[c]["seconds"] / d.rows[c]["seconds"] for c in ("painting", "flat")) / 2
+    fp, dp = f.rows["painting"]["retained_jpeg75"] or 0.0, d.rows["painting"]["retained_jpeg75"] or 0.0
+    ff, df = f.rows["flat"]["retained_jpeg75"] or 0.0, d.rows["flat"]["retained_jpeg75"] or 0.0
+    gains = [_times(t, 1.0).replace("default's time", "the time")]
+    if ff > df + 0.03:
+        gains.append(f"keeps more on flat colour after re-compression ({share_words(ff)} against {share_words(df)})")
+    if fp < dp - 0.03:
+        return (f"Why default over fast: fast takes {' and '.join(gains)}, but on a painting it keeps less "
+                f"({share_words(fp)} against {share_words(dp)}): it refines a pattern learned once in "
+                f"{PRESETS['fast'].steps} steps, where default fits {PRESETS['default'].steps} steps to your picture. "
+                "For paintings, default; for many flat-colour drawings in a hurry, fast.")
+    return f"Fast takes {' and '.join(gains)}, and keeps about as much on a painting as default."
+
+
+def _card_lines(key: str, ex: PresetExample, base: PresetExample | None) -> list[str]:
+    """A card's plain lines: how much it changes the picture, how strong, what is kept, time."""
+    paint, flat = ex.rows["painting"], ex.rows["flat"]
+    lines = [f"<b>Protection:</b> {esc(paint['protection'])} on a painting, {esc(flat['protection'])} on flat colour",
+             f"<b>Left after a site re-compresses it:</b> {share_words(paint['retained_jpeg75'])} on a painting, "
+             f"{share_words(flat['retained_jpeg75'])} on flat colour"]
+    if base is not None and key != "default":
+        lines.insert(0, f"<b>Look:</b> {esc(flat['visibility'])}; {_change(ex, base)}")
+        t = sum(ex.rows[c]["seconds"] / base.rows[c]["seconds"] for c in ("painting", "flat")) / 2
+        lines.append(f"<b>Time:</b> {_times(t, 1.0)}")
+    else:
+        lines.insert(0, f"<b>Look:</b> {esc(flat['visibility'])}")
+    return lines
+
+
+def _numbers(ex: PresetExample, why: str) -> str:
+    """The measured figures behind a card and how the preset works, one click away."""
+    rows = "".join(
+        f"<tr><td>{where}</td><td>{r['psnr']:.1f} dB</td><td>{(r['retained_jpeg75'] or 0) * 100:.0f} %</td>"
+        f"<td>{r['seconds']:.1f} s</td><td>{_ratio(r['bytes'], r['original_bytes'])}</td></tr>"
+        for where, r in (("painting", ex.rows["painting"]), ("flat colour", ex.rows["flat"])))
+    return ('<details class="glz-numbers"><summary>The numbers</summary><table><tr><th>256 px crop</th>'
+            "<th>PSNR (higher: less visible)</th><th>protection kept after JPEG q75</th><th>time here</th>"
+            f"<th>PNG size vs uncloaked</th></tr>{rows}</table><p class=\"glz-small\">The PNG is larger because "
+            "the cloak's fine grain does not compress; the download is still a PNG so the cloak stays exact.</p>"
+            f'<p class="glz-small">How it works: {esc(why)}</p></details>')
+
+
 def render_presets(chosen: str, examples: dict[str, PresetExample] | None = None) -> str:
-    """The presets side by side with their trade-offs, as measured on a painting and a flat-colour crop: how
-    visible, how strong, what survives a platform's re-compression, time and file size, and a 1:1 crop."""
+    """The presets as cards an artist can choose from (a click anywhere on a card chooses it): in plain words
+    how much each changes the picture, how strong it is and what survives a site's re-compression, measured on
+    a painting crop and a flat-colour crop, against default; the numbers behind them one click away."""
     examples = preset_examples() if examples is None else examples
     base = examples.get("default")
     cards = []
     for key, p in PRESETS.items():
         ex = examples.get(key)
-        lines = []
-        if ex is not None:
-            paint, flat = ex.rows["painting"], ex.rows["flat"]
-            lines.append(f"<b>Visibility:</b> {esc(flat['visibility'])} on flat colour ({flat['psnr']:.1f} dB), "
-                         f"{esc(paint['visibility'])} on a painting ({paint['psnr']:.1f} dB)")
-            lines.append(f"<b>Strength:</b> {esc(paint['protection'])} on a painting, {esc(flat['protection'])} on "
-                         "flat colour")
-
-            def left(row) -> str:
-                r = row["retained_jpeg75"]
-                return "nothing" if r is None else f"~{max(0.0, r) * 100:.0f} %"
-
-            lines.append(f"<b>After a platform re-compresses it:</b> {left(paint)} left on a painting, "
-                         f"{left(flat)} on flat colour")
-            if base is not None:
-                t = sum(ex.rows[c]["seconds"] / base.rows[c]["seconds"] for c in ("painting", "flat")) / 2
-                lines.append(f"<b>Time:</b> {p.steps} steps{', through a simulated JPEG' if p.robust else ''} "
-                             f"(~{t:.1f}× default)")
-            lines.append(f"<b>File (PNG):</b> {_ratio(flat['bytes'], flat['original_bytes'])} the uncloaked size on "
-                         f"flat colour, {_ratio(paint['bytes'], paint['original_bytes'])} on a painting")
-        else:
-            lines.append(esc(p.summary))
+        lines = _card_lines(key, ex, base) if ex is not None else [esc(p.summary)]
+        versus = ""
+        if ex is not None and base is not None:
+            versus = why_default(examples) if key == "default" else _versus(key, ex, base)
+            versus = f'<p class="glz-vs">{esc(versus)}</p>' if versus else ""
         alt = f"{key}: a flat-colour crop, cloaked, at 100 %"
         img = f'<img src="{ex.image}" width="128" height="128" alt="{esc(alt)}">' if ex is not None else ""
         chosen_cls = " glz-chosen" if key == chosen else ""
         items = "".join(f"<li>{ln}</li>" for ln in lines)
-        cards.append(f'<div class="glz-preset{chosen_cls}" data-preset="{esc(key)}">{img}<div>'
-                     f"<h4>{esc(preset_label(key))}</h4><ul>{items}</ul></div></div>")
-    why = PRESETS[chosen].why if chosen in PRESETS else ""
+        numbers = _numbers(ex, p.why) if ex is not None else ""
+        cards.append(f'<div class="glz-preset{chosen_cls}" data-preset="{esc(key)}" role="button" tabindex="0" '
+                     f'aria-pressed="{str(key == chosen).lower()}">{img}<div>'
+                     f"<h4>{esc(preset_label(key))}</h4><ul>{items}</ul>{versus}{numbers}</div></div>")
     note = ""
     if examples:
         original = ASSETS / "presets" / "original.png"
@@ -337,11 +498,8 @@ def render_presets(chosen: str, examples: dict[str, PresetExample] | None = None
             uncloaked = f'<img src="{uri}" width="128" height="128" alt="the same crop, uncloaked">'
         note = (f'<div class="glz-uncloaked">{uncloaked}<p class="glz-small">Left: the same crop uncloaked. '
                 "Measured on a 256 px painting crop and a flat-colour one (its middle shown at 100 %); your own "
-                "pictures' figures come with each result.</p></div>")
-    return (f'<div class="glz-presets">{"".join(cards)}</div>'
-            + (f'<p class="glz-why" id="glz-preset-why"><b>{esc(preset_label(chosen))}:</b> {esc(why)}</p>'
-               if why else "")
-            + note)
+                "pictures' figures come with each result. Click a card to choose it.</p></div>")
+    return f'<div class="glz-presets">{"".join(cards)}</div>{note}'
 
 
 def render_written(options: MetadataOptions) -> str:

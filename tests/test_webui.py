@@ -24,6 +24,7 @@ from PIL import Image
 
 from glazeish import ui, webpage
 from glazeish.config import PRESETS
+from glazeish.estimate import DEFAULT_RATES, Estimate, SpeedBook, work
 from glazeish.evaluation import verdicts
 from glazeish.imageio import read_image
 from glazeish.protect import Step
@@ -34,6 +35,13 @@ STEPS = 2
 def _text(markup: str) -> str:
     """The visible text of some HTML (tags dropped, entities decoded)."""
     return html.unescape(re.sub(r"<[^>]+>", " ", markup))
+
+
+@pytest.fixture(autouse=True)
+def speed_file(tmp_path, monkeypatch):
+    """Each test's measured speed in its own file (never the user's cache)."""
+    monkeypatch.setenv("GLAZEISH_SPEED_FILE", str(tmp_path / "speed.json"))
+    return tmp_path / "speed.json"
 
 
 # ---------------------------------------------------------------------------------------- files
@@ -188,42 +196,133 @@ class Clock:
 
 def test_progress_names_phases_counts_steps_per_image_and_estimates_time():
     clock = Clock()
-    pr = ui.Progress(["a.png", "b.png"], [1000, 3000], steps=4, clock=clock)
+    # a.png: 4 s of cloak, 4 s of figures; b.png in 3 tiles: 12 s and 6 s; 5 s to load the models
+    pr = ui.Progress(["a.png", "b.png"], [Estimate(4, 4), Estimate(12, 6)], load=5, tiles=[1, 3], clock=clock)
     assert pr.snapshot()["phase"].startswith("Waiting") and pr.fraction() == 0
+    assert pr.seconds_left() == 31  # what a job behind this one waits
     pr.set_phase("load")
-    assert pr.snapshot()["phase"] == "Loading the models…" and pr.snapshot()["left"] is None
-    clock.t += 5
+    clock.t += 2
+    snap = pr.snapshot()
+    assert snap["phase"] == "Loading the models…" and 0 < snap["fraction"] < 5 / 31 and snap["left"] == "29 s"
+    clock.t += 3
     pr.set_phase("cloak", 0)
+    assert "getting ready" in pr.snapshot()["phase"]  # the first step also warms up: said, and the bar moves
+    clock.t += 0.5
+    assert pr.fraction() > 5 * 0.9 / 31 - 1e-9
     seen = []
-    for k in range(1, 5):  # a.png: one tile, 1 s a step
-        clock.t += 1
+    for k in range(1, 5):  # twice as slow as planned: 2 s a step
+        clock.t += 2 - (0.5 if k == 1 else 0)
         pr.on_step(Step(k, 4, 1, 1, 0.0))
         seen.append(pr.snapshot())
     assert seen[0]["phase"] == "Cloaking 1 of 2: a.png, step 1 of 4" and seen[-1]["phase"].endswith("step 4 of 4")
     fr = [s["fraction"] for s in seen]
     assert fr == sorted(fr) and 0 < fr[0] < fr[-1] < 1
-    # 4 steps of a 1000 px image in 4 s: all of b (3000 px) and the figures (2.5 steps each) take ~26 s more
-    assert seen[-1]["left"] == f"{round((1000 * 2.5 + 3000 * 6.5) / 1000)} s"
+    # the image's own speed (2× the plan) stretches what is left of it; the next image keeps its plan until replanned
+    assert seen[-1]["left"] == f"{4 * 2 + 18} s"
     pr.set_phase("figures", 0)
     assert pr.snapshot()["phase"].startswith("Checking the result of 1 of 2: a.png")
-    clock.t += 1
-    f1 = pr.fraction()
-    clock.t += 1
-    assert pr.fraction() > f1  # the bar moves while the figures are computed
-    clock.t += 60  # they overrun: the bar slows down but never reaches the end of the phase
-    f2 = pr.fraction()
-    assert f2 < (1000 * 6.5) / (4000 * 6.5)
-    pr.image_done(seconds=70, figure_seconds=62, cloak_seconds=4)
-    assert pr.figure_steps == pytest.approx(62.0) and pr.snapshot()["last_image"] == "1 min 10 s"
+    lefts, fracs = [], []
+    for _ in range(30):  # 8 s expected; they overrun to 30 s: the bar moves, never ends, time left never grows
+        clock.t += 1
+        snap = pr.snapshot()
+        lefts.append(snap["left"])
+        fracs.append(snap["fraction"])
+    assert fracs == sorted(fracs) and fracs[-1] > fracs[10] and fracs[-1] < (5 + 8) / 31
+    seconds = [int(s.split()[0]) for s in lefts]
+    assert seconds == sorted(seconds, reverse=True) and seconds[-1] == 18  # then only b.png is left
+    pr.image_done(seconds=40)
+    assert pr.snapshot()["last_image"] == "40 s"
+    pr.replan([Estimate(8, 30), Estimate(24, 40)])  # the measured speed: b.png takes 64 s
     pr.set_phase("cloak", 1)
     clock.t += 1
-    pr.on_step(Step(2, 4, 1, 3, 0.0))  # b.png is cloaked in 3 tiles: the step is per tile, and the tile named
+    pr.on_step(Step(2, 4, 2, 3, 0.0))  # b.png is cloaked in 3 tiles: the count is over the whole picture
     snap = pr.snapshot()
-    assert snap["phase"] == "Cloaking 2 of 2: b.png, step 2 of 4 (part 1 of 3)" and snap["fraction"] > f2
+    assert snap["phase"] == "Cloaking 2 of 2: b.png, step 6 of 12 (tile 2 of 3)" and snap["fraction"] > fracs[-1]
     pr.set_phase("done")
     assert pr.fraction() == 1.0 and pr.snapshot()["phase"].startswith("Done: 2 pictures in ")
     markup = webpage.render_progress(pr.snapshot())
     assert markup.count('role="progressbar"') == 1 and 'aria-valuenow="100"' in markup
+
+
+def test_the_speed_book_starts_from_a_guess_learns_and_keeps_what_it_learnt(tmp_path):
+    path = tmp_path / "speed.json"
+    book = SpeedBook(path)
+    assert book.rate("cpu/fp32/taef2/eot", "step") == DEFAULT_RATES["step"] and book.measured("cpu/fp32/taef2/eot") == 0
+    book.record("cpu/fp32/taef2/eot", "step", 2.0, 3.0)  # the first measurement replaces the guess
+    assert book.rate("cpu/fp32/taef2/eot", "step") == 1.5
+    book.record("cpu/fp32/taef2/eot", "step", 1.0, 2.5)
+    assert book.rate("cpu/fp32/taef2/eot", "step") == pytest.approx(2.0)
+    again = SpeedBook(path)  # kept for the next start of the page
+    assert again.rate("cpu/fp32/taef2/eot", "step") == pytest.approx(2.0) and again.measured("cpu/fp32/taef2/eot") == 2
+    assert again.rate("cuda/bf16/taef2/eot", "step") == DEFAULT_RATES["step"]  # another machine key: its own
+    path.write_text("{not json")
+    assert SpeedBook(path).rate("cpu/fp32/taef2/eot", "step") == DEFAULT_RATES["step"]  # damaged: the guess
+
+
+def test_work_counts_overlapping_tiles_and_sampled_figures():
+    small = work(256, 256, 8)
+    assert small.tiles == 1 and small.cloak_mpx == pytest.approx(256 * 256 / 1e6)
+    big = work(3000, 2000, 8)
+    assert big.tiles > 24 and big.cloak_mpx > 6.0  # overlaps cost more than the picture's own pixels
+    assert big.figure_mpx < 2 * 6.0  # the model figures look at 4 tiles, the visibility at every pixel
+    with pytest.raises(ValueError, match="at least 1×1"):
+        work(0, 10, 8)
+
+
+def test_a_large_upload_gets_its_time_and_posting_sizes_before_cloak(tmp_path):
+    book = SpeedBook(tmp_path / "speed.json")
+    settings = ui.Settings()
+    job = settings.job()
+    big = webpage.Upload(path="/x/big.png", name="big.png", width=3000, height=2000, bytes=9_000_000, thumb="data:,")
+    small = webpage.Upload(path="/x/s.png", name="s.png", width=64, height=64, bytes=9_000, thumb="data:,")
+    fc = ui.forecasts([big, small], settings, job, book, ui.speed_key(job.config))
+    f = fc["/x/big.png"]
+    assert f.seconds > 60 and not f.measured
+    assert [o.value for o in f.offers] == ["2048"] and f.offers[0].size == (2048, 1365)  # 4096 is not smaller
+    assert f.offers[0].seconds < f.seconds / 2
+    assert fc["/x/s.png"].offers == [] and fc["/x/s.png"].seconds < 60
+    text = _text(webpage.render_checks([big, small], fc, preset="default"))
+    assert "big.png" in text and "on this computer with default" in text and "Over a minute" in text
+    assert "long side 2048 px (2048×1365): about" in text and "first guess" in text
+    at_2048 = ui.Settings(max_side=2048)
+    job2 = at_2048.job()
+    g = ui.forecasts([big], at_2048, job2, book, ui.speed_key(job2.config))["/x/big.png"]
+    assert g.size == (2048, 1365) and g.seconds == pytest.approx(f.offers[0].seconds)
+    on_insta = ui.Settings(platforms=("instagram",))
+    job3 = on_insta.job()
+    h = ui.forecasts([big], on_insta, job3, book, ui.speed_key(job3.config))["/x/big.png"]
+    assert h.platform and max(h.size) <= 1080 and "site size" in _text(webpage.render_checks([big], {big.path: h}))
+
+
+def test_the_line_tells_a_waiting_job_its_place_and_wait():
+    jobs = ui.Jobs()
+    first = ui.Progress(["a.png"], [Estimate(30, 10)])
+    second = ui.Progress(["b.png"], [Estimate(20, 5)])
+    jobs.join(first)
+    jobs.join(second)
+    assert jobs.ahead(first) == (0, 0) and jobs.ahead(second) == (1, 40)
+    stop = threading.Event()
+    stop.set()
+    assert not jobs.wait_turn(second, stop)  # cancelled while waiting: never runs
+    assert jobs.wait_turn(first, threading.Event())
+    jobs.leave(first)
+    assert jobs.ahead(second) == (0, 0) and jobs.wait_turn(second, threading.Event())
+    words = ui.waiting_words(1, 40, 25)
+    assert words.startswith("Waiting: 1 job ahead of yours") and "about 40 s" in words and "about 25 s" in words
+    assert ui.ordinal(2) == "2nd" and ui.ordinal(11) == "11th"
+
+
+def test_preset_cards_are_plain_distinct_and_say_why_default():
+    html = webpage.render_presets("default")
+    cards = re.findall(r'<div class="glz-preset[^"]*" data-preset="(\w+)"[^>]*role="button"', html)
+    assert cards == list(PRESETS)
+    for key in PRESETS:
+        card = _text(html.split(f'data-preset="{key}"')[1].split('<details')[0])
+        assert not re.search(r"dB|RMS|EOT|PSNR", card), key  # numbers only behind "The numbers"
+    assert html.count("<summary>The numbers</summary>") == len(PRESETS)
+    text = _text(html)
+    assert "Why default over fast" in text and "on flat colour" in text
+    assert "changes your picture about" in text and "less than default" in text and "more than default" in text
 
 
 # ---------------------------------------------------------------------------------- the real job
@@ -283,9 +382,12 @@ def test_batch_cloaks_good_files_and_reports_the_bad_one(uploads, job):
         assert shown.alpha is None and set(np.unique(shown.rgb[clear])) <= {153, 204}
     assert olive.cloaked_preview is None  # opaque: the download itself is shown
 
-    with zipfile.ZipFile(last.zip_path) as z:
-        assert sorted(z.namelist()) == ["olive.protected.png", "sticker.protected.png"]
+    with zipfile.ZipFile(last.zip_path) as z:  # each picture and its HTML report
+        assert sorted(z.namelist()) == ["olive.protected.png", "olive.protected.report.html", "sticker.protected.png",
+                                        "sticker.protected.report.html"]
         assert z.read("olive.protected.png") == Path(olive.cloaked).read_bytes()
+        report = z.read("olive.protected.report.html").decode()
+        assert report == Path(olive.report).read_text() and "olive.png" in report and "Visibility" in report
 
     # the progress went through the configured steps of each image, never counting beyond them
     phases = [s["phase"] for s in seen]
@@ -320,6 +422,26 @@ def test_a_result_card_says_how_visible_how_strong_and_what_survives(uploads, jo
     assert 'id="glz-error-3"' in bad and _text(bad).count("x.png") == 2  # the title, and the line naming it
 
 
+def test_a_jpeg_download_says_what_it_keeps_and_the_zip_holds_it_and_the_report(uploads, job, speed_file):
+    settings = ui.Settings(steps=STEPS, export="jpeg", quality=85)
+    last = list(ui.cloak_batch(uploads[:1], settings, **job))[-1]
+    [r] = last.results
+    assert r.ok and r.export_name == "olive.protected.jpg" and r.export_label == "JPEG q85"
+    with Image.open(r.export) as im:
+        assert im.format == "JPEG" and im.size == (r.width, r.height)
+    assert "jpeg85" in r.figures["purified"] and r.export_retained == r.figures["summary"]["retained"]["jpeg85"]
+    assert r.export_survival in {lv.key for lv in verdicts.SURVIVAL}
+    text = _text(webpage.render_result(r, 0))
+    assert "Download olive.protected.jpg" in text and "Download olive.protected.png" in text
+    assert "As JPEG q85" in text and "% of the protection remains in it" in text and "Report (HTML)" in text
+    with zipfile.ZipFile(last.zip_path) as z:  # the chosen format and the report
+        assert z.namelist() == ["olive.protected.jpg", "olive.protected.report.html"]
+    key = ui.speed_key(settings.job(device=job["device"], precision=job["precision"]).config)
+    assert SpeedBook(speed_file).measured(key) == 1  # the run refined the speed
+    with pytest.raises(ValueError, match="format must be one of png, jpeg, webp, not 'gif'"):
+        ui.Settings(export="gif").job()
+
+
 def test_cancel_stops_at_the_next_step_and_lists_what_was_not_cloaked(uploads, job):
     cancel = threading.Event()
     tracker = ui.Progress(["olive.png", "sticker.png"])
@@ -339,7 +461,7 @@ def test_cancel_stops_at_the_next_step_and_lists_what_was_not_cloaked(uploads, j
     assert last.not_cloaked == ["sticker.png (stopped at step 1 of 3)"]
     assert last.status == "Cancelled. Cloaked: olive.png. Not cloaked: sticker.png (stopped at step 1 of 3)."
     with zipfile.ZipFile(last.zip_path) as z:  # what finished is still offered
-        assert z.namelist() == ["olive.protected.png"]
+        assert z.namelist() == ["olive.protected.png", "olive.protected.report.html"]
 
 
 def test_cancel_before_anything_finished(uploads, job):
@@ -423,9 +545,11 @@ def test_presets_show_their_trade_offs_and_an_example():
     assert markup.count('class="glz-preset ') + markup.count('class="glz-preset"') == n
     assert markup.count("glz-chosen") == 1
     assert 'data-preset="low"' in markup.split("glz-chosen")[1][:40]
-    for word in ("Visibility:", "Strength:", "After a platform re-compresses it:", "Time:", "File (PNG):"):
+    for word in ("Look:", "Protection:", "Left after a site re-compresses it:", "The numbers"):
         assert text.count(word) == n, word
-    assert markup.count('<img src="data:image/png;base64,') == n + 1 and PRESETS["low"].why in text  # and the original
+    assert text.count("Time:") == n - 1  # default is the yardstick of the others' time
+    assert markup.count('<img src="data:image/png;base64,') == n + 1  # and the original
+    assert PRESETS["low"].why in text  # how it works, behind its numbers
     # the words are the evaluation layer's level keys
     keys = {lv.key for t in (verdicts.VISIBILITY, verdicts.PROTECTION) for lv in t}
     assert {ex.rows["painting"]["visibility"] for ex in examples.values()} <= keys
@@ -460,7 +584,8 @@ def test_build_app_wires_one_heavy_job_and_a_cancel(tmp_path, models_dir):
     assert isinstance(demo, gr.Blocks)
     deps = list(demo.fns.values())
     heavy = [d for d in deps if getattr(d, "concurrency_id", None) == "cloak"]
-    assert len(heavy) == 1 and heavy[0].concurrency_limit == 1 and heavy[0].queue
+    # every Cloak enters the page's own line (one job runs; the others are told their place and wait)
+    assert len(heavy) == 1 and heavy[0].concurrency_limit == ui.MAX_WAITING and heavy[0].queue
     assert heavy[0].show_progress == "hidden"  # the page draws its own progress; nothing is drawn over it
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     assert {"glz-files", "glz-checks", "glz-run", "glz-cancel", "glz-progress", "glz-status", "glz-zip", "glz-steps",
@@ -487,8 +612,8 @@ def test_a_gradio_level_cancel_stops_the_current_image(tmp_path, models_dir, upl
 
     async def drive() -> None:
         async def consume():
-            async for out in run([str(uploads[0])], [], "default", 4, 1000, True, ["taef2"], "mimic", None, 0, True,
-                                 True, "", "", [], request):
+            async for out in run(request, [str(uploads[0])], [], "default", 4, 1000, True, ["taef2"], "mimic", None, 0,
+                                 True, True, "", "", [], "full", "png", 90):
                 seen.append(str(out[0]))
         task = asyncio.create_task(consume())
         end = time.monotonic() + 240

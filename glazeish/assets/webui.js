@@ -139,3 +139,33 @@
   }, true);
   window.addEventListener("resize", () => document.querySelectorAll(".glz-viewer").forEach(caption));
 })();
+
+// A click (or Enter/Space) anywhere on a preset card chooses that preset, and a size offer under an upload
+// chooses that size: both by clicking the matching option of the page's own radio group, so the settings stay
+// Gradio's. Delegated from the document: the cards and offers are re-rendered by the server.
+(() => {
+  if (window.glzChoosers) return;
+  window.glzChoosers = true;
+
+  function choose(groupId, value) {
+    const inputs = [...document.querySelectorAll(`#${groupId} input[type=radio]`)];
+    const input = inputs.find((i) => i.value === value);
+    if (input && !input.checked) input.click();
+  }
+
+  function act(e) {
+    if (e.target.closest("details, summary, a")) return;  // the numbers open without choosing
+    const card = e.target.closest(".glz-preset[data-preset]");
+    if (card) choose("glz-intensity", card.dataset.preset);
+    const offer = e.target.closest("[data-glz-size]");
+    if (offer) choose("glz-size", offer.dataset.glzSize);
+  }
+
+  document.addEventListener("click", act);
+  document.addEventListener("keydown", (e) => {
+    if ((e.key === "Enter" || e.key === " ") && e.target.matches(".glz-preset[data-preset]")) {
+      e.preventDefault();
+      act(e);
+    }
+  });
+})();
