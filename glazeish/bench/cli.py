@@ -7,6 +7,7 @@ modules that know typer: the benchmark's logic lives in :mod:`.harness`, :mod:`.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
@@ -18,6 +19,7 @@ from .protections import DEFAULT_PROTECTIONS, PROTECTIONS, QUICK_PROTECTIONS
 
 if TYPE_CHECKING:
     from .harness import Bench
+    from .pipelines import PipelineConfig
 
 app = typer.Typer(
     help="Benchmark cloaks: visibility, latent and mimicry damage, transfer, and survival of purifications.",
@@ -132,39 +134,19 @@ def run(
     from .harness import Bench, BenchConfig
 
     _check_images(images)
-    ext = _external(external)
-    if protections is None:
-        protections = ",".join(QUICK_PROTECTIONS if quick else DEFAULT_PROTECTIONS)
-    if purifications is None:
-        purifications = QUICK_PURIFS if quick else DEFAULT_PURIFS
-    if quick and limit is None:
-        limit = 2
-    pcfg = None
-    if pipeline:
-        from .pipelines import PipelineConfig
-
-        try:
-            strength_list = tuple(float(v) for v in _split(strengths))
-        except ValueError:
-            _fail(f"--strengths must be comma-separated numbers, not {strengths!r}")
-        if pipeline_dtype not in ("fp32", "fp16", "bf16"):
-            _fail("--pipeline-dtype must be fp32, fp16 or bf16")
-        pcfg = PipelineConfig(
-            pipeline=pipeline, prompt=prompt, strengths=strength_list, steps=pipeline_steps, guidance=guidance,
-            seed=seed, device="cuda" if device == "auto" and _cuda() else ("cpu" if device == "auto" else device),
-            dtype=pipeline_dtype, lora_steps=lora_steps, lora_rank=lora_rank, lora_lr=lora_lr,
-            lora_samples=lora_samples, resolution=resolution, purifications=_split(pipeline_purifications),
-        )
+    chosen = Selection(protections, purifications, limit).resolved(quick)
+    pcfg = PipelineOptions(pipeline, prompt, strengths, pipeline_steps, guidance, pipeline_dtype,
+                           pipeline_purifications, lora_steps, lora_rank, lora_lr, lora_samples,
+                           resolution).config(seed, device)
     try:
         config = BenchConfig(
-            images=[str(p) for p in images], out=str(out), protections=_split(protections),
-            purifications=_split(purifications), encoders=_split(encoders), attacked=attacked,
+            images=[str(p) for p in images], out=str(out), protections=_split(chosen.protections),
+            purifications=_split(chosen.purifications), encoders=_split(encoders), attacked=attacked,
             style_encoder=style_encoder, eps_levels=eps, attack_steps=attack_steps,
             mist_target=str(mist_target) if mist_target else None, seed=seed, device=device,
             precision=precision, models_dir=str(models) if models else None, cache=str(cache) if cache else None,
-            external=ext, limit=limit, slow_images=slow_images, impress_steps=impress_steps, batch=batch,
-            purify_pipeline=purify_pipeline, upscaler=upscaler,
-            pipeline=pcfg,
+            external=_external(external), limit=chosen.limit, slow_images=slow_images, impress_steps=impress_steps,
+            batch=batch, purify_pipeline=purify_pipeline, upscaler=upscaler, pipeline=pcfg,
         )
         bench = Bench(config, log=lambda s: typer.echo(f"glazeish bench: {s}", err=True))
         csv_path = bench.run(progress=not quiet and sys.stderr.isatty())
@@ -174,6 +156,64 @@ def run(
     _write_views(bench, out, grid, report)
     if bench.errors:  # each said in its line; what could be measured is written
         raise typer.Exit(1)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a run measures: ``--protections``, ``--purifications`` and ``--limit`` as given (None: not given)."""
+
+    protections: str | None
+    purifications: str | None
+    limit: int | None
+
+    def resolved(self, quick: bool) -> "Selection":
+        """The options not given filled in: the quick sets and 2 images per folder with ``--quick``, else the
+        default sets and every image (explicit options win)."""
+        return Selection(
+            self.protections if self.protections is not None else ",".join(QUICK_PROTECTIONS if quick
+                                                                             else DEFAULT_PROTECTIONS),
+            self.purifications if self.purifications is not None else (QUICK_PURIFS if quick else DEFAULT_PURIFS),
+            2 if quick and self.limit is None else self.limit,
+        )
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """The ``--pipeline`` options: img2img measurements on a diffusers pipeline, and its LoRA fine-tuning."""
+
+    pipeline: str | None
+    prompt: str
+    strengths: str
+    steps: int
+    guidance: float
+    dtype: str
+    purifications: str
+    lora_steps: int
+    lora_rank: int
+    lora_lr: float
+    lora_samples: int
+    resolution: int | None
+
+    def config(self, seed: int, device: str) -> "PipelineConfig | None":
+        """The pipeline's :class:`~glazeish.bench.pipelines.PipelineConfig` (None without ``--pipeline``); a bad
+        option is an option error."""
+        if not self.pipeline:
+            return None
+        from .pipelines import PipelineConfig
+
+        try:
+            strength_list = tuple(float(v) for v in _split(self.strengths))
+        except ValueError:
+            _fail(f"--strengths must be comma-separated numbers, not {self.strengths!r}")
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            _fail("--pipeline-dtype must be fp32, fp16 or bf16")
+        return PipelineConfig(
+            pipeline=self.pipeline, prompt=self.prompt, strengths=strength_list, steps=self.steps,
+            guidance=self.guidance, seed=seed,
+            device="cuda" if device == "auto" and _cuda() else ("cpu" if device == "auto" else device),
+            dtype=self.dtype, lora_steps=self.lora_steps, lora_rank=self.lora_rank, lora_lr=self.lora_lr,
+            lora_samples=self.lora_samples, resolution=self.resolution, purifications=_split(self.purifications),
+        )
 
 
 def _write_views(bench: "Bench", out: Path, grid: bool, report: bool) -> None:
