@@ -302,115 +302,172 @@ def run_tasks(
     """
     t_start = time.perf_counter()
     items = list(items)
-    report: TaskReport[T] = TaskReport()
     if manifest_path is not None and key_fn is None:
         raise ValueError("a manifest needs a key_fn")
     manifest = Manifest(manifest_path) if manifest_path is not None else None
     keys = [key_fn(it) for it in items] if key_fn else [None] * len(items)
+    report: TaskReport[T] = TaskReport()
+    todo = _plan_tasks(items, keys, manifest, is_done, report)
+    if todo:
+        publish = _Publisher(items, keys, manifest, record_fn, on_result, on_error, report)
+        pool = _ActorPool(setup_fn, task_fn, gpus_per_worker, env_vars)
+        _run_pool(pool, publish, todo, address, num_workers, cpus_per_worker, retries)
+    report.seconds = time.perf_counter() - t_start
+    return report
+
+
+def _plan_tasks(items: list, keys: list, manifest: Manifest | None, is_done, report: TaskReport) -> list[int]:
+    """The indices of the items to run: not those the manifest records as done (and ``is_done`` agrees), and
+    each key once (the same work twice in one batch is done once); the others go to ``report.skipped``."""
     todo: list[int] = []
     seen: set[str] = set()
-    for i, it in enumerate(items):
-        k = keys[i]
+    for i, (it, k) in enumerate(zip(items, keys)):
         rec = manifest.get(k) if manifest is not None and k is not None else None
-        if rec is not None and (is_done is None or is_done(it, rec)):
-            report.skipped.append(it)
-            continue
-        if k is not None and k in seen:  # the same work twice in one batch: do it once
+        if (rec is not None and (is_done is None or is_done(it, rec))) or (k is not None and k in seen):
             report.skipped.append(it)
             continue
         if k is not None:
             seen.add(k)
         todo.append(i)
-    if not todo:
-        report.seconds = time.perf_counter() - t_start
-        return report
+    return todo
 
+
+def _kill(actor) -> None:
     import ray
-    from ray.exceptions import RayError, RayTaskError
+
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # already gone
+        pass
+
+
+class _ActorPool:
+    """The Ray actors of one :func:`run_tasks` call: each builds ``setup_fn()`` once and runs ``task_fn``;
+    ``spawn`` starts one more (a replacement for a dead one), ``drop`` kills one, ``close`` all."""
+
+    def __init__(self, setup_fn, task_fn, gpus_per_worker: float, env_vars: dict[str, str] | None):
+        self.setup_fn, self.task_fn = setup_fn, task_fn
+        self.env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+        self.env.update(env_vars or {})
+        self.gpus_per_worker = gpus_per_worker
+        self.workers, self.cpus_per_worker = 0, 0
+        self.actors: list = []
+
+    def start(self, workers: int, cpus_per_worker: int) -> None:
+        """Start ``workers`` actors and wait until they have built their state: fail fast (like the local CLI,
+        with :class:`WorkerSetupError`) when the first workers cannot load their models."""
+        import ray
+        from ray.exceptions import RayError
+
+        self.workers, self.cpus_per_worker = workers, cpus_per_worker
+        for _ in range(workers):
+            self.spawn()
+        try:
+            _warn_if_mixed(ray.get([a.ready.remote() for a in self.actors]))
+        except RayError as e:
+            raise WorkerSetupError(_task_error(e)) from None
+
+    def spawn(self):
+        opts: dict[str, Any] = {"num_cpus": self.cpus_per_worker, "max_restarts": 0, "max_task_retries": 0}
+        if self.gpus_per_worker:
+            opts["num_gpus"] = self.gpus_per_worker
+        if self.env:
+            opts["runtime_env"] = {"env_vars": self.env}
+        self.actors.append(_task_actor_class().options(**opts).remote(self.setup_fn, self.task_fn, self.cpus_per_worker))
+        return self.actors[-1]
+
+    def drop(self, actor) -> None:
+        self.actors.remove(actor)
+        _kill(actor)
+
+    def close(self) -> None:
+        for a in self.actors:
+            _kill(a)
+
+
+@dataclass
+class _Publisher:
+    """The driver's side of a finished or failed item: its manifest record, the report, the callbacks."""
+
+    items: list
+    keys: list
+    manifest: Manifest | None
+    record_fn: Callable | None
+    on_result: Callable | None
+    on_error: Callable | None
+    report: TaskReport
+
+    def fail(self, i: int, msg: str) -> None:
+        self.report.failed.append((self.items[i], msg))
+        if self.on_error is not None:
+            self.on_error(self.items[i], msg)
+
+    def done(self, i: int, result: Any) -> None:
+        try:
+            record = self.record_fn(self.items[i], result) if self.record_fn is not None else {"result": result}
+        except Exception as e:  # e.g. the output is not visible from the driver
+            return self.fail(i, first_line(e))
+        if self.manifest is not None:
+            self.manifest.append({**record, "key": self.keys[i]})
+        self.report.results.append((self.items[i], result))
+        if self.on_result is not None:
+            self.on_result(self.items[i], result)
+
+
+def _run_pool(pool: _ActorPool, publish: _Publisher, todo: list[int], address: str | None, num_workers: int | None,
+              cpus_per_worker: int | None, retries: int) -> None:
+    """Start Ray (unless it runs) and the pool sized to the cluster, run ``todo`` on it, and tear both down."""
+    import ray
 
     owns = _init_ray(address, num_workers)
-    actors: list = []
     try:
         total = ray.cluster_resources().get("CPU", os.cpu_count() or 1)
         workers, cpw = plan_workers(total, num_workers, cpus_per_worker)
         workers = min(workers, len(todo))
-        report.workers, report.cpus_per_worker = workers, cpw
-        env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
-        env.update(env_vars or {})
-        opts: dict[str, Any] = {"num_cpus": cpw, "max_restarts": 0, "max_task_retries": 0}
-        if gpus_per_worker:
-            opts["num_gpus"] = gpus_per_worker
-        if env:
-            opts["runtime_env"] = {"env_vars": env}
-        actor_cls = _task_actor_class()
-
-        def spawn():
-            return actor_cls.options(**opts).remote(setup_fn, task_fn, cpw)
-
-        actors = [spawn() for _ in range(workers)]
-        try:  # fail fast (like the local CLI) when the first workers cannot load their models
-            _warn_if_mixed(ray.get([a.ready.remote() for a in actors]))
-        except RayError as e:
-            raise WorkerSetupError(_task_error(e)) from None
-
-        def fail(i: int, msg: str) -> None:
-            report.failed.append((items[i], msg))
-            if on_error is not None:
-                on_error(items[i], msg)
-
-        pending = deque(todo)
-        idle = list(actors)
-        flight: dict[Any, tuple[Any, int]] = {}
-        deaths: dict[int, int] = {}
-        while pending or flight:
-            while len(actors) < workers and len(idle) < len(pending):  # replace dead workers, when needed
-                actors.append(spawn())
-                idle.append(actors[-1])
-            while idle and pending:  # one item in flight per worker: a dead worker takes one item with it
-                a, i = idle.pop(), pending.popleft()
-                flight[a.run.remote(items[i])] = (a, i)
-            (ref,), _ = ray.wait(list(flight), num_returns=1)
-            a, i = flight.pop(ref)
-            try:
-                result = ray.get(ref)
-            except RayTaskError as e:  # the task raised: this item's fault; the worker is fine
-                idle.append(a)
-                fail(i, _task_error(e))
-                continue
-            except RayError as e:  # the worker died (killed, out of memory, node lost): drop it (replaced above)
-                report.worker_deaths += 1
-                actors.remove(a)
-                try:
-                    ray.kill(a, no_restart=True)
-                except Exception:  # already gone
-                    pass
-                deaths[i] = deaths.get(i, 0) + 1
-                if deaths[i] <= retries:
-                    pending.appendleft(i)
-                else:
-                    fail(i, f"worker died {deaths[i]} times running this item ({first_line(e)[:200]})")
-                continue
-            idle.append(a)
-            try:
-                record = record_fn(items[i], result) if record_fn is not None else {"result": result}
-            except Exception as e:  # e.g. the output is not visible from the driver
-                fail(i, first_line(e))
-                continue
-            if manifest is not None:
-                manifest.append({**record, "key": keys[i]})
-            report.results.append((items[i], result))
-            if on_result is not None:
-                on_result(items[i], result)
+        publish.report.workers, publish.report.cpus_per_worker = workers, cpw
+        pool.start(workers, cpw)
+        _stream(pool, publish, todo, retries)
     finally:
-        for a in actors:
-            try:
-                ray.kill(a, no_restart=True)
-            except Exception:
-                pass
+        pool.close()
         if owns:
             ray.shutdown()
-    report.seconds = time.perf_counter() - t_start
-    return report
+
+
+def _stream(pool: _ActorPool, publish: _Publisher, todo: list[int], retries: int) -> None:
+    """One item in flight per worker (a dead worker takes one item with it); results published as they come.
+    An item whose task raised fails; one whose worker died is retried on a fresh worker up to ``retries`` times."""
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    pending = deque(todo)
+    idle = list(pool.actors)
+    flight: dict[Any, tuple[Any, int]] = {}
+    deaths: dict[int, int] = {}
+    while pending or flight:
+        while len(pool.actors) < pool.workers and len(idle) < len(pending):  # replace dead workers, when needed
+            idle.append(pool.spawn())
+        while idle and pending:
+            a, i = idle.pop(), pending.popleft()
+            flight[a.run.remote(publish.items[i])] = (a, i)
+        (ref,), _ = ray.wait(list(flight), num_returns=1)
+        a, i = flight.pop(ref)
+        try:
+            result = ray.get(ref)
+        except RayTaskError as e:  # the task raised: this item's fault; the worker is fine
+            idle.append(a)
+            publish.fail(i, _task_error(e))
+            continue
+        except RayError as e:  # the worker died (killed, out of memory, node lost): drop it (replaced above)
+            publish.report.worker_deaths += 1
+            pool.drop(a)
+            deaths[i] = deaths.get(i, 0) + 1
+            if deaths[i] <= retries:
+                pending.appendleft(i)
+            else:
+                publish.fail(i, f"worker died {deaths[i]} times running this item ({first_line(e)[:200]})")
+            continue
+        idle.append(a)
+        publish.done(i, result)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -511,125 +568,154 @@ def protect_with_ray(
     run holds ``outdir``, ``ConnectionError`` when ``address`` cannot be reached, and ``ImportError`` without Ray.
     """
     import sys
-    from concurrent.futures import ThreadPoolExecutor
 
     from .job import Cloaker
 
     say = on_message or (lambda s: print(s, file=sys.stderr))
-    progress = on_progress or (lambda n: None)
     job = replace(job, config=job.config.resolved())  # absolute paths, device and precision decided here
     out = Path(outdir).resolve()
-    staging = out / STAGING_DIR
-    staging.mkdir(parents=True, exist_ok=True)
+    (out / STAGING_DIR).mkdir(parents=True, exist_ok=True)
     with lock_outdir(out):
-        for junk in staging.glob(".*.tmp"):  # temp files of workers killed mid-write (writes are atomic)
-            junk.unlink(missing_ok=True)
-        manifest = Manifest(out / MANIFEST_NAME)
-        ext = Path(job.output_name("x")).suffix
-        errors: list[str] = []
-        rows: list[dict] = []
-        todo: list[ProtectItem] = []
-        resumed = 0
-        wanted: list[tuple[Any, Path, Path, str, str]] = []  # (as given, absolute source, output, as the CLI names it, rel)
-        notes: dict[str, str] = {}  # said once written, as in the CLI
-        for item in plan_outputs(files, outdir, job):  # the CLI's names: one rule for both
-            if item.error:
-                errors.append(f"glazeish: error: {item.error}")
-                say(errors[-1])
-                progress(1)
-                continue
-            # absolute (workers do not share the driver's working directory), but not resolved: as in the CLI
-            wanted.append((item.src, Path(os.path.abspath(item.src)), out / item.rel, str(item.dest), item.rel))
-            if item.note:
-                notes[str(item.dest)] = item.note
-
-        def digest(src: Path) -> str:
-            try:
-                return file_sha256(src)
-            except OSError:
-                return "unreadable"  # the worker reports why, in the CLI's words
-
-        # the inputs are hashed up front (that is what makes a rerun safe); threads overlap the reads
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            digests = list(pool.map(digest, [w[1] for w in wanted]))
-        for (f, src, dest, label_dest, rel), dig in zip(wanted, digests):
-            key = job.key(dig, rel)
-            staged = staging / f"{key}{ext}"
-            staged_json = staged.with_suffix(".json")
-            rec = manifest.get(key)
-            if rec is not None and _output_ok(dest, rec):
-                resumed += 1
-                continue
-            if rec is not None and staged.is_file():  # recorded, the rename was interrupted: finish it
-                _place(staged, dest, overwrite=True)
-                staged_json.unlink(missing_ok=True)
-                resumed += 1
-                continue
-            if rec is None and staged_json.is_file():  # staged by a worker before the driver died: adopt it
-                try:
-                    done = json.loads(staged_json.read_text())
-                    if staged.stat().st_size == done["bytes"]:
-                        manifest.append({"key": key, "input": str(f), "output": label_dest, "bytes": done["bytes"],
-                                         "row": done["row"]})
-                        _place(staged, dest, overwrite=True)
-                        staged_json.unlink(missing_ok=True)
-                        resumed += 1
-                        continue
-                except (OSError, ValueError, KeyError):
-                    pass  # a torn staging pair: redo the image
-            if dest.exists() and not overwrite:
-                say(f"glazeish: skipped {f}: {label_dest} exists (use --overwrite to replace it)")
-                progress(1)
-                continue
-            todo.append(ProtectItem(src=str(src), dest=str(dest), key=key, staged=str(staged), label_src=str(f),
-                                    label_dest=label_dest))
-        if resumed:
-            say(f"glazeish: {resumed} of {len(files)} images were already done in {out} (resumed)")
-            progress(resumed)
-
-        def record(item: ProtectItem, result: dict) -> dict:
-            if not Path(item.staged).is_file():
-                raise ImageError(f"{item.label_src}: the worker wrote {item.staged}, which this machine cannot see: "
-                                 "every node must share the output folder at the same path")
-            return {"input": item.label_src, "output": item.label_dest, "bytes": result["bytes"], "row": result["row"]}
-
-        def commit(item: ProtectItem, result: dict) -> None:
-            staged = Path(item.staged)
-            try:
-                _place(staged, Path(item.dest), overwrite)
-            except OSError as e:  # e.g. the output appeared meanwhile (never replaced without --overwrite)
-                staged.unlink(missing_ok=True)
-                staged.with_suffix(".json").unlink(missing_ok=True)
-                return error(item, f"{item.label_dest}: not written ({e.strerror or e})")
-            staged.with_suffix(".json").unlink(missing_ok=True)
-            rows.append(result["row"])
-            progress(1)
-            if item.label_dest in notes:
-                say(f"glazeish: note: {notes[item.label_dest]}")
-            for w in result.get("warnings") or ():
-                say(f"glazeish: warning: {item.label_src}: {w}")
-            if on_row is not None:
-                on_row(result["row"], result.get("summary"))
-
-        def error(item: ProtectItem, msg: str) -> None:
-            if not msg.startswith(item.label_src):  # e.g. "worker died 2 times ...": say which file
-                msg = f"{item.label_src}: {msg}"
-            errors.append(f"glazeish: error: {msg}")
-            say(errors[-1])
-            progress(1)
-
+        run = _RayProtect(job, out, overwrite, say, on_progress or (lambda n: None), on_row)
+        todo = run.plan(files, outdir)
         try:
             report = run_tasks(
                 _protect_task, todo, setup_fn=partial(Cloaker, job), key_fn=lambda it: it.key,
                 manifest_path=out / MANIFEST_NAME, is_done=lambda it, rec: _output_ok(Path(it.dest), rec),
-                record_fn=record, on_result=commit, on_error=error, num_workers=num_workers, address=address,
-                cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                record_fn=run.record, on_result=run.commit, on_error=run.error, num_workers=num_workers,
+                address=address, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
             )
         finally:
             try:
-                staging.rmdir()  # only if empty: leftovers are staged results a rerun will adopt
+                run.staging.rmdir()  # only if empty: leftovers are staged results a rerun will adopt
             except OSError:
                 pass
         if report.worker_deaths:
             say(f"glazeish: {report.worker_deaths} worker(s) died during the run and were replaced")
-        return rows, errors
+        return run.rows, run.errors
+
+
+def _digest(src: Path) -> str:
+    try:
+        return file_sha256(src)
+    except OSError:
+        return "unreadable"  # the worker reports why, in the CLI's words
+
+
+class _RayProtect:
+    """One ``protect --ray`` run in a locked output folder: :meth:`plan` (the CLI's names, the inputs' job keys,
+    what an earlier run finished or staged), then, as the workers finish, :meth:`record` (the manifest's line),
+    :meth:`commit` (the staged file onto its output, the row out) or :meth:`error`."""
+
+    def __init__(self, job, out: Path, overwrite: bool, say: Callable[[str], None], progress: Callable[[int], None],
+                 on_row: Callable[[dict, str | None], None] | None):
+        self.job, self.out, self.overwrite = job, out, overwrite
+        self.say, self.progress, self.on_row = say, progress, on_row
+        self.staging = out / STAGING_DIR
+        for junk in self.staging.glob(".*.tmp"):  # temp files of workers killed mid-write (writes are atomic)
+            junk.unlink(missing_ok=True)
+        self.manifest = Manifest(out / MANIFEST_NAME)
+        self.errors: list[str] = []
+        self.rows: list[dict] = []
+        self.notes: dict[str, str] = {}  # said once written, as in the CLI
+
+    # -- plan ------------------------------------------------------------------------------------
+
+    def plan(self, files, outdir) -> list[ProtectItem]:
+        """The items to run; those an earlier run finished are completed here, existing outputs skipped."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        wanted = self._wanted(files, outdir)
+        # the inputs are hashed up front (that is what makes a rerun safe); threads overlap the reads
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            digests = list(pool.map(_digest, [w[1] for w in wanted]))
+        ext = Path(self.job.output_name("x")).suffix
+        todo: list[ProtectItem] = []
+        resumed = 0
+        for (f, src, dest, label_dest, rel), dig in zip(wanted, digests):
+            key = self.job.key(dig, rel)
+            staged = self.staging / f"{key}{ext}"
+            if self._resume(f, dest, label_dest, key, staged):
+                resumed += 1
+            elif dest.exists() and not self.overwrite:
+                self.say(f"glazeish: skipped {f}: {label_dest} exists (use --overwrite to replace it)")
+                self.progress(1)
+            else:
+                todo.append(ProtectItem(src=str(src), dest=str(dest), key=key, staged=str(staged), label_src=str(f),
+                                        label_dest=label_dest))
+        if resumed:
+            self.say(f"glazeish: {resumed} of {len(files)} images were already done in {self.out} (resumed)")
+            self.progress(resumed)
+        return todo
+
+    def _wanted(self, files, outdir) -> list[tuple[Any, Path, Path, str, str]]:
+        """(as given, absolute source, output, as the CLI names it, rel) of each input the CLI's names accept."""
+        wanted = []
+        for item in plan_outputs(files, outdir, self.job):  # the CLI's names: one rule for both
+            if item.error:
+                self.errors.append(f"glazeish: error: {item.error}")
+                self.say(self.errors[-1])
+                self.progress(1)
+                continue
+            # absolute (workers do not share the driver's working directory), but not resolved: as in the CLI
+            wanted.append((item.src, Path(os.path.abspath(item.src)), self.out / item.rel, str(item.dest), item.rel))
+            if item.note:
+                self.notes[str(item.dest)] = item.note
+        return wanted
+
+    def _resume(self, f, dest: Path, label_dest: str, key: str, staged: Path) -> bool:
+        """Whether an earlier run finished this item: recorded and written, recorded with the rename interrupted
+        (finished here), or staged by a worker before the driver died (adopted here)."""
+        staged_json = staged.with_suffix(".json")
+        rec = self.manifest.get(key)
+        if rec is not None and _output_ok(dest, rec):
+            return True
+        if rec is not None and staged.is_file():
+            _place(staged, dest, overwrite=True)
+            staged_json.unlink(missing_ok=True)
+            return True
+        if rec is None and staged_json.is_file():
+            try:
+                done = json.loads(staged_json.read_text())
+                if staged.stat().st_size == done["bytes"]:
+                    self.manifest.append({"key": key, "input": str(f), "output": label_dest, "bytes": done["bytes"],
+                                          "row": done["row"]})
+                    _place(staged, dest, overwrite=True)
+                    staged_json.unlink(missing_ok=True)
+                    return True
+            except (OSError, ValueError, KeyError):
+                pass  # a torn staging pair: redo the image
+        return False
+
+    # -- publish ---------------------------------------------------------------------------------
+
+    def record(self, item: ProtectItem, result: dict) -> dict:
+        if not Path(item.staged).is_file():
+            raise ImageError(f"{item.label_src}: the worker wrote {item.staged}, which this machine cannot see: "
+                             "every node must share the output folder at the same path")
+        return {"input": item.label_src, "output": item.label_dest, "bytes": result["bytes"], "row": result["row"]}
+
+    def commit(self, item: ProtectItem, result: dict) -> None:
+        staged = Path(item.staged)
+        try:
+            _place(staged, Path(item.dest), self.overwrite)
+        except OSError as e:  # e.g. the output appeared meanwhile (never replaced without --overwrite)
+            staged.unlink(missing_ok=True)
+            staged.with_suffix(".json").unlink(missing_ok=True)
+            return self.error(item, f"{item.label_dest}: not written ({e.strerror or e})")
+        staged.with_suffix(".json").unlink(missing_ok=True)
+        self.rows.append(result["row"])
+        self.progress(1)
+        if item.label_dest in self.notes:
+            self.say(f"glazeish: note: {self.notes[item.label_dest]}")
+        for w in result.get("warnings") or ():
+            self.say(f"glazeish: warning: {item.label_src}: {w}")
+        if self.on_row is not None:
+            self.on_row(result["row"], result.get("summary"))
+
+    def error(self, item: ProtectItem, msg: str) -> None:
+        if not msg.startswith(item.label_src):  # e.g. "worker died 2 times ...": say which file
+            msg = f"{item.label_src}: {msg}"
+        self.errors.append(f"glazeish: error: {msg}")
+        self.say(self.errors[-1])
+        self.progress(1)
