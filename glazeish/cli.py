@@ -244,7 +244,8 @@ class ProtectOptions:
     report = typer.Option(False, "--report", help="Also write OUT/<stem>.protected.report.html: original, "
                           "cloak, amplified change, what a model learns from each, figures and verdicts.")
     purify = typer.Option("jpeg75", help="Survival to report in the figures: purifications, comma-separated "
-                          "(jpeg75, resize0.5, webp, ...; 'none' for none).")
+                          "(jpeg:Q, resize:F, blur:S, webp, ...; jpeg75 is jpeg:75; 'none' for none; all of them: "
+                          "glazeish check --help).")
     models = typer.Option(None, "--models", help=MODELS_HELP)
     fmt = typer.Option("png", "--format", help="png (lossless, recommended), jpeg or webp.")
     quality = typer.Option(95, help="JPEG/WebP quality, 1-100.")
@@ -466,36 +467,56 @@ def _format_and_notice(path: Path) -> tuple[str, bool]:
         return (im.format or "").lower(), has_mining_notice(im)
 
 
+class CheckOptions:
+    """``glazeish check``'s arguments and options: their help is what ``glazeish check --help`` prints."""
+
+    original = typer.Argument(..., help="The image before cloaking.", show_default=False)
+    cloaked = typer.Argument(..., help="The cloaked image (by glazeish or any other tool).", show_default=False)
+    encoder = typer.Option("taef2", help="Encoder(s) to measure with; the first with a decoder (taef2) "
+                           "gives the mimic's view. Comma-separated for several.")
+    models = typer.Option(None, "--models", help=MODELS_HELP)
+    eps = typer.Option(None, help="Budget of the same-L-inf noise baseline in 1/255 units "
+                       "(default: the cloak's own largest change).")
+    purify = typer.Option("jpeg75", help="Purifications to test survival against, comma-separated, "
+                          "with their setting after a colon (jpeg:60,resize:0.5,impress++,platform:instagram; "
+                          "'platforms' for every platform that re-encodes; 'none' for none). Registered: "
+                          + PURIFICATIONS.help())
+    purify_pipeline = typer.Option(None, "--purify-pipeline", help="diffusers img2img pipeline "
+                                   "(repo id or folder) for --purify diffpure / gridpure.")
+    upscaler = typer.Option(None, help="diffusers upscaler pipeline (repo id or folder) for --purify "
+                            "upscale (noisy upscaling).")
+    seed = typer.Option(0, help="Seed of the noise baselines.")
+    platform = typer.Option(None, "--platform", metavar="NAME[,NAME]", help="Also judge what "
+                            "survives posting there (" + ", ".join(PLATFORMS) + "): the platform's "
+                            "scaling and re-encoding applied to original, cloak and baselines alike, "
+                            "measured at the size it serves; and whether the file's 'no AI "
+                            "training' notice is kept. Sources: docs/platforms.md.")
+    device = typer.Option("auto", help="auto, cpu, cuda, ...")
+    as_json = typer.Option(False, "--json", help="Print the figures and verdicts as one JSON object.")
+    report = typer.Option(None, "--report", metavar="PATH", help="Also write the HTML report to "
+                          "this file (a new or regular one), or into this folder as <cloaked "
+                          "stem>.report.html (a trailing / makes a new folder).")
+    max_pixels = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this.")
+    figure_tiles = typer.Option(4, "--figure-tiles", min=0, help=FIGURE_TILES_HELP)
+
+
 @app.command()
 def check(
-    original: Path = typer.Argument(..., help="The image before cloaking.", show_default=False),
-    cloaked: Path = typer.Argument(..., help="The cloaked image (by glazeish or any other tool).", show_default=False),
-    encoder: str = typer.Option("taef2", help="Encoder(s) to measure with; the first with a decoder (taef2) "
-                                "gives the mimic's view. Comma-separated for several."),
-    models: Optional[Path] = typer.Option(None, "--models", help=MODELS_HELP),
-    eps: Optional[float] = typer.Option(None, help="Budget of the same-L-inf noise baseline in 1/255 units "
-                                        "(default: the cloak's own largest change)."),
-    purify: str = typer.Option("jpeg75", help="Purifications to test survival against, comma-separated "
-                               "(jpeg75, resize0.5, webp, impress++, platform:instagram, ...; 'platforms' for every "
-                               "platform that re-encodes; 'none' for none). Registered: "
-                               + ", ".join(PURIFICATIONS)),
-    purify_pipeline: Optional[str] = typer.Option(None, "--purify-pipeline", help="diffusers img2img pipeline "
-                                                  "(repo id or folder) for --purify diffpure / gridpure."),
-    upscaler: Optional[str] = typer.Option(None, help="diffusers upscaler pipeline (repo id or folder) for --purify "
-                                           "upscale (noisy upscaling)."),
-    seed: int = typer.Option(0, help="Seed of the noise baselines."),
-    platform: Optional[str] = typer.Option(None, "--platform", metavar="NAME[,NAME]", help="Also judge what "
-                                           "survives posting there (" + ", ".join(PLATFORMS) + "): the platform's "
-                                           "scaling and re-encoding applied to original, cloak and baselines alike, "
-                                           "measured at the size it serves; and whether the file's 'no AI "
-                                           "training' notice is kept. Sources: docs/platforms.md."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
-    as_json: bool = typer.Option(False, "--json", help="Print the figures and verdicts as one JSON object."),
-    report: Optional[str] = typer.Option(None, "--report", metavar="PATH", help="Also write the HTML report to "
-                                         "this file (a new or regular one), or into this folder as <cloaked "
-                                         "stem>.report.html (a trailing / makes a new folder)."),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
-    figure_tiles: int = typer.Option(4, "--figure-tiles", min=0, help=FIGURE_TILES_HELP),
+    original: Path = CheckOptions.original,
+    cloaked: Path = CheckOptions.cloaked,
+    encoder: str = CheckOptions.encoder,
+    models: Optional[Path] = CheckOptions.models,
+    eps: Optional[float] = CheckOptions.eps,
+    purify: str = CheckOptions.purify,
+    purify_pipeline: Optional[str] = CheckOptions.purify_pipeline,
+    upscaler: Optional[str] = CheckOptions.upscaler,
+    seed: int = CheckOptions.seed,
+    platform: Optional[str] = CheckOptions.platform,
+    device: str = CheckOptions.device,
+    as_json: bool = CheckOptions.as_json,
+    report: Optional[str] = CheckOptions.report,
+    max_pixels: int = CheckOptions.max_pixels,
+    figure_tiles: int = CheckOptions.figure_tiles,
 ):
     """Did the cloak work? Compare ORIGINAL and CLOAKED with noise of the same PSNR and of the same L-inf.
 
