@@ -129,13 +129,28 @@ def assess(
     budget = float(linf) if inferred else float(eps_levels)
     if budget < 0:
         raise ValueError(f"eps must be ≥ 0 (in 1/255 units), not {budget}")
-    warnings = _pair_warnings(linf, budget, inferred)
 
     noise, uniform = baselines(original, cloaked, budget, seed, alpha)
     x, xc, xn, xu = (to_tensor(a).to(ev.device) for a in (original, cloaked, noise, uniform))
+    cache = {} if cache is None else cache
+    before, after = _measure(ev, purifiers, (x, xc, xn, xu), alpha, cache, tuple(flip))
+    release_freed_memory()  # the model passes' working memory
+    return Figures(
+        width=int(original.shape[1]), height=int(original.shape[0]), eps_levels=budget, eps_inferred=inferred,
+        linf=linf, seed=int(seed), mimic_model=ev.mimic.name if ev.mimic else None, encoders=ev.names,
+        before=before, purified=_survival(ev, purifiers, before, after, cache),
+        visible=1.0 if alpha is None else float((np.asarray(alpha) > 0).mean()),
+        warnings=_pair_warnings(linf, budget, inferred), measured=ev.measured_share(*original.shape[:2]),
+    )
+
+
+def _measure(ev: Evaluator, purifiers: list, versions: tuple, alpha: np.ndarray | None, cache: dict,
+             flip: tuple[str, ...]) -> tuple[Comparison, dict]:
+    """The cloak and its baselines against the original (``before``), and per purification the purified
+    versions against the purified original (``after``: figures by version and the clean copy's PSNR)."""
+    x, xc, xn, xu = versions
     # every purification sees the same batch (its output must not depend on what was cached before)
     purified = {p.name: p(torch.cat([x, xc, xn, xu])).split(1) for p in purifiers}
-    cache = {} if cache is None else cache
     same = [p for p in purifiers if p.keeps_size]
     # one pass: the cloak and its baselines against the original, with the purified originals against the
     # original (what each purification costs) unless cached; then per purification the purified versions
@@ -143,7 +158,7 @@ def assess(
     # of its own (the same tensor), so it is encoded once; the artwork's pixels need no encoding.
     requests = [Request(x, {"cloak": xc, "noise": xn, "uniform": xu,
                             **{f"p:{p.name}": purified[p.name][0] for p in same if ("cost", p.name) not in cache}},
-                        flip=tuple(flip))]
+                        flip=flip)]
     for p in same:
         px, pc, pn, pu = purified[p.name]
         requests.append(Request(px, {"cloak": pc, "noise": pn, "uniform": pu}, artwork=x))
@@ -154,23 +169,20 @@ def assess(
     for p in purifiers:
         if not p.keeps_size:
             after[p.name] = _measure_resized(ev, p, x, purified[p.name], alpha, cache)
-    before = Comparison(figs["cloak"], figs["noise"], figs["uniform"], clean_copy)
+    return Comparison(figs["cloak"], figs["noise"], figs["uniform"], clean_copy), after
+
+
+def _survival(ev: Evaluator, purifiers: list, before: Comparison, after: dict, cache: dict) -> dict[str, Purified]:
+    """Per purification: its comparison, what it costs the original, and the share of the advantage kept."""
     first = ev.names[0]
     adv0, least = _advantage(before, ev.mimic and ev.mimic.name, first)
-    release_freed_memory()  # the model passes' working memory
     result: dict[str, Purified] = {}
     for p in purifiers:
         figs_p, copy = after[p.name]
         comp = Comparison(figs_p["cloak"], figs_p["noise"], figs_p["uniform"], copy)
         adv, _ = _advantage(comp, ev.mimic and ev.mimic.name, first)
         result[p.name] = Purified(p.name, p.description, comp, cache[("cost", p.name)], retained(adv, adv0, least))
-    return Figures(
-        width=int(original.shape[1]), height=int(original.shape[0]), eps_levels=budget, eps_inferred=inferred,
-        linf=linf, seed=int(seed), mimic_model=ev.mimic.name if ev.mimic else None, encoders=ev.names,
-        before=before, purified=result,
-        visible=1.0 if alpha is None else float((np.asarray(alpha) > 0).mean()), warnings=warnings,
-        measured=ev.measured_share(*original.shape[:2]),
-    )
+    return result
 
 
 def _measure_resized(ev: Evaluator, p, x: torch.Tensor, outs, alpha: np.ndarray | None, cache: dict):
