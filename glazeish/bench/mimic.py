@@ -589,6 +589,44 @@ def _seeded(prot) -> bool:
                                                                                "folder", None)
 
 
+def _summaries(per: dict[str, list[tuple[tuple[int, int], ImageStats]]], rows: list[dict], ref: ImageStats,
+               bootstrap: int) -> list[dict]:
+    """The summary rows (``summary.csv``) per protection family: each distance with its bootstrap CI, the ratios
+    to the clean model and to the same-PSNR noise arm with theirs, and the C2ST accuracy over the sample rows."""
+    summary: list[dict] = []
+    # bootstrap summaries and the headline ratios: units = (protection draw, training seed); CIs over units
+    # and samples. Ratios pair each unit with the clean model of the same seed, and with the same-PSNR noise
+    # arm's unit of the same draw and seed.
+    for family, units in per.items():
+        stats = [st for _, st in units]
+        point = set_distances(ImageStats.cat(stats), ref)
+        draws = bootstrap_distance(stats, ref, bootstrap, seed=1)
+        acc = [r["value"] for r in rows if r["protection"].split("#", 1)[0] == family
+               and r["stage"] == "samples" and r["metric"] == "c2st"]
+        row0 = {"protection": family, "units": len(units)}
+        pairs = {"": (NONE, lambda u: (0, u[1])), "noise_": (f"same-psnr:{family}", lambda u: u)}
+        for j, m in enumerate(("style", "colour", "texture")):
+            lo, hi = np.percentile(draws[:, j], [2.5, 97.5])
+            summary.append({**row0, "metric": m, "value": point[m], "lo": lo, "hi": hi})
+        for prefix, (other, key) in pairs.items():
+            theirs = dict(per.get(other, []))
+            if not theirs or not all(key(u) in theirs for u, _ in units):
+                continue
+            mine_keys = [u for u, _ in units]
+            paired = [theirs[key(u)] for u in mine_keys]
+            ratios = bootstrap_distance(stats, ref, bootstrap, seed=2, paired_with=paired)
+            their_point = set_distances(ImageStats.cat(paired), ref)
+            for j, m in enumerate(("style", "colour", "texture")):
+                rr = ratios[:, j][np.isfinite(ratios[:, j])]
+                row = next(r for r in summary if r["protection"] == family and r["metric"] == m)
+                row[f"{prefix}ratio"] = point[m] / their_point[m] if their_point[m] > 0 else float("nan")
+                row[f"{prefix}ratio_lo"], row[f"{prefix}ratio_hi"] = (
+                    np.percentile(rr, [2.5, 97.5]) if len(rr) else (np.nan,) * 2)
+        summary.append({**row0, "metric": "c2st", "value": float(np.mean(acc)), "lo": float(np.min(acc)),
+                        "hi": float(np.max(acc))})
+    return summary
+
+
 class MimicRun:
     """Loads the encoders once and runs a :class:`MimicConfig` (see the module doc)."""
 
@@ -794,7 +832,6 @@ class MimicRun:
         ref = image_stats(self.real_crops(ref_pos), self.style)
         real_hold = self.real_crops(hold_pos)
         rows: list[dict] = []
-        summary: list[dict] = []
         per: dict[str, list[tuple[tuple[int, int], ImageStats]]] = {}
         samples: dict[str, torch.Tensor] = {}
         data_view: dict[str, torch.Tensor] = {}
@@ -823,38 +860,7 @@ class MimicRun:
                 st = image_stats(imgs, self.style)
                 per.setdefault(prot.family, []).append(((prot.draw, s), st))
                 add_rows(prot.name, "samples", s, st, len(imgs))
-        # bootstrap summaries and the headline ratios: units = (protection draw, training seed); CIs over units
-        # and samples. Ratios pair each unit with the clean model of the same seed, and with the same-PSNR noise
-        # arm's unit of the same draw and seed.
-        base = dict(per.get(NONE, []))
-        for family, units in per.items():
-            stats = [st for _, st in units]
-            point = set_distances(ImageStats.cat(stats), ref)
-            draws = bootstrap_distance(stats, ref, c.bootstrap, seed=1)
-            acc = [r["value"] for r in rows if r["protection"].split("#", 1)[0] == family
-                   and r["stage"] == "samples" and r["metric"] == "c2st"]
-            row0 = {"protection": family, "units": len(units)}
-            pairs = {"": (NONE, lambda u: (0, u[1])), "noise_": (f"same-psnr:{family}", lambda u: u)}
-            for j, m in enumerate(("style", "colour", "texture")):
-                lo, hi = np.percentile(draws[:, j], [2.5, 97.5])
-                summary.append({**row0, "metric": m, "value": point[m], "lo": lo, "hi": hi})
-            for prefix, (other, key) in pairs.items():
-                theirs = dict(per.get(other, []))
-                if not theirs or not all(key(u) in theirs for u, _ in units):
-                    continue
-                mine_keys = [u for u, _ in units]
-                paired = [theirs[key(u)] for u in mine_keys]
-                ratios = bootstrap_distance(stats, ref, c.bootstrap, seed=2, paired_with=paired)
-                their_point = set_distances(ImageStats.cat(paired), ref)
-                for j, m in enumerate(("style", "colour", "texture")):
-                    rr = ratios[:, j][np.isfinite(ratios[:, j])]
-                    row = next(r for r in summary if r["protection"] == family and r["metric"] == m)
-                    row[f"{prefix}ratio"] = point[m] / their_point[m] if their_point[m] > 0 else float("nan")
-                    row[f"{prefix}ratio_lo"], row[f"{prefix}ratio_hi"] = (
-                        np.percentile(rr, [2.5, 97.5]) if len(rr) else (np.nan,) * 2)
-            summary.append({**row0, "metric": "c2st", "value": float(np.mean(acc)), "lo": float(np.min(acc)),
-                            "hi": float(np.max(acc))})
-        del base
+        summary = _summaries(per, rows, ref, c.bootstrap)
         files = {}
         files["results"] = _write_csv(self.out / "results.csv", rows,
                                       ["protection", "stage", "seed", "metric", "value", "n"])
