@@ -19,7 +19,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -288,7 +288,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """
     path = Path(path)
     notes: list[str] = []
-    try:
+    with _read_errors(path, max_pixels):
         if path.is_dir():
             raise ImageError(f"{path}: is a folder, not an image")
         # one descriptor: the file checked is the file decoded; non-blocking, so that a FIFO named like an
@@ -300,20 +300,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 raise ImageError(f"{path}: not a regular file")
             if st.st_size == 0:
                 raise ImageError(f"{path}: empty file (0 bytes)")
-            with warnings.catch_warnings(record=True) as caught, _pixel_limit(max_pixels), _png_icc_limit(fp, path):
-                warnings.simplefilter("always")
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                im = _open_checked(fp, path, max_pixels)
-                if im.format == "PNG":
-                    im.verify()  # every chunk's CRC, the image data's included; then open it again to decode
-                    if _png_rows_missing(fp):
-                        raise ImageError(f"{path}: corrupt or truncated image (its image data stops before the "
-                                         "last row its header declares)")
-                    fp.seek(0)
-                    im = _open_checked(fp, path, max_pixels)
-                mode, grey_bits = im.mode, _grey_bits(im)
-                im.load()  # decode everything first: a decoding error must not be swallowed by a later read
-            _collect(notes, caught, lambda msg: damaged_exif(msg) if "EXIF" in msg else f"while decoding: {msg}")
+            im, mode, grey_bits = _decode(fp, path, max_pixels, notes)
             with warnings.catch_warnings(record=True) as caught, im:
                 warnings.simplefilter("always")
                 source = read_source_metadata(im, warn=notes.append)
@@ -324,6 +311,34 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                     upright = im
                 rgb, alpha = _to_rgb8(upright, grey_bits)
             _collect(notes, caught, damaged_exif)
+    return Artwork(rgb=rgb, alpha=alpha, source=source, path=path, mode=mode, warnings=notes)
+
+
+def _decode(fp, path: Path, max_pixels: int, notes: list[str]) -> tuple[Image.Image, str, int | None]:
+    """Open and fully decode ``fp`` (a PNG checked first: its CRCs and rows); the image, its mode and its grey
+    bit depth. What Pillow warns about while decoding goes into ``notes``."""
+    with warnings.catch_warnings(record=True) as caught, _pixel_limit(max_pixels), _png_icc_limit(fp, path):
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        im = _open_checked(fp, path, max_pixels)
+        if im.format == "PNG":
+            im.verify()  # every chunk's CRC, the image data's included; then open it again to decode
+            if _png_rows_missing(fp):
+                raise ImageError(f"{path}: corrupt or truncated image (its image data stops before the "
+                                 "last row its header declares)")
+            fp.seek(0)
+            im = _open_checked(fp, path, max_pixels)
+        mode, grey_bits = im.mode, _grey_bits(im)
+        im.load()  # decode everything first: a decoding error must not be swallowed by a later read
+    _collect(notes, caught, lambda msg: damaged_exif(msg) if "EXIF" in msg else f"while decoding: {msg}")
+    return im, mode, grey_bits
+
+
+@contextlib.contextmanager
+def _read_errors(path: Path, max_pixels: int) -> Iterator[None]:
+    """Every way reading ``path`` can fail, as one :class:`ImageError` line naming the file."""
+    try:
+        yield
     except ImageError:
         raise
     except FileNotFoundError:
@@ -345,7 +360,6 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"{path}: corrupt or truncated image ({first_line(e)})") from None
     except Exception as e:  # whatever a decoder raises on hostile bytes (SyntaxError, struct.error, ...)
         raise ImageError(f"{path}: corrupt or truncated image ({first_line(e)})") from None
-    return Artwork(rgb=rgb, alpha=alpha, source=source, path=path, mode=mode, warnings=notes)
 
 
 def _atomic_write(path: Path, write: Callable[[str], None], overwrite: bool = True) -> None:
