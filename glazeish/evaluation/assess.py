@@ -21,6 +21,7 @@ from PIL import Image
 from ..device import release_freed_memory
 from ..encoders import Ensemble
 from ..imageio import DEFAULT_MAX_PIXELS, ImageError, read_image, resize_rgb, resized, to_tensor
+from ..metrics import psnr_of_mse
 from .baselines import baselines, mse_levels
 from .figures import Comparison, Figures, Purified, retained
 from .measure import Evaluator, Request
@@ -236,7 +237,7 @@ def load_pair(
                          "resampling counts as part of the change (visibility understated, budget overstated: pass "
                          "--eps)")
     mse = mse_levels(cloaked, a.rgb, a.alpha)
-    psnr = 10 * math.log10(255**2 / mse) if mse > 0 else math.inf
+    psnr = psnr_of_mse(mse, 255)
     if psnr < MIN_PAIR_PSNR:
         raise ImageError(f"{cloaked_path}: too different from {original_path} to be a cloak of it (PSNR {psnr:.1f} dB; "
                          f"cloaks are above {MIN_PAIR_PSNR:g} dB): another picture, mirrored or edited?")

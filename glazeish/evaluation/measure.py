@@ -53,7 +53,7 @@ EXTENDED = ("ms_ssim", "linf", "rms", "view_ssim", "copy_ssim", "style", "copy_s
 
 def _db(sq: float, n: float) -> float:
     """PSNR (dB, peak 1) of a sum of squared errors ``sq`` over ``n`` values."""
-    return float(10 * math.log10(n / sq)) if sq > 0 else math.inf
+    return metrics.psnr_of_mse(sq / n) if sq > 0 else math.inf
 
 
 def sampled_tiles(tiles: Sequence[Tile], k: int) -> list[Tile]:
@@ -221,7 +221,7 @@ class Evaluator:
                 self._pixels(t, x, vs, mt, flip, acc, linf)
                 if codes is not None:
                     acc["mpx"] += t.h * t.w
-                    self._latents(t, x, art, vs, codes, acc)
+                    self._latents(t, x, art, vs, codes, acc, flip)
         out = []
         for (_, _, vs, flip), acc, linf in zip(jobs, accs, linfs):
             clean_copy = _db(acc["clean_copy"], acc["mpx"] * 3) if self.mimic else None
@@ -265,7 +265,7 @@ class Evaluator:
                 acc["ms_ssim", k] += float(metrics.ms_ssim(v, xt)) * npx
                 linf[k] = max(linf[k], float((v - xt).abs().max()))
 
-    def _latents(self, t, x, art, vs, codes: dict[int, _Code], acc) -> None:
+    def _latents(self, t, x, art, vs, codes: dict[int, _Code], acc, flip) -> None:
         """Latent displacement and view sums of each version over tile ``t``, from the tile's ``codes``."""
         ref = codes[id(x)]
         for model in self.models:
@@ -274,10 +274,12 @@ class Evaluator:
             for k, v in vs.items():
                 acc["dz", model.name, k] += float((codes[id(v)].latents[model.name] - z0).square().sum())
         if self.mimic is not None:
-            self._views(t, ref.view, {k: codes[id(v)].view for k, v in vs.items()}, t.slice(x), t.slice(art), acc)
+            self._views(t, ref.view, {k: codes[id(v)].view for k, v in vs.items()}, t.slice(x), t.slice(art), acc,
+                        flip)
 
-    def _views(self, t, v0, views, xt, at, acc) -> None:
-        """View sums over tile ``t``: each version's view against the reference's ``v0`` and the artwork ``at``."""
+    def _views(self, t, v0, views, xt, at, acc, flip) -> None:
+        """View sums over tile ``t``: each version's view against the reference's ``v0`` and the artwork ``at``
+        (and the views' ꟻLIP for the versions in ``flip``: how visible the copy's change is to a person)."""
         npx = t.h * t.w
         acc["clean_copy"] += float((v0 - at).square().sum())
         target = fit_target(None, xt, (t.top, t.left)) if self.extended else None
@@ -288,6 +290,8 @@ class Evaluator:
             acc["dv", k] += float((v - v0).square().mean()) * npx  # mean over channels, as a PSNR wants
             acc["dv_detinted", k] += float((metrics.match_colour_stats(v, v0) - v0).square().mean()) * npx
             acc["copy", k] += float((v - at).square().sum())
+            if k in flip:
+                acc["view_flip", k] += metrics.flip(v, v0) * npx
             if not self.extended:
                 continue
             acc["view_ssim", k] += float(metrics.ssim(v, v0)) * npx
@@ -331,6 +335,7 @@ class Evaluator:
             out[k] = VersionFigures(
                 psnr=_db(acc["sq", k], 3 * vis), ssim=acc["ssim", k] / vis, latent=latent, view_psnr=view,
                 copy_psnr=copy, flip=acc["flip", k] / vis if k in flip else None, view_psnr_detinted=detinted,
+                view_flip=acc["view_flip", k] / mpx if self.mimic and k in flip and mpx else None,
                 grain=grain, extra=extra,
             )
         return out
