@@ -29,7 +29,16 @@ from glazeish.evaluation import (
     uniform_noise,
 )
 from glazeish.evaluation.figures import retained
-from glazeish.evaluation.verdicts import NO_BETTER_DB, PROTECTION, protection, visibility
+from glazeish.evaluation.verdicts import (
+    FLIP_VISIBLE,
+    NO_BETTER_DB,
+    PROTECTION,
+    TINT_SHARE,
+    protection,
+    protection_of,
+    tint_share,
+    visibility,
+)
 from glazeish.imageio import ImageError, save_image, to_tensor
 
 EPS = 4  # 1/255 units
@@ -108,7 +117,9 @@ def test_real_cloak_verdicts(figures):
     assert v.sentences[0].startswith("Visibility: ") and f"PSNR {figures.before.cloak.psnr:.1f} dB" in v.sentences[0]
     assert v.sentences[1].startswith("Protection: a model trained on this image ")
     assert "further than with noise of the same PSNR" in v.sentences[1]
-    assert v.protection == protection(figures.summary.view_psnr, figures.summary.view_gap).key
+    assert v.protection == protection_of(figures.summary).key
+    assert figures.summary.view_flip is not None and 0 < figures.summary.view_flip < 1  # the views' ꟻLIP, computed
+    assert f"ꟻLIP {figures.summary.view_flip:.3f} between the views" in v.sentences[1]
     after = "After a platform's re-compression (JPEG q75): "
     assert any(s.startswith(after) and "% of the protection remains" in s for s in v.sentences)
     line = one_line("a.png", figures)
@@ -274,8 +285,27 @@ def test_verdict_tables_are_monotone():
     assert visibility(45).key == "invisible" and visibility(20).key == "clearly visible"
     # never strong when the views look alike, however large the gap over noise
     assert protection(29.0, 15.0).key == "subtle" and protection(35.0, 20.0).key == "faint"
-    assert protection(18.0, 10.0).key == "strong" and protection(18.0, 1.0).key == PROTECTION[2].key
+    assert protection(18.0, 10.0).key == "strong" and protection(18.0, 1.0).key == "subtle"
     assert protection(18.0, 0.1) is None
+
+
+def test_protection_words_look_past_a_tint_and_at_what_a_person_sees():
+    # mostly colour (88 % of the squared error) and subtle beyond it: a tint, not "visible"
+    assert protection(24.3, 17.0, detinted=33.4).key == "tint"
+    assert tint_share(24.3, 33.4) > TINT_SHARE
+    # a fifth colour: as strong as what is left beyond the colours
+    assert protection(24.3, 14.0, detinted=25.4).key == "subtle"
+    assert protection(22.0, 14.0, detinted=22.5).key == "visible"
+    # a colour change as large as a navy sky turned grey stays strong
+    assert protection(17.8, 17.0, detinted=26.5).key == "strong"
+    # a change that texture hides (low ꟻLIP between the views) is at most subtle, whatever its dB
+    assert protection(22.0, 14.0, detinted=22.5, view_flip=FLIP_VISIBLE / 2).key == "subtle"
+    assert protection(22.0, 14.0, detinted=22.5, view_flip=FLIP_VISIBLE * 2).key == "visible"
+    assert protection(32.0, 14.0, detinted=32.0, view_flip=0.0).key == "faint"  # never raised
+    assert protection(24.3, 17.0, detinted=33.4, view_flip=FLIP_VISIBLE / 2).key == "faint"  # an unseen tint
+    # the scale runs strongest to faintest, "tint" between visible and subtle, and no dB reaches "tint"
+    assert [lv.key for lv in PROTECTION] == ["strong", "visible", "tint", "subtle", "faint"]
+    assert all(protection(db, 10.0).key != "tint" for db in range(10, 40))
 
 
 # --- two files -----------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ class VersionFigures:
             judged against the art).
         view_psnr_detinted: ``view_psnr`` once the per-channel mean and spread of ``D(E(v))`` are moved to
             ``D(E(r))``'s (per measured tile): the part of the view's change that is more than a tint.
+        view_flip: the mean ꟻLIP error of ``D(E(v))`` against ``D(E(r))`` (how visible the copy's change is to a
+            person, masking by texture included; None where not computed, as ``flip``).
         grain: RMS (1/255 levels) of the high-pass of ``v − r`` over the pixels on flat fills of ``r`` (5×5
             neighbourhood within 3 levels): where grain shows. None where ``r`` has no flat fill.
         extra: further metrics for the benchmark (``ms_ssim``, ``view_ssim``, ``style``, ``decoy_corr``, ...).
@@ -52,6 +54,7 @@ class VersionFigures:
     flip: float | None = None
     view_psnr_detinted: float | None = None
     grain: float | None = None
+    view_flip: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
@@ -59,7 +62,8 @@ class VersionFigures:
         figures (not computed) are left out. The benchmark's CSV uses these names."""
         out = {"psnr": self.psnr, "ssim": self.ssim, "flip": self.flip, "grain": self.grain,
                **{f"latent:{k}": v for k, v in self.latent.items()}, "view_psnr": self.view_psnr,
-               "view_psnr_detinted": self.view_psnr_detinted, "copy_psnr": self.copy_psnr, **self.extra}
+               "view_psnr_detinted": self.view_psnr_detinted, "view_flip": self.view_flip,
+               "copy_psnr": self.copy_psnr, **self.extra}
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -132,6 +136,7 @@ class Summary:
     view_gap_uniform: float | None  # dB further than same-L∞ uniform noise moved it
     view_psnr_detinted: float | None  # view_psnr once the view's colour statistics match the original view's
     view_gap_detinted: float | None  # the gap to same-PSNR noise, both views de-tinted
+    view_flip: float | None  # ꟻLIP of the cloak's mimic view against the original's (None: not computed)
     grain: float | None  # the cloak's high-pass RMS on flat fills, 1/255 levels (None: no flat fill)
     copy_psnr: float | None  # what a model trained on the cloak reproduces vs the artwork, dB
     clean_copy_psnr: float | None  # the same for the original
@@ -187,6 +192,7 @@ class Figures:
             view_gap_uniform=b.view_gap("uniform"),
             view_psnr_detinted=b.cloak.view_psnr_detinted,
             view_gap_detinted=b.view_gap("noise", detinted=True),
+            view_flip=b.cloak.view_flip,
             grain=b.cloak.grain,
             copy_psnr=b.cloak.copy_psnr,
             clean_copy_psnr=b.clean_copy_psnr,

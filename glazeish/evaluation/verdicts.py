@@ -56,23 +56,30 @@ GRAIN: tuple[Level, ...] = (
 )
 
 # Protection, by how far the mimic's view of the cloak is from the mimic's view of the original (dB; lower =
-# further). Around 28-30 dB two views look the same side by side, even zoomed in; around 20 dB the copy is
-# plainly different (colours washed out, a texture over it).
+# further), strongest first. Around 28-30 dB two views look the same side by side, even zoomed in; around 20 dB
+# the copy is plainly different (colours washed out, a texture over it). "tint" is never reached by the dB scale
+# (its threshold is NaN): it is said where most of the change is the copy's overall colour (see :func:`protection`).
 PROTECTION: tuple[Level, ...] = (
     Level(20.0, "strong", "reproduces something clearly different — the change is plain to see"),
     Level(25.0, "visible", "reproduces something visibly different"),
+    Level(math.nan, "tint", "reproduces the same picture in different colours — a tint or haze over it that colour "
+                            "correction would mostly undo"),
     Level(30.0, "subtle", "reproduces something only subtly different (hard to see side by side)"),
     Level(math.inf, "faint", "reproduces practically the same picture (the change is too small to see)"),
 )
+STRONG, VISIBLE, TINT, SUBTLE, FAINT = PROTECTION
 #: below this gap (dB) to same-PSNR noise, the difference is within what two noise draws differ by
 NO_BETTER_DB = 0.5
 #: below this gap (dB) a cloak is at most "subtle", whatever the absolute change (noise would do nearly as much)
 CLEAR_GAP_DB = 3.0
 #: the share of the view's change (its squared error) that matching the copy's colour statistics removes, from
-#: which the verdict says the change is mostly a colour shift: on the shared paintings at default, the copies
-#: whose change was more than half colour looked like the same painting under a haze at 1:1
-#: (benchmarks/verdicts/: 00008 88 %, 00013 69 %), those under a fifth differed in brushwork detail
+#: which the change is called mostly a colour shift: on the shared paintings at default, the copies whose change
+#: was more than half colour looked like the same painting under a haze at 1:1 (benchmarks/verdicts/: 00008
+#: 88 %, 00013 69 %), those under a fifth differed in brushwork detail
 TINT_SHARE = 0.5
+#: below this mean ꟻLIP between the two views, the copy's change is at most "subtle", whatever its dB: texture
+#: hides it (benchmarks/verdicts/: painting 00004 at 24.7 dB looked the same side by side at 1:1)
+FLIP_VISIBLE = 0.12
 #: encoders without a decoder: the latent must move this many times as far as under same-PSNR noise
 NO_BETTER_RATIO = 1.2
 
@@ -107,15 +114,42 @@ def grain(levels: float) -> Level:
     return _at_most(levels, GRAIN)
 
 
-def protection(view_psnr: float | None, gap: float | None) -> Level | None:
-    """The protection level from the absolute view change and the gap to same-PSNR noise; None when the cloak
-    is no better than noise (or there is no mimic's view)."""
+def _weaker(a: Level, b: Level) -> Level:
+    return a if PROTECTION.index(a) > PROTECTION.index(b) else b
+
+
+def _scale(view_psnr: float) -> Level:
+    return _at_most(capped(view_psnr), PROTECTION)
+
+
+def protection(view_psnr: float | None, gap: float | None, *, detinted: float | None = None,
+               view_flip: float | None = None) -> Level | None:
+    """The protection level of a copy whose view is ``view_psnr`` dB from the original's and ``gap`` dB further
+    than same-PSNR noise's; None when the cloak is no better than noise (or there is no mimic's view).
+
+    With ``detinted`` (the view's dB once its colour statistics match the original view's), a change that is
+    mostly colour is called "tint", and otherwise a word is only as strong as what is left beyond the colours;
+    a "strong" change stays strong (a colour change that large is plain to see: a navy sky turned grey). With
+    ``view_flip`` (ꟻLIP between the views), a change a person does not see is at most "subtle", and not a tint.
+    """
     if view_psnr is None or gap is None or gap < NO_BETTER_DB:
         return None
-    level = _at_most(capped(view_psnr), PROTECTION)
-    if gap < CLEAR_GAP_DB and PROTECTION.index(level) < PROTECTION.index(PROTECTION[2]):
-        level = PROTECTION[2]  # noise does nearly as much: not more than subtle
+    level = _scale(view_psnr)
+    beyond = level if detinted is None else _scale(detinted)
+    seen = view_flip is None or view_flip >= FLIP_VISIBLE
+    if not seen:
+        level, beyond = _weaker(level, SUBTLE), _weaker(beyond, SUBTLE)
+    if PROTECTION.index(beyond) > PROTECTION.index(level) and level is not STRONG:
+        share = tint_share(view_psnr, detinted)
+        level = TINT if seen and share is not None and share >= TINT_SHARE else beyond
+    if gap < CLEAR_GAP_DB:
+        level = _weaker(level, SUBTLE)  # noise does nearly as much: not more than subtle
     return level
+
+
+def protection_of(s: Summary) -> Level | None:
+    """:func:`protection` of a :class:`Summary`'s figures."""
+    return protection(s.view_psnr, s.view_gap, detinted=s.view_psnr_detinted, view_flip=s.view_flip)
 
 
 def tint_share(view_psnr: float | None, detinted_psnr: float | None) -> float | None:
@@ -156,6 +190,33 @@ def _db(v: float) -> str:
     return "∞ dB" if math.isinf(v) else f"{v:.1f} dB"
 
 
+def _protection_sentences(f: Figures, same: str) -> tuple[str, list[str]]:
+    """The protection key and sentences for a pair with a mimic's view (``same``: how the noise is named)."""
+    s = f.summary
+    level = protection_of(s)
+    view = f"{f.mimic_model} mimic view {_db(s.view_psnr)} from the original's"
+    if level is None:
+        gap = s.view_gap or 0.0
+        how = f"only {gap:.1f} dB further than" if gap >= 0 else f"{-gap:.1f} dB less far than"
+        return "none", [f"Protection: no better than random {same} — what a model trained on this image reproduces "
+                        f"moves {how} with noise ({view})"]
+    flip = "" if s.view_flip is None else f", ꟻLIP {s.view_flip:.3f} between the views"
+    tint = "" if s.view_psnr_detinted is None else \
+        f"; {_db(s.view_psnr_detinted)} once its colours are matched to the original view's"
+    copy = "" if s.copy_change is None else \
+        f"; its copy of the artwork {_db(s.clean_copy_psnr)} → {_db(s.copy_psnr)} from the art itself"
+    out = [f"Protection: a model trained on this image {level.words} ({view}{flip}, {s.view_gap:.1f} dB further "
+           f"than with {same}{tint}{copy})"]
+    share = colour_shift(s)
+    if share is not None:
+        beyond = _scale(s.view_psnr_detinted)
+        if s.view_flip is not None and s.view_flip < FLIP_VISIBLE:
+            beyond = _weaker(beyond, SUBTLE)
+        out.append(f"Colour shift: {share * 100:.0f}% of that change is the copy's overall colour (a tint or "
+                   f"haze that colour correction would undo); beyond it, the copy {beyond.words}")
+    return level.key, out
+
+
 def judge(f: Figures) -> Verdict:
     """Plain-language verdict on :class:`Figures` (thresholds: the module's tables)."""
     out: list[str] = []
@@ -175,29 +236,8 @@ def judge(f: Figures) -> Verdict:
     same = f"noise of the same PSNR ({_db(b.noise.psnr)})"
     prot_key = "none"
     if f.mimic_model is not None:
-        level = protection(s.view_psnr, s.view_gap)
-        view = f"{f.mimic_model} mimic view {_db(s.view_psnr)} from the original's"
-        if level is None:
-            gap = s.view_gap or 0.0
-            how = f"only {gap:.1f} dB further than" if gap >= 0 else f"{-gap:.1f} dB less far than"
-            out.append(f"Protection: no better than random {same} — what a model trained on this image reproduces "
-                       f"moves {how} with noise ({view})")
-        else:
-            prot_key = level.key
-            copy = ""
-            if s.copy_change is not None:
-                copy = (f"; its copy of the artwork {_db(s.clean_copy_psnr)} → {_db(s.copy_psnr)} "
-                        f"from the art itself")
-            tint = ""
-            if s.view_psnr_detinted is not None:
-                tint = f"; {_db(s.view_psnr_detinted)} once its colours are matched to the original view's"
-            out.append(f"Protection: a model trained on this image {level.words} ({view}, {s.view_gap:.1f} dB "
-                       f"further than with {same}{tint}{copy})")
-            share = colour_shift(s)
-            if share is not None:
-                beyond = _at_most(capped(s.view_psnr_detinted), PROTECTION)
-                out.append(f"Colour shift: {share * 100:.0f}% of that change is the copy's overall colour (a tint or "
-                           f"haze that colour correction would undo); beyond it, the copy {beyond.words}")
+        prot_key, said = _protection_sentences(f, same)
+        out.extend(said)
     for i, name in enumerate(f.encoders):
         if name == f.mimic_model:
             continue
@@ -235,7 +275,7 @@ def one_line(name: str, f: Figures) -> str:
     if s.grain is not None:
         parts.append(f"grain on flat fills {s.grain:.1f}/255")
     if f.mimic_model is not None and s.view_psnr is not None:
-        level = protection(s.view_psnr, s.view_gap)
+        level = protection_of(s)
         parts.append(f"mimic view {_db(s.view_psnr)} from the original's, {s.view_gap:+.1f} dB vs same-PSNR noise "
                      f"({level.key if level else 'no better than noise'})")
         if s.view_psnr_detinted is not None:
