@@ -66,65 +66,108 @@ def _external(specs: list[str]) -> dict[str, str]:
     return out
 
 
+class RunOptions:
+    """``glazeish bench run``'s options: their help is what ``glazeish bench run --help`` prints."""
+
+    images = typer.Option(..., "--images", help="Folder(s) of original images (repeat for several).",
+                          show_default=False)
+    out = typer.Option(Path("benchmarks/protection"), "--out", "-o", help="Results folder (CSV, tables, plots).")
+    protections = typer.Option(
+        None, help=f"Comma-separated; 'default' = {','.join(DEFAULT_PROTECTIONS)}. Registered: {PROTECTIONS.help()}.")
+    purifications = typer.Option(
+        None, help=f"Comma-separated (see glazeish.purify; 'none' is always measured). Default: {DEFAULT_PURIFS}.")
+    encoders = typer.Option("taef2,taesana", help="Encoders whose latent displacement is reported (attacked "
+                            "or not); the first with a decoder gives the mimic view.")
+    attacked = typer.Option("taef2", help="Encoder spec the cloaks attack.")
+    style_encoder = typer.Option("taesana", help="Encoder whose features judge style (must not be attacked).")
+    eps = typer.Option(4.0, help="L-inf budget (1/255) of random; the glazeish presets and the peers keep "
+                       "their own.")
+    attack_steps = typer.Option(None, help="Replace the peers' published iteration counts "
+                                "(photoguard-encoder-style 1000, mist-textural-style 100) with this "
+                                "many: for smoke runs, not results.")
+    mist_target = typer.Option(None, "--mist-target", help="Target image of mist-textural-style "
+                               "(Mist's MIST.png from psyker-team/mist, GPL-3.0, not shipped); "
+                               "without it the peer uses glazeish's decoy pattern and is named "
+                               "mist-textural-style:decoy.")
+    external = typer.Option([], "--external", help="Folder of images cloaked by another tool, paired "
+                            "with the originals by file name stem; NAME=DIR to label it (repeatable).")
+    quick = typer.Option(False, "--quick", help=f"Protections {','.join(QUICK_PROTECTIONS)}, purifications "
+                         f"{QUICK_PURIFS}, at most 2 images per folder (explicit options still win).")
+    limit = typer.Option(None, help="At most this many images per folder.")
+    slow_images = typer.Option(None, help="Run model-based purifications (ae, impress) on only this "
+                               "many images per folder.")
+    impress_steps = typer.Option(20, help="Adam steps of the quick impress purification (impress++ keeps "
+                                 "its authors' 3000).")
+    purify_pipeline = typer.Option(None, "--purify-pipeline", help="diffusers img2img pipeline "
+                                   "(repo id or folder) for the diffpure / gridpure purifications.")
+    upscaler = typer.Option(None, help="diffusers upscaler pipeline (repo id or folder) for the "
+                            "noisy-upscaling purification (upscale).")
+    seed = typer.Option(0, help="Seed of every random draw (noise, attacks' random start).")
+    device = typer.Option("auto", help="auto, cpu, cuda, ...")
+    precision = typer.Option("auto", help="Precision of the attacks (measurements are always float32).")
+    models = typer.Option(None, "--models", help="Folder with the encoder weights.")
+    cache = typer.Option(None, help="Where protected images are cached (default OUT/cache).")
+    batch = typer.Option(4, help="Images per forward pass when measuring.")
+    grid = typer.Option(True, "--grid/--no-grid", help="Write the image grid(s).")
+    report = typer.Option(True, "--report/--no-report", help="Write tables and plots at the end.")
+    quiet = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+    pipeline = typer.Option(None, help="A diffusers pipeline (repo id or local folder): also "
+                            "measure img2img on its generated images (needs the weights locally "
+                            "or the HF hub).")
+    prompt = typer.Option("a painting", help="Prompt of the pipeline measurements.")
+    strengths = typer.Option("0.3,0.45,0.6", help="img2img strengths.")
+    pipeline_steps = typer.Option(30, help="Denoising steps of the pipeline.")
+    guidance = typer.Option(7.5, help="Classifier-free guidance scale.")
+    pipeline_dtype = typer.Option("fp32", help="fp32, fp16 or bf16 weights for the pipeline.")
+    pipeline_purifications = typer.Option("none", help="Purifications after which img2img is measured.")
+    lora_steps = typer.Option(0, help="Fine-tune a LoRA for this many steps on each set (0: off; SD-style "
+                              "pipelines, needs peft).")
+    lora_rank = typer.Option(4, help="LoRA rank.")
+    lora_lr = typer.Option(1e-4, help="LoRA learning rate.")
+    lora_samples = typer.Option(4, help="Images sampled from each LoRA.")
+    resolution = typer.Option(None, help="LoRA training/sampling size (default: the pipeline's).")
+
+
 @app.command()
 def run(
-    images: List[Path] = typer.Option(..., "--images", help="Folder(s) of original images (repeat for several).",
-                                      show_default=False),
-    out: Path = typer.Option(Path("benchmarks/protection"), "--out", "-o", help="Results folder (CSV, tables, plots)."),
-    protections: Optional[str] = typer.Option(
-        None, help=f"Comma-separated; 'default' = {','.join(DEFAULT_PROTECTIONS)}. Registered: {PROTECTIONS.help()}."),
-    purifications: Optional[str] = typer.Option(
-        None, help=f"Comma-separated (see glazeish.purify; 'none' is always measured). Default: {DEFAULT_PURIFS}."),
-    encoders: str = typer.Option("taef2,taesana", help="Encoders whose latent displacement is reported (attacked "
-                                 "or not); the first with a decoder gives the mimic view."),
-    attacked: str = typer.Option("taef2", help="Encoder spec the cloaks attack."),
-    style_encoder: str = typer.Option("taesana", help="Encoder whose features judge style (must not be attacked)."),
-    eps: float = typer.Option(4.0, help="L-inf budget (1/255) of random; the glazeish presets and the peers keep "
-                              "their own."),
-    attack_steps: Optional[int] = typer.Option(None, help="Replace the peers' published iteration counts "
-                                               "(photoguard-encoder-style 1000, mist-textural-style 100) with this "
-                                               "many: for smoke runs, not results."),
-    mist_target: Optional[Path] = typer.Option(None, "--mist-target", help="Target image of mist-textural-style "
-                                               "(Mist's MIST.png from psyker-team/mist, GPL-3.0, not shipped); "
-                                               "without it the peer uses glazeish's decoy pattern and is named "
-                                               "mist-textural-style:decoy."),
-    external: List[str] = typer.Option([], "--external", help="Folder of images cloaked by another tool, paired "
-                                       "with the originals by file name stem; NAME=DIR to label it (repeatable)."),
-    quick: bool = typer.Option(False, "--quick", help=f"Protections {','.join(QUICK_PROTECTIONS)}, purifications "
-                               f"{QUICK_PURIFS}, at most 2 images per folder (explicit options still win)."),
-    limit: Optional[int] = typer.Option(None, help="At most this many images per folder."),
-    slow_images: Optional[int] = typer.Option(None, help="Run model-based purifications (ae, impress) on only this "
-                                              "many images per folder."),
-    impress_steps: int = typer.Option(20, help="Adam steps of the quick impress purification (impress++ keeps "
-                                      "its authors' 3000)."),
-    purify_pipeline: Optional[str] = typer.Option(None, "--purify-pipeline", help="diffusers img2img pipeline "
-                                                  "(repo id or folder) for the diffpure / gridpure purifications."),
-    upscaler: Optional[str] = typer.Option(None, help="diffusers upscaler pipeline (repo id or folder) for the "
-                                           "noisy-upscaling purification (upscale)."),
-    seed: int = typer.Option(0, help="Seed of every random draw (noise, attacks' random start)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
-    precision: str = typer.Option("auto", help="Precision of the attacks (measurements are always float32)."),
-    models: Optional[Path] = typer.Option(None, "--models", help="Folder with the encoder weights."),
-    cache: Optional[Path] = typer.Option(None, help="Where protected images are cached (default OUT/cache)."),
-    batch: int = typer.Option(4, help="Images per forward pass when measuring."),
-    grid: bool = typer.Option(True, "--grid/--no-grid", help="Write the image grid(s)."),
-    report: bool = typer.Option(True, "--report/--no-report", help="Write tables and plots at the end."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    pipeline: Optional[str] = typer.Option(None, help="A diffusers pipeline (repo id or local folder): also "
-                                           "measure img2img on its generated images (needs the weights locally "
-                                           "or the HF hub)."),
-    prompt: str = typer.Option("a painting", help="Prompt of the pipeline measurements."),
-    strengths: str = typer.Option("0.3,0.45,0.6", help="img2img strengths."),
-    pipeline_steps: int = typer.Option(30, help="Denoising steps of the pipeline."),
-    guidance: float = typer.Option(7.5, help="Classifier-free guidance scale."),
-    pipeline_dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16 weights for the pipeline."),
-    pipeline_purifications: str = typer.Option("none", help="Purifications after which img2img is measured."),
-    lora_steps: int = typer.Option(0, help="Fine-tune a LoRA for this many steps on each set (0: off; SD-style "
-                                   "pipelines, needs peft)."),
-    lora_rank: int = typer.Option(4, help="LoRA rank."),
-    lora_lr: float = typer.Option(1e-4, help="LoRA learning rate."),
-    lora_samples: int = typer.Option(4, help="Images sampled from each LoRA."),
-    resolution: Optional[int] = typer.Option(None, help="LoRA training/sampling size (default: the pipeline's)."),
+    images: List[Path] = RunOptions.images,
+    out: Path = RunOptions.out,
+    protections: Optional[str] = RunOptions.protections,
+    purifications: Optional[str] = RunOptions.purifications,
+    encoders: str = RunOptions.encoders,
+    attacked: str = RunOptions.attacked,
+    style_encoder: str = RunOptions.style_encoder,
+    eps: float = RunOptions.eps,
+    attack_steps: Optional[int] = RunOptions.attack_steps,
+    mist_target: Optional[Path] = RunOptions.mist_target,
+    external: List[str] = RunOptions.external,
+    quick: bool = RunOptions.quick,
+    limit: Optional[int] = RunOptions.limit,
+    slow_images: Optional[int] = RunOptions.slow_images,
+    impress_steps: int = RunOptions.impress_steps,
+    purify_pipeline: Optional[str] = RunOptions.purify_pipeline,
+    upscaler: Optional[str] = RunOptions.upscaler,
+    seed: int = RunOptions.seed,
+    device: str = RunOptions.device,
+    precision: str = RunOptions.precision,
+    models: Optional[Path] = RunOptions.models,
+    cache: Optional[Path] = RunOptions.cache,
+    batch: int = RunOptions.batch,
+    grid: bool = RunOptions.grid,
+    report: bool = RunOptions.report,
+    quiet: bool = RunOptions.quiet,
+    pipeline: Optional[str] = RunOptions.pipeline,
+    prompt: str = RunOptions.prompt,
+    strengths: str = RunOptions.strengths,
+    pipeline_steps: int = RunOptions.pipeline_steps,
+    guidance: float = RunOptions.guidance,
+    pipeline_dtype: str = RunOptions.pipeline_dtype,
+    pipeline_purifications: str = RunOptions.pipeline_purifications,
+    lora_steps: int = RunOptions.lora_steps,
+    lora_rank: int = RunOptions.lora_rank,
+    lora_lr: float = RunOptions.lora_lr,
+    lora_samples: int = RunOptions.lora_samples,
+    resolution: Optional[int] = RunOptions.resolution,
 ):
     """Measure protections on a set of images; resumable (finished rows are skipped) and seeded.
 
