@@ -277,18 +277,9 @@ class Bench:
         files = interleaved_images(c.images, c.limit, c.recursive)
         if not files:
             raise ValueError(f"no images found in {', '.join(c.images)}")
-        slow_ok: set[str] = set()
-        per_folder: dict[str, int] = {}
-        for f in files:
-            k = image_key(f)
-            n = per_folder.get(f.parent.name, 0)
-            per_folder[f.parent.name] = n + 1
-            if c.slow_images is None or n < c.slow_images:
-                slow_ok.add(k)
-
+        slow_ok = self._slow_ok(files)
         writer = ResultsWriter(self.out / CSV_NAME)
-        have = writer.have()
-        done = {k for k, v in have.items() if set(self.metric_names(k[2])) <= v}
+        done = {k for k, v in writer.have().items() if set(self.metric_names(k[2])) <= v}
         started = time.time()
         env = environment(c, self.device)
         env["started"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -296,63 +287,87 @@ class Bench:
         env["finished"] = None
         _update_env(self.out, env)
         timings: dict[str, list[float]] = {}
-        errors = self.errors
-
-        todo = []
-        for f in files:
-            k = image_key(f)
-            for prot in self.protections:
-                pur = [n for n in self.purification_names if n not in self.slow or k in slow_ok]
-                if any((k, prot.name, p) not in done for p in pur):
-                    todo.append((f, prot))
-        bar = tqdm(total=len(todo), desc="bench", unit="cell", disable=not progress, file=sys.stderr,
-                   dynamic_ncols=True)
-        by_image: dict[Path, list[Protection]] = {}
-        for f, prot in todo:
-            by_image.setdefault(f, []).append(prot)
+        by_image = self._todo(files, done, slow_ok)
+        bar = tqdm(total=sum(map(len, by_image.values())), desc="bench", unit="cell", disable=not progress,
+                   file=sys.stderr, dynamic_ncols=True)
         for f, prots in by_image.items():
-            k = image_key(f)
-            try:
-                rgb = read_image(f).rgb
-            except ImageError as e:
-                errors.append(str(e))
-                self.log(f"error: {e}")
-                bar.update(len(prots))
-                continue
-            cache: dict = {}  # what each purification does to this original, measured once
-            for prot in prots:
-                bar.set_postfix_str(f"{k.rsplit('/', 1)[-1][:24]} {prot.name}", refresh=False)
-                try:
-                    cloak, secs = self.protected(prot, rgb, k)
-                except (ImageError, ValueError) as e:
-                    errors.append(f"{k} {prot.name}: {e}")
-                    self.log(f"error: {k} {prot.name}: {e}")
-                    bar.update(1)
-                    continue
-                if secs:
-                    timings.setdefault(prot.name, []).append(secs)
-                wanted = [n for n in self.purification_names if (n not in self.slow or k in slow_ok)
-                          and (k, prot.name, n) not in done]
-                writer.write(self._rows(f, rgb, prot, cloak, wanted, cache))
-                bar.update(1)
+            self._measure_image(f, prots, done, slow_ok, writer, timings, bar)
         bar.close()
         if c.pipeline is not None and c.pipeline.lora_steps > 0:
             self._lora(files, writer)
         env["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         env["seconds"] = round(time.time() - started, 1)
-        env["attack_seconds_mean"] = {k: round(float(np.mean(v)), 2) for k, v in timings.items()}
-        env["attack_seconds_n"] = {k: len(v) for k, v in timings.items()}
-        env["mimic_model"] = self.evaluator.mimic.name if self.evaluator.mimic else None
-        env["attacked"] = self.attacked_names
-        env["protections"] = {p.name: {"description": p.description, "eps_levels": p.eps_levels,
-                                       "cache_key": p.cache_key} for p in self.protections}
-        env["purifications"] = {NONE: "no purification", **{n: p.description for n, p in self.purifiers.items()}}
-        env["slow_purifications_on"] = sorted(slow_ok) if self.slow else []
-        env["errors"] = errors
-        env["images"] = [str(f) for f in files]
-        env["cache"] = str(self.cache)
+        env.update(self._what_ran(files, timings, slow_ok))
         _update_env(self.out, env)
         return self.out / CSV_NAME
+
+    def _slow_ok(self, files: list[Path]) -> set[str]:
+        """The images (keys) the slow purifications run on: the first ``slow_images`` of each folder (all by
+        default)."""
+        slow_ok: set[str] = set()
+        per_folder: dict[str, int] = {}
+        for f in files:
+            n = per_folder.get(f.parent.name, 0)
+            per_folder[f.parent.name] = n + 1
+            if self.config.slow_images is None or n < self.config.slow_images:
+                slow_ok.add(image_key(f))
+        return slow_ok
+
+    def _wanted(self, k: str, prot: str, done: set, slow_ok: set[str]) -> list[str]:
+        """The purifications still to measure for image ``k`` under protection ``prot``."""
+        return [n for n in self.purification_names
+                if (n not in self.slow or k in slow_ok) and (k, prot, n) not in done]
+
+    def _todo(self, files: list[Path], done: set, slow_ok: set[str]) -> dict[Path, list[Protection]]:
+        """Per image, the protections with a row still to measure (a resumed run skips the finished ones)."""
+        by_image: dict[Path, list[Protection]] = {}
+        for f in files:
+            for prot in self.protections:
+                if self._wanted(image_key(f), prot.name, done, slow_ok):
+                    by_image.setdefault(f, []).append(prot)
+        return by_image
+
+    def _measure_image(self, f: Path, prots: list[Protection], done: set, slow_ok: set[str],
+                       writer: ResultsWriter, timings: dict[str, list[float]], bar) -> None:
+        """Every protection's rows for one image; an image or protection that fails is said and skipped."""
+        k = image_key(f)
+        try:
+            rgb = read_image(f).rgb
+        except ImageError as e:
+            self.errors.append(str(e))
+            self.log(f"error: {e}")
+            bar.update(len(prots))
+            return
+        cache: dict = {}  # what each purification does to this original, measured once
+        for prot in prots:
+            bar.set_postfix_str(f"{k.rsplit('/', 1)[-1][:24]} {prot.name}", refresh=False)
+            try:
+                cloak, secs = self.protected(prot, rgb, k)
+            except (ImageError, ValueError) as e:
+                self.errors.append(f"{k} {prot.name}: {e}")
+                self.log(f"error: {k} {prot.name}: {e}")
+                bar.update(1)
+                continue
+            if secs:
+                timings.setdefault(prot.name, []).append(secs)
+            writer.write(self._rows(f, rgb, prot, cloak, self._wanted(k, prot.name, done, slow_ok), cache))
+            bar.update(1)
+
+    def _what_ran(self, files: list[Path], timings: dict[str, list[float]], slow_ok: set[str]) -> dict:
+        """What environment.json records of a finished run: timings, models, protections, purifications, errors."""
+        return {
+            "attack_seconds_mean": {k: round(float(np.mean(v)), 2) for k, v in timings.items()},
+            "attack_seconds_n": {k: len(v) for k, v in timings.items()},
+            "mimic_model": self.evaluator.mimic.name if self.evaluator.mimic else None,
+            "attacked": self.attacked_names,
+            "protections": {p.name: {"description": p.description, "eps_levels": p.eps_levels,
+                                     "cache_key": p.cache_key} for p in self.protections},
+            "purifications": {NONE: "no purification", **{n: p.description for n, p in self.purifiers.items()}},
+            "slow_purifications_on": sorted(slow_ok) if self.slow else [],
+            "errors": self.errors,
+            "images": [str(f) for f in files],
+            "cache": str(self.cache),
+        }
 
     def _lora(self, files: list[Path], writer: ResultsWriter) -> None:
         """Set-level LoRA mimicry per folder: one LoRA per protection, one per protection's same-PSNR noise and
