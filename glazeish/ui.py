@@ -503,8 +503,8 @@ class ProtectorCache:
     def ready(self, job: Job) -> bool:
         """Whether ``job``'s encoders are loaded already (the next start has no loading to wait for)."""
         c = job.config.resolved()
-        with self.lock:
-            return (c.encoder, c.models_dir, c.device) in self._ensembles
+        # no lock: the page asks this while a job holds the lock for a whole image (a dict lookup is atomic)
+        return (c.encoder, c.models_dir, c.device) in self._ensembles
 
     def get(self, job: Job) -> Cloaker:
         config = job.config.resolved()

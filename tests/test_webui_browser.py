@@ -65,7 +65,8 @@ class Server:
         self.gradio = tmp / "gradio"
         self.log = tmp / "webui.log"
         env = dict(os.environ, GLAZEISH_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", TMPDIR=str(self.tmp),
-                   GRADIO_TEMP_DIR=str(self.gradio), PYTHONUNBUFFERED="1")
+                   GRADIO_TEMP_DIR=str(self.gradio), PYTHONUNBUFFERED="1",
+                   GLAZEISH_SPEED_FILE=str(tmp / "speed.json"))  # the server's measured speed, not the user's
         cmd = [sys.executable, str(ROOT / "webui.py"), "--port", str(self.port), "--models", str(MODELS),
                "--precision", "fp32"]
         self._log = open(self.log, "w")  # noqa: SIM115 - closed in stop()
@@ -347,8 +348,9 @@ def test_results_say_what_survives_and_download(cloaked, tmp_path):
         pg.locator("#glz-zip").click()
     zpath = tmp_path / "all.zip"
     dz.value.save_as(zpath)
-    with zipfile.ZipFile(zpath) as z:
-        assert sorted(z.namelist()) == ["olive.protected.png", "sticker.protected.png"]
+    with zipfile.ZipFile(zpath) as z:  # each picture and its HTML report
+        assert sorted(z.namelist()) == ["olive.protected.png", "olive.protected.report.html", "sticker.protected.png",
+                                        "sticker.protected.report.html"]
         assert z.read("olive.protected.png") == out.read_bytes()
 
 
@@ -403,17 +405,18 @@ def _overlaps(boxes: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
-def check_phone_layout(pg) -> None:
-    """At 390 px: one column, Intensity above Cloak, equal comparison panes, and no two labels, buttons,
-    headings or pictures drawn over each other."""
-    column = [_boxes(pg, s)[0] for s in ("#glz-files", "#glz-intensity", "#glz-meta", "#glz-advanced", "#glz-run",
-                                         "#glz-result-0")]
+def check_phone_layout(pg, screen: int = 844) -> None:
+    """At 390 px: one column, Intensity above Cloak and Cloak within one screen of the uploads, equal comparison
+    panes, and no two labels, buttons, headings or pictures drawn over each other."""
+    column = [_boxes(pg, s)[0] for s in ("#glz-files", "#glz-intensity", "#glz-run", "#glz-presets", "#glz-meta",
+                                         "#glz-advanced", "#glz-result-0")]
     lefts, widths = {round(b["x"]) for b in column}, [b["w"] for b in column]
     assert max(lefts) - min(lefts) <= 24 and min(widths) > 300, column
     ys = [b["y"] for b in column]
-    assert ys == sorted(ys), column  # files, intensity, metadata, advanced, Cloak, results: top to bottom
-    intensity, run = _boxes(pg, "#glz-intensity")[0], _boxes(pg, "#glz-run")[0]
+    assert ys == sorted(ys), column  # files, intensity, Cloak, preset cards, metadata, advanced, results
+    files, intensity, run = (_boxes(pg, s)[0] for s in ("#glz-files", "#glz-intensity", "#glz-run"))
     assert intensity["y"] + intensity["h"] <= run["y"]
+    assert run["y"] + run["h"] - files["y"] <= screen, (files, run)  # upload, then Cloak without scrolling away
     a, b = (_boxes(pg, f"{s}-0 .glz-stage")[0] for s in ("#glz-compare", "#glz-modelview"))
     assert abs(a["w"] - b["w"]) < 1 and abs(a["h"] - b["h"]) < 1 and a["y"] + a["h"] <= b["y"]  # equal, stacked
     leaves = ("label, button, h1, h2, h3, h4, .glz-check, .glz-verdict, .glz-caption, .glz-phase, .glz-stage, "
@@ -457,6 +460,81 @@ def test_phone_layout_is_one_column_without_overlaps(cloaked):
         v.locator("button[data-zoom='fit']").click()
     finally:
         pg.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_a_large_upload_shows_its_time_and_posting_sizes_before_cloak(page, tmp_path):
+    big = tmp_path / "big.png"  # 6 MP, under the page's 16 MP limit
+    with Image.open(PAINTING) as im:
+        im.convert("RGB").resize((3000, 2000)).save(big, compress_level=1)
+    add_files(page, [big])
+    checks = page.locator("#glz-checks")
+    text = checks.inner_text()
+    assert "3000×2000" in text and "on this computer with default" in text, text
+    assert re.search(r"About \d+ (min|h) \d+", text) and "Over a minute" in text, text
+    assert "first guess" in text  # nothing was cloaked on this server yet
+    assert page.locator("#glz-run").is_enabled()  # said before Cloak, not instead of it
+    # the offer chooses the posting size, and the estimate follows
+    page.locator("#glz-checks [data-glz-size='2048']").click()
+    page.wait_for_function("() => document.querySelector('#glz-checks').innerText.includes('at posting size 2048×1365')")
+    assert page.locator("#glz-size input[value='2048']").is_checked()
+    # a click anywhere on a preset card chooses it (here on its text, not the radio)
+    page.locator(".glz-preset[data-preset='fast'] li").first.click()
+    page.wait_for_function("() => document.querySelector('#glz-intensity input[value=\"fast\"]').checked")
+    page.wait_for_function("() => document.querySelector('.glz-preset.glz-chosen').dataset.preset === 'fast'")
+    page.wait_for_function("() => document.querySelector('#glz-checks').innerText.includes('with fast')")
+    # the numbers are one click away, and opening them does not choose the card
+    page.locator(".glz-preset[data-preset='high'] summary").click()
+    assert "dB" in page.locator(".glz-preset[data-preset='high'] details").inner_text()
+    page.wait_for_timeout(500)
+    assert page.locator("#glz-intensity input[value='fast']").is_checked()
+
+
+def test_a_jpeg_download_says_what_it_keeps(page, pictures, tmp_path):
+    add_files(page, [pictures["cel"]])
+    set_steps(page, 2)
+    page.locator("#glz-format input[value='jpeg']").click()
+    run_and_wait(page)
+    note = page.inner_text("#glz-export-0")
+    assert note.startswith("As JPEG q90") and "% of the protection remains in it" in note, note
+    assert "After JPEG quality 90" in page.inner_text("#glz-figures-0")
+    with page.expect_download() as dl:
+        page.locator("#glz-download-export-0").click()
+    assert dl.value.suggested_filename == "cel.protected.jpg"
+    dl.value.save_as(tmp_path / "cel.jpg")
+    with Image.open(tmp_path / "cel.jpg") as im:
+        assert im.format == "JPEG" and im.size == (64, 48)
+    with page.expect_download() as dz:
+        page.locator("#glz-zip").click()
+    dz.value.save_as(tmp_path / "all.zip")
+    with zipfile.ZipFile(tmp_path / "all.zip") as z:
+        assert sorted(z.namelist()) == ["cel.protected.jpg", "cel.protected.report.html"]
+
+
+def test_a_second_tab_waits_in_line_and_says_where(page, browser, server, tmp_path):
+    with Image.open(PAINTING) as im:
+        im.convert("RGB").crop((0, 0, 256, 256)).save(tmp_path / "long.png")
+    add_files(page, [tmp_path / "long.png"])
+    set_steps(page, 200)
+    page.locator("#glz-run").click()
+    page.wait_for_function("() => /step \\d+ of 200/.test(document.querySelector('#glz-progress').innerText)",
+                           timeout=TIMEOUT_MS)
+    other = new_page(browser, server)
+    try:
+        add_files(other, [tmp_path / "long.png"])
+        other.locator("#glz-run").click()
+        other.wait_for_function("() => /Waiting: 1 job ahead of yours/.test(document.querySelector('#glz-progress')"
+                                ".innerText)", timeout=60_000)
+        waiting = other.inner_text("#glz-progress")
+        assert re.search(r"about \d+ (s|min)", waiting) and "yours then takes about" in waiting, waiting
+        assert other.inner_text("#glz-run") == "Waiting (2nd in line)…" and other.locator("#glz-cancel").is_enabled()
+        other.locator("#glz-cancel").click()
+        other.wait_for_function("() => document.querySelector('#glz-status').innerText.includes('Cancelled before')",
+                                timeout=60_000)
+    finally:
+        other.context.close()
+        page.locator("#glz-cancel").click()
+        page.wait_for_function("() => document.querySelector('#glz-status').innerText.includes('Cancelled')",
+                               timeout=TIMEOUT_MS)
 
 
 def test_cancel_lists_what_was_not_cloaked_and_zips_what_was(page, server, pictures):
