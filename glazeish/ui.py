@@ -1237,13 +1237,14 @@ def _uploads_column(gr, page: Page) -> dict:
                          elem_id="glz-files")
     gr.Markdown(f"PNG, JPEG or WebP, up to {page.max_bytes / 1e6:g} MB and {page.max_pixels / 1e6:g} megapixels "
                 "each; transparency is kept. Each file is checked as it arrives, with the time it will take here.",
-                elem_classes="glz-note")
+                elem_classes="glz-note", elem_id="glz-upload-note")
     c["checks"] = gr.HTML(elem_id="glz-checks")
-    c["size"] = gr.Radio(SIZE_CHOICES, value="full", label="Cloak at", elem_id="glz-size",
-                         info="Sites shrink uploads anyway; a posting size takes a fraction of the time, and the "
-                              "file is written at that size.")
+    # (no info lines under these two: on a phone, Cloak stays within a screen of the uploads; the warning under a
+    # long upload says why a posting size, and the cards what each intensity trades)
+    c["size"] = gr.Radio(SIZE_CHOICES, value="full", label="Cloak at (the file is written at that size)",
+                         elem_id="glz-size")
     c["intensity"] = gr.Radio([(preset_label(k), k) for k in PRESETS], value="default", label="2 · Intensity",
-                              elem_id="glz-intensity", info="What each one trades is in the cards.")
+                              elem_id="glz-intensity")
     with gr.Row(elem_id="glz-actions"):
         c["run_btn"] = gr.Button("Cloak", variant="primary", interactive=False, elem_id="glz-run")
         c["cancel_btn"] = gr.Button("Cancel", variant="stop", interactive=False, elem_id="glz-cancel")

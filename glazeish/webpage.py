@@ -149,7 +149,8 @@ def _eta(u: Upload, f: Forecast, preset: str) -> str:
     """The line under a checked upload: its expected time, and past a minute a warning with the offers."""
     at = "" if f.size == (u.width, u.height) else (f" at {'the site' if f.platform else 'posting'} size "
                                                   f"{f.size[0]}×{f.size[1]}")
-    line = (f'<span class="glz-eta">About <b>{esc(duration(f.seconds))}</b> on this computer with '
+    lead, value = ("Under", "5 s") if f.seconds < 5 else ("About", duration(f.seconds))
+    line = (f'<span class="glz-eta">{lead} <b>{esc(value)}</b> on this computer with '
             f"{esc(preset)}{esc(at)}</span>")
     if f.seconds <= WARN_SECONDS:
         return line
