@@ -165,3 +165,15 @@ def test_platform_speed():
     rows = {r["case"]: r["seconds"] for r in jsonl("platforms/speed.jsonl")}
     assert (f"fast --platform facebook`: {rows['4000x3000 --platform facebook']:.0f} s, against "
             f"{rows['2048x1536']:.0f} s for the same drawing at 2048×1536") in README
+
+
+def test_verdict_words_per_kind():
+    """The protection words the README quotes per kind of art are those RESULTS.md gives from the verdict
+    rows (RESULTS.md itself is regenerated from the rows by tests/test_benchmark_reports.py)."""
+    results = text(rows_file("verdicts/RESULTS.md"))
+    for kind in ("paintings (12)", "flat (6)", "line (4)"):
+        line = results.split(f"{kind}: ", 1)[1].split(".", 1)[0]
+        assert f"{kind}: {line}." in README, kind
+    row = next(r for r in jsonl("verdicts/rows.jsonl") if r["image"].startswith("00004"))
+    assert f"`00004`, {row['view_psnr']:.1f} dB from its original's view but with a ꟻLIP of {row['view_flip']:.3f}" \
+        in README

@@ -72,48 +72,73 @@ def run(out: Path) -> None:
         row = {"image": path.name, "kind": kind, "psnr": fig.before.cloak.psnr, "view_psnr": s.view_psnr,
                "view_psnr_detinted": s.view_psnr_detinted, "gap": s.view_gap, "gap_detinted": s.view_gap_detinted,
                "noise_view_psnr": fig.before.noise.view_psnr, "grain": s.grain, "flip": fig.before.cloak.flip,
-               "visibility": v.visibility, "protection": v.protection}
+               "view_flip": s.view_flip, "visibility": v.visibility, "protection": v.protection}
         with rows_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
     grids(out)
 
 
+def words(row: dict) -> tuple[str, str]:
+    """The visibility and protection keys today's verdict tables give a row's figures (the rows keep the words
+    said when they were measured; these follow the thresholds)."""
+    from glazeish.evaluation import verdicts
+
+    level = verdicts.protection(row["view_psnr"], row["gap"], detinted=row["view_psnr_detinted"],
+                                view_flip=row.get("view_flip"))
+    return verdicts.visibility(row["psnr"], row["grain"]).key, level.key if level else "none"
+
+
+def load_rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+
+
 def grids(out: Path) -> None:
-    """One picture per protection word: the strips of the images that got it, one under the other."""
-    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
-    for word in sorted({r["protection"] for r in rows}):
+    """One picture per protection word: the strips of the images that get it, one under the other."""
+    rows = load_rows(out)
+    wanted = sorted({words(r)[1] for r in rows})
+    for word in wanted:
         strips = [np.asarray(Image.open(out / "strips" / f"{Path(r['image']).stem}.png").convert("RGB"))
-                  for r in rows if r["protection"] == word]
+                  for r in rows if words(r)[1] == word]
         width = max(s.shape[1] for s in strips)
         padded = [np.pad(s, ((0, 6), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips]
         Image.fromarray(np.concatenate(padded, axis=0)).save(out / f"grid-{word.replace(' ', '-')}.jpg", quality=80)
+    for stale in set(out.glob("grid-*.jpg")) - {out / f"grid-{w.replace(' ', '-')}.jpg" for w in wanted}:
+        stale.unlink()
 
 
 def results(out: Path) -> None:
-    """RESULTS.md from the rows: per image the view's change, what is left beyond a tint, and the words."""
-    from glazeish.evaluation.verdicts import TINT_SHARE, tint_share
+    """RESULTS.md from the rows: per image the view's change, what is left beyond a tint, the views' ꟻLIP and the
+    words today's thresholds give them."""
+    from glazeish.evaluation.verdicts import FLIP_VISIBLE, TINT_SHARE, tint_share
 
-    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    rows = load_rows(out)
     lines = ["# The protection words against the pictures (issue 28)\n",
              "`python benchmarks/verdicts/calibrate.py` — every shared image at its own size, the default preset (seed 0). "
              "*view*: the mimic's view of the cloak against the original's, dB; *beyond a tint*: the same once the "
              "cloak view's per-channel colour statistics match the clean view's; *colour share*: the part of the "
-             "view's squared error that this removes (the verdict adds a *Colour shift* sentence from "
-             f"{TINT_SHARE:.0%}). The grids `grid-<word>.jpg` show, per protection word, the centre 256 px of each image's "
-             "views at 1:1: clean | cloak | cloak de-tinted | same-PSNR noise.\n",
-             "| image | kind | view | beyond a tint | colour share | gap vs noise | grain | visibility | protection |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "view's squared error that this removes; *ꟻLIP*: the mean ꟻLIP error between the two views (how "
+             "visible the copy's change is to a person). From a colour share of "
+             f"{TINT_SHARE:.0%} a change that is weaker beyond the colours is called *tint*; below a ꟻLIP of "
+             f"{FLIP_VISIBLE:g} it is at most *subtle*. The grids `grid-<word>.jpg` show, per protection word, the "
+             "centre 256 px of each image's views at 1:1: clean | cloak | cloak de-tinted | same-PSNR noise. "
+             "`--grids` rebuilds the grids and this page from the committed rows and the (uncommitted) strips.\n",
+             "| image | kind | view | beyond a tint | colour share | ꟻLIP | gap vs noise | grain | visibility | protection |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         share = tint_share(r["view_psnr"], r["view_psnr_detinted"])
         grain = "–" if r["grain"] is None else f"{r['grain']:.2f}"
+        flip = "–" if r.get("view_flip") is None else f"{r['view_flip']:.3f}"
+        vis, prot = words(r)
         lines.append(f"| {r['image'][:40]} | {r['kind']} | {r['view_psnr']:.1f} | {r['view_psnr_detinted']:.1f} | "
-                     f"{share:.0%} | {r['gap']:.1f} | {grain} | {r['visibility']} | {r['protection']} |")
+                     f"{share:.0%} | {flip} | {r['gap']:.1f} | {grain} | {vis} | {prot} |")
+    lines.append("")
     for kind in ("paintings", "flat", "line"):
-        ks = [r for r in rows if r["kind"] == kind]
-        n = sum(tint_share(r["view_psnr"], r["view_psnr_detinted"]) >= TINT_SHARE for r in ks)
-        lines.append(f"\n{kind}: {n} of {len(ks)} mostly a colour shift." if ks else "")
-    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+        ks = [words(r)[1] for r in rows if r["kind"] == kind]
+        if ks:
+            counts = ", ".join(f"{w} {ks.count(w)}" for w in dict.fromkeys(sorted(ks)))
+            lines.append(f"{kind} ({len(ks)}): {counts}.\n")
+    (out / "RESULTS.md").write_text("\n".join(lines))
 
 
 def main() -> None:
