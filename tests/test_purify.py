@@ -149,7 +149,7 @@ def build(name: str, request: pytest.FixtureRequest, **kw) -> Purification:
     cls = PURIFICATIONS[name]
     if cls.needs_model:
         kw["model"] = request.getfixturevalue("taef2")
-        if name in ("impress", "impress++"):
+        if name in ("impress", "impress++", "cat"):
             kw.setdefault("steps", IMPRESS_STEPS)
     if cls.needs_pipeline:
         request.getfixturevalue("one_thread")
@@ -349,7 +349,7 @@ def test_ae_by_name_loads_the_encoder(taef2):
 
 
 def test_model_purifications_need_a_decoder_model():
-    for name in ("ae", "impress", "impress++"):
+    for name in ("ae", "impress", "impress++", "cat"):
         assert PURIFICATIONS[name].needs_model
         with pytest.raises(ValueError, match="needs a model"):
             make_purification(name)
@@ -394,6 +394,25 @@ def test_impress_plus_plus_noises_then_optimises_within_the_bound(taef2):
     # with no steps it is the Gaussian noising alone
     assert torch.equal(make_purification("impress++", model=taef2, steps=0)(x), xn)
     assert "impress++" not in DEFAULT_PURIFICATIONS
+
+
+def test_cat_trains_adapters_until_the_autoencoder_reproduces_the_image(taef2):
+    x = textured(2, 64, 64)
+    before = {k: v.clone() for k, v in taef2.state_dict().items()}
+    # no steps: the adapters start at zero (B = 0), so the output is the model's own round trip
+    with torch.no_grad():
+        assert torch.allclose(make_purification("cat", model=taef2, steps=0)(x), taef2.round_trip(x), atol=1e-6)
+    p = make_purification("cat", model=taef2, steps=8, lr=1e-3, rank=8)
+    y = p(x)
+    with torch.no_grad():  # the adapted round trip is closer to each image than the model's own
+        own = (taef2.round_trip(x) - x).square().flatten(1).mean(1)
+    assert ((y - x).square().flatten(1).mean(1) < own).all()
+    # each image its own adapter, from the same seeded start: the output of one does not depend on the batch
+    assert torch.allclose(p(x[:1]), y[:1], atol=1e-5) and torch.equal(p(x), y)
+    # the model it was given is untouched (a copy is adapted)
+    assert all(torch.equal(v, before[k]) for k, v in taef2.state_dict().items())
+    with pytest.raises(ValueError, match="target"):
+        make_purification("cat", model=taef2, target="unet")
 
 
 # ---------------------------------------------------------------------------------------------

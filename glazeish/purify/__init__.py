@@ -45,22 +45,13 @@ from .base import (  # noqa: F401  (the package's public names)
     _shared_noise,
     register_purification,
 )
-from .models import AutoencoderPurification, Impress, ImpressPlusPlus  # noqa: F401
-from .pipelines import DiffPure, GrIDPure, NoisyUpscale, load_pipeline  # noqa: F401
 
-# imported (so registered) in this order: the order ``--help`` and the benchmark list them in
-from .pixels import (  # noqa: F401
-    JPEG,
-    Bilateral,
-    Bits5,
-    Blur,
-    Median3,
-    Noise,
-    PlatformPost,
-    Resize,
-    TVDenoise,
-    WebP,
-)
+# imported, so registered, in this order: the order ``--help`` and the benchmark list them in
+# isort: off
+from .pixels import JPEG, Bilateral, Bits5, Blur, Median3, Noise, PlatformPost, Resize, TVDenoise, WebP  # noqa: F401
+from .models import CAT, AutoencoderPurification, Impress, ImpressPlusPlus  # noqa: F401
+from .pipelines import DiffPure, GrIDPure, NoisyUpscale, load_pipeline  # noqa: F401
+# isort: on
 
 if TYPE_CHECKING:
     from ..encoders import LatentModel
