@@ -58,7 +58,7 @@ def test_plan_workers():
 def test_workers_whose_cpus_compute_differently_are_told_so(caplog):
     """A cluster of an AVX-512 BF16 head and AVX2 laptops: the driver is warned once, naming the classes; one
     kind of worker says nothing. (A worker that cannot run the driver's precision fails its setup: one line.)"""
-    from glazeish.distributed import _warn_if_mixed
+    from glazeish.distributed.actors import _warn_if_mixed
 
     same = [{"host": "a", "cpu": "X · AVX2 · fp32"}, {"host": "b", "cpu": "X · AVX2 · fp32"}]
     with caplog.at_level("WARNING"):
