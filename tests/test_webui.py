@@ -636,9 +636,10 @@ def test_a_gradio_level_cancel_stops_the_current_image(tmp_path, models_dir, upl
 def test_a_precision_the_cpu_cannot_run_stops_the_page_before_it_starts(monkeypatch, capsys):
     """``glazeish ui --precision bf16`` on an AVX2 laptop: one line and exit 2, not a failure on every image."""
     from glazeish import device, ui
+    from glazeish.ui import server
 
     monkeypatch.setattr(device, "native_precisions", lambda kind: ("fp32",))
-    monkeypatch.setattr(ui, "launch", lambda *a, **k: pytest.fail("the page started"))
+    monkeypatch.setattr(server, "launch", lambda *a, **k: pytest.fail("the page started"))  # what serve() calls
     with pytest.raises(SystemExit) as e:
         ui.serve("127.0.0.1", 0, precision="bf16")
     assert e.value.code == 2
