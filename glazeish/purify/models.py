@@ -233,7 +233,7 @@ class CAT(_ModelPurification):
 
     Per image: a copy of the autoencoder gets a LoRA-style adapter on every convolution of ``target``
     (``encoder``, ``decoder`` or ``both``; rank ``rank``, ``alpha = rank``, Gaussian ``A``, zero ``B``), trained
-    with Adam (lr ``lr``, cosine decay, gradients clipped at norm 1) for ``steps`` steps on
+    with AdamW (lr ``lr``, weight decay 0.01, cosine decay, gradients clipped at norm 1) for ``steps`` steps on
     ``‖D'(E'(x)) − x‖²`` on the [-1, 1] scale; the output is ``D'(E'(x))``: what a model fine-tuned on the
     adapted latents reproduces. An image the autoencoder already reproduces (the clean original) changes
     little; a cloak that works by throwing the encoder off is undone once the adapter has learnt it.
@@ -278,7 +278,7 @@ class CAT(_ModelPurification):
 
     def _purify_one(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         model, params = self._adapted(gen)
-        opt = torch.optim.Adam(params, lr=self.lr)
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=1e-2)  # the authors' optimiser and decay
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, self.steps))
         with torch.enable_grad():
             for _ in range(self.steps):
