@@ -10,7 +10,10 @@ same-PSNR Gaussian noise alike:
   noise 0.05, then Adam on ``‖D(E(x'))−x'‖²`` within 4/255 of the noised image) with TAEF2, but with
   ``--impress-steps`` (default 50) of its 3000 steps and the cosine schedule over those: the adaptive mimic
   who purifies with the very autoencoder the cloak attacked;
-* ``jpeg75`` — a Pillow JPEG q75 re-save.
+* ``jpeg75`` — a Pillow JPEG q75 re-save;
+* with ``--cat-steps N``, ``cat`` — CAT-style adapters (Peng et al. 2025; :class:`glazeish.purify.CAT`, its
+  departures from the authors' 10,000 steps in ``docs/purifiers.md``) trained into TAEF2 for N steps per image
+  until it reproduces that image: the mimic who adapts the autoencoder instead of the image.
 
 *kept* is the share of the cloak's advantage over same-PSNR noise (the mimic view's dB gap) left after the
 purification, judged against the equally purified original: ``glazeish check``'s retention. *transfer* is
@@ -28,6 +31,8 @@ on a CPU (~35 s per candidate and image at 128² with 50 steps).
     python benchmarks/adaptive/adaptive.py --figure --images paintings:0:1 flat:0:1 --candidates default  # views.png
     python benchmarks/adaptive/adaptive.py --images paintings:0:12:2 flat:0:6:2 line:0:4:2 --crop 128 \
         --candidates default,features,ensemble,sana-untargeted,sana-features --out benchmarks/adaptive/issue27.jsonl
+    python benchmarks/adaptive/adaptive.py --images paintings:0:12:2 flat:0:6:2 line:0:4:2 --crop 128 \
+        --impress-steps 0 --cat-steps 200 --candidates default,features --out benchmarks/adaptive/cat.jsonl
     python benchmarks/adaptive/adaptive.py --report   # RESULTS.md's tables from the committed rows
 """
 
@@ -118,6 +123,8 @@ def run(args) -> None:
     # --impress-steps 0: JPEG only (a quick screen of transfer and JPEG survival)
     purifications = ([make_purification("impress++", judge.mimic, steps=args.impress_steps)] if args.impress_steps
                      else []) + ["jpeg75"]
+    if args.cat_steps:  # CAT-style adapters trained into TAEF2 per image (glazeish.purify.CAT; docs/purifiers.md)
+        purifications.append(make_purification("cat", judge.mimic, steps=args.cat_steps))
     if args.parts:  # which half of IMPRESS++ removes the cloak: its Gaussian noise alone, its consistency steps alone
         class NoiseOnly(ImpressPlusPlus):
             name = "noise-only"
@@ -148,11 +155,13 @@ def run(args) -> None:
             cloak = p.protect(Artwork(rgb=rgb))  # as `glazeish protect` makes it: the 8-bit cloak and its time
             figs = assess(rgb, cloak.rgb, ev, purifications=purifications, flip=(), cache=cache)
             row = {"image": path.name, "kind": kind, "candidate": n, "crop": args.crop,
-                   "impress_steps": args.impress_steps, **row_of(figs, cloak.seconds)}
+                   "impress_steps": args.impress_steps, **({"cat_steps": args.cat_steps} if args.cat_steps else {}),
+                   **row_of(figs, cloak.seconds)}
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(f"{path.name[:28]:28s} {n:12s} PSNR {row['psnr']:.2f} view {row['view_psnr']:.2f} gap {row['gap']:.2f} "
-                  f"kept impress++ {fmt(row.get('impresspp_kept'))} jpeg {fmt(row['jpeg75_kept'])} "
+                  f"kept impress++ {fmt(row.get('impresspp_kept'))} cat {fmt(row.get('cat_kept'))} "
+                  f"jpeg {fmt(row['jpeg75_kept'])} "
                   f"taesana {row['transfer']:.2f} taef2 {row['latent_ratio']:.2f} grain {fmt(row['grain'])}",
                   flush=True)
 
@@ -306,6 +315,7 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--candidates", default="default,reference,purify,diverse,coarse8")
     ap.add_argument("--impress-steps", type=int, default=50)
+    ap.add_argument("--cat-steps", type=int, default=0, help="also CAT-style purification with this many steps")
     ap.add_argument("--models", default=None)
     ap.add_argument("--parts", action="store_true", help="also IMPRESS++'s noise alone and its consistency steps alone")
     ap.add_argument("--out", default=str(HERE / "results.jsonl"))
