@@ -396,6 +396,16 @@ def test_impress_plus_plus_noises_then_optimises_within_the_bound(taef2):
     assert "impress++" not in DEFAULT_PURIFICATIONS
 
 
+def test_webp_takes_its_quality_as_a_setting():
+    assert make_purification("webp").name == "webp" and make_purification("webp:80").name == "webp"
+    p = make_purification("webp:50")
+    assert p.name == "webp50" and p.value == 50 and "quality 50" in p.description
+    x = textured(1, 48, 48)
+    assert mad(p(x), x) > mad(make_purification("webp:95")(x), x)  # lower quality, larger change
+    with pytest.raises(ValueError, match=r"\[1, 100\]"):
+        make_purification("webp:0")
+
+
 def test_cat_trains_adapters_until_the_autoencoder_reproduces_the_image(taef2):
     x = textured(2, 64, 64)
     before = {k: v.clone() for k, v in taef2.state_dict().items()}

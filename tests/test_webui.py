@@ -442,6 +442,17 @@ def test_a_jpeg_download_says_what_it_keeps_and_the_zip_holds_it_and_the_report(
         ui.Settings(export="gif").job()
 
 
+def test_a_webp_download_is_measured_at_its_own_quality():
+    from glazeish.ui.settings import export_purification
+
+    assert export_purification(ui.Settings(export="webp", quality=80)) == "webp"  # the benchmark's WebP
+    assert export_purification(ui.Settings(export="webp", quality=70)) == "webp:70"
+    assert ui.Settings(export="webp", quality=70).export_quality() == 70
+    assert export_purification(ui.Settings(export="png", quality=70)) is None
+    with pytest.raises(ValueError, match="WEBP quality must be from 1 to 100"):
+        export_purification(ui.Settings(export="webp", quality=0))
+
+
 def test_cancel_stops_at_the_next_step_and_lists_what_was_not_cloaked(uploads, job):
     cancel = threading.Event()
     tracker = ui.Progress(["olive.png", "sticker.png"])

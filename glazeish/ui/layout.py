@@ -23,7 +23,7 @@ from .batch import KEEP_SECONDS, Workspace
 from .jobs import MAX_WAITING
 from .models import ProtectorCache
 from .page import CONTROLS, Page
-from .settings import DEFAULT_MAX_FILE_MB, DEFAULT_MAX_PIXELS, EXPORT_QUALITY, WEBP_QUALITY, Settings, written
+from .settings import DEFAULT_MAX_FILE_MB, DEFAULT_MAX_PIXELS, EXPORT_QUALITY, Settings, written
 
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".webp"]
 #: the encoders and objectives in plain words (the registries' descriptions are for the command line)
@@ -67,8 +67,7 @@ re-compresses the upload. Everything runs on this computer; nothing is sent anyw
 
 #: the "Cloak at" choices: full size, or a posting size's long side
 SIZE_CHOICES = [("Full size", "full")] + [(f"Long side {s} px", str(s)) for s in POSTING_SIDES]
-FORMAT_CHOICES = [("PNG (keeps all of the cloak; large)", "png"), ("JPEG", "jpeg"),
-                  (f"WebP (quality {WEBP_QUALITY})", "webp")]
+FORMAT_CHOICES = [("PNG (keeps all of the cloak; large)", "png"), ("JPEG", "jpeg"), ("WebP", "webp")]
 
 
 def _gradio():
@@ -123,7 +122,8 @@ def _choices_column(gr, page: Page) -> dict:
         c["export"] = gr.Radio(FORMAT_CHOICES, value="png", label="Download as", elem_id="glz-format",
                                info="JPEG and WebP are smaller, but their own compression weakens the cloak: each "
                                     "result says how much of the protection the file keeps.")
-        c["quality"] = gr.Slider(50, 100, value=EXPORT_QUALITY, step=1, label="JPEG quality", elem_id="glz-quality")
+        c["quality"] = gr.Slider(50, 100, value=EXPORT_QUALITY, step=1, label="JPEG / WebP quality",
+                                 elem_id="glz-quality")
     return c
 
 

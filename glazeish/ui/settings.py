@@ -26,7 +26,7 @@ DEFAULT_MAX_FILE_MB = 50
 JPEG_ROBUST = PRESETS["default"].robust
 #: the purification whose survival every result reports (what a platform does to an upload)
 SURVIVAL_PURIFICATION = "jpeg75"
-#: the export's default JPEG quality, and WebP's (the ``webp`` purification measures quality 80 only)
+#: the export's default JPEG quality, and WebP's (``webp``: the benchmark's WebP setting)
 EXPORT_QUALITY = 90
 WEBP_QUALITY = WebP.quality
 
@@ -51,11 +51,11 @@ class Settings:
     platforms: Sequence[str] = ()  # where it will be posted: cloaked at that size, through those chains
     max_side: int | None = None  # cloak at a posting size: the long side at most this many px (None: full size)
     export: str = "png"  # the download's format: png (the whole cloak), jpeg or webp
-    quality: int = EXPORT_QUALITY  # JPEG quality of the export (WebP is written at its measured quality)
+    quality: int = EXPORT_QUALITY  # JPEG or WebP quality of the export
 
     def export_quality(self) -> int:
-        """The quality the export is written at (WebP: the one its survival is measured at)."""
-        return WEBP_QUALITY if self.export == "webp" else int(self.quality)
+        """The quality the export is written at (and its survival measured at)."""
+        return int(self.quality)
 
     def config(self, models_dir: str | None = None, device: str = "auto", precision: str = "auto") -> ProtectConfig:
         """The :class:`ProtectConfig` these settings mean (raises ``ValueError`` on a bad value)."""
@@ -102,15 +102,15 @@ class Settings:
 
 def export_purification(settings: Settings | None) -> str | None:
     """The purification whose survival the export's format has: ``jpeg:Q`` (the chosen quality, 4:2:0 as
-    platforms use), ``webp`` (quality 80), or None for PNG."""
+    platforms use), ``webp:Q`` (``webp`` at the default quality), or None for PNG."""
     if settings is None or settings.export == "png":
         return None
+    q = settings.export_quality()
+    if not 1 <= q <= 100:
+        raise ValueError(f"{settings.export.upper()} quality must be from 1 to 100, not {q}")
     if settings.export == "jpeg":
-        q = settings.export_quality()
-        if not 1 <= q <= 100:
-            raise ValueError(f"JPEG quality must be from 1 to 100, not {q}")
         return f"jpeg:{q}"
-    return "webp"
+    return "webp" if q == WEBP_QUALITY else f"webp:{q}"
 
 
 def export_label(fmt: str, quality: int) -> str:
