@@ -24,6 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..config import PRESETS
 from ..imageio import IMAGE_SUFFIXES, ImageError, read_image
 from ..registry import Registered, Registry, split_specs
 
@@ -33,7 +34,7 @@ PROTECTIONS: Registry = Registry("protection")
 #: published settings and at glazeish-default's PSNR, then glazeish's presets
 DEFAULT_PROTECTIONS = [
     "none", "random", "photoguard-encoder-style", "psnr-matched:photoguard-encoder-style", "mist-textural-style",
-    "psnr-matched:mist-textural-style", "glazeish-low", "glazeish-default", "glazeish-fast", "glazeish-high",
+    "psnr-matched:mist-textural-style", *(f"glazeish-{k}" for k in PRESETS),
 ]
 QUICK_PROTECTIONS = ["none", "random", "glazeish-default"]
 
@@ -124,8 +125,6 @@ class RandomNoise(Protection):
 
 
 def _describe(intensity: str) -> str:
-    from ..config import PRESETS
-
     p = PRESETS[intensity]
     eot = f", optimised through {p.robust}" if p.robust else ""
     budget = f" on texture, RMS {p.rms_levels:g}/255" if p.budget == "masked" else ""
@@ -173,32 +172,16 @@ class _Preset(Protection):
         return self.cloaker.cloak(Artwork(rgb=rgb), seed=image_seed(self.ctx.seed, key))
 
 
-@register_protection
-class GlazeishLow(_Preset):
-    name = "glazeish-low"
-    description = _describe("low")
-    intensity = "low"
+def _preset_protection(intensity: str) -> type[_Preset]:
+    """The protection ``glazeish-<intensity>``: one per preset of :data:`glazeish.config.PRESETS`, so a new
+    preset is in the benchmark (and its default list) with nothing added here."""
+    cls = type(f"Glazeish{intensity.title().replace('-', '')}", (_Preset,),
+               {"name": f"glazeish-{intensity}", "description": _describe(intensity), "intensity": intensity,
+                "__doc__": f"glazeish's '{intensity}' preset, as ``glazeish protect --intensity {intensity}``."})
+    return register_protection(cls)
 
 
-@register_protection
-class GlazeishDefault(_Preset):
-    name = "glazeish-default"
-    description = _describe("default")
-    intensity = "default"
-
-
-@register_protection
-class GlazeishFast(_Preset):
-    name = "glazeish-fast"
-    description = _describe("fast")
-    intensity = "fast"
-
-
-@register_protection
-class GlazeishHigh(_Preset):
-    name = "glazeish-high"
-    description = _describe("high")
-    intensity = "high"
+PRESET_PROTECTIONS = [_preset_protection(k).name for k in PRESETS]
 
 
 # strip these from an external file's stem when pairing it with an original (Glaze/Mist/glazeish naming)
