@@ -8,9 +8,11 @@ that a drift in the machine's load does not favour one), and compares the headli
 
     OMP_NUM_THREADS=1 python benchmarks/figures_precision.py --models ../shared/models
     python benchmarks/figures_precision.py --quick --out /tmp/fp      # one image per folder (smoke run)
+    python benchmarks/figures_precision.py --report   # RESULTS.md's tables from the committed rows
 
 Writes ``results.jsonl`` (one row per image: the figures and seconds each way) and ``RESULTS.md`` (the largest
-and median absolute difference per figure, the time ratio, the machine and the command) into ``--out``.
+and median absolute difference per figure, the time ratio, the machine and the command) into ``--out``;
+``--report`` rewrites the generated blocks of the committed RESULTS.md from its ``results.jsonl`` (no model).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, ROOT, shared_images  # noqa: E402
+HERE = Path(__file__).resolve().parent / "figures_precision"
+sys.path.insert(0, str(HERE.parent))
+from common import MODELS, read_rows, regenerate, shared_images  # noqa: E402
 
 FOLDERS = ("paintings", "flat", "line")
 MAX_SIDE = 512
@@ -78,12 +81,84 @@ def _deltas(rows: list[dict], key: str) -> list[float]:
             if r["fp32"][key] is not None and r["bf16"][key] is not None]
 
 
+def figures_table(rows: list[dict]) -> str:
+    """The largest, median and mean difference per headline figure."""
+    med = statistics.median
+    lines = ["| figure | max \\|Δ\\| dB | median \\|Δ\\| dB | mean Δ dB |", "|---|---:|---:|---:|"]
+    for key, what in FIGURES.items():
+        d = _deltas(rows, key)
+        if d:
+            lines.append(f"| {what} | {max(abs(v) for v in d):.3f} | {med(abs(v) for v in d):.3f} | "
+                         f"{statistics.fmean(d):+.3f} |")
+    return "\n".join(lines)
+
+
+def folders_table(rows: list[dict]) -> str:
+    """Medians per folder: the noise view's and the gap's difference, the seconds each way."""
+    med = statistics.median
+    lines = ["By folder (medians):", "",
+             "| folder | images | \\|Δ\\| noise view PSNR dB | \\|Δ\\| view gap dB | fp32 s | bf16 s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for folder in FOLDERS:
+        part = [r for r in rows if r["image"].startswith(folder + "/")]
+        if part:
+            noise, gap = (med(abs(v) for v in _deltas(part, k)) for k in ("noise_view_psnr", "view_gap"))
+            secs = [med(r[p]["seconds"] for r in part) for p in PRECISIONS]
+            lines.append(f"| {folder} | {len(part)} | {noise:.3f} | {gap:.3f} | {secs[0]:.1f} | {secs[1]:.1f} |")
+    return "\n".join(lines)
+
+
+def verdict(rows: list[dict]) -> str:
+    """The retention and verdict sentence, the time sentence and the conclusion."""
+    med = statistics.median
+    kept = [abs(v) for v in _deltas(rows, "retained")]
+    t32, t16 = ([r[p]["seconds"] for r in rows] for p in PRECISIONS)
+    same = sum(r["same_verdicts"] for r in rows)
+    lines = [
+        (f"Retained after JPEG q75 (a fraction): max |Δ| {max(kept, default=0):.3f}, median "
+         f"{med(kept) if kept else 0:.3f}. The verdict levels (visibility, protection, survival of JPEG q75) are "
+         f"the same both ways for {same} of {len(rows)} images."),
+        "",
+        (f"Time of one `assess`: median {med(t32):.2f} s in fp32, {med(t16):.2f} s in bf16; fp32/bf16 = "
+         f"{sum(t32) / sum(t16):.2f}x over all images."),
+        "",
+    ]
+    worst = {k: max(abs(v) for v in d) for k in FIGURES if (d := _deltas(rows, k))}
+    over = {k: v for k, v in worst.items() if v > TOLERANCE_DB}
+    if over:
+        noise = [r["fp32"][k] for r in rows for k in ("noise_view_psnr", "uniform_view_psnr") if r["fp32"][k]]
+        lines.append(
+            f"**bf16 moves headline figures by more than {TOLERANCE_DB} dB**: "
+            + ", ".join(f"{FIGURES[k]} up to {v:.2f} dB" for k, v in over.items())
+            + f". The noise baselines' views sit {min(noise):.0f}-{max(noise):.0f} dB from the original's (fp32), "
+            "where bf16's rounding (8 bits of mantissa) in the encoder and decoder is of the size of the difference "
+            "measured. So the figures stay fp32 everywhere (the CLI and the job path included); bf16 is available "
+            "as `Evaluator(..., precision=\"bf16\")` for a quick look only."
+        )
+    else:
+        lines.append(f"bf16 moves no headline figure by more than {TOLERANCE_DB} dB: the figures of a protect run can "
+                     "use the cloak's own precision.")
+    return "\n".join(lines)
+
+
+def tables(rows: list[dict]) -> dict:
+    """The generated blocks of RESULTS.md by name, from the rows."""
+    return {"figures": lambda: figures_table(rows), "folders": lambda: folders_table(rows),
+            "verdict": lambda: verdict(rows)}
+
+
+def report(folder: Path = HERE) -> str:
+    """RESULTS.md of ``folder`` with every generated block rebuilt from the rows beside it."""
+    return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / "results.jsonl")))
+
+
 def write_results(out: Path, rows: list[dict], command: str) -> None:
+    """A fresh RESULTS.md: the set-up, the machine and the command (written here once), then the generated
+    blocks (``--report`` rebuilds them from ``results.jsonl``)."""
     import torch
 
     from glazeish.device import cpu_name
 
-    med = statistics.median
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     lines = [
         "# Figures after a cloak: fp32 vs bf16 autocast in the evaluator",
@@ -99,65 +174,31 @@ def write_results(out: Path, rows: list[dict], command: str) -> None:
         "",
         f"Command: `{command}`",
         "",
-        "| figure | max \\|Δ\\| dB | median \\|Δ\\| dB | mean Δ dB |",
-        "|---|---:|---:|---:|",
-    ]
-    worst = {}
-    for key, what in FIGURES.items():
-        d = _deltas(rows, key)
-        if d:
-            worst[key] = max(abs(v) for v in d)
-            lines.append(f"| {what} | {worst[key]:.3f} | {med(abs(v) for v in d):.3f} | {statistics.fmean(d):+.3f} |")
-    lines += ["", "By folder (medians):", "",
-              "| folder | images | \\|Δ\\| noise view PSNR dB | \\|Δ\\| view gap dB | fp32 s | bf16 s |",
-              "|---|---:|---:|---:|---:|---:|"]
-    for folder in FOLDERS:
-        part = [r for r in rows if r["image"].startswith(folder + "/")]
-        if part:
-            noise, gap = (med(abs(v) for v in _deltas(part, k)) for k in ("noise_view_psnr", "view_gap"))
-            secs = [med(r[p]["seconds"] for r in part) for p in PRECISIONS]
-            lines.append(f"| {folder} | {len(part)} | {noise:.3f} | {gap:.3f} | {secs[0]:.1f} | {secs[1]:.1f} |")
-    kept = [abs(v) for v in _deltas(rows, "retained")]
-    t32, t16 = ([r[p]["seconds"] for r in rows] for p in PRECISIONS)
-    same = sum(r["same_verdicts"] for r in rows)
-    lines += [
-        "",
-        (f"Retained after JPEG q75 (a fraction): max |Δ| {max(kept, default=0):.3f}, median "
-         f"{med(kept) if kept else 0:.3f}. The verdict levels (visibility, protection, survival of JPEG q75) are "
-         f"the same both ways for {same} of {len(rows)} images."),
-        "",
-        (f"Time of one `assess`: median {med(t32):.2f} s in fp32, {med(t16):.2f} s in bf16; fp32/bf16 = "
-         f"{sum(t32) / sum(t16):.2f}x over all images."),
+        "The blocks below: `python benchmarks/figures_precision.py --report` rebuilds them from `results.jsonl`.",
         "",
     ]
-    over = {k: v for k, v in worst.items() if v > TOLERANCE_DB}
-    if over:
-        noise = [r["fp32"][k] for r in rows for k in ("noise_view_psnr", "uniform_view_psnr") if r["fp32"][k]]
-        lines.append(
-            f"**bf16 moves headline figures by more than {TOLERANCE_DB} dB**: "
-            + ", ".join(f"{FIGURES[k]} up to {v:.2f} dB" for k, v in over.items())
-            + f". The noise baselines' views sit {min(noise):.0f}-{max(noise):.0f} dB from the original's (fp32), "
-            "where bf16's rounding (8 bits of mantissa) in the encoder and decoder is of the size of the difference "
-            "measured. So the figures stay fp32 everywhere (the CLI and the job path included); bf16 is available "
-            "as `Evaluator(..., precision=\"bf16\")` for a quick look only."
-        )
-    else:
-        lines.append(f"bf16 moves no headline figure by more than {TOLERANCE_DB} dB: the figures of a protect run can "
-                     "use the cloak's own precision.")
-    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    for name in ("figures", "folders", "verdict"):
+        lines += [f"<!-- generated: {name} -->", "<!-- end generated -->", ""]
+    (out / "RESULTS.md").write_text(regenerate("\n".join(lines), tables(rows)))
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=str(MODELS))
+    ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--quick", action="store_true", help="one image per folder")
+    ap.add_argument("--report", action="store_true",
+                    help="rewrite the generated blocks of --out's RESULTS.md from its results.jsonl instead of running")
+    a = ap.parse_args()
+    if a.report:
+        (a.out / "RESULTS.md").write_text(report(a.out))
+        return
+
     from glazeish.config import ProtectConfig
     from glazeish.evaluation import Evaluator, assess, judge
     from glazeish.imageio import Artwork
     from glazeish.protect import Protector
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=str(MODELS))
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "figures_precision")
-    ap.add_argument("--quick", action="store_true", help="one image per folder")
-    a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     command = " ".join(["OMP_NUM_THREADS=" + os.environ["OMP_NUM_THREADS"]] if "OMP_NUM_THREADS" in os.environ
                        else []) + " python " + " ".join(shlex.quote(x) for x in sys.argv)
