@@ -12,6 +12,7 @@ cloaked cells make the cloaked mosaic, and :func:`glazeish.evaluation.assess` (J
 tile and one sampling ``--tiles`` of them.
 
     OMP_NUM_THREADS=1 python benchmarks/figures_sampled.py --models ../shared/models
+    python benchmarks/figures_sampled.py --report   # RESULTS.md's tables from the committed rows (no model)
 
 Writes ``results.jsonl`` (one row per mosaic: the headline figures each way, the seconds, the cells on the
 sampled tiles) and ``RESULTS.md`` (the largest and median absolute difference per figure, the machine and the
@@ -33,8 +34,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, ROOT, shared_images  # noqa: E402
+HERE = Path(__file__).resolve().parent / "figures_sampled"
+sys.path.insert(0, str(HERE.parent))
+from common import MODELS, ROOT, read_rows, regenerate, shared_images  # noqa: E402
 
 SCRATCH = ROOT / "benchmarks" / "_scratch" / "figures_sampled"  # git-ignored: the cloaked cells
 CELL, GRID = 512, 4
@@ -137,7 +139,51 @@ def run(args) -> list[dict]:
     return rows
 
 
-def report(rows: list[dict], args) -> str:
+def figures_table(rows: list[dict]) -> str:
+    """What was measured, then per figure: its mean over all tiles and the sampled − all differences."""
+    lines = [f"{len(rows)} mosaics of 2048×2048 (16 tiles of 512², {rows[0]['tiles']} measured: "
+             f"{rows[0]['sampled']['measured'] * 100:.0f}% of the pixels). Δ = sampled − all.", "",
+             "| figure | all tiles (mean) | max \\|Δ\\| | median \\|Δ\\| | mean Δ |", "|---|---:|---:|---:|---:|"]
+    for k, label in {**FIGURES, "jpeg_retained": "after JPEG q75: share of the advantage kept",
+                     "latent_ratio": "taef2 latent move ÷ same-PSNR noise's"}.items():
+        a = [r["all"][k] for r in rows]
+        d = [r["sampled"][k] - r["all"][k] for r in rows]
+        lines.append(f"| {label} | {statistics.mean(a):.2f} | {max(map(abs, d)):.2f} | "
+                     f"{statistics.median(map(abs, d)):.2f} | {statistics.mean(d):+.2f} |")
+    return "\n".join(lines)
+
+
+def time_line(rows: list[dict]) -> str:
+    ratio = statistics.median(r["all"]["seconds"] / r["sampled"]["seconds"] for r in rows)
+    return (f"Time of one `assess` (figures with JPEG q75): median {statistics.median(r['all']['seconds'] for r in rows):.0f} s "
+            f"all tiles, {statistics.median(r['sampled']['seconds'] for r in rows):.0f} s sampled; all ÷ sampled = "
+            f"{ratio:.2f}× (median over mosaics).")
+
+
+def mosaics_table(rows: list[dict]) -> str:
+    lines = ["Per mosaic:", "", "| mosaic | cells on the sampled tiles | gap all / sampled dB | JPEG kept all / sampled |",
+             "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['mosaic']} | {', '.join(c[:12] for c in r['sampled_cells'])} | "
+                     f"{r['all']['view_gap']:.2f} / {r['sampled']['view_gap']:.2f} | "
+                     f"{r['all']['jpeg_retained']:.2f} / {r['sampled']['jpeg_retained']:.2f} |")
+    return "\n".join(lines)
+
+
+def tables(rows: list[dict]) -> dict:
+    """The generated blocks of RESULTS.md by name, from the rows."""
+    return {"figures": lambda: figures_table(rows), "time": lambda: time_line(rows),
+            "mosaics": lambda: mosaics_table(rows)}
+
+
+def report(folder: Path = HERE) -> str:
+    """RESULTS.md of ``folder`` with every generated block rebuilt from the rows beside it."""
+    return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / "results.jsonl")))
+
+
+def fresh_report(rows: list[dict], args) -> str:
+    """A fresh RESULTS.md: the set-up, the machine and the command (written here once), then the generated
+    blocks (``--report`` rebuilds them from ``results.jsonl``)."""
     import torch
 
     from glazeish.device import cpu_name
@@ -147,38 +193,28 @@ def report(rows: list[dict], args) -> str:
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, torch {torch.__version__} with "
              f"{args.threads} thread(s); other jobs shared the CPU, so the seconds are noisy (their ratio less so).",
              "", f"Command: `{' '.join(shlex.quote(a) for a in ['python', *sys.argv])}`", "",
-             f"{len(rows)} mosaics of 2048×2048 (16 tiles of 512², {rows[0]['tiles']} measured: "
-             f"{rows[0]['sampled']['measured'] * 100:.0f}% of the pixels). Δ = sampled − all.", "",
-             "| figure | all tiles (mean) | max \\|Δ\\| | median \\|Δ\\| | mean Δ |", "|---|---:|---:|---:|---:|"]
-    for k, label in {**FIGURES, "jpeg_retained": "after JPEG q75: share of the advantage kept",
-                     "latent_ratio": "taef2 latent move ÷ same-PSNR noise's"}.items():
-        a = [r["all"][k] for r in rows]
-        d = [r["sampled"][k] - r["all"][k] for r in rows]
-        lines.append(f"| {label} | {statistics.mean(a):.2f} | {max(map(abs, d)):.2f} | "
-                     f"{statistics.median(map(abs, d)):.2f} | {statistics.mean(d):+.2f} |")
-    ratio = statistics.median(r["all"]["seconds"] / r["sampled"]["seconds"] for r in rows)
-    lines += ["", f"Time of one `assess` (figures with JPEG q75): median {statistics.median(r['all']['seconds'] for r in rows):.0f} s "
-              f"all tiles, {statistics.median(r['sampled']['seconds'] for r in rows):.0f} s sampled; all ÷ sampled = "
-              f"{ratio:.2f}× (median over mosaics).", "", "Per mosaic:", "",
-              "| mosaic | cells on the sampled tiles | gap all / sampled dB | JPEG kept all / sampled |",
-              "|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['mosaic']} | {', '.join(c[:12] for c in r['sampled_cells'])} | "
-                     f"{r['all']['view_gap']:.2f} / {r['sampled']['view_gap']:.2f} | "
-                     f"{r['all']['jpeg_retained']:.2f} / {r['sampled']['jpeg_retained']:.2f} |")
-    return "\n".join(lines) + "\n"
+             "The blocks below: `python benchmarks/figures_sampled.py --report` rebuilds them from `results.jsonl`.",
+             ""]
+    for name in ("figures", "time", "mosaics"):
+        lines += [f"<!-- generated: {name} -->", "<!-- end generated -->", ""]
+    return regenerate("\n".join(lines), tables(rows))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=str(MODELS))
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "figures_sampled"))
+    ap.add_argument("--out", default=str(HERE))
     ap.add_argument("--mosaics", type=int, default=4)
     ap.add_argument("--tiles", type=int, default=4, help="tiles the sampled evaluator measures")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--report", action="store_true",
+                    help="rewrite the generated blocks of --out's RESULTS.md from its results.jsonl instead of running")
     args = ap.parse_args()
+    if args.report:
+        (Path(args.out) / "RESULTS.md").write_text(report(Path(args.out)))
+        return
     rows = run(args)
-    (Path(args.out) / "RESULTS.md").write_text(report(rows, args))
+    (Path(args.out) / "RESULTS.md").write_text(fresh_report(rows, args))
     print((Path(args.out) / "RESULTS.md").read_text())
 
 
