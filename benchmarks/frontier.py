@@ -8,8 +8,10 @@ resize.
 
     python benchmarks/frontier.py --out benchmarks/frontier            # all 18 images, every candidate
     python benchmarks/frontier.py --quick --out /tmp/frontier          # smoke run
+    python benchmarks/frontier.py --report     # RESULTS.md's table and frontier.png from the committed rows
 
-Writes `results.jsonl`, `RESULTS.md` and `frontier.png`; resumable (finished rows are skipped).
+Writes `results.jsonl`, `RESULTS.md` and `frontier.png`; resumable (finished rows are skipped). `--report`
+loads no model: it rewrites the generated table of `--out`'s RESULTS.md and redraws its `frontier.png`.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, ROOT, shared_images  # noqa: E402
+HERE = Path(__file__).resolve().parent / "frontier"
+sys.path.insert(0, str(HERE.parent))
+from common import MODELS, read_rows, regenerate, shared_images  # noqa: E402
 
 
 CANDIDATES = [
@@ -50,6 +53,20 @@ def images(quick: bool, sample: bool) -> list[Path]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--candidates", default="", help="comma-separated subset of the candidates to run")
+    ap.add_argument("--sample", action="store_true", help="2 paintings + 2 flat images instead of all 18")
+    ap.add_argument("--models", default=str(MODELS))
+    ap.add_argument("--report", action="store_true",
+                    help="rewrite --out's RESULTS.md table and frontier.png from its results.jsonl instead of running")
+    args = ap.parse_args()
+    if args.report:
+        (args.out / "RESULTS.md").write_text(report(args.out))
+        plot(read_rows(args.out / "results.jsonl"), args.out / "frontier.png")
+        return
+
     import torch
 
     from glazeish.config import ProtectConfig
@@ -58,13 +75,6 @@ def main() -> None:
     from glazeish.imageio import read_image
     from glazeish.protect import Protector
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "frontier")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--candidates", default="", help="comma-separated subset of the candidates to run")
-    ap.add_argument("--sample", action="store_true", help="2 paintings + 2 flat images instead of all 18")
-    ap.add_argument("--models", default=str(MODELS))
-    args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "results.jsonl"
     done = set()
@@ -127,26 +137,13 @@ def _mean(vals) -> float:
     return statistics.mean(vals) if vals else float("nan")
 
 
-def summarise(rows: list[dict], out: Path) -> None:
-    order = [c[0] for c in CANDIDATES]
+def frontier_table(rows: list[dict]) -> str:
+    """Mean (min) per candidate and kind."""
     lines = [
-        "# Preset frontier",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
-        "Mean over images per kind; `gap` = mimic-view PSNR of noise minus that of the cloak (dB, taef2); "
-        "`latent`/`transfer` = latent displacement ÷ noise's on taef2 (attacked) / taesana (not attacked); "
-        "`kept` = share of the cloak's advantage over noise left after the purification (mimic view / latent), "
-        "each measured against the equally purified original (see `glazeish.evaluation.assess`). `n` = images. "
-        "Rows with n = 2 (paintings) / 2 (flat) are the earlier 4-image sample. `s/img` = the cloak only, on a "
-        "machine shared with other jobs (not a speed result; see `benchmarks/speed/`).",
-        "",
-        "Commands: `python benchmarks/frontier.py --out benchmarks/frontier --candidates NAMES` "
-        "(resumable; `--sample` = the 4-image sample).",
-        "",
         "| candidate | kind | n | PSNR mean (min) | gap dB mean (min) | latent × | transfer × | kept JPEG75 mimic / latent | kept resize0.75 mimic / latent | s/img |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in order:
+    for name in [c[0] for c in CANDIDATES]:
         for kind in ("paintings", "flat"):
             rs = [r for r in rows if r["candidate"] == name and r["kind"] == kind]
             if not rs:
@@ -159,7 +156,11 @@ def summarise(rows: list[dict], out: Path) -> None:
                 f"{m('transfer_ratio'):.2f} | {m('retained_mimic_jpeg75'):.0%} / {m('retained_latent_jpeg75'):.0%} | "
                 f"{m('retained_mimic_resize0.75'):.0%} / {m('retained_latent_resize0.75'):.0%} | {m('seconds'):.0f} |"
             )
-    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], dest: Path) -> None:
+    """``frontier.png``: PSNR against the gap, before and after JPEG q75, one point per candidate and kind."""
     try:
         import matplotlib
 
@@ -172,7 +173,7 @@ def summarise(rows: list[dict], out: Path) -> None:
                   ("gap left after a JPEG q75 re-save (dB) → stronger", after_jpeg)]
         for row, (ylabel, fy) in enumerate(panels):
             for ax, kind in zip(axes[row], ("paintings", "flat")):
-                for i, name in enumerate(order):
+                for i, name in enumerate(c[0] for c in CANDIDATES):
                     rs = [r for r in rows if r["candidate"] == name and r["kind"] == kind]
                     if not rs:
                         continue
@@ -185,9 +186,40 @@ def summarise(rows: list[dict], out: Path) -> None:
                        title=f"{kind} (★ = preset; n per point in RESULTS.md)")
                 ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out / "frontier.png", dpi=90)
+        fig.savefig(dest, dpi=90)
     except Exception as e:
         print(f"plot skipped: {e}", file=sys.stderr)
+
+
+def report(folder: Path = HERE) -> str:
+    """RESULTS.md of ``folder`` with its generated table rebuilt from the rows beside it."""
+    rows = read_rows(folder / "results.jsonl")
+    return regenerate((folder / "RESULTS.md").read_text(), {"frontier": lambda: frontier_table(rows)})
+
+
+def summarise(rows: list[dict], out: Path) -> None:
+    """A fresh RESULTS.md (the machine written here once, the table generated) and ``frontier.png``."""
+    lines = [
+        "# Preset frontier",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
+        "Mean over images per kind; `gap` = mimic-view PSNR of noise minus that of the cloak (dB, taef2); "
+        "`latent`/`transfer` = latent displacement ÷ noise's on taef2 (attacked) / taesana (not attacked); "
+        "`kept` = share of the cloak's advantage over noise left after the purification (mimic view / latent), "
+        "each measured against the equally purified original (see `glazeish.evaluation.assess`). `n` = images. "
+        "Rows with n = 2 (paintings) / 2 (flat) are the earlier 4-image sample. `s/img` = the cloak only, on a "
+        "machine shared with other jobs (not a speed result; see `benchmarks/speed/`).",
+        "",
+        "Commands: `python benchmarks/frontier.py --out benchmarks/frontier --candidates NAMES` "
+        "(resumable; `--sample` = the 4-image sample); `python benchmarks/frontier.py --report` rebuilds the table "
+        "and `frontier.png` from the committed rows.",
+        "",
+        "<!-- generated: frontier -->",
+        "<!-- end generated -->",
+        "",
+    ]
+    (out / "RESULTS.md").write_text(regenerate("\n".join(lines), {"frontier": lambda: frontier_table(rows)}))
+    plot(rows, out / "frontier.png")
     print((out / "RESULTS.md").read_text())
 
 
