@@ -1,6 +1,7 @@
 """What glazeish.device's kept heap does: speed of a cloak with it on and off, and memory held when idle.
 
     python benchmarks/memory_reuse.py --out benchmarks/memory_reuse
+    python benchmarks/memory_reuse.py --report   # RESULTS.md's blocks from the committed rows
 
 1. Paired whole processes: `glazeish protect --intensity fast --no-eval` on a 512² painting with
    ``GLAZEISH_KEEP_MEMORY=1`` and ``=0`` in turn (A B A B ...), the ratio taken pair by pair so that a drift in
@@ -23,8 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED  # noqa: E402
+HERE = Path(__file__).resolve().parent / "memory_reuse"
+sys.path.insert(0, str(HERE.parent))
+from common import ROOT, SHARED, read_rows, regenerate  # noqa: E402
 
 PAINTING = SHARED / "images" / "paintings" / "00003-0-vincent-van-gogh_olive-picking-1889-2.png"
 
@@ -58,11 +60,51 @@ def idle_gb(mode: str) -> float:
     return float(proc.stdout.split()[-1])
 
 
+def wall_table(rows: list[dict]) -> str:
+    """The paired whole-process runs: median and range with the kept heap on and off, their ratio pair by pair,
+    and whether every cloak has the same bytes."""
+    on = [r["wall_s"] for r in rows if r.get("keep_memory") == "1"]
+    off = [r["wall_s"] for r in rows if r.get("keep_memory") == "0"]
+    ratios = [a / b for a, b in zip(on, off)]
+    same = len({r["sha256"] for r in rows if r["kind"] == "process"}) == 1
+    return f"""Whole `glazeish protect --intensity fast --no-eval` processes on a 512² painting (Python start-up included),
+{len(ratios)} pairs, on then off in turn:
+
+| | median wall s | min–max |
+|---|---|---|
+| kept heap (`GLAZEISH_KEEP_MEMORY=1`, the default) | {statistics.median(on):.2f} | {min(on):.2f}–{max(on):.2f} |
+| glibc's own settings (`GLAZEISH_KEEP_MEMORY=0`) | {statistics.median(off):.2f} | {min(off):.2f}–{max(off):.2f} |
+| ratio, pair by pair | {statistics.median(ratios):.3f} | {min(ratios):.3f}–{max(ratios):.3f} |
+
+Every cloak has the same bytes: {"yes" if same else "NO"}."""
+
+
+def idle_line(rows: list[dict]) -> str:
+    idle = {r["mode"]: r["rss_gb"] for r in rows if r["kind"] == "idle"}
+    return f"""Resident memory of a process idle after a 512² `fast` cloak: kept heap with the trim after the cloak
+{idle["trim"]:.2f} GB; kept heap without the trim {idle["notrim"]:.2f} GB; glibc's own settings {idle["system"]:.2f} GB."""
+
+
+def tables(rows: list[dict]) -> dict:
+    """The generated blocks of RESULTS.md by name, from the rows."""
+    return {"wall": lambda: wall_table(rows), "idle": lambda: idle_line(rows)}
+
+
+def report(folder: Path = HERE) -> str:
+    """RESULTS.md of ``folder`` with every generated block rebuilt from the rows beside it."""
+    return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / "results.jsonl")))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "memory_reuse")
+    ap.add_argument("--out", type=Path, default=HERE)
     ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--report", action="store_true",
+                    help="rewrite the generated blocks of --out's RESULTS.md from its results.jsonl instead of running")
     args = ap.parse_args()
+    if args.report:
+        (args.out / "RESULTS.md").write_text(report(args.out))
+        return
     scratch = ROOT / "benchmarks" / "_scratch" / "memory_reuse"
     rows = []
     cloak_process("1", scratch / "warm")  # page cache, first start
@@ -74,35 +116,22 @@ def main() -> None:
         rows.append({"kind": "idle", "mode": mode, "rss_gb": round(idle_gb(mode), 3)})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    on = [r["wall_s"] for r in rows if r.get("keep_memory") == "1"]
-    off = [r["wall_s"] for r in rows if r.get("keep_memory") == "0"]
-    ratios = [a / b for a, b in zip(on, off)]
-    same = len({r["sha256"] for r in rows if r["kind"] == "process"}) == 1
-    idle = {r["mode"]: r["rss_gb"] for r in rows if r["kind"] == "idle"}
     from glazeish.device import cpu_name
 
     text = f"""# The kept heap (glazeish.device.keep_freed_memory)
 
 Machine: {cpu_name()}, {os.cpu_count()} cores.
 Command: `python benchmarks/memory_reuse.py --out benchmarks/memory_reuse`.
+The blocks below: `python benchmarks/memory_reuse.py --report` rebuilds them from `results.jsonl`.
 
-Whole `glazeish protect --intensity fast --no-eval` processes on a 512² painting (Python start-up included),
-{args.pairs} pairs, on then off in turn:
+<!-- generated: wall -->
+<!-- end generated -->
 
-| | median wall s | min–max |
-|---|---|---|
-| kept heap (`GLAZEISH_KEEP_MEMORY=1`, the default) | {statistics.median(on):.2f} | {min(on):.2f}–{max(on):.2f} |
-| glibc's own settings (`GLAZEISH_KEEP_MEMORY=0`) | {statistics.median(off):.2f} | {min(off):.2f}–{max(off):.2f} |
-| ratio, pair by pair | {statistics.median(ratios):.3f} | {min(ratios):.3f}–{max(ratios):.3f} |
-
-Every cloak has the same bytes: {"yes" if same else "NO"}.
-
-Resident memory of a process idle after a 512² `fast` cloak: kept heap with the trim after the cloak
-{idle["trim"]:.2f} GB; kept heap without the trim {idle["notrim"]:.2f} GB; glibc's own settings {idle["system"]:.2f} GB.
+<!-- generated: idle -->
+<!-- end generated -->
 """
-    (args.out / "RESULTS.md").write_text(text)
-    print(text)
-
+    (args.out / "RESULTS.md").write_text(regenerate(text, tables(rows)))
+    print((args.out / "RESULTS.md").read_text())
 
 if __name__ == "__main__":
     main()
