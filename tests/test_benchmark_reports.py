@@ -44,3 +44,17 @@ def test_verdicts_results_come_from_its_rows(tmp_path):
 def test_suites_say_how_to_run_them(rel):
     doc = suite(rel).__doc__
     assert f"python benchmarks/{rel}" in doc
+
+
+@pytest.mark.parametrize("rel", ["figures_precision.py", "figures_sampled.py", "frontier.py", "memory_reuse.py"])
+def test_single_run_suites_tables_come_from_their_rows(rel):
+    """``--report`` rebuilds every generated block of the suite's RESULTS.md from its ``results.jsonl``."""
+    m = suite(rel)
+    results = BENCH / rel.removesuffix(".py") / "RESULTS.md"
+    assert results.read_text().count("<!-- generated:") >= 1
+    assert m.report() == results.read_text()
+
+
+@pytest.mark.parametrize("rel", ["figures_precision.py", "figures_sampled.py", "frontier.py", "memory_reuse.py"])
+def test_single_run_suites_say_how_to_report(rel):
+    assert f"python benchmarks/{rel} --report" in suite(rel).__doc__
