@@ -9,8 +9,11 @@ thread settings are those a user gets. Peak RSS comes from `os.wait4` (that chil
     python benchmarks/speed.py --grid figures --out benchmarks/speed/figures       # 2048²: sampled vs all-tile figures
     python benchmarks/speed.py --grid amortised --sizes 512x512 --out benchmarks/speed/amortised512   # its 512² rows
     python benchmarks/speed.py --grid laptop --out benchmarks/speed/laptop   # 512² natively and held to AVX2 (fp32)
+    python benchmarks/speed.py --report   # every RESULTS.md and speed.png under benchmarks/speed/ from its rows
 
 Writes `results.jsonl` (one row per run), `RESULTS.md` (tables) and `speed.png` (time and memory vs pixels).
+`--report` runs nothing: it rewrites the generated blocks of the committed RESULTS.md files (the full grid's and
+those of amortised/, amortised512/, figures/ and laptop/) from their rows and redraws their `speed.png`.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from PIL import Image
 
 from glazeish.device import cpu_name
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED  # noqa: E402
+HERE = Path(__file__).resolve().parent / "speed"
+sys.path.insert(0, str(HERE.parent))
+from common import ROOT, SHARED, read_rows, regenerate  # noqa: E402
 
 PAINTING = SHARED / "images" / "paintings" / "00003-0-vincent-van-gogh_olive-picking-1889-2.png"
 
@@ -188,21 +192,9 @@ def run_batch(folder: Path, outdir: Path, threads: int = 2) -> dict:
     }
 
 
-def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
+def runs_table(rows: list[dict]) -> str:
+    """One line per run: its seconds, memory and protection."""
     lines = [
-        "# Speed and memory",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}, "
-        f"{platform.platform()}.  ",
-        "Every row is one `glazeish protect --json` process on the van Gogh painting resized to the size. "
-        "`cloak s` = attack + 8-bit rounding (`seconds` in `--json`); `figures s` = measuring the cloak next to "
-        "same-budget noise (`--no-eval` skips it); `image s` = everything for the image (read, cloak, figures, "
-        "write); `load s` = model loading (once per process; precision `auto` is read off the CPU's native "
-        "support — bf16 with AMX or AVX-512 BF16, else fp32 — never timed); `process s` = the whole command "
-        "including Python and torch start-up. "
-        "Protection: the taef2 (or taesana) latent displacement as a multiple of same-PSNR noise's, "
-        "and the mimic-view gap vs same-PSNR noise (dB; taef2 only).",
-        "",
         "| size | threads | args | cloak s | figures s | image s | load s | process s | peak RSS GB | PSNR | "
         "latent ×noise | mimic gap dB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -223,24 +215,29 @@ def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
             f"{r['figure_seconds']:.1f} | {r['image_seconds']:.1f} | {r['load_seconds']:.2f} | "
             f"{r['process_wall_s']:.1f} | {r['peak_rss_gb']:.2f} {prot} |"
         )
-    if batch:
-        lines += ["", "## Batch", ""]
-        if "error" in batch:
-            lines.append(f"`{batch['cmd']}` failed: {batch['error']}")
-        else:
-            img, cl = np.array(batch["image_seconds"]), np.array(batch["seconds"])
-            lines += [
-                f"`{batch['cmd']}` — {batch['batch']} different 512×512 images in one process, {batch['threads']} "
-                "threads (models loaded once).",
-                "",
-                "| images | load s | image s: mean / median / max | cloak s: mean | process s | process s ÷ images | "
-                "peak RSS GB |",
-                "|---|---|---|---|---|---|---|",
-                f"| {batch['batch']} | {batch['load_seconds']:.2f} | {img.mean():.1f} / {np.median(img):.1f} / "
-                f"{img.max():.1f} | {cl.mean():.1f} | {batch['process_wall_s']:.1f} | "
-                f"{batch['process_wall_s'] / batch['batch']:.1f} | {batch['peak_rss_gb']:.2f} |",
-            ]
-    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def batch_table(batch: dict) -> str:
+    """The batch run: one process over different 512² images."""
+    if "error" in batch:
+        return f"`{batch['cmd']}` failed: {batch['error']}"
+    img, cl = np.array(batch["image_seconds"]), np.array(batch["seconds"])
+    return "\n".join([
+        f"`{batch['cmd']}` — {batch['batch']} different 512×512 images in one process, {batch['threads']} "
+        "threads (models loaded once).",
+        "",
+        "| images | load s | image s: mean / median / max | cloak s: mean | process s | process s ÷ images | "
+        "peak RSS GB |",
+        "|---|---|---|---|---|---|---|",
+        f"| {batch['batch']} | {batch['load_seconds']:.2f} | {img.mean():.1f} / {np.median(img):.1f} / "
+        f"{img.max():.1f} | {cl.mean():.1f} | {batch['process_wall_s']:.1f} | "
+        f"{batch['process_wall_s'] / batch['batch']:.1f} | {batch['peak_rss_gb']:.2f} |",
+    ])
+
+
+def plot(rows: list[dict], dest: Path) -> None:
+    """``speed.png``: time and peak memory against megapixels, the default with ``--precision auto``, 2 threads."""
     try:
         import matplotlib
 
@@ -259,29 +256,25 @@ def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
         a2.axhline(3, ls="--", color="grey")
         a2.set(xlabel="megapixels", ylabel="peak RSS (GB)", title="memory (3 GB target dashed)")
         fig.tight_layout()
-        fig.savefig(out / "speed.png", dpi=90)
+        fig.savefig(dest, dpi=90)
     except Exception as e:  # the tables matter more than the plot
         print(f"plot skipped: {e}", file=sys.stderr)
 
 
-def summarise_levels(rows: list[dict], units: list[dict], out: Path) -> None:
-    """The laptop grid's table: each preset at each level, in seconds and in U (that level's encoder pass)."""
+def units_line(units: list[dict]) -> str:
+    """U at each CPU level (the laptop grid), median of its measurements before and after the runs."""
     u = {lv: float(np.median([r["u_seconds"] for r in units if r["level"] == lv])) for lv in LEVELS}
     cls = {r["level"]: (r["cpu_class"], r["precision"]) for r in units}
-    lines = [
-        "# Speed on the laptop class",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}. "
-        "Each row is one `glazeish protect --json` process on the van Gogh painting at 512², 2 threads; "
-        "`avx2` rows hold oneDNN and ATen to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`): the "
-        "kernels and precision (fp32) of an AVX2 laptop, on this machine's cores and caches.  ",
-        "U = one forward + backward of the TAEF2 encoder at 512² in the precision `auto` picks, median of 5, "
-        "measured before and after the runs: " + "; ".join(
-            f"{lv}: {u[lv]:.2f} s ({cls[lv][1]}, `{cls[lv][0]}`)" for lv in LEVELS) + ".",
-        "",
-        "| level | preset | figures | cloak s | cloak U | image s | process s | process U | peak RSS GB |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    return ("U = one forward + backward of the TAEF2 encoder at 512² in the precision `auto` picks, median of 5, "
+            "measured before and after the runs: " + "; ".join(
+                f"{lv}: {u[lv]:.2f} s ({cls[lv][1]}, `{cls[lv][0]}`)" for lv in LEVELS) + ".")
+
+
+def levels_table(rows: list[dict], units: list[dict]) -> str:
+    """The laptop grid's table: each preset at each level, in seconds and in U (that level's encoder pass)."""
+    u = {lv: float(np.median([r["u_seconds"] for r in units if r["level"] == lv])) for lv in LEVELS}
+    lines = ["| level | preset | figures | cloak s | cloak U | image s | process s | process U | peak RSS GB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['level']} | `{r['cmd']}` | error: {r['error']} | | | | | | |")
@@ -291,19 +284,116 @@ def summarise_levels(rows: list[dict], units: list[dict], out: Path) -> None:
         lines.append(f"| {r['level']} | {preset} | {figs} | {r['seconds']:.1f} | {r['seconds'] / u[r['level']]:.0f} | "
                      f"{r['image_seconds']:.1f} | {r['process_wall_s']:.1f} | "
                      f"{r['process_wall_s'] / u[r['level']]:.0f} | {r['peak_rss_gb']:.2f} |")
-    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict], dict | None]:
+    """A results.jsonl's rows as (runs, U measurements, the batch run or None)."""
+    units = [r for r in rows if r.get("unit")]
+    batch = next((r for r in rows if "batch" in r or ("error" in r and "size" not in r and "level" not in r)), None)
+    return [r for r in rows if not r.get("unit") and r is not batch], units, batch
+
+
+def tables(rows: list[dict]) -> dict:
+    """The generated blocks of a RESULTS.md by name, from one results.jsonl's rows."""
+    runs, units, batch = split_rows(rows)
+    return {"runs": lambda: runs_table(runs), "batch": lambda: batch_table(batch),
+            "units": lambda: units_line(units), "levels": lambda: levels_table(runs, units)}
+
+
+#: the folders of committed runs: the full grid and one per other grid
+FOLDERS = ("", "amortised", "amortised512", "figures", "laptop")
+
+
+def report(folder: Path) -> str:
+    """RESULTS.md of ``folder`` with every generated block rebuilt from the rows beside it."""
+    return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / "results.jsonl")))
+
+
+def report_all(root: Path = HERE) -> None:
+    """Rewrite every committed RESULTS.md of the suite from its rows, and redraw the ``speed.png`` of each
+    folder with a table of runs."""
+    for sub in FOLDERS:
+        folder = root / sub
+        (folder / "RESULTS.md").write_text(report(folder))
+        if "<!-- generated: runs" in (folder / "RESULTS.md").read_text():
+            plot(split_rows(read_rows(folder / "results.jsonl"))[0], folder / "speed.png")
+
+
+def machine() -> str:
+    return (f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}, "
+            f"{platform.platform()}.")
+
+
+def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
+    """A fresh RESULTS.md (the machine written here once, the tables generated) and ``speed.png``."""
+    lines = [
+        "# Speed and memory",
+        "",
+        machine() + "  ",
+        "Every row is one `glazeish protect --json` process on the van Gogh painting resized to the size. "
+        "`cloak s` = attack + 8-bit rounding (`seconds` in `--json`); `figures s` = measuring the cloak next to "
+        "same-budget noise (`--no-eval` skips it); `image s` = everything for the image (read, cloak, figures, "
+        "write); `load s` = model loading (once per process; precision `auto` is read off the CPU's native "
+        "support — bf16 with AMX or AVX-512 BF16, else fp32 — never timed); `process s` = the whole command "
+        "including Python and torch start-up. "
+        "Protection: the taef2 (or taesana) latent displacement as a multiple of same-PSNR noise's, "
+        "and the mimic-view gap vs same-PSNR noise (dB; taef2 only).",
+        "",
+        REPORT_NOTE,
+        "",
+        "<!-- generated: runs -->",
+        "<!-- end generated -->",
+        "",
+    ]
+    if batch:
+        lines += ["## Batch", "", "<!-- generated: batch -->", "<!-- end generated -->", ""]
+    all_rows = rows + ([batch] if batch else [])
+    (out / "RESULTS.md").write_text(regenerate("\n".join(lines), tables(all_rows)))
+    plot(rows, out / "speed.png")
+
+
+def summarise_levels(rows: list[dict], units: list[dict], out: Path) -> None:
+    """A fresh RESULTS.md of the laptop grid (the machine written here once, the U line and table generated)."""
+    lines = [
+        "# Speed on the laptop class",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}. "
+        "Each row is one `glazeish protect --json` process on the van Gogh painting at 512², 2 threads; "
+        "`avx2` rows hold oneDNN and ATen to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`): the "
+        "kernels and precision (fp32) of an AVX2 laptop, on this machine's cores and caches.",
+        "",
+        REPORT_NOTE,
+        "",
+        "<!-- generated: units -->",
+        "<!-- end generated -->",
+        "",
+        "<!-- generated: levels -->",
+        "<!-- end generated -->",
+        "",
+    ]
+    (out / "RESULTS.md").write_text(regenerate("\n".join(lines), tables(rows + units)))
+
+
+#: the sentence under a RESULTS.md's set-up that says how its blocks are rebuilt
+REPORT_NOTE = "The blocks below: `python benchmarks/speed.py --report` rebuilds them from `results.jsonl`."
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "speed")
+    ap.add_argument("--out", type=Path, default=HERE)
     ap.add_argument("--scratch", type=Path, default=ROOT / "benchmarks" / "_scratch" / "speed")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--grid", choices=("full", "amortised", "figures", "laptop"), default="full",
                     help="full: the committed grid; amortised: the default next to --start learned; figures: 2048² "
                     "with sampled vs all-tile figures (no batch run for either)")
     ap.add_argument("--sizes", default="", help="only the grid's runs at these sizes (WxH, comma-separated)")
+    ap.add_argument("--report", action="store_true",
+                    help="rewrite every committed RESULTS.md and speed.png of the suite from its rows instead of running")
     args = ap.parse_args()
+    if args.report:
+        report_all()
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     runs = {"amortised": amortised_grid, "figures": figures_grid, "laptop": laptop_grid}.get(
         args.grid, lambda: grid(args.quick))()

@@ -58,3 +58,13 @@ def test_single_run_suites_tables_come_from_their_rows(rel):
 @pytest.mark.parametrize("rel", ["figures_precision.py", "figures_sampled.py", "frontier.py", "memory_reuse.py"])
 def test_single_run_suites_say_how_to_report(rel):
     assert f"python benchmarks/{rel} --report" in suite(rel).__doc__
+
+
+@pytest.mark.parametrize("sub", ["", "amortised", "amortised512", "figures", "laptop"])
+def test_speed_tables_come_from_their_rows(sub):
+    """``speed.py --report`` rebuilds each committed grid's RESULTS.md from the ``results.jsonl`` beside it."""
+    m = suite("speed.py")
+    folder = BENCH / "speed" / sub
+    assert (folder / "RESULTS.md").read_text().count("<!-- generated:") >= 1
+    assert m.report(folder) == (folder / "RESULTS.md").read_text()
+    assert "python benchmarks/speed.py --report" in m.__doc__
