@@ -68,3 +68,11 @@ def test_speed_tables_come_from_their_rows(sub):
     assert (folder / "RESULTS.md").read_text().count("<!-- generated:") >= 1
     assert m.report(folder) == (folder / "RESULTS.md").read_text()
     assert "python benchmarks/speed.py --report" in m.__doc__
+
+
+def test_protect_default_results_come_from_its_rows():
+    m = suite("protect_default/summarize.py")
+    results = BENCH / "protect_default" / "RESULTS.md"
+    assert results.read_text().count("<!-- generated:") == 3
+    assert m.report() == results.read_text()
+    assert "python benchmarks/protect_default/summarize.py --report" in m.__doc__

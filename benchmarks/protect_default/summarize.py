@@ -1,18 +1,24 @@
 """Summarise `glazeish protect --json` lines into a Markdown table (per image and per folder).
 
-    python benchmarks/protect_default/summarize.py benchmarks/protect_default/results.jsonl
+    python benchmarks/protect_default/summarize.py benchmarks/protect_default/results.jsonl   # a fresh RESULTS.md
+    python benchmarks/protect_default/summarize.py --report   # RESULTS.md's blocks from the committed rows
 
 Reads the rows `glazeish protect --json` writes now (``figures``: the cloak against same-PSNR noise) and the
-older ones committed here (``psnr`` / ``encoders``: against uniform noise of the same L∞, ``random``).
+older ones committed here (``psnr`` / ``encoders``: against uniform noise of the same L∞, ``random``). The first
+form prints a whole RESULTS.md (what ``run.sh`` writes); ``--report`` rewrites only the generated blocks of the
+committed RESULTS.md from the ``results.jsonl`` beside it, keeping the prose written by hand.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import sys
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from common import read_rows, regenerate  # noqa: E402
 
 
 def figures(r: dict) -> dict:
@@ -30,30 +36,36 @@ def figures(r: dict) -> dict:
             "view": view, "gap": view[1] - view[0]}
 
 
-def summary(rows: list[dict]) -> str:
-    import torch
-
+def preset_line(rows: list[dict]) -> str:
+    """The preset's settings, from the first row."""
     first = rows[0]
     eps = first.get("eps_levels", first.get("eps"))
-    lines = [f"Preset `{first['intensity']}`: eps {eps}/255, {first['steps']} steps, objective `{first['objective']}`, "
-             f"optimised through `{first.get('robust') or 'nothing'}`, encoder `{first['encoder']}`, seed {first['seed']}.  ",
-             f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-             f"Python {platform.python_version()}. `seconds` = the cloak only, on a machine shared with other jobs "
-             "(speed: benchmarks/speed/).\n",
-             "| image | size | PSNR cloak / noise (dB) | latent moved: cloak / noise | mimic-view PSNR cloak / noise (dB) "
+    return (f"Preset `{first['intensity']}`: eps {eps}/255, {first['steps']} steps, objective `{first['objective']}`, "
+            f"optimised through `{first.get('robust') or 'nothing'}`, encoder `{first['encoder']}`, seed {first['seed']}.")
+
+
+def images_table(rows: list[dict]) -> str:
+    lines = ["| image | size | PSNR cloak / noise (dB) | latent moved: cloak / noise | mimic-view PSNR cloak / noise (dB) "
              "| gap (dB) | seconds |",
              "|---|---|---|---|---|---|---|"]
-    groups: dict[str, list[tuple]] = {}
     for r in rows:
         f = figures(r)
         (pc, pn), (dc, dn), (vc, vn) = f["psnr"], f["latent"], f["view"]
-        groups.setdefault(Path(r["input"]).parent.name, []).append((pc, dc / dn, f["gap"], r["seconds"]))
         name = Path(r["input"]).name
         name = name if len(name) < 40 else name[:37] + "..."
         lines.append(f"| {name} | {r['width']}x{r['height']} | {pc:.1f} / {pn:.1f} | {dc:.3f} / {dn:.3f} ({dc / dn:.1f}x) "
                      f"| {vc:.1f} / {vn:.1f} | {f['gap']:.1f} | {r['seconds']:.1f} |")
-    lines += ["\n| folder | images | mean PSNR (min) | latent ratio mean (min) | mimic-view gap mean (min) | mean seconds |",
-              "|---|---|---|---|---|---|"]
+    return "\n".join(lines)
+
+
+def folders_table(rows: list[dict]) -> str:
+    groups: dict[str, list[tuple]] = {}
+    for r in rows:
+        f = figures(r)
+        (pc, _), (dc, dn) = f["psnr"], f["latent"]
+        groups.setdefault(Path(r["input"]).parent.name, []).append((pc, dc / dn, f["gap"], r["seconds"]))
+    lines = ["| folder | images | mean PSNR (min) | latent ratio mean (min) | mimic-view gap mean (min) | mean seconds |",
+             "|---|---|---|---|---|---|"]
     for g, vals in groups.items():
         p, lr, gap, s = zip(*vals)
         lines.append(f"| {g} | {len(vals)} | {statistics.mean(p):.1f} ({min(p):.1f}) | {statistics.mean(lr):.1f}x "
@@ -61,5 +73,36 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def tables(rows: list[dict]) -> dict:
+    """The generated blocks of RESULTS.md by name, from the rows."""
+    return {"preset": lambda: preset_line(rows), "images": lambda: images_table(rows),
+            "folders": lambda: folders_table(rows)}
+
+
+def report(folder: Path = HERE) -> str:
+    """RESULTS.md of ``folder`` with every generated block rebuilt from the rows beside it."""
+    return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / "results.jsonl")))
+
+
+def summary(rows: list[dict]) -> str:
+    """A fresh RESULTS.md: the machine written here once, the rest generated from the rows."""
+    import torch
+
+    text = "\n".join([
+        "<!-- generated: preset -->", "<!-- end generated -->", "",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"Python {platform.python_version()}. `seconds` = the cloak only, on a machine shared with other jobs "
+        "(speed: benchmarks/speed/).", "",
+        "The blocks: `python benchmarks/protect_default/summarize.py --report` rebuilds them from `results.jsonl`.", "",
+        "<!-- generated: images -->", "<!-- end generated -->", "",
+        "<!-- generated: folders -->", "<!-- end generated -->", ""])
+    return regenerate(text, tables(rows))
+
+
 if __name__ == "__main__":
-    print(summary([json.loads(line) for line in Path(sys.argv[1]).read_text().splitlines() if line.strip()]))
+    if sys.argv[1:] == ["--report"]:
+        (HERE / "RESULTS.md").write_text(report())
+    elif len(sys.argv) == 2:
+        print(summary(read_rows(sys.argv[1])), end="")
+    else:
+        sys.exit(__doc__)
