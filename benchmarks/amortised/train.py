@@ -7,9 +7,12 @@ held-out split that `benchmarks/amortised/evaluate.py` scores on; nothing of the
 
     python benchmarks/amortised/train.py                                  # the shipped taef2 / mimic-away pattern
     python benchmarks/amortised/train.py --steps 20 --out /tmp/p.png      # a smoke run
+    python benchmarks/amortised/train.py --report   # RESULTS.md's tables from the committed held-out rows
 
 Writes the pattern PNG and its JSON note (how it was trained) and `train.log` (one line per step) next to it
-unless `--log` says otherwise.
+unless `--log` says otherwise. `--report` trains nothing: it rewrites the generated tables of RESULTS.md from
+the held-out rows beside it (``heldout.jsonl``, ``heldout-paintings-pattern.jsonl``, which
+``benchmarks/cloak_search/search.py`` measured; the commands are in RESULTS.md).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import math
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,10 +40,9 @@ from glazeish.objectives import make_objective
 from glazeish.transforms import make_transforms
 from glazeish.warmstart import fit_pattern, shipped_path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import MODELS, shared_images  # noqa: E402
-
-KINDS = ("paintings", "flat", "line")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from common import KINDS, MODELS, read_rows, regenerate, shared_images  # noqa: E402
 
 
 def split(kind: str, part: str) -> list[Path]:
@@ -102,6 +105,87 @@ def crops(images: list[np.ndarray], crop: int, batch: int, steps: int, seed: int
         yield torch.stack(out)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# RESULTS.md's tables, from the held-out rows
+
+
+#: a candidate's label in the held-out table: (on its first row, on the others)
+LABELS = {"default": ("default (8 steps)", "default"), "learned-s4": ("**fast** = learned-s4", "fast"),
+          "learned-s0": ("learned-s0 (the pattern alone)", "learned-s0")}
+#: the visibility target (PSNR, dB) of drawings: a mean under it is set in bold with its flat RMS
+PSNR_TARGET = 38.5
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return statistics.mean(r[key] for r in rows)
+
+
+def _stats(rows: list[dict], key: str) -> str:
+    """mean (min–max)."""
+    vals = [r[key] for r in rows]
+    return f"{statistics.mean(vals):.2f} ({min(vals):.2f}–{max(vals):.2f})"
+
+
+def _share(rows: list[dict], base: list[dict]) -> str:
+    """The mean gap of ``rows`` as a share of the mean gap of ``base`` (the default on the same images)."""
+    return f"{100 * _mean(rows, 'gap') / _mean(base, 'gap'):.0f} %"
+
+
+def heldout_table(rows: list[dict], cands: list[str], baseline: str = "default") -> str:
+    """Mean (min–max) per candidate and kind; ``gap ÷ default's`` = the mean gap over the baseline's."""
+    lines = ["mean (min–max) per kind", "",
+             "| candidate | kind | n | PSNR | flat RMS | view PSNR | gap | JPEG view PSNR | transfer | gap ÷ default's |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cands:
+        first, other = LABELS.get(c, (c, c))
+        for kind in KINDS:
+            sel = [r for r in rows if r["candidate"] == c and r["kind"] == kind]
+            if not sel:
+                continue
+            base = [r for r in rows if r["candidate"] == baseline and r["kind"] == kind]
+            psnr, rms = _stats(sel, "psnr"), f"{_mean(sel, 'flat_rms'):.2f}"
+            if _mean(sel, "psnr") < PSNR_TARGET:
+                head, rest = psnr.split(" ", 1)
+                psnr, rms = f"**{head}** {rest}", f"**{rms}**"
+            if all(r["flat_share"] == 0 for r in sel):  # no flat pixels: no flat RMS
+                rms = "–"
+            lines.append(f"| {first if kind == KINDS[0] else other} | {kind} | {len(sel)} | {psnr} | {rms} | "
+                         f"{_stats(sel, 'view_psnr')} | {_stats(sel, 'gap')} | {_stats(sel, 'jpeg_view_psnr')} | "
+                         f"{_mean(sel, 'transfer'):.2f} | {_share(sel, base)} |")
+    return "\n".join(lines)
+
+
+def pattern_table(pattern: list[dict], heldout: list[dict]) -> str:
+    """The painting-trained pattern (``pattern`` rows) next to ``fast`` and the default (``heldout`` rows):
+    means per kind, 4 steps on every kind, the pattern alone on paintings."""
+    lines = ["| candidate | kind | gap | gap ÷ default's | JPEG view PSNR | transfer |", "|---|---|---|---|---|---|"]
+
+    def line(label: str, sel: list[dict], kind: str) -> str:
+        base = [r for r in heldout if r["candidate"] == "default" and r["kind"] == kind]
+        return (f"| {label} | {kind} | {_mean(sel, 'gap'):.2f} | {_share(sel, base)} | "
+                f"{_mean(sel, 'jpeg_view_psnr'):.2f} | {_mean(sel, 'transfer'):.2f} |")
+
+    for kind in KINDS:
+        fast = [r for r in heldout if r["candidate"] == "learned-s4" and r["kind"] == kind]
+        own = [r for r in pattern if r["candidate"] == "paintings-pattern-s4" and r["kind"] == kind]
+        lines.append(line("`fast` (shipped pattern, 4 steps)" if kind == KINDS[0] else "`fast`", fast, kind))
+        lines.append(line("paintings pattern, 4 steps", own, kind))
+    alone = [r for r in pattern if r["candidate"] == "paintings-pattern-s0" and r["kind"] == KINDS[0]]
+    lines.append(line("paintings pattern alone (0 steps)", alone, KINDS[0]))
+    return "\n".join(lines)
+
+
+def tables(folder: Path = HERE) -> dict:
+    """The generated tables of RESULTS.md by name; their arguments are files of ``folder`` and candidates."""
+    return {"heldout": lambda file, cands: heldout_table(read_rows(folder / file), cands.split(",")),
+            "pattern": lambda file, heldout: pattern_table(read_rows(folder / file), read_rows(folder / heldout))}
+
+
+def report(folder: Path = HERE) -> str:
+    """RESULTS.md of ``folder`` with every generated table rebuilt from the rows beside it."""
+    return regenerate((folder / "RESULTS.md").read_text(), tables(folder))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoder", default="taef2")
@@ -120,7 +204,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--out", default=None, help="pattern PNG (default: the shipped one for encoder + objective)")
     ap.add_argument("--log", default=None, help="per-step log (default: train.log next to this script)")
+    ap.add_argument("--report", action="store_true",
+                    help="rewrite the generated tables of RESULTS.md from the committed rows instead of training")
     args = ap.parse_args(argv)
+    if args.report:
+        (HERE / "RESULTS.md").write_text(report())
+        return
 
     torch.manual_seed(args.seed)
     cfg = ProtectConfig(intensity=args.intensity, encoder=args.encoder)
