@@ -82,3 +82,11 @@ def regenerate(text: str, tables: dict[str, Callable[..., str]]) -> str:
         return f"{m[1]}\n{body.strip(chr(10))}\n\n{m[5]}"
 
     return GENERATED.sub(one, text)
+
+
+def report_from_rows(folder: str | os.PathLike, tables: Callable[[list[dict]], dict[str, Callable[..., str]]],
+                     rows: str = "results.jsonl") -> str:
+    """``folder``'s RESULTS.md with its generated blocks rebuilt by ``tables(read_rows(folder / rows))`` (a suite
+    whose blocks all come from one rows file)."""
+    folder = Path(folder)
+    return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / rows)))

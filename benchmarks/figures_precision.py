@@ -31,7 +31,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent / "figures_precision"
 sys.path.insert(0, str(HERE.parent))
-from common import MODELS, read_rows, regenerate, shared_images  # noqa: E402
+from common import MODELS, regenerate, report_from_rows, shared_images  # noqa: E402
 
 FOLDERS = ("paintings", "flat", "line")
 MAX_SIDE = 512
@@ -149,7 +149,7 @@ def tables(rows: list[dict]) -> dict:
 
 def report(folder: Path = HERE) -> str:
     """RESULTS.md of ``folder`` with every generated block rebuilt from the rows beside it."""
-    return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / "results.jsonl")))
+    return report_from_rows(folder, tables)
 
 
 def write_results(out: Path, rows: list[dict], command: str) -> None:

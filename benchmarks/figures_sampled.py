@@ -36,7 +36,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent / "figures_sampled"
 sys.path.insert(0, str(HERE.parent))
-from common import MODELS, ROOT, read_rows, regenerate, shared_images  # noqa: E402
+from common import MODELS, ROOT, regenerate, report_from_rows, shared_images  # noqa: E402
 
 SCRATCH = ROOT / "benchmarks" / "_scratch" / "figures_sampled"  # git-ignored: the cloaked cells
 CELL, GRID = 512, 4
@@ -178,7 +178,7 @@ def tables(rows: list[dict]) -> dict:
 
 def report(folder: Path = HERE) -> str:
     """RESULTS.md of ``folder`` with every generated block rebuilt from the rows beside it."""
-    return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / "results.jsonl")))
+    return report_from_rows(folder, tables)
 
 
 def fresh_report(rows: list[dict], args) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "memory_reuse"
 sys.path.insert(0, str(HERE.parent))
-from common import ROOT, SHARED, read_rows, regenerate  # noqa: E402
+from common import ROOT, SHARED, regenerate, report_from_rows  # noqa: E402
 
 PAINTING = SHARED / "images" / "paintings" / "00003-0-vincent-van-gogh_olive-picking-1889-2.png"
 
@@ -92,7 +92,7 @@ def tables(rows: list[dict]) -> dict:
 
 def report(folder: Path = HERE) -> str:
     """RESULTS.md of ``folder`` with every generated block rebuilt from the rows beside it."""
-    return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / "results.jsonl")))
+    return report_from_rows(folder, tables)
 
 
 def main() -> None:

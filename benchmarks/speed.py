@@ -34,7 +34,7 @@ from glazeish.device import cpu_name
 
 HERE = Path(__file__).resolve().parent / "speed"
 sys.path.insert(0, str(HERE.parent))
-from common import ROOT, SHARED, read_rows, regenerate  # noqa: E402
+from common import ROOT, SHARED, read_rows, regenerate, report_from_rows  # noqa: E402
 
 PAINTING = SHARED / "images" / "paintings" / "00003-0-vincent-van-gogh_olive-picking-1889-2.png"
 
@@ -307,7 +307,7 @@ FOLDERS = ("", "amortised", "amortised512", "figures", "laptop")
 
 def report(folder: Path) -> str:
     """RESULTS.md of ``folder`` with every generated block rebuilt from the rows beside it."""
-    return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / "results.jsonl")))
+    return report_from_rows(folder, tables)
 
 
 def report_all(root: Path = HERE) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from common import read_rows, regenerate  # noqa: E402
+from common import read_rows, regenerate, report_from_rows  # noqa: E402
 
 
 def figures(r: dict) -> dict:
@@ -81,7 +81,7 @@ def tables(rows: list[dict]) -> dict:
 
 def report(folder: Path = HERE) -> str:
     """RESULTS.md of ``folder`` with every generated block rebuilt from the rows beside it."""
-    return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / "results.jsonl")))
+    return report_from_rows(folder, tables)
 
 
 def summary(rows: list[dict]) -> str:
