@@ -225,6 +225,8 @@ def kinds_table(rows: list[dict], names: list[str]) -> list[str]:
     """Mean (min–max) per candidate and kind of each figure."""
     cols = [("PSNR", "psnr"), ("view PSNR", "view_psnr"), ("gap", "gap"), ("kept after IMPRESS++", "impresspp_kept"),
             ("kept after JPEG q75", "jpeg75_kept"), ("transfer (TAESANA)", "transfer"), ("cloak s", "seconds")]
+    if any("cat_kept" in r for r in rows):  # --cat-steps rows
+        cols.insert(4, ("kept after CAT", "cat_kept"))
     if any("noise_only_kept" in r for r in rows):  # --parts rows
         cols[4:4] = [("kept after its noise alone", "noise_only_kept"),
                      ("kept after its consistency steps alone", "consistency_only_kept")]
