@@ -275,6 +275,25 @@ def test_protect_figures_stay_fp32_whatever_the_cloak_precision(ensemble):
     assert cloaker.protector.precision == "bf16" and cloaker.evaluator.precision == "fp32"
 
 
+def test_a_purification_that_gives_the_view_is_compared_as_it_is(ensemble, original, cloaked):
+    """CAT-style purifiers hand back the adapted model's copy: its figures must not go through the mimic's view
+    again. With an identity that says so, the 'view' after it is the picture itself."""
+    from glazeish.purify import Purification
+
+    class AsView(Purification):
+        name = "as-view"
+        gives_view = True
+
+        def apply(self, x):
+            return x
+
+    f = assess(original, cloaked, Evaluator(ensemble), purifications=[AsView()], flip=())
+    after = f.purified["as-view"].comparison
+    assert after.cloak.view_psnr == pytest.approx(f.before.cloak.psnr, abs=0.01)  # the pixels' own PSNR
+    assert after.noise.view_psnr == pytest.approx(f.before.noise.psnr, abs=0.01)
+    assert f.before.cloak.view_psnr < after.cloak.view_psnr  # the mimic's view, for the cloak itself
+
+
 def test_retained_is_one_definition():
     assert retained(1.0, 2.0) == 0.5 and retained(-1.0, 2.0) == -0.5
     assert retained(1.0, 0.1, least=0.5) is None and retained(1.0, math.inf) is None

@@ -162,7 +162,7 @@ def _measure(ev: Evaluator, purifiers: list, versions: tuple, alpha: np.ndarray 
                         flip=flip)]
     for p in same:
         px, pc, pn, pu = purified[p.name]
-        requests.append(Request(px, {"cloak": pc, "noise": pn, "uniform": pu}, artwork=x))
+        requests.append(Request(px, {"cloak": pc, "noise": pn, "uniform": pu}, artwork=x, views=p.gives_view))
     (figs, clean_copy), *afters = ev.compare_many(requests, alpha=alpha)
     after = dict(zip((p.name for p in same), afters))
     for p in same:

@@ -80,6 +80,9 @@ class Request:
     versions: dict[str, torch.Tensor]
     artwork: torch.Tensor | None = None
     flip: Collection[str] = ()
+    #: the reference and versions are already what the mimic reproduces (a purification that adapts the
+    #: autoencoder itself gives its adapted copy): the view figures compare them as they are
+    views: bool = False
 
 
 @dataclass
@@ -210,13 +213,14 @@ class Evaluator:
                 if v.shape != shape:
                     raise ValueError(f"{k} is {tuple(v.shape)}, the first reference {tuple(shape)}")
         encoded = list({id(t): t for x, _, vs, _ in jobs for t in (x, *vs.values())}.values())
+        given = {id(t) for r in requests if r.views for t in (r.reference, *r.versions.values())}
         mask = None if alpha is None else torch.from_numpy(np.asarray(alpha) > 0).to(dev)[None, None].float()
         accs: list[dict] = [defaultdict(float) for _ in jobs]
         linfs: list[dict[str, float]] = [defaultdict(float) for _ in jobs]
         tiles, sampled = self.tiles(*shape[-2:])
         for t in tiles:
             mt = None if mask is None else t.slice(mask)
-            codes = {id(img): self._code(t.slice(img)) for img in encoded} if t in sampled else None
+            codes = {id(img): self._code(t.slice(img), id(img) in given) for img in encoded} if t in sampled else None
             for (x, art, vs, flip), acc, linf in zip(jobs, accs, linfs):
                 self._pixels(t, x, vs, mt, flip, acc, linf)
                 if codes is not None:
@@ -230,9 +234,10 @@ class Evaluator:
 
     # -- one tile --------------------------------------------------------------------------------
 
-    def _code(self, xt: torch.Tensor) -> _Code:
+    def _code(self, xt: torch.Tensor, is_view: bool = False) -> _Code:
         """Latents and the mimic's view of one ``1×3×h×w`` tile, computed in the evaluator's precision and
-        returned in float32 (padded to :attr:`multiple` for the encoders; the view cropped back)."""
+        returned in float32 (padded to :attr:`multiple` for the encoders; the view cropped back). ``is_view``:
+        the tile is already a view (:attr:`Request.views`), its own view."""
         h, w = xt.shape[-2:]
         b = channels_last(pad_to_multiple(xt, self.multiple)[0])
         latents, view = {}, None
@@ -240,7 +245,7 @@ class Evaluator:
             with self._autocast(b.device):
                 z = model.encode(b)
                 if model is self.mimic:
-                    view = model.decode(z)[..., :h, :w].float()
+                    view = xt.float() if is_view else model.decode(z)[..., :h, :w].float()
             latents[model.name] = z.float()
         return _Code(latents, view)
 

@@ -52,6 +52,9 @@ class Purification(Registered):
     #: False for a purification that changes the size (a platform's downscale): its figures are measured at the
     #: size it gives, against :meth:`resized` of the original
     keeps_size: ClassVar[bool] = True
+    #: True for a purification whose output is already what the mimic reproduces (CAT's adapted copy
+    #: ``D'(E'(x))``): its figures compare the outputs as they are, not through the mimic's view again
+    gives_view: ClassVar[bool] = False
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)

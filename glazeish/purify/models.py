@@ -235,7 +235,9 @@ class CAT(_ModelPurification):
     (``encoder``, ``decoder`` or ``both``; rank ``rank``, ``alpha = rank``, Gaussian ``A``, zero ``B``), trained
     with AdamW (lr ``lr``, weight decay 0.01, cosine decay, gradients clipped at norm 1) for ``steps`` steps on
     ``‖D'(E'(x)) − x‖²`` on the [-1, 1] scale; the output is ``D'(E'(x))``: what a model fine-tuned on the
-    adapted latents reproduces. An image the autoencoder already reproduces (the clean original) changes
+    adapted latents reproduces, so the figures compare these outputs as the mimic's views themselves
+    (``gives_view``): through the un-adapted model again, an adapter that reproduces the cloaked image well
+    would hand the cloak back to the very encoder it fools. An image the autoencoder already reproduces (the clean original) changes
     little; a cloak that works by throwing the encoder off is undone once the adapter has learnt it.
 
     What the authors run (their released ``train_cat_adapter.py``): Stable Diffusion 2.1's VAE, rank 128 on
@@ -247,7 +249,8 @@ class CAT(_ModelPurification):
     """
 
     name = "cat"
-    description = "CAT-style: LoRA adapters trained into the autoencoder to reproduce the image, 200 Adam steps"
+    description = "CAT-style: LoRA adapters trained into the autoencoder to reproduce the image, 200 AdamW steps"
+    gives_view = True  # D'(E'(x)) is the copy: taking it through the un-adapted model again would re-cloak it
 
     def __init__(self, model: "LatentModel | None" = None, steps: int = 200, lr: float = 1e-3, rank: int = 128,
                  target: str = "both", seed: int = 0):
