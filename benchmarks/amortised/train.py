@@ -18,7 +18,6 @@ the held-out rows beside it (``heldout.jsonl``, ``heldout-paintings-pattern.json
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
