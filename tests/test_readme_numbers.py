@@ -177,3 +177,12 @@ def test_verdict_words_per_kind():
     row = next(r for r in jsonl("verdicts/rows.jsonl") if r["image"].startswith("00004"))
     assert f"`00004`, {row['view_psnr']:.1f} dB from its original's view but with a ꟻLIP of {row['view_flip']:.3f}" \
         in README
+
+
+def test_cat_survival_per_kind():
+    """The README's kept-after-CAT shares, from the adaptive suite's CAT rows (means per kind)."""
+    rows = jsonl("adaptive/cat.jsonl")
+    kept = {k: round(100 * statistics.mean(r["cat_kept"] for r in rows if r["kind"] == k)) for k in
+            ("paintings", "flat", "line")}
+    assert (f"default keeps {kept['paintings']} % of its advantage on paintings, {kept['flat']} % on flat colour and "
+            f"{kept['line']} % on line art ({len(rows)} crops;") in README
