@@ -122,6 +122,23 @@ def _scale(view_psnr: float) -> Level:
     return _at_most(capped(view_psnr), PROTECTION)
 
 
+def _seen(view_flip: float | None) -> bool:
+    """Whether a person sees the copy's change (unknown without the views' ꟻLIP: assumed so)."""
+    return view_flip is None or view_flip >= FLIP_VISIBLE
+
+
+def _beyond_tint(detinted: float, view_flip: float | None) -> Level:
+    """The level of what is left of the change once the copy's colours are matched to the original view's."""
+    level = _scale(detinted)
+    return level if _seen(view_flip) else _weaker(level, SUBTLE)
+
+
+def _mostly_colour(view_psnr: float | None, detinted: float | None) -> float | None:
+    """The change's colour share (:func:`tint_share`) when it reaches :data:`TINT_SHARE`, else None."""
+    share = tint_share(view_psnr, detinted)
+    return share if share is not None and share >= TINT_SHARE else None
+
+
 def protection(view_psnr: float | None, gap: float | None, *, detinted: float | None = None,
                view_flip: float | None = None) -> Level | None:
     """The protection level of a copy whose view is ``view_psnr`` dB from the original's and ``gap`` dB further
@@ -134,14 +151,10 @@ def protection(view_psnr: float | None, gap: float | None, *, detinted: float | 
     """
     if view_psnr is None or gap is None or gap < NO_BETTER_DB:
         return None
-    level = _scale(view_psnr)
-    beyond = level if detinted is None else _scale(detinted)
-    seen = view_flip is None or view_flip >= FLIP_VISIBLE
-    if not seen:
-        level, beyond = _weaker(level, SUBTLE), _weaker(beyond, SUBTLE)
+    level = _scale(view_psnr) if _seen(view_flip) else _weaker(_scale(view_psnr), SUBTLE)
+    beyond = level if detinted is None else _beyond_tint(detinted, view_flip)
     if PROTECTION.index(beyond) > PROTECTION.index(level) and level is not STRONG:
-        share = tint_share(view_psnr, detinted)
-        level = TINT if seen and share is not None and share >= TINT_SHARE else beyond
+        level = TINT if _seen(view_flip) and _mostly_colour(view_psnr, detinted) is not None else beyond
     if gap < CLEAR_GAP_DB:
         level = _weaker(level, SUBTLE)  # noise does nearly as much: not more than subtle
     return level
@@ -162,8 +175,7 @@ def tint_share(view_psnr: float | None, detinted_psnr: float | None) -> float | 
 
 def colour_shift(s: Summary) -> float | None:
     """The view change's colour share (:func:`tint_share`) when it reaches :data:`TINT_SHARE`, else None."""
-    share = tint_share(s.view_psnr, s.view_psnr_detinted)
-    return share if share is not None and share >= TINT_SHARE else None
+    return _mostly_colour(s.view_psnr, s.view_psnr_detinted)
 
 
 def survival(retained: float) -> Level:
@@ -209,9 +221,7 @@ def _protection_sentences(f: Figures, same: str) -> tuple[str, list[str]]:
            f"than with {same}{tint}{copy})"]
     share = colour_shift(s)
     if share is not None:
-        beyond = _scale(s.view_psnr_detinted)
-        if s.view_flip is not None and s.view_flip < FLIP_VISIBLE:
-            beyond = _weaker(beyond, SUBTLE)
+        beyond = _beyond_tint(s.view_psnr_detinted, s.view_flip)
         out.append(f"Colour shift: {share * 100:.0f}% of that change is the copy's overall colour (a tint or "
                    f"haze that colour correction would undo); beyond it, the copy {beyond.words}")
     return level.key, out
