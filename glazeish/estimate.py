@@ -11,13 +11,14 @@ into expected seconds; the web page shows them per upload before Cloak and its p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .imageio import _atomic_write
 from .tiling import plan_tiles
 
 #: conservative first guesses (a 2-core Xeon VM, fp32, default preset: 2048² in ~102 s of cloak and ~42 s of
@@ -81,15 +82,10 @@ class SpeedBook:
         self._save(data)
 
     def _save(self, data: dict) -> None:
-        """Write the file atomically (temp file + rename); a read-only home only loses the memory, not the page."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".speed-", dir=self.path.parent)
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass
+        """Write the file atomically; a read-only home only loses the memory, not the page."""
+        text = json.dumps(data, indent=1, sort_keys=True)
+        with contextlib.suppress(OSError):
+            _atomic_write(self.path, lambda tmp: Path(tmp).write_text(text))
 
 
 @dataclass(frozen=True)

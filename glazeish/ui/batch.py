@@ -11,7 +11,6 @@ optimisation step.
 """
 
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -27,7 +26,7 @@ from PIL import Image
 from ..config import ProtectConfig
 from ..estimate import SpeedBook, Work, plan, work
 from ..evaluation import Evaluator, judge
-from ..imageio import FORMATS, ImageError, save_image
+from ..imageio import FORMATS, ImageError, _atomic_write, save_image
 from ..job import Cloaker, Job
 from ..metadata import MetadataOptions
 from ..protect import Step
@@ -362,16 +361,14 @@ def make_zip(files: Sequence[str | Path], dest: str | Path) -> Path:
     """Store ``files`` flat in ``dest``, written atomically (a temp file renamed); returns ``dest``. Pictures are
     stored as they are (already compressed), the HTML reports deflated."""
     dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(prefix=".zip-", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as z:
+
+    def write(tmp: str) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
             for f in files:
                 packed = zipfile.ZIP_DEFLATED if Path(f).suffix == ".html" else zipfile.ZIP_STORED
                 z.write(f, arcname=Path(f).name, compress_type=packed)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    _atomic_write(dest, write)
     return dest
 
 
