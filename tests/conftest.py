@@ -101,3 +101,23 @@ def cloaked(ensemble, original) -> np.ndarray:
 
     p = Protector(ProtectConfig(eps_levels=4, budget="flat", steps=3, device="cpu", precision="fp32"), ensemble=ensemble)
     return p.protect(Artwork(rgb=original)).rgb
+
+
+def assert_same_bits_on_threads(transform, x0, gy, threads=(1, 2, 3)) -> None:
+    """A transform's output and input gradient (for output gradient ``gy``) are bit-identical on every thread
+    count in ``threads``: what a cloak made through it needs to be the same bytes on any machine's threads."""
+    import random
+
+    import torch
+
+    saved, got = torch.get_num_threads(), []
+    try:
+        for n in threads:
+            torch.set_num_threads(n)
+            x = x0.clone().requires_grad_(True)
+            y = transform(x, random.Random(5))
+            got.append((y.detach(), torch.autograd.grad(y, x, gy)[0]))
+    finally:
+        torch.set_num_threads(saved)
+    for y, g in got[1:]:
+        assert torch.equal(y, got[0][0]) and torch.equal(g, got[0][1])

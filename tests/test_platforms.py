@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import assert_same_bits_on_threads
 from glazeish.cli import app
 from glazeish.platforms import PLATFORMS, Platform, for_platforms, get_platform, parse_platforms, post, posting_size
 
@@ -209,14 +210,4 @@ def test_the_scaling_chain_gives_the_same_bits_on_any_number_of_threads():
     x0 = torch.rand(1, 3, 256, 288, generator=torch.Generator().manual_seed(0))
     x0 = x0.contiguous(memory_format=torch.channels_last)
     gy = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
-    saved, got = torch.get_num_threads(), []
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            x = x0.clone().requires_grad_(True)
-            y = t(x, random.Random(5))
-            got.append((y.detach(), torch.autograd.grad(y, x, gy)[0]))
-    finally:
-        torch.set_num_threads(saved)
-    for y, g in got[1:]:
-        assert torch.equal(y, got[0][0]) and torch.equal(g, got[0][1])
+    assert_same_bits_on_threads(t, x0, gy)

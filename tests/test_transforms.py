@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import assert_same_bits_on_threads
 from glazeish.transforms import (
     DEFAULT_ROBUST,
     JPEG,
@@ -82,17 +83,7 @@ def test_same_bits_on_any_number_of_threads(name, request):
     t = build(name, model=request.getfixturevalue("taef2") if name in NEEDS_MODEL else None)
     x0 = smooth_image(1, 256, 288).contiguous(memory_format=torch.channels_last)  # big enough to be split
     gy = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
-    saved, got = torch.get_num_threads(), []
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            x = x0.clone().requires_grad_(True)
-            y = t(x, random.Random(5))
-            got.append((y.detach(), torch.autograd.grad(y, x, gy)[0]))
-    finally:
-        torch.set_num_threads(saved)
-    for y, g in got[1:]:
-        assert torch.equal(y, got[0][0]) and torch.equal(g, got[0][1])
+    assert_same_bits_on_threads(t, x0, gy)
 
 
 @pytest.mark.parametrize("name", ["jpeg", "resize", "blur", "shift", "noise", "purify"])
