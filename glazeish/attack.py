@@ -21,6 +21,7 @@ from .device import autocast, channels_last, fixed_order_sum, resolve_precision
 from .encoders import Ensemble, LatentModel
 from .metrics import flat_mask
 from .objectives import Objective
+from .surrogate import SkipGradient
 
 StepCallback = Callable[[int, int, float], None]  # (step, steps, loss)
 
@@ -197,6 +198,8 @@ class PGD:
         fill_smooth: on the image's flat fills (:func:`glazeish.metrics.flat_mask`: where grain shows) every step
             is box-blurred over this many px (odd; 0 = off) and the start is zero there, so the change on a fill
             is a smooth shading field instead of grain.
+        skip_grad: the skip-gradient factor on the attacked encoders' residual bodies (:class:`glazeish.surrogate.
+            SkipGradient`, for transfer to other encoders); 1 = off. The loss is unchanged, only its gradient.
     """
 
     def __init__(
@@ -219,6 +222,7 @@ class PGD:
         transform_order: str = "random",
         reference: str = "clean",
         fill_smooth: int = 0,
+        skip_grad: float = 1.0,
     ):
         if eps < 0 or steps < 0:
             raise ValueError("eps and steps must be non-negative")
@@ -254,6 +258,7 @@ class PGD:
         self.transform_order = transform_order
         self.reference = reference
         self.fill_smooth = int(fill_smooth)
+        self.surrogate = SkipGradient([model for model, _ in self.ensemble], skip_grad)  # (validates skip_grad)
         if objective.needs_decoder and self.ensemble.mimic is None:
             names = ", ".join(self.ensemble.names)
             raise ValueError(f"objective {objective.name!r} needs a decoder; none of {names} has one")
@@ -313,7 +318,7 @@ class PGD:
                         step_losses = [(self.objective.setup(model, ref), w) for model, w in self.ensemble]
                     if getattr(t, "deterministic", False):  # the same reference every time: its passes once
                         paired_losses[id(t)] = step_losses
-            with autocast(device, precision):
+            with autocast(device, precision), self.surrogate:  # (its hooks only mark the forward graph)
                 loss = sum(w * fn(inp).float().sum() for fn, w in step_losses)
             (grad,) = torch.autograd.grad(loss, x_adv)
             with torch.no_grad():

@@ -141,6 +141,8 @@ class ProtectConfig:
         optimizer, momentum, alpha_levels, schedule, coarse, fill_smooth, transform_order: how PGD steps
             (:class:`glazeish.attack.PGD`; ``alpha_levels`` = the first step in 1/255, ``None`` = PGD's default;
             ``fill_smooth``: steps on flat fills blurred over this many px, 0 = off).
+        skip_grad: the skip-gradient factor on the attacked encoders' residual bodies, in (0, 1]; 1 = off
+            (:class:`glazeish.surrogate.SkipGradient`: the gradient leans on what other encoders share).
         eot_reference: what a transformed step pushes away from: ``clean`` (the untouched image's view) or
             ``transformed`` (the view of the untouched image under the same transform: how a purified cloak is
             judged, against the equally purified original; one more forward pass per transformed step).
@@ -172,6 +174,7 @@ class ProtectConfig:
     schedule: str = "cosine"
     coarse: int = 0
     fill_smooth: int = 0
+    skip_grad: float = 1.0
     transform_order: str | None = None
     eot_reference: str = "clean"
     start: str | None = None
@@ -231,6 +234,8 @@ class ProtectConfig:
             raise ValueError(f"momentum must lie in [0, 1), not {self.momentum}")
         if self.fill_smooth < 0 or (self.fill_smooth and self.fill_smooth % 2 == 0):
             raise ValueError(f"fill_smooth must be 0 or an odd kernel size in px, not {self.fill_smooth}")
+        if not 0 < self.skip_grad <= 1:
+            raise ValueError(f"skip gradient must lie in (0, 1], not {self.skip_grad}")
         if not 0 <= self.overlap < self.tile:
             raise ValueError(f"tile overlap must be at least 0 and smaller than the tile ({self.tile}), not {self.overlap}")
 

@@ -1,0 +1,57 @@
+"""Skip gradient on the attacked encoders: the forward pass and the loss unchanged, only the gradient bent."""
+
+import pytest
+import torch
+
+from glazeish.attack import PGD
+from glazeish.objectives import make_objective
+from glazeish.surrogate import SkipGradient, residual_bodies
+
+
+def _grad(model, x, gamma):
+    x = x.clone().requires_grad_(True)
+    with SkipGradient([model], gamma):
+        z = model.encode(x)
+    (g,) = torch.autograd.grad(z.square().sum(), x)
+    return z.detach(), g
+
+
+def test_finds_every_residual_block_of_the_tae_encoders(taef2, taesana):
+    # TAEF2's encoder has 1 + 3 + 3 + 3 Blocks, TAESANA's 1 + 3 + 3 + 3
+    assert len(residual_bodies(taef2.encoder)) == 10
+    assert len(residual_bodies(taesana.encoder)) == 10
+
+
+def test_forward_unchanged_gradient_bent_and_hooks_removed(taef2):
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    z1, g1 = _grad(taef2, x, 1.0)
+    z5, g5 = _grad(taef2, x, 0.5)
+    assert torch.equal(z1, z5)
+    assert not torch.allclose(g1, g5)
+    cos = torch.nn.functional.cosine_similarity(g1.flatten(), g5.flatten(), dim=0)
+    assert 0.2 < cos < 0.999  # the same loss's gradient, leaning elsewhere
+    assert all(not layer._forward_hooks for layer in residual_bodies(taef2.encoder))
+    assert torch.equal(_grad(taef2, x, 1.0)[1], g1)
+
+
+def test_diffusers_resnet_blocks_are_found():
+    diffusers = pytest.importorskip("diffusers")
+    vae = diffusers.AutoencoderKL(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
+                                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
+                                  layers_per_block=1)
+    assert len(residual_bodies(vae.encoder)) == 2 + 2  # one per down block, two in the mid block
+
+
+@pytest.mark.parametrize("gamma", [0, -0.5, 1.5])
+def test_gamma_outside_0_1_is_refused(taef2, gamma):
+    with pytest.raises(ValueError, match="gamma"):
+        SkipGradient([taef2], gamma)
+
+
+def test_pgd_with_skip_gradient_is_repeatable_and_differs(taef2):
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    attack = lambda g: PGD(taef2, make_objective("untargeted"), eps=4 / 255, steps=3, skip_grad=g, precision="fp32")
+    a, b, plain = attack(0.5)(x), attack(0.5)(x), attack(1.0)(x)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, plain)
+    assert (a - x).abs().max() <= 4 / 255 + 1e-6
