@@ -76,6 +76,24 @@ CANDIDATES: dict[str, dict] = {
     # steps blurred over 5 or 9 px on flat fills (a shading field there, not grain)
     "fills5": dict(fill_smooth=5),
     "fills9": dict(fill_smooth=9),
+    # model augmentation of the surrogate: skip gradient (Wu et al. 2020) on the attacked encoder's residual blocks
+    "sgm5": dict(skip_grad=0.5),
+    "sgm2": dict(skip_grad=0.2),
+    "view+features-sgm5": dict(objective="mimic-away+features", skip_grad=0.5),
+    "sana-untargeted-sgm5": dict(encoder="taesana", objective="untargeted", skip_grad=0.5),
+    # the default's objective on TAEF2 plus a lighter share of TAESANA (its latent pulled to the decoy's)
+    "ensemble10": dict(encoder="taef2,taesana*0.1"),
+    "ensemble25": dict(encoder="taef2,taesana*0.25"),
+    # a shading field on flat fills: the fills' steps blurred as in fills9/fills17, but the fills get 0.8 of the
+    # RMS budget instead of half (budget_floor 0.8): smooth change, which a 32x encoder sees and grain does not show
+    "shade9": dict(fill_smooth=9, budget_floor=0.8),
+    "shade17": dict(fill_smooth=17, budget_floor=0.8),
+    # a structural decoy: the view pulled toward the built-in stripe pattern (objective `mimic`) instead of away
+    "decoy": dict(objective="mimic"),
+    # the candidates that met most targets, combined: view+features with the fills smoothed over 5 px, alone and
+    # with a quarter share of TAESANA
+    "vf-fills5": dict(objective="mimic-away+features", fill_smooth=5),
+    "vf-fills5-ens25": dict(objective="mimic-away+features", fill_smooth=5, encoder="taef2,taesana*0.25"),
 }
 
 
