@@ -78,7 +78,7 @@ def test_quick_run_writes_results(quick_run):
     out = Path(cfg.out)
     assert result.trained == ["none/seed0", "random/seed0", "external:tool/seed0"]
     assert result.skipped == []
-    for name in ("results.csv", "summary.csv", "results.md", "samples_grid.png", "training_curves.png",
+    for name in ("results.csv", "units.jsonl", "summary.csv", "results.md", "samples_grid.png", "training_curves.png",
                  "samples_none.png", "samples_random.png", "samples_external_tool.png", "config.json",
                  "environment.json"):
         assert (out / name).is_file(), name
@@ -234,14 +234,86 @@ def test_c2st_chance_for_identical_sets_and_high_for_different_ones():
     assert c2st_accuracy(a, a + 0.0, seed=1) == 0.5  # any fold assignment
 
 
+def _units(stats: list, arm: str = "a") -> list[tuple]:
+    """One unit per stats, training seeds 0, 1, ... (one draw)."""
+    return [(arm, arm, 0, i, st, 0.5) for i, st in enumerate(stats)]
+
+
+def test_unit_rows_give_the_set_distances_of_the_samples(style, crops):
+    """The rows of ``units.jsonl`` keep exactly what the set distances need: any multiset of units (the arm, a
+    bootstrap draw) is as far from the reference, from its rows, as the pooled samples' statistics say."""
+    ref = image_stats(crops[:4], style)
+    sets = [image_stats(crops[i:i + 2], style) for i in (2, 4, 6)]
+    rows = mimic.unit_rows(_units(sets), ref, mimic.histogram_pixels(64, 64))
+    assert rows[0]["arm"] == mimic.units.REFERENCE and len(rows) == 4
+    assert all(len(r["style"]) == 3 and len(r["colour"]) == 512 and len(r["texture"]) == 16 for r in rows[1:])
+    units = mimic.UnitSet.of(rows[1:])
+    for times, pooled in (([1, 1, 1], sets), ([2, 0, 1], [sets[0], sets[0], sets[2]])):
+        got = units.distances(np.array([times]), rows[0])[0]
+        want = set_distances(mimic.ImageStats.cat(pooled), ref)
+        assert got == pytest.approx([want["style"], want["colour"], want["texture"]], rel=1e-6, abs=1e-9)
+
+
 def test_bootstrap_ratio_of_a_set_to_itself_is_one(style, crops):
-    ref = image_stats(crops, style)
-    sets = [image_stats(crops[:4], style), image_stats(crops[4:], style)]
-    r = mimic.bootstrap_distance(sets, ref, resamples=20, seed=0, paired_with=sets)
-    # paired draws (same seeds, same image indices): a version against itself is exactly 1 in every draw
-    assert r.shape == (20, 3) and np.allclose(r, 1.0)
-    d = mimic.bootstrap_distance(sets, ref, resamples=20, seed=0)
-    assert np.all(d >= 0)
+    ref = image_stats(crops[:3], style)
+    sets = [image_stats(crops[2:5], style), image_stats(crops[5:], style)]
+    rows = mimic.unit_rows(_units(sets, "none") + _units(sets, "random"), ref, mimic.histogram_pixels(64, 64))
+    summary = mimic.summarise(rows[0], rows[1:], resamples=20)
+    style_row = next(r for r in summary if r["protection"] == "random" and r["metric"] == "style")
+    # paired draws (the same units drawn for both): a version against itself is exactly 1 in every draw
+    assert (style_row["ratio"], style_row["ratio_lo"], style_row["ratio_hi"]) == (1.0, 1.0, 1.0)
+    assert 0 <= style_row["lo"] <= style_row["value"] <= style_row["hi"]
+    times = mimic.resample_counts(2, 20, seed=0)
+    assert times.shape == (20, 2) and (times.sum(1) == 2).all()
+
+
+def _synthetic_rows(seed: int = 0) -> list[dict]:
+    """A reference row and units of three arms (clean: 2 seeds; a cloak and its same-PSNR noise: 2 draws × 2
+    seeds), with random style coordinates and histogram counts: what a run writes, without a run."""
+    rng = np.random.default_rng(seed)
+    rows = [{"arm": mimic.units.REFERENCE, "n": 8, "colour": rng.integers(0, 50, 512).tolist(),
+             "texture": rng.integers(0, 50, 16).tolist()}]
+    for arm, draws, shift in (("none", 1, 0.0), ("cloak", 2, 0.5), ("same-psnr:cloak", 2, 0.1)):
+        for draw in range(draws):
+            for seed_ in (0, 1):
+                rows.append({"arm": arm, "version": f"{arm}#{draw}", "draw": draw, "seed": seed_, "n": 4,
+                             "c2st": float(rng.choice([0.75, 1.0])),
+                             "style": (rng.normal(size=10) * 0.1 + shift).round(9).tolist(),
+                             "colour": rng.integers(0, 30, 512).tolist(), "texture": rng.integers(0, 30, 16).tolist()})
+    return rows
+
+
+def _write_rows(folder: Path, rows: list[dict]) -> None:
+    """The three rows files a report reads: ``config.json``, ``units.jsonl`` and ``results.csv``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {"images": ["x"], "out": str(folder), "seeds": [0, 1], "draws": 2, "crop": 64, "samples": 4, "bootstrap": 50,
+           "images_used": ["a", "b", "c"]}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    mimic.write_units(folder / "units.jsonl", rows)
+    (folder / "results.csv").write_text("protection,stage,seed,metric,value,n\n" + "".join(
+        f"(real crops),real,,{m},0.25,4\n" for m in mimic.METRICS))
+
+
+def test_the_summary_recomputes_from_its_rows_byte_for_byte(tmp_path):
+    """``summary.csv`` and ``results.md`` are a function of the rows alone: written twice, from a copy of the
+    rows in another folder, the bytes are the same; a RESULTS.md beside them gets the new results.md."""
+    rows = _synthetic_rows()
+    _write_rows(tmp_path / "a", rows)
+    _write_rows(tmp_path / "b", rows)
+    (tmp_path / "b" / "RESULTS.md").write_text("# prose\n\n<!-- generated: results.md -->\nold\n<!-- end generated -->\n")
+    first = mimic.report_from_rows(tmp_path / "a")
+    again = mimic.report_from_rows(tmp_path / "b")
+    assert set(first) == {"summary", "markdown"} and set(again) == {"summary", "markdown", "RESULTS"}
+    for name in ("summary.csv", "results.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    text = (tmp_path / "b" / "RESULTS.md").read_text()
+    assert "old" not in text and "#### Mimicry by training" in text and "| cloak | style | 4 |" in text
+    summary = _read(tmp_path / "a" / "summary.csv")
+    style = {r["protection"]: r for r in summary if r["metric"] == "style"}
+    assert style["none"]["ratio"] == "1" and style["cloak"]["noise_ratio"] and not style["none"]["noise_ratio"]
+    # the arm's distance is the squared norm of its sample-weighted mean coordinates (all units weigh 4)
+    mean = np.mean([r["style"] for r in rows if r.get("arm") == "cloak"], 0)
+    assert float(style["cloak"]["value"]) == pytest.approx(float(mean @ mean), rel=1e-5)
 
 
 def test_config_validation():
@@ -266,6 +338,15 @@ def test_cli_quick_run(small_set, models_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert "trained 1, skipped 0" in res.output
     assert (tmp_path / "o" / "results.csv").is_file()
+    # --report: the summary and results.md again from the rows alone, the same bytes
+    written = {n: (tmp_path / "o" / n).read_bytes() for n in ("summary.csv", "results.md")}
+    for n in written:
+        (tmp_path / "o" / n).unlink()
+    rep = CliRunner().invoke(app, ["mimic", "--out", str(tmp_path / "o"), "--report"])
+    assert rep.exit_code == 0, rep.output
+    assert {n: (tmp_path / "o" / n).read_bytes() for n in written} == written
+    missing = CliRunner().invoke(app, ["mimic", "--out", str(tmp_path / "nothing"), "--report"])
+    assert missing.exit_code == 2 and "--report" in missing.output
     bad = CliRunner().invoke(app, args[:-2] + ["--seeds", "a,b", "--models", str(models_dir)])
     assert bad.exit_code == 2 and "--seeds" in bad.output
 

@@ -297,9 +297,12 @@ def report(
 
 @app.command("mimic")
 def mimic(
-    images: List[Path] = typer.Option(..., "--images", help="Folder(s) of one artist's images.",
-                                                    show_default=False),
+    images: List[Path] = typer.Option([], "--images", help="Folder(s) of one artist's images (required "
+                                      "unless --report).", show_default=False),
     out: Path = typer.Option(Path("benchmarks/mimic"), "--out", "-o", help="Results folder."),
+    report: bool = typer.Option(False, "--report", help="Only rewrite OUT/summary.csv and OUT/results.md (and the "
+                                "generated block of OUT/RESULTS.md) from OUT's rows: config.json, units.jsonl, "
+                                "results.csv. No images, no models, no training."),
     work: Optional[Path] = typer.Option(None, "--work", help="Caches and checkpoints (default "
                                                       "OUT/work; e.g. benchmarks/_scratch/mimic)."),
     protections: str = typer.Option("none,random,glazeish-default", help="Comma-separated arms "
@@ -329,11 +332,21 @@ def mimic(
     """Train a small flow-matching model on each version of an artist's set (clean, cloaked, noised, ...),
     sample it, and measure how far its samples are from the artist's style. Seeded and resumable.
 
-    Writes OUT/results.csv, OUT/summary.csv, OUT/results.md, OUT/samples_grid.png, OUT/samples_*.png and
-    OUT/training_curves.png.
+    Writes OUT/results.csv and OUT/units.jsonl (the rows), OUT/summary.csv and OUT/results.md (from those rows
+    alone: --report recomputes them), OUT/samples_grid.png, OUT/samples_*.png and OUT/training_curves.png.
     """
-    from .mimic import MimicConfig, run_mimic
+    from .mimic import MimicConfig, report_from_rows, run_mimic
 
+    if report:
+        try:
+            written = report_from_rows(out)
+        except (ValueError, OSError, KeyError) as e:
+            _fail(f"--report {out}: {first_line(e)}")
+        for name, p in written.items():
+            typer.echo(f"{name}: {p}", err=True)
+        return
+    if not images:
+        _fail("--images is required (or --report to rewrite the summary from OUT's rows)")
     _check_images(images)
     try:
         seed_list = [int(s) for s in _split(seeds)]

@@ -1,10 +1,17 @@
 """The report of a ``bench mimic`` run, in ``OUT``: the summary rows with their bootstrap intervals and ratios
-(``summary.csv``), the CSV writer, the sample grids and training curves, and ``results.md``."""
+(``summary.csv``), the CSV writer, the sample grids and training curves, and ``results.md``.
+
+The summary and ``results.md`` come from the committed rows alone (``config.json``, ``units.jsonl``,
+``results.csv``: :func:`report_from_rows`, ``glazeish bench mimic --report --out OUT``), so that anyone can
+recompute them, byte for byte, from a checkout; the run writes those rows and then calls the same function."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +20,16 @@ import torch
 from ...imageio import save_image
 from ...metadata import MetadataOptions
 from .config import METRIC_INFO, METRICS, NONE, Log, MimicConfig, _safe
-from .stats import ImageStats, bootstrap_distance, set_distances
+from .units import UnitSet, read_units, resample_counts
 
-__all__ = ["grid_image"]
+__all__ = ["RESULTS_FIELDS", "SUMMARY_FIELDS", "UNITS", "grid_image", "report_from_rows", "summarise"]
+
+UNITS = "units.jsonl"
+RESULTS_FIELDS = ["protection", "stage", "seed", "metric", "value", "n"]
+SUMMARY_FIELDS = ["protection", "metric", "units", "value", "lo", "hi", "ratio", "ratio_lo", "ratio_hi", "noise_ratio",
+                  "noise_ratio_lo", "noise_ratio_hi"]
+#: the block of a RESULTS.md beside the rows that holds a copy of results.md (rewritten by the report)
+_BLOCK = re.compile(r"(<!-- generated: results\.md -->\n).*?(<!-- end generated -->)", re.DOTALL)
 
 
 def _run_dir(out: Path, prot, seed: int) -> Path:
@@ -40,41 +54,58 @@ def grid_image(images: torch.Tensor, cols: int, pad: int = 2) -> np.ndarray:
 
 
 
-def _summaries(per: dict[str, list[tuple[tuple[int, int], ImageStats]]], rows: list[dict], ref: ImageStats,
-               bootstrap: int) -> list[dict]:
-    """The summary rows (``summary.csv``) per protection family: each distance with its bootstrap CI, the ratios
-    to the clean model and to the same-PSNR noise arm with theirs, and the C2ST accuracy over the sample rows."""
+def _interval(draws: np.ndarray) -> tuple[float, float]:
+    """The 95 % percentile interval of the finite bootstrap draws (NaN, NaN when there are none)."""
+    finite = draws[np.isfinite(draws)]
+    return tuple(np.percentile(finite, [2.5, 97.5])) if len(finite) else (float("nan"),) * 2
+
+
+def _ratio_columns(mine: UnitSet, theirs: UnitSet, ref: dict, resamples: int) -> list[dict]:
+    """Per metric (style, colour, texture): distance(mine) / distance(theirs) and its bootstrap interval, unit
+    ``i`` of ``theirs`` paired with unit ``i`` of ``mine`` (drawn together in every resample)."""
+    times = resample_counts(len(mine), resamples, seed=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = mine.distances(times, ref) / theirs.distances(times, ref)
+    point = mine.distances(np.ones((1, len(mine)), np.int64), ref)[0]
+    their_point = theirs.distances(np.ones((1, len(theirs)), np.int64), ref)[0]
+    out = []
+    for j in range(3):
+        lo, hi = _interval(ratios[:, j])  # a draw whose denominator is 0 has no ratio: left out
+        out.append({"ratio": point[j] / their_point[j] if their_point[j] > 0 else float("nan"),
+                    "ratio_lo": lo, "ratio_hi": hi})
+    return out
+
+
+def summarise(ref: dict, units: list[dict], resamples: int) -> list[dict]:
+    """The summary rows (``summary.csv``) from the rows of ``units.jsonl`` alone, per arm in order of first
+    appearance: each distance with its 95 % bootstrap interval over units (draw × training seed, drawn with
+    replacement), the ratios to the clean model of the same seed and to the same-PSNR noise arm's unit of the
+    same draw and seed with theirs (the same draws for numerator and denominator), and the C2ST accuracy
+    (mean [min, max] over units)."""
+    arms: dict[str, list[dict]] = {}
+    for u in units:
+        arms.setdefault(u["arm"], []).append(u)
+    by_key = {arm: {(u["draw"], u["seed"]): u for u in rows} for arm, rows in arms.items()}
     summary: list[dict] = []
-    # bootstrap summaries and the headline ratios: units = (protection draw, training seed); CIs over units
-    # and samples. Ratios pair each unit with the clean model of the same seed, and with the same-PSNR noise
-    # arm's unit of the same draw and seed.
-    for family, units in per.items():
-        stats = [st for _, st in units]
-        point = set_distances(ImageStats.cat(stats), ref)
-        draws = bootstrap_distance(stats, ref, bootstrap, seed=1)
-        acc = [r["value"] for r in rows if r["protection"].split("#", 1)[0] == family
-               and r["stage"] == "samples" and r["metric"] == "c2st"]
-        row0 = {"protection": family, "units": len(units)}
-        pairs = {"": (NONE, lambda u: (0, u[1])), "noise_": (f"same-psnr:{family}", lambda u: u)}
-        for j, m in enumerate(("style", "colour", "texture")):
-            lo, hi = np.percentile(draws[:, j], [2.5, 97.5])
-            summary.append({**row0, "metric": m, "value": point[m], "lo": lo, "hi": hi})
-        for prefix, (other, key) in pairs.items():
-            theirs = dict(per.get(other, []))
-            if not theirs or not all(key(u) in theirs for u, _ in units):
+    for arm, rows in arms.items():
+        mine = UnitSet.of(rows)
+        point = mine.distances(np.ones((1, len(mine)), np.int64), ref)[0]
+        draws = mine.distances(resample_counts(len(mine), resamples, seed=1), ref)
+        metric_rows = [{"protection": arm, "units": len(rows), "metric": m, "value": point[j],
+                        **dict(zip(("lo", "hi"), _interval(draws[:, j])))}
+                       for j, m in enumerate(("style", "colour", "texture"))]
+        # the clean model of the same seed (the clean arm has one draw), the noise of the same draw and seed
+        for prefix, other, key in (("", NONE, lambda u: (0, u["seed"])),
+                                   ("noise_", f"same-psnr:{arm}", lambda u: (u["draw"], u["seed"]))):
+            theirs = by_key.get(other, {})
+            if not theirs or not all(key(u) in theirs for u in rows):
                 continue
-            mine_keys = [u for u, _ in units]
-            paired = [theirs[key(u)] for u in mine_keys]
-            ratios = bootstrap_distance(stats, ref, bootstrap, seed=2, paired_with=paired)
-            their_point = set_distances(ImageStats.cat(paired), ref)
-            for j, m in enumerate(("style", "colour", "texture")):
-                rr = ratios[:, j][np.isfinite(ratios[:, j])]
-                row = next(r for r in summary if r["protection"] == family and r["metric"] == m)
-                row[f"{prefix}ratio"] = point[m] / their_point[m] if their_point[m] > 0 else float("nan")
-                row[f"{prefix}ratio_lo"], row[f"{prefix}ratio_hi"] = (
-                    np.percentile(rr, [2.5, 97.5]) if len(rr) else (np.nan,) * 2)
-        summary.append({**row0, "metric": "c2st", "value": float(np.mean(acc)), "lo": float(np.min(acc)),
-                        "hi": float(np.max(acc))})
+            cols = _ratio_columns(mine, UnitSet.of([theirs[key(u)] for u in rows]), ref, resamples)
+            for row, col in zip(metric_rows, cols):
+                row.update({prefix + k: v for k, v in col.items()})
+        acc = [u["c2st"] for u in rows]
+        summary += metric_rows + [{"protection": arm, "units": len(rows), "metric": "c2st",
+                                   "value": math.fsum(acc) / len(acc), "lo": min(acc), "hi": max(acc)}]
     return summary
 
 
@@ -177,3 +208,42 @@ def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> Path:
         for r in rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, (float, np.floating)) else v) for k, v in r.items()})
     return path
+
+
+def _config_from_json(path: Path) -> MimicConfig:
+    """The run's settings as its ``config.json`` has them (what ``results.md``'s first paragraph says)."""
+    data = json.loads(path.read_text())
+    return MimicConfig(**{f.name: data[f.name] for f in dataclasses.fields(MimicConfig) if f.name in data})
+
+
+def _read_results(path: Path) -> list[dict]:
+    """The rows of ``results.csv`` with their values as floats."""
+    with open(path, newline="") as fh:
+        return [{**r, "value": float(r["value"])} for r in csv.DictReader(fh)]
+
+
+def _refresh_results(path: Path, markdown: str) -> bool:
+    """Rewrite the ``<!-- generated: results.md -->`` block of ``path`` (a RESULTS.md) with ``markdown``, its
+    headings three levels down (it sits under the RESULTS.md's own); False when there is no such block."""
+    text = path.read_text()
+    body = re.sub(r"^#", "####", markdown.strip("\n"), flags=re.MULTILINE)
+    new, found = _BLOCK.subn(lambda m: f"{m[1]}\n{body}\n\n{m[2]}", text)
+    if found and new != text:
+        path.write_text(new)
+    return bool(found)
+
+
+def report_from_rows(out: str | Path) -> dict[str, Path]:
+    """Write ``summary.csv`` and ``results.md`` of ``out`` from its rows alone (``config.json``, ``units.jsonl``,
+    ``results.csv``; no samples, no models), and the generated block of a ``RESULTS.md`` beside them.
+    Deterministic: the same rows give the same bytes."""
+    out = Path(out)
+    cfg = _config_from_json(out / "config.json")
+    ref, units = read_units(out / UNITS)
+    summary = summarise(ref, units, cfg.bootstrap)
+    files = {"summary": _write_csv(out / "summary.csv", summary, SUMMARY_FIELDS)}
+    n_images = len(json.loads((out / "config.json").read_text()).get("images_used", []))
+    files["markdown"] = _markdown(out, cfg, n_images, _read_results(out / "results.csv"), summary)
+    if (out / "RESULTS.md").is_file() and _refresh_results(out / "RESULTS.md", files["markdown"].read_text()):
+        files["RESULTS"] = out / "RESULTS.md"
+    return files

@@ -22,8 +22,9 @@ from ...imageio import ImageError, read_image, save_image, to_tensor
 from ...metadata import MetadataOptions
 from ...metrics import StyleFeatures
 from .config import METRICS, NONE, Log, MimicConfig, _safe
-from .report import _figures, _markdown, _run_dir, _summaries, _to_u8, _write_csv
-from .stats import ImageStats, c2st_accuracy, image_stats, set_distances
+from .report import RESULTS_FIELDS, UNITS, _figures, _run_dir, _to_u8, _write_csv, report_from_rows
+from .stats import ImageStats, c2st_accuracy, histogram_pixels, image_stats, set_distances
+from .units import unit_rows, write_units
 from .training import LatentSet, sample_flow, train
 
 __all__ = ["MimicResult", "MimicRun", "Version", "run_mimic"]
@@ -305,51 +306,50 @@ class MimicRun:
         return result
 
     def report(self) -> dict[str, Path]:
-        """Metrics of every finished version against the clean reference crops; writes the result files."""
+        """Metrics of every finished version against the clean reference crops: writes ``results.csv`` and
+        ``units.jsonl`` (the rows, from the samples), the figures, and then the summary and ``results.md`` from
+        those rows alone (:func:`.report.report_from_rows`, what ``--report`` runs)."""
         c = self.cfg
-        ref_pos = self._positions(c.n_ref, 999_331)
-        hold_pos = self._positions(c.samples, 424_243)
-        ref = image_stats(self.real_crops(ref_pos), self.style)
-        real_hold = self.real_crops(hold_pos)
+        ref = image_stats(self.real_crops(self._positions(c.n_ref, 999_331)), self.style)
+        real_hold = self.real_crops(self._positions(c.samples, 424_243))
         rows: list[dict] = []
-        per: dict[str, list[tuple[tuple[int, int], ImageStats]]] = {}
+        units: list[tuple[str, str, int, int, ImageStats, float]] = []
         samples: dict[str, torch.Tensor] = {}
         data_view: dict[str, torch.Tensor] = {}
 
-        def add_rows(prot: str, stage: str, seed, stats: ImageStats, n: int):
+        def add_rows(prot: str, stage: str, seed, stats: ImageStats, n: int) -> float:
             d = set_distances(stats, ref)
             d["c2st"] = c2st_accuracy(stats.features, ref.features, seed=0)
             for m in METRICS:
                 rows.append({"protection": prot, "stage": stage, "seed": seed, "metric": m, "value": d[m], "n": n})
-            return d
+            return d["c2st"]
 
-        hold_stats = image_stats(real_hold, self.style)
-        add_rows("(real crops)", "real", "", hold_stats, len(real_hold))
-        size = c.crop // 8
+        add_rows("(real crops)", "real", "", image_stats(real_hold, self.style), len(real_hold))
         for prot in self.protections:
-            # the data as the mimic's autoencoder shows it: decoded latent crops of this version
-            lat = self.latents(prot)
-            z = torch.stack([lat[i][:, y // 8:y // 8 + size, x // 8:x // 8 + size] for i, y, x in hold_pos])
-            data_view[prot.name] = self.decode(z)
-            add_rows(prot.name, "data", "", image_stats(data_view[prot.name], self.style), len(z))
+            data_view[prot.name] = self._data_view(prot)
+            add_rows(prot.name, "data", "", image_stats(data_view[prot.name], self.style), c.samples)
             seeds = [s for s in c.seeds if self.finished(prot, s)]
             for s in seeds:
                 imgs = _load_cache(self._samples_path(prot, s), _are_samples, self.log).float() / 255  # finished
                 if s == seeds[0] and prot.family not in samples:
                     samples[prot.family] = imgs
                 st = image_stats(imgs, self.style)
-                per.setdefault(prot.family, []).append(((prot.draw, s), st))
-                add_rows(prot.name, "samples", s, st, len(imgs))
-        summary = _summaries(per, rows, ref, c.bootstrap)
-        files = {}
-        files["results"] = _write_csv(self.out / "results.csv", rows,
-                                      ["protection", "stage", "seed", "metric", "value", "n"])
-        files["summary"] = _write_csv(self.out / "summary.csv", summary,
-                                      ["protection", "metric", "units", "value", "lo", "hi", "ratio", "ratio_lo",
-                                       "ratio_hi", "noise_ratio", "noise_ratio_lo", "noise_ratio_hi"])
+                units.append((prot.family, prot.name, prot.draw, s, st,
+                              add_rows(prot.name, "samples", s, st, len(imgs))))
+        files = {"results": _write_csv(self.out / "results.csv", rows, RESULTS_FIELDS),
+                 "units": write_units(self.out / UNITS, unit_rows(units, ref, histogram_pixels(c.crop, c.crop)))}
         files.update(_figures(self.out, c, self.protections, samples, data_view, real_hold, self.log))
-        files["markdown"] = _markdown(self.out, c, len(self.files), rows, summary)
+        files.update(report_from_rows(self.out))
         return files
+
+    def _data_view(self, version: Version) -> torch.Tensor:
+        """The version's data as the mimic's autoencoder shows it: its latents, cropped at the held-out crops'
+        positions and decoded (``samples×3×crop×crop`` in [0, 1])."""
+        size = self.cfg.crop // 8
+        lat = self.latents(version)
+        z = torch.stack([lat[i][:, y // 8:y // 8 + size, x // 8:x // 8 + size]
+                         for i, y, x in self._positions(self.cfg.samples, 424_243)])
+        return self.decode(z)
 
 
 def _write_environment(out: Path, result: MimicResult, cfg: MimicConfig) -> None:

@@ -1,16 +1,15 @@
 """Measuring a set of images against the clean paintings: per-image statistics (TAESANA Gram / channel statistics,
-colour and texture histograms), set distances, the classifier two-sample test, and the hierarchical bootstrap."""
+colour and texture histograms), set distances and the classifier two-sample test."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from ...metrics import StyleFeatures, gram
 
-__all__ = ["ImageStats", "bootstrap_distance", "c2st_accuracy", "colour_histogram", "image_stats", "set_distances",
+__all__ = ["ImageStats", "c2st_accuracy", "colour_histogram", "histogram_pixels", "image_stats", "set_distances",
            "texture_histogram"]
 
 @dataclass
@@ -44,6 +43,12 @@ class ImageStats:
                           [torch.cat([p.stds[i] for p in parts]) for i in range(n)],
                           torch.cat([p.colour for p in parts]), torch.cat([p.texture for p in parts]),
                           torch.cat([p.features for p in parts]))
+
+
+def histogram_pixels(height: int, width: int) -> tuple[int, int]:
+    """How many pixels the colour and the texture histogram of one ``height×width`` image count (the texture
+    one counts forward differences: one row and one column fewer)."""
+    return height * width, (height - 1) * (width - 1)
 
 
 def colour_histogram(x: torch.Tensor, levels: int = 8) -> torch.Tensor:
@@ -125,33 +130,3 @@ def c2st_accuracy(fa: torch.Tensor, fb: torch.Tensor, folds: int = 5, seed: int 
             s = ((rows - mu) / sd) @ w + y.mean()
             score += float((torch.sign(s) == label).double().sum() + 0.5 * (s == 0).double().sum())
     return score / (2 * n)
-
-
-def bootstrap_distance(per_unit: list[ImageStats], ref: ImageStats, resamples: int, seed: int = 0,
-                       paired_with: list[ImageStats] | None = None,
-                       pair_index: list[int] | None = None) -> np.ndarray:
-    """Bootstrap draws (``resamples×3``: style, colour, texture) of the set distance to ``ref``: units (one per
-    training seed and protection draw) with replacement, then samples with replacement within each drawn unit.
-
-    With ``paired_with`` (another version's per-unit stats; unit ``i`` is paired with ``paired_with[
-    pair_index[i]]``, default the same index), each draw is the *ratio* distance(set) / distance(paired set)
-    with the same drawn units and the same drawn sample indices: sample ``j`` of a training seed starts from
-    the same noise in every version (same initialisation and batches too), so the samples are paired one to one.
-    """
-    rng = np.random.default_rng(seed)
-    out = np.zeros((resamples, 3))
-    keys = ("style", "colour", "texture")
-    pair_index = pair_index if pair_index is not None else list(range(len(per_unit)))
-    for r in range(resamples):
-        units = rng.integers(len(per_unit), size=len(per_unit))
-        idx = [torch.from_numpy(rng.integers(len(per_unit[u]), size=len(per_unit[u]))) for u in units]
-
-        def draw(sets: list[ImageStats], index: list[int]) -> ImageStats:
-            return ImageStats.cat([sets[index[u]].take(i % len(sets[index[u]])) for u, i in zip(units, idx)])
-
-        d = set_distances(draw(per_unit, list(range(len(per_unit)))), ref)
-        if paired_with is not None:
-            d0 = set_distances(draw(paired_with, pair_index), ref)
-            d = {k: d[k] / d0[k] if d0[k] > 0 else float("nan") for k in keys}
-        out[r] = [d[k] for k in keys]
-    return out
