@@ -21,7 +21,7 @@ from .device import autocast, channels_last, fixed_order_sum, resolve_precision
 from .encoders import Ensemble, LatentModel
 from .metrics import flat_mask
 from .objectives import Objective
-from .surrogate import SkipGradient
+from .surrogate import Ghost, SkipGradient
 
 StepCallback = Callable[[int, int, float], None]  # (step, steps, loss)
 
@@ -200,6 +200,8 @@ class PGD:
             is a smooth shading field instead of grain.
         skip_grad: the skip-gradient factor on the attacked encoders' residual bodies (:class:`glazeish.surrogate.
             SkipGradient`, for transfer to other encoders); 1 = off. The loss is unchanged, only its gradient.
+        ghost: the skip-erosion range of :class:`glazeish.surrogate.Ghost` (each step attacks the encoders with
+            every residual body scaled by a factor drawn from ``[1 - ghost, 1 + ghost]``); 0 = off.
     """
 
     def __init__(
@@ -223,6 +225,7 @@ class PGD:
         reference: str = "clean",
         fill_smooth: int = 0,
         skip_grad: float = 1.0,
+        ghost: float = 0.0,
     ):
         if eps < 0 or steps < 0:
             raise ValueError("eps and steps must be non-negative")
@@ -258,7 +261,10 @@ class PGD:
         self.transform_order = transform_order
         self.reference = reference
         self.fill_smooth = int(fill_smooth)
-        self.surrogate = SkipGradient([model for model, _ in self.ensemble], skip_grad)  # (validates skip_grad)
+        attacked = [model for model, _ in self.ensemble]
+        self.skip_grad = SkipGradient(attacked, skip_grad)
+        self.ghost = float(ghost)
+        Ghost(attacked, self.ghost)  # (refuses a bad range now, not at the first image)
         if objective.needs_decoder and self.ensemble.mimic is None:
             names = ", ".join(self.ensemble.names)
             raise ValueError(f"objective {objective.name!r} needs a decoder; none of {names} has one")
@@ -296,6 +302,7 @@ class PGD:
             x_adv = x.clone()
         x_adv = x_adv.contiguous(memory_format=torch.channels_last)
         direction = _Direction(self.optimizer, self.momentum, self.coarse)
+        ghost = Ghost([model for model, _ in self.ensemble], self.ghost, self.seed)  # its draws restart per call
         paired_losses: dict[int, list] = {}  # a deterministic transform's reference, set up once
 
         for i, a in enumerate(step_sizes(self.alpha, self.steps, self.schedule)):
@@ -318,7 +325,7 @@ class PGD:
                         step_losses = [(self.objective.setup(model, ref), w) for model, w in self.ensemble]
                     if getattr(t, "deterministic", False):  # the same reference every time: its passes once
                         paired_losses[id(t)] = step_losses
-            with autocast(device, precision), self.surrogate:  # (its hooks only mark the forward graph)
+            with autocast(device, precision), self.skip_grad, ghost:
                 loss = sum(w * fn(inp).float().sum() for fn, w in step_losses)
             (grad,) = torch.autograd.grad(loss, x_adv)
             with torch.no_grad():

@@ -143,6 +143,8 @@ class ProtectConfig:
             ``fill_smooth``: steps on flat fills blurred over this many px, 0 = off).
         skip_grad: the skip-gradient factor on the attacked encoders' residual bodies, in (0, 1]; 1 = off
             (:class:`glazeish.surrogate.SkipGradient`: the gradient leans on what other encoders share).
+        ghost: each step attacks the encoders with every residual body scaled by a factor drawn from
+            ``[1 - ghost, 1 + ghost]`` (:class:`glazeish.surrogate.Ghost`, skip erosion); 0 = off.
         eot_reference: what a transformed step pushes away from: ``clean`` (the untouched image's view) or
             ``transformed`` (the view of the untouched image under the same transform: how a purified cloak is
             judged, against the equally purified original; one more forward pass per transformed step).
@@ -175,6 +177,7 @@ class ProtectConfig:
     coarse: int = 0
     fill_smooth: int = 0
     skip_grad: float = 1.0
+    ghost: float = 0.0
     transform_order: str | None = None
     eot_reference: str = "clean"
     start: str | None = None
@@ -236,6 +239,8 @@ class ProtectConfig:
             raise ValueError(f"fill_smooth must be 0 or an odd kernel size in px, not {self.fill_smooth}")
         if not 0 < self.skip_grad <= 1:
             raise ValueError(f"skip gradient must lie in (0, 1], not {self.skip_grad}")
+        if not 0 <= self.ghost < 1:
+            raise ValueError(f"ghost erosion range must lie in [0, 1), not {self.ghost}")
         if not 0 <= self.overlap < self.tile:
             raise ValueError(f"tile overlap must be at least 0 and smaller than the tile ({self.tile}), not {self.overlap}")
 

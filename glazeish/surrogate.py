@@ -77,3 +77,40 @@ class SkipGradient:
         for h in self._hooks:
             h.remove()
         self._hooks = []
+
+
+class Ghost:
+    """Ghost networks' skip erosion (Li et al., AAAI 2020, "Learning transferable adversarial examples via ghost
+    networks"): every step sees another member of a family of encoders made from the attacked one by scaling each
+    residual block's body by a factor drawn uniformly from ``[1 - r, 1 + r]``. The cloak then has to move all of
+    them, as it has to move an encoder it never saw. Unlike :class:`SkipGradient` this changes the forward pass
+    during the steps (not the clean references, which PGD sets up outside it) — a longitudinal ensemble at the
+    cost of one model.
+
+    Args:
+        models: the attacked :class:`~glazeish.encoders.LatentModel`\\ s.
+        r: the erosion range in [0, 1); 0 = off. The authors' skip erosion for ResNets uses 0.22.
+        seed: seeds the draws (one generator, drawn in the fixed order the blocks run: the same cloak every time).
+    """
+
+    def __init__(self, models: Iterable, r: float = 0.22, seed: int = 0):
+        if not 0 <= r < 1:
+            raise ValueError(f"ghost erosion range must lie in [0, 1), not {r}")
+        self.r = float(r)
+        self.layers = [layer for m in models for layer in residual_bodies(getattr(m, "encoder", m))]
+        self.gen = torch.Generator().manual_seed(seed)
+        self._hooks: list = []
+
+    def _hook(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        factor = 1 + self.r * (2 * float(torch.rand((), generator=self.gen)) - 1)
+        return output * factor
+
+    def __enter__(self) -> "Ghost":
+        if self.r:
+            self._hooks = [layer.register_forward_hook(self._hook) for layer in self.layers]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []

@@ -55,3 +55,28 @@ def test_pgd_with_skip_gradient_is_repeatable_and_differs(taef2):
     assert torch.equal(a, b)
     assert not torch.equal(a, plain)
     assert (a - x).abs().max() <= 4 / 255 + 1e-6
+
+
+def test_ghost_changes_the_forward_only_inside_and_replays(taef2):
+    from glazeish.surrogate import Ghost
+
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        clean = taef2.encode(x)
+        with Ghost([taef2], 0.22, seed=3):
+            a = taef2.encode(x)
+        with Ghost([taef2], 0.22, seed=3):
+            b = taef2.encode(x)
+        after = taef2.encode(x)
+    assert torch.equal(a, b) and torch.equal(after, clean)
+    assert not torch.equal(a, clean)
+    with pytest.raises(ValueError, match="erosion"):
+        Ghost([taef2], 1.0)
+
+
+def test_pgd_with_ghost_gives_the_same_cloak_on_every_call(taef2):
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    attack = PGD(taef2, make_objective("untargeted"), eps=4 / 255, steps=3, ghost=0.22, precision="fp32")
+    a, b = attack(x), attack(x)  # the draws restart per call: a tile's cloak does not follow the tiles before it
+    assert torch.equal(a, b)
+    assert not torch.equal(a, PGD(taef2, make_objective("untargeted"), eps=4 / 255, steps=3, precision="fp32")(x))

@@ -81,6 +81,9 @@ CANDIDATES: dict[str, dict] = {
     "sgm2": dict(skip_grad=0.2),
     "view+features-sgm5": dict(objective="mimic-away+features", skip_grad=0.5),
     "sana-untargeted-sgm5": dict(encoder="taesana", objective="untargeted", skip_grad=0.5),
+    # ghost networks' skip erosion (Li et al. 2020): each step attacks TAEF2 with its residual bodies rescaled
+    "ghost22": dict(ghost=0.22),
+    "sana-untargeted-ghost22": dict(encoder="taesana", objective="untargeted", ghost=0.22),
     # the default's objective on TAEF2 plus a lighter share of TAESANA (its latent pulled to the decoy's)
     "ensemble10": dict(encoder="taef2,taesana*0.1"),
     "ensemble25": dict(encoder="taef2,taesana*0.25"),
