@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .stats import ImageStats
 
@@ -40,11 +41,10 @@ def _style_vector(stats: ImageStats) -> np.ndarray:
         for t in group:
             avg = t.double().mean(0).flatten()
             parts.append(avg.numpy() / np.sqrt(avg.numel()))
-    # layer-major order, as set_distances sums them; the order of terms does not change the norm
-    return np.concatenate(parts)
+    return np.concatenate(parts)  # in any order of the terms: only norms and inner products are kept
 
 
-def _counts(hist, pixels: int, what: str) -> list[int]:
+def _counts(hist: torch.Tensor, pixels: int, what: str) -> list[int]:
     """Histogram counts summed over a set: ``N×B`` rows (counts / ``pixels``, each row summing to 1) -> ``B``
     integers. Exact: a bin of one image is a whole count."""
     counts = np.rint(hist.double().numpy() * pixels)
@@ -56,7 +56,7 @@ def _counts(hist, pixels: int, what: str) -> list[int]:
 def _style_coordinates(vectors: np.ndarray) -> np.ndarray:
     """``U×D`` vectors -> ``U×min(U, D)`` coordinates in an orthonormal basis of their span (SVD), so every inner
     product, and so every norm of a weighted average, is kept. Signs are fixed (each component's largest entry
-    positive) so that a re-run on another LAPACK writes the same numbers."""
+    positive): they would otherwise depend on the LAPACK build."""
     if not len(vectors):
         return vectors.reshape(0, 0)
     u, s, _ = np.linalg.svd(vectors, full_matrices=False)
