@@ -27,7 +27,8 @@ StepCallback = Callable[[int, int, float], None]  # (step, steps, loss)
 
 
 def project(
-    x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float, rms: float | None = None
+    x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float, rms: float | None = None,
+    colour_only: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Project onto ``{x' : |x' - x| ≤ eps, 0 ≤ x' ≤ 1}``; ``eps`` a float or a map broadcastable to x.
 
@@ -37,7 +38,25 @@ def project(
     The exact Euclidean projection onto the intersection: ``δ = clip(s·v, box)`` with the one scale
     ``s ∈ (0, 1]`` that meets the energy bound (the KKT condition of a separable box plus a ball),
     found by bisection.
+
+    ``colour_only`` (``B×1×H×W``, 1 where the change may not touch lightness) then takes the lightness component
+    (:data:`LUMA`) out of the change at those pixels and shrinks each such pixel's change as a whole until it
+    fits the box again (a uniform shrink keeps it colour-only; clipping channel by channel would not). Both only
+    shrink the change, so the energy bound still holds: a feasible point, not the Euclidean projection.
     """
+    out = _project(x_adv, x, eps, rms)
+    return out if colour_only is None else _colour_only(out, x, eps, colour_only)
+
+
+def _colour_only(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float, mask: torch.Tensor) -> torch.Tensor:
+    e = torch.as_tensor(eps, device=x.device, dtype=x.dtype)
+    d = _without_luma(x_adv - x)
+    room = torch.where(d > 0, torch.minimum(e, 1 - x), torch.minimum(e, x))  # how far each channel may go that way
+    fit = (room / d.abs().clamp_min(1e-12)).amin(1, keepdim=True).clamp(max=1)
+    return torch.where(mask.bool(), x + d * fit, x_adv)
+
+
+def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float, rms: float | None) -> torch.Tensor:
     e = torch.as_tensor(eps, device=x.device)
     if rms is None:
         delta = torch.maximum(torch.minimum(x_adv - x, e), -e)
@@ -98,9 +117,33 @@ def _box_blur(d: torch.Tensor, k: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(d, (k // 2,) * 4, mode="replicate"), k, 1)
 
 
-def _off(start: torch.Tensor, fills: torch.Tensor | None) -> torch.Tensor:
-    """A start with nothing on the flat fills (where its grain would show), or as it is without fills."""
-    return start if fills is None else start * (1 - fills)
+#: Rec. 709 luma weights, applied to the encoded values: a change's lightness, to first order
+LUMA = (0.2126, 0.7152, 0.0722)
+
+
+def _without_luma(d: torch.Tensor) -> torch.Tensor:
+    """``d`` (``B×3×H×W``) minus its component along the luma weights: the isoluminant (colour-only) part."""
+    w = torch.tensor(LUMA, dtype=d.dtype, device=d.device).view(1, 3, 1, 1)
+    return d - w * (d * w).sum(1, keepdim=True) / sum(v * v for v in LUMA)
+
+
+def _off(start: torch.Tensor, fills: torch.Tensor | None, chroma_only: bool = False) -> torch.Tensor:
+    """A start with nothing on the flat fills (where its grain would show), or only its colour part there
+    (``chroma_only``), or as it is without fills."""
+    if fills is None:
+        return start
+    return start + fills * (_without_luma(start) - start) if chroma_only else start * (1 - fills)
+
+
+def _on_fills(d: torch.Tensor, fills: torch.Tensor, smooth: int, chroma_only: bool) -> torch.Tensor:
+    """A step ``d`` as the flat fills may take it: box-blurred over ``smooth`` px (a shading field, not grain)
+    and/or without its lightness component (grain in colour alone, which the eye resolves far more coarsely than
+    grain in lightness)."""
+    if smooth:
+        d = d + fills * (_box_blur(d, smooth) - d)
+    if chroma_only:
+        d = d + fills * (_without_luma(d) - d)
+    return d
 
 
 SCHEDULES = ("cosine", "linear", "constant", "photoguard")
@@ -198,6 +241,8 @@ class PGD:
         fill_smooth: on the image's flat fills (:func:`glazeish.metrics.flat_mask`: where grain shows) every step
             is box-blurred over this many px (odd; 0 = off) and the start is zero there, so the change on a fill
             is a smooth shading field instead of grain.
+        fill_chroma: on the flat fills every step (and the random or given start) loses its lightness component
+            (:data:`LUMA`): what change the fills get is colour alone, which the eye resolves far more coarsely.
         skip_grad: the skip-gradient factor on the attacked encoders' residual bodies (:class:`glazeish.surrogate.
             SkipGradient`, for transfer to other encoders); 1 = off. The loss is unchanged, only its gradient.
         ghost: the skip-erosion range of :class:`glazeish.surrogate.Ghost` (each step attacks the encoders with
@@ -226,6 +271,7 @@ class PGD:
         fill_smooth: int = 0,
         skip_grad: float = 1.0,
         ghost: float = 0.0,
+        fill_chroma: bool = False,
     ):
         if eps < 0 or steps < 0:
             raise ValueError("eps and steps must be non-negative")
@@ -261,6 +307,7 @@ class PGD:
         self.transform_order = transform_order
         self.reference = reference
         self.fill_smooth = int(fill_smooth)
+        self.fill_chroma = bool(fill_chroma)
         attacked = [model for model, _ in self.ensemble]
         self.skip_grad = SkipGradient(attacked, skip_grad)
         self.ghost = float(ghost)
@@ -292,12 +339,14 @@ class PGD:
         with autocast(device, precision):  # (no steps, no loss: a learned start alone needs no forward pass)
             losses = [(self.objective.setup(model, x), w) for model, w in self.ensemble] if self.steps else []
 
-        fills = flat_mask(x) if self.fill_smooth else None
+        fills = flat_mask(x) if self.fill_smooth or self.fill_chroma else None
+        chroma_start = self.fill_chroma and not self.fill_smooth  # a smoothed fill starts from nothing
+        keep = fills if self.fill_chroma else None  # where the projection keeps the change colour-only
         if start is not None:
-            x_adv = project(x + _off(start.to(device).float(), fills) * eps, x, eps, self.rms)
+            x_adv = project(x + _off(start.to(device).float(), fills, chroma_start) * eps, x, eps, self.rms, keep)
         elif self.random_start and self.eps > 0:
             noise = (torch.rand(x.shape, generator=gen) * 2 - 1).to(device)
-            x_adv = project(x + _off(noise, fills) * eps, x, eps, self.rms)
+            x_adv = project(x + _off(noise, fills, chroma_start) * eps, x, eps, self.rms, keep)
         else:
             x_adv = x.clone()
         x_adv = x_adv.contiguous(memory_format=torch.channels_last)
@@ -330,9 +379,9 @@ class PGD:
             (grad,) = torch.autograd.grad(loss, x_adv)
             with torch.no_grad():
                 d = direction(grad)
-                if fills is not None:  # on flat fills a smooth step: shading, not grain
-                    d = d + fills * (_box_blur(d, self.fill_smooth) - d)
-                x_adv = project(x_adv - a * scale * d, x, eps, self.rms)
+                if fills is not None:
+                    d = _on_fills(d, fills, self.fill_smooth, self.fill_chroma)
+                x_adv = project(x_adv - a * scale * d, x, eps, self.rms, keep)
             if self.callback is not None:
                 self.callback(i + 1, self.steps, float(loss.detach()) / x.shape[0])
         return x_adv.detach().contiguous()

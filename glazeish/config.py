@@ -145,6 +145,7 @@ class ProtectConfig:
             (:class:`glazeish.surrogate.SkipGradient`: the gradient leans on what other encoders share).
         ghost: each step attacks the encoders with every residual body scaled by a factor drawn from
             ``[1 - ghost, 1 + ghost]`` (:class:`glazeish.surrogate.Ghost`, skip erosion); 0 = off.
+        fill_chroma: on flat fills the steps change colour only, never lightness (grain in colour alone).
         eot_reference: what a transformed step pushes away from: ``clean`` (the untouched image's view) or
             ``transformed`` (the view of the untouched image under the same transform: how a purified cloak is
             judged, against the equally purified original; one more forward pass per transformed step).
@@ -178,6 +179,7 @@ class ProtectConfig:
     fill_smooth: int = 0
     skip_grad: float = 1.0
     ghost: float = 0.0
+    fill_chroma: bool = False
     transform_order: str | None = None
     eot_reference: str = "clean"
     start: str | None = None

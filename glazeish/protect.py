@@ -94,7 +94,7 @@ class Protector:
                    callback=callback, alpha=None if c.alpha_levels is None else c.alpha_levels / 255,
                    schedule=c.schedule, optimizer=c.optimizer, momentum=c.momentum, rms=c.rms, coarse=c.coarse,
                    transform_order=c.transform_order, reference=c.eot_reference, fill_smooth=c.fill_smooth,
-                   skip_grad=c.skip_grad, ghost=c.ghost,
+                   skip_grad=c.skip_grad, ghost=c.ghost, fill_chroma=c.fill_chroma,
                    random_start=c.start == "random")
 
     def _tile(self) -> int:

@@ -80,3 +80,19 @@ def test_pgd_with_ghost_gives_the_same_cloak_on_every_call(taef2):
     a, b = attack(x), attack(x)  # the draws restart per call: a tile's cloak does not follow the tiles before it
     assert torch.equal(a, b)
     assert not torch.equal(a, PGD(taef2, make_objective("untargeted"), eps=4 / 255, steps=3, precision="fp32")(x))
+
+
+def test_fill_chroma_keeps_the_fills_lightness(taef2):
+    from glazeish.attack import LUMA
+    from glazeish.metrics import flat_mask
+
+    x = torch.full((1, 3, 64, 64), 0.6)
+    x[..., 20:44, 20:44] = torch.tensor([0.2, 0.3, 0.8]).view(1, 3, 1, 1)  # a blue square on a grey fill
+    attack = lambda chroma: PGD(taef2, make_objective("untargeted"), eps=4 / 255, steps=3, fill_chroma=chroma,
+                                precision="fp32")
+    fills = flat_mask(x)
+    w = torch.tensor(LUMA).view(1, 3, 1, 1)
+    luma = lambda a: ((a - x) * w).sum(1, keepdim=True).abs()[fills.bool()]
+    plain, chroma = attack(False)(x), attack(True)(x)
+    assert luma(chroma).max() < 1e-5 < luma(plain).max()
+    assert (chroma - x).abs()[fills.expand_as(x).bool()].max() > 1 / 255  # the fills still change, in colour

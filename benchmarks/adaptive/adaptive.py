@@ -81,6 +81,14 @@ CANDIDATES: dict[str, dict] = {
     "sgm2": dict(skip_grad=0.2),
     "view+features-sgm5": dict(objective="mimic-away+features", skip_grad=0.5),
     "sana-untargeted-sgm5": dict(encoder="taesana", objective="untargeted", skip_grad=0.5),
+    # the same energy (RMS 2.95/255) anywhere, L∞ 12/255, instead of the masked budget's texture-first map: is it
+    # the budget that keeps drawings' transfer at 1x?
+    "anywhere": dict(budget="flat", rms_levels=2.95),
+    "sana-untargeted-anywhere": dict(encoder="taesana", objective="untargeted", budget="flat", rms_levels=2.95),
+    # grain in colour alone on the fills (no lightness change there), with the masked budget and with the energy
+    # anywhere: the eye resolves colour far more coarsely than lightness
+    "chroma": dict(fill_chroma=True),
+    "chroma-anywhere": dict(budget="flat", rms_levels=2.95, fill_chroma=True),
     # ghost networks' skip erosion (Li et al. 2020): each step attacks TAEF2 with its residual bodies rescaled
     "ghost22": dict(ghost=0.22),
     "sana-untargeted-ghost22": dict(encoder="taesana", objective="untargeted", ghost=0.22),
@@ -124,6 +132,23 @@ def row_of(figs, seconds: float) -> dict:
         out[f"{key}_view_psnr_noise"] = p.comparison.noise.view_psnr
         out[f"{key}_gap"] = p.comparison.view_gap("noise")
     return out
+
+
+def lightness_and_flip(original, cloaked) -> dict:
+    """What a person sees of the change (``H×W×3`` uint8 each): *grain_luma*, the high-pass RMS of its lightness
+    (Rec. 709 luma) on flat fills in 1/255 (``grain`` is all three channels'), and *flip*, the cloak's mean ꟻLIP
+    error against the original."""
+    from glazeish import metrics
+    from glazeish.attack import LUMA
+    from glazeish.imageio import to_tensor
+
+    x, xc = to_tensor(original), to_tensor(cloaked)
+    fills = metrics.flat_mask(x)
+    w = __import__("torch").tensor(LUMA).view(1, 3, 1, 1)
+    luma = ((xc - x) * w).sum(1, keepdim=True)
+    n = float(fills.sum())
+    grain = math.sqrt(float((metrics.high_pass(luma).square() * fills).sum()) / n) * 255 if n else None
+    return {"grain_luma": grain, "flip": metrics.flip(xc, x)}
 
 
 def run(args) -> None:
@@ -177,13 +202,14 @@ def run(args) -> None:
             figs = assess(rgb, cloak.rgb, ev, purifications=purifications, flip=(), cache=cache)
             row = {"image": path.name, "kind": kind, "candidate": n, "crop": args.crop,
                    "impress_steps": args.impress_steps, **({"cat_steps": args.cat_steps} if args.cat_steps else {}),
-                   **row_of(figs, cloak.seconds)}
+                   **row_of(figs, cloak.seconds), **lightness_and_flip(rgb, cloak.rgb)}
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(f"{path.name[:28]:28s} {n:12s} PSNR {row['psnr']:.2f} view {row['view_psnr']:.2f} gap {row['gap']:.2f} "
                   f"kept impress++ {fmt(row.get('impresspp_kept'))} cat {fmt(row.get('cat_kept'))} "
                   f"jpeg {fmt(row['jpeg75_kept'])} "
-                  f"taesana {row['transfer']:.2f} taef2 {row['latent_ratio']:.2f} grain {fmt(row['grain'])}",
+                  f"taesana {row['transfer']:.2f} taef2 {row['latent_ratio']:.2f} grain {fmt(row['grain'])} "
+                  f"luma grain {fmt(row['grain_luma'])} flip {row['flip']:.3f}",
                   flush=True)
 
 
