@@ -16,7 +16,8 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import List, Optional
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -27,22 +28,50 @@ except ImportError:  # pragma: no cover  (older typer: click itself)
     from click import exceptions as click_errors
 
 from ._version import __version__
-from .config import PRESETS, ProtectConfig
-from .encoders import ENCODERS
 from .errors import first_line
-from .evaluation import judge, jsonable, one_line
-from .imageio import DEFAULT_MAX_PIXELS, ImageError, list_images
-from .job import Cloaker, Job, OutdirBusyError, lock_outdir, plan_outputs
-from .metadata import MetadataOptions, resolve_data_mining
-from .objectives import OBJECTIVES
-from .platforms import PLATFORMS, for_platforms, metadata_line, parse_platforms, purification_specs
-from .purify import PURIFICATIONS
-from .transforms import DEFAULT_ROBUST, TRANSFORMS
-from .weights import WeightsError
+from .helpfacts import help_facts
+
+if TYPE_CHECKING:
+    from .job import Job
+
+# The library is imported by each command when it runs, never here: the help needs only words, and the
+# registries' words come from help_facts() without torch (a `glazeish --help` costs what typer costs).
+_FACTS = help_facts()
+#: each preset as the help describes it (the fields of glazeish.config.Preset that it prints)
+HELP_PRESETS = {k: SimpleNamespace(**p) for k, p in _FACTS["presets"].items()}
+PLATFORM_NAMES: list[str] = _FACTS["platforms"]
+DEFAULT_MAX_PIXELS: int = _FACTS["default_max_pixels"]
+
+
+class LazyGroup(TyperGroup):
+    """A group of sub-commands that the help lists by its name and help alone, built (its modules imported) only
+    when it is used: the context it makes is the real group's, so parsing, its --help and its commands are the
+    real group's own."""
+
+    def __init__(self, name: str, help: str, load: Callable[[], TyperGroup]):
+        super().__init__(name=name, help=help)
+        self._load = load
+        self._real: TyperGroup | None = None
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        if self._real is None:
+            self._real = self._load()
+        return self._real.make_context(info_name, args, parent=parent, **extra)
+
+
+#: name -> (help, loader) of the groups mounted as LazyGroup on the top level, in the order they are listed
+LAZY_GROUPS: dict[str, tuple[str, Callable[[], TyperGroup]]] = {}
+
 
 class OneLineErrors(TyperGroup):
-    """Usage errors (a bad option value, a missing argument) as one ``glazeish: error:`` line and exit 2, like
-    every other option error, instead of a framed usage message."""
+    """The top-level group: usage errors (a bad option value, a missing argument) as one ``glazeish: error:``
+    line and exit 2, like every other option error, instead of a framed usage message; the groups of
+    :data:`LAZY_GROUPS` after the commands."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for name, (help_text, load) in LAZY_GROUPS.items():
+            self.add_command(LazyGroup(name, help_text, load))
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -74,19 +103,19 @@ app = typer.Typer(
 )
 
 PRESET_HELP = "; ".join(f"{k}: eps {p.eps_levels:g}/255{' on texture' if p.budget == 'masked' else ''}, "
-                        f"{p.steps} steps, {p.summary}" for k, p in PRESETS.items())
+                        f"{p.steps} steps, {p.summary}" for k, p in HELP_PRESETS.items())
 MODELS_HELP = "Folder with the encoder weights (default: $GLAZEISH_MODELS, then the download cache)."
 FIGURE_TILES_HELP = ("Measure what the model sees on at most this many 512-px tiles, spread over the image (0: all of "
                      "it). Images up to 4 tiles (about 1 megapixel) are always measured whole; a 2048x2048 image's "
                      "figures take ~3.5x less time, and land within ~1.4 dB of all tiles' (median 0.6; "
                      "benchmarks/figures_sampled/). Visibility always covers every pixel.")
-PLATFORM_HELP = ("Where the cloak will be posted, comma-separated: " + ", ".join(PLATFORMS) + ". Each platform "
+PLATFORM_HELP = ("Where the cloak will be posted, comma-separated: " + ", ".join(PLATFORM_NAMES) + ". Each platform "
                  "scales uploads down and re-encodes them; the image is scaled down (Lanczos) to the largest size "
                  "they serve, cloaked and written at that size (a 12 MP photo for a 2048-px platform costs what a "
                  "2048-px image costs), optimised through their chains, and the figures include what survives each "
                  "(platform:NAME). Sizes, qualities and sources: docs/platforms.md.")
 ENCODER_HELP = ("Encoder(s) to attack, comma-separated for an ensemble, name*w to weight one. Registered: "
-                + ENCODERS.help())
+                + _FACTS["encoders"])
 
 
 #: what a file name may hold that must not reach the terminal as is: control characters (a newline would start
@@ -108,6 +137,8 @@ def fail(msg: str, code: int = 2) -> None:
 
 def _robust(flag: bool | None, transforms: str | None) -> str | None:
     """ProtectConfig.robust from --robust/--no-robust and --transforms (None: the preset's)."""
+    from .transforms import DEFAULT_ROBUST
+
     if transforms is not None:
         if flag is False:
             fail("--transforms and --no-robust contradict each other")
@@ -164,6 +195,8 @@ def _protect_on_ray(files: list, out: Path, job: Job, overwrite: bool, address: 
                     workers: int | None, as_json: bool, quiet: bool) -> bool:
     """``protect --ray``: the same outputs, rows and messages as the local loop, from Ray workers. Returns
     whether any file failed."""
+    from .job import OutdirBusyError
+
     try:
         import ray  # noqa: F401  (only to give a clear message when the extra is missing)
 
@@ -207,11 +240,11 @@ class ProtectOptions:
                          "the protection: the fast preset's) or a pattern PNG. Default: the preset's.")
     rms = typer.Option(None, help="Energy bound in 1/255 units: the change's RMS stays at most this "
                        "(a PSNR bound; 2.95 is about 38.7 dB). Default: the preset's ("
-                       + ", ".join(f"{k}: {p.rms_levels or 'none'}" for k, p in PRESETS.items())
+                       + ", ".join(f"{k}: {p.rms_levels or 'none'}" for k, p in HELP_PRESETS.items())
                        + ").")
     encoder = typer.Option("taef2", help=ENCODER_HELP)
     objective = typer.Option(None, help="What the cloak optimises (default: the preset's). "
-                             + OBJECTIVES.help())
+                             + _FACTS["objectives"])
     target = typer.Option(None, help="Target/decoy pattern image (default: built-in pattern).")
     seed = typer.Option(0, help="Random seed; the same seed gives the same cloak on one kind of machine.")
     device = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -220,10 +253,10 @@ class ProtectOptions:
                              "processor computes them natively (an AVX2 laptop: fp32 only), refused otherwise.")
     robust = typer.Option(None, "--robust/--no-robust", help="Optimise through simulated "
                           f"re-posting (expectation over transformation): --robust samples "
-                          f"{DEFAULT_ROBUST}; --no-robust none. Default: the preset's "
-                          f"({', '.join(f'{k}: {p.robust or chr(34) * 2}' for k, p in PRESETS.items())}).")
+                          f"{_FACTS['default_robust']}; --no-robust none. Default: the preset's "
+                          f"({', '.join(f'{k}: {p.robust or chr(34) * 2}' for k, p in HELP_PRESETS.items())}).")
     transforms = typer.Option(None, help="Exactly these transforms, one sampled per step "
-                              f"(implies --robust). {TRANSFORMS.help()}")
+                              f"(implies --robust). {_FACTS['transforms']}")
     eot_reference = typer.Option("clean", "--eot-reference", help="What a transformed step pushes the "
                                  "mimic's view away from: clean (the untouched image's view) or transformed "
                                  "(the untouched image's view under the same transform, the way a purified "
@@ -236,7 +269,7 @@ class ProtectOptions:
                           "flat colour and smooth gradients, up to eps on texture and edges) or "
                           "masked (an energy budget moved from flat colour to texture, up to eps "
                           "there). Default: the preset's ("
-                          + ", ".join(f"{k}: {p.budget}" for k, p in PRESETS.items()) + ").")
+                          + ", ".join(f"{k}: {p.budget}" for k, p in HELP_PRESETS.items()) + ").")
     platform = typer.Option(None, "--platform", metavar="NAME[,NAME]", help=PLATFORM_HELP)
     max_side = typer.Option(None, "--max-side", metavar="PX", help="Scale each image down (Lanczos) "
                             "so that its longest side is at most PX before cloaking, and write it at "
@@ -326,6 +359,13 @@ def protect(
     (or fully decoded), or holds several frames, is reported on stderr in one line and skipped, and the batch
     goes on; the exit code is 1 if any file or folder failed, 2 for a bad option (before any work).
     """
+    from .config import ProtectConfig
+    from .job import Job
+    from .metadata import MetadataOptions, resolve_data_mining
+    from .objectives import OBJECTIVES
+    from .platforms import for_platforms, parse_platforms
+    from .weights import WeightsError
+
     try:
         config = ProtectConfig(intensity=intensity, eps_levels=eps, steps=steps, objective=objective, encoder=encoder,
                                target=str(target) if target else None, seed=seed, device=device,
@@ -355,6 +395,8 @@ def _cloak_all(inputs: list[Path], recursive: bool, out: Path, job: Job, *, over
                quiet: bool, ray: bool, ray_address: str | None, workers: int | None) -> None:
     """``protect`` once its options are checked: list the inputs, check the output folder, cloak here or on Ray;
     exits 1 when a file or folder failed (the rest is done)."""
+    from .imageio import list_images
+
     listing = list_images([str(p) for p in inputs], recursive, skip=out)
     for problem in listing.problems:  # an unreadable folder: said, and the run fails, but the rest is done
         say(f"glazeish: error: {problem}")
@@ -373,6 +415,11 @@ def _cloak_all(inputs: list[Path], recursive: bool, out: Path, job: Job, *, over
 def _protect_here(files: list, out: Path, job: Job, overwrite: bool, as_json: bool, quiet: bool) -> bool:
     """The local loop of ``protect``: one output folder locked for the run, one line per file that fails (the
     batch goes on). Returns whether any file failed."""
+    from .evaluation import jsonable, one_line
+    from .imageio import ImageError
+    from .job import Cloaker, OutdirBusyError, lock_outdir, plan_outputs
+    from .weights import WeightsError
+
     try:
         lock = contextlib.ExitStack()
         lock.enter_context(lock_outdir(out))  # a second run into this folder is refused, not let clobber
@@ -480,14 +527,14 @@ class CheckOptions:
     purify = typer.Option("jpeg75", help="Purifications to test survival against, comma-separated, "
                           "with their setting after a colon (jpeg:60,resize:0.5,impress++,platform:instagram; "
                           "'platforms' for every platform that re-encodes; 'none' for none). Registered: "
-                          + PURIFICATIONS.help())
+                          + _FACTS["purifications"])
     purify_pipeline = typer.Option(None, "--purify-pipeline", help="diffusers img2img pipeline "
                                    "(repo id or folder) for --purify diffpure / gridpure.")
     upscaler = typer.Option(None, help="diffusers upscaler pipeline (repo id or folder) for --purify "
                             "upscale (noisy upscaling).")
     seed = typer.Option(0, help="Seed of the noise baselines.")
     platform = typer.Option(None, "--platform", metavar="NAME[,NAME]", help="Also judge what "
-                            "survives posting there (" + ", ".join(PLATFORMS) + "): the platform's "
+                            "survives posting there (" + ", ".join(PLATFORM_NAMES) + "): the platform's "
                             "scaling and re-encoding applied to original, cloak and baselines alike, "
                             "measured at the size it serves; and whether the file's 'no AI "
                             "training' notice is kept. Sources: docs/platforms.md.")
@@ -526,8 +573,11 @@ def check(
     """
     from .device import resolve_device
     from .encoders import load_encoders
-    from .evaluation import Evaluator, assess, build_purifications, load_pair
+    from .evaluation import Evaluator, assess, build_purifications, judge, jsonable, load_pair
+    from .imageio import ImageError
+    from .platforms import PLATFORMS, metadata_line, parse_platforms, purification_specs
     from .report import write_report
+    from .weights import WeightsError
 
     dest = None if report is None else _report_dest(report, original, cloaked)
     try:
@@ -573,7 +623,8 @@ def encoders(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
     """List the registered encoders and whether their weights are present."""
-    from .encoders import status
+    from .encoders import ENCODERS, status
+    from .weights import WeightsError
 
     try:
         rows = status(models)
@@ -617,14 +668,20 @@ def version():
     typer.echo(__version__)
 
 
-def _bench_app() -> typer.Typer:
+BENCH_HELP = "Benchmarks: protections x purifications (run, report), mimicry training (mimic)."
+
+
+def _bench_group() -> TyperGroup:
+    """``glazeish bench`` as mounting its app with ``app.add_typer(bench_app, name="bench", help=BENCH_HELP)``
+    builds it. Importing it registers the benchmark's protections, which needs torch: done when it is used."""
     from .bench.cli import app as bench_app
 
-    return bench_app
+    outer = typer.Typer(add_completion=False)
+    outer.add_typer(bench_app, name="bench", help=BENCH_HELP)
+    return typer.main.get_command(outer).commands["bench"]
 
 
-app.add_typer(_bench_app(), name="bench", help="Benchmarks: protections x purifications (run, report), mimicry "
-              "training (mimic).")
+LAZY_GROUPS["bench"] = (BENCH_HELP, _bench_group)
 
 
 def main() -> None:  # pragma: no cover
