@@ -12,6 +12,7 @@ import html
 import io
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
@@ -70,12 +71,24 @@ def _db(v: float | None) -> str:
     return "∞" if math.isinf(v) else f"{v:.2f}"
 
 
+def _num(v: float | None, digits: int) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _absent() -> SimpleNamespace:
+    """A baseline that was not measured (quick figures): every figure None, which the table shows as "–"."""
+    return SimpleNamespace(psnr=None, ssim=None, grain=None, view_psnr=None, view_psnr_detinted=None, copy_psnr=None,
+                           latent={})
+
+
 def table_rows(f: Figures) -> list[tuple[str, str, str, str, str]]:
-    """The figures as (measure, cloak, same-PSNR noise, same-L∞ noise, difference) strings."""
+    """The figures as (measure, cloak, same-PSNR noise, same-L∞ noise, difference) strings (the same-L∞ column
+    "–" where that baseline was not measured: quick figures)."""
     b = f.before
+    u = _absent() if b.uniform is None else b.uniform
     rows = [
-        ("PSNR vs original (dB; higher = less visible)", _db(b.cloak.psnr), _db(b.noise.psnr), _db(b.uniform.psnr), ""),
-        ("SSIM vs original (1 = identical)", f"{b.cloak.ssim:.4f}", f"{b.noise.ssim:.4f}", f"{b.uniform.ssim:.4f}", ""),
+        ("PSNR vs original (dB; higher = less visible)", _db(b.cloak.psnr), _db(b.noise.psnr), _db(u.psnr), ""),
+        ("SSIM vs original (1 = identical)", f"{b.cloak.ssim:.4f}", f"{b.noise.ssim:.4f}", _num(u.ssim, 4), ""),
         ("Largest change L∞ (/255)", f"{f.linf:g}", "", f"{f.eps_levels:g}"
          + (" (read off the cloak)" if f.eps_inferred else " (budget)"), ""),
     ]
@@ -83,26 +96,27 @@ def table_rows(f: Figures) -> list[tuple[str, str, str, str, str]]:
         rows.append(("ꟻLIP error (0 = indistinguishable when flipping)", f"{b.cloak.flip:.4f}", "", "", ""))
     if b.cloak.grain is not None:
         rows.append(("Grain on flat fills (high-pass RMS, /255; lower = less visible)", f"{b.cloak.grain:.2f}",
-                     f"{b.noise.grain:.2f}", f"{b.uniform.grain:.2f}", ""))
+                     f"{b.noise.grain:.2f}", _num(u.grain, 2), ""))
 
     def enc_rows(prefix: str, c, retained: float | None) -> None:
+        cu = _absent() if c.uniform is None else c.uniform
         for name in f.encoders:
             rows.append((f"{prefix}{name}: latent moved (relative L2; higher = more changed)",
-                         f"{c.cloak.latent[name]:.4f}", f"{c.noise.latent[name]:.4f}", f"{c.uniform.latent[name]:.4f}",
+                         f"{c.cloak.latent[name]:.4f}", f"{c.noise.latent[name]:.4f}", _num(cu.latent.get(name), 4),
                          f"{c.latent_ratio(name):.1f}× same-PSNR noise"))
             if name == f.mimic_model:
                 diff = f"{c.view_gap('noise'):+.1f} dB vs same-PSNR noise"
                 if retained is not None:
                     diff += f"; {retained * 100:.0f}% retained"
                 rows.append((f"{prefix}{name}: mimic's view vs the original's (dB; lower = more changed)",
-                             _db(c.cloak.view_psnr), _db(c.noise.view_psnr), _db(c.uniform.view_psnr), diff))
+                             _db(c.cloak.view_psnr), _db(c.noise.view_psnr), _db(cu.view_psnr), diff))
                 rows.append((f"{prefix}{name}: the same, colours matched to the original view's (beyond a tint)",
                              _db(c.cloak.view_psnr_detinted), _db(c.noise.view_psnr_detinted),
-                             _db(c.uniform.view_psnr_detinted), f"{c.view_gap('noise', detinted=True):+.1f} dB vs "
+                             _db(cu.view_psnr_detinted), f"{c.view_gap('noise', detinted=True):+.1f} dB vs "
                              "same-PSNR noise"))
                 rows.append((f"{prefix}{name}: the mimic's copy vs the artwork (dB; original's copy: "
                              f"{_db(c.clean_copy_psnr)})", _db(c.cloak.copy_psnr), _db(c.noise.copy_psnr),
-                             _db(c.uniform.copy_psnr), ""))
+                             _db(cu.copy_psnr), ""))
 
     enc_rows("", b, None)
     for name, p in f.purified.items():

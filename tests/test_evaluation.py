@@ -203,11 +203,18 @@ def counting(model):
 
 def test_assess_encodes_each_distinct_image_once(ensemble, original, cloaked):
     """original, cloak, 2 baselines, and per purification the 4 purified ones: nothing twice, and the artwork
-    that the purified views' copies are judged against is never encoded."""
+    that the purified views' copies are judged against is never encoded. Without a cache: 4 + 4 per
+    purification; with one kept between calls on the same original, the original and its purified copies are
+    passed once for all the calls (the benchmark's protections)."""
     ev = Evaluator(ensemble)
+    for purifications, distinct in (((), 4), ("jpeg75", 8), ("jpeg75,resize0.5", 12)):
+        with counting(ensemble.models[0]) as n:
+            assess(original, cloaked, ev, purifications=purifications)
+        assert n == {"encode": distinct, "decode": distinct}, purifications
     cache: dict = {}
-    for purifications, distinct in (((), 4), ("jpeg75", 8), ("jpeg75,resize0.5", 12), ("jpeg75,resize0.5", 12)):
-        with counting(ensemble.models[0]) as n:  # the last round: the purified originals' cost comes from cache
+    # the original (4 → 3), then the JPEG copy (8 → 7 → 6) and the resized one (12 → 10 → 9) come from the cache
+    for purifications, distinct in (((), 4), ("jpeg75", 7), ("jpeg75,resize0.5", 10), ("jpeg75,resize0.5", 9)):
+        with counting(ensemble.models[0]) as n:
             assess(original, cloaked, ev, purifications=purifications, cache=cache)
         assert n == {"encode": distinct, "decode": distinct}, purifications
     x = to_tensor(original)
@@ -235,6 +242,48 @@ def test_one_pass_gives_the_figures_of_separate_comparisons(ensemble, original, 
         for k in ("cloak", "noise", "uniform"):
             assert getattr(got.comparison, k).metrics() == pytest.approx(after[k].metrics(), abs=1e-6), (p.name, k)
         assert got.cost.metrics() == pytest.approx(ev.compare(x, {"p": px})[0]["p"].metrics(), abs=1e-6)
+
+
+def test_the_cache_and_the_view_memo_change_no_bit(ensemble, original, cloaked):
+    """Passes reused from a cache kept between calls, or from the views an evaluator keeps, give the very bits
+    a fresh evaluator computes: a cached second call's figures, and the views shown after the figures (the
+    report, the web page), which cost no pass."""
+    other = np.clip(cloaked.astype(int) + 1, 0, 255).astype(np.uint8)
+    fresh = assess(original, other, Evaluator(ensemble), purifications="jpeg75,resize0.5").to_dict()
+    ev, cache = Evaluator(ensemble), {}
+    assess(original, cloaked, ev, purifications="jpeg75,resize0.5", cache=cache)
+    assert assess(original, other, ev, purifications="jpeg75,resize0.5", cache=cache).to_dict() == fresh
+    with counting(ensemble.models[0]) as n:
+        views = ev.views(original, other)
+    assert n == {"encode": 0, "decode": 0}
+    for got, want in zip(views, Evaluator(ensemble).views(original, other)):
+        assert np.array_equal(got, want)
+
+
+def _without(d, keys: set[str]):
+    """``d`` (JSON-like) with every entry named in ``keys`` left out, at any depth."""
+    if isinstance(d, dict):
+        return {k: _without(v, keys) for k, v in d.items() if k not in keys}
+    return [_without(v, keys) for v in d] if isinstance(d, list) else d
+
+
+def test_quick_figures_are_the_full_ones_without_the_uniform_baseline(ensemble, original, cloaked, figures):
+    """Quick leaves out the same-L∞ baseline and the pixels' ꟻLIP, in 6 passes instead of 8; every figure it
+    gives, and so every word, is the full figures' to the bit."""
+    with counting(ensemble.models[0]) as n:
+        quick = assess(original, cloaked, ensemble, figures="quick")
+    assert n == {"encode": 6, "decode": 6}
+    assert quick.before.uniform is None and quick.purified["jpeg75"].comparison.uniform is None
+    assert quick.before.cloak.flip is None and quick.before.cloak.view_flip == figures.before.cloak.view_flip
+    assert quick.summary.view_gap_uniform is None and quick.summary.latent_ratio_uniform == {}
+    uniform = {"uniform", "view_gap_uniform", "latent_ratio_uniform"}
+    full = _without(figures.to_dict(), uniform)
+    full["before"]["cloak"]["flip"] = None
+    assert _without(json.loads(json.dumps(quick.to_dict(), allow_nan=False)), uniform) == full
+    vq, vf = judge(quick), judge(figures)
+    assert (vq.visibility, vq.protection, vq.survival) == (vf.visibility, vf.protection, vf.survival)
+    with pytest.raises(ValueError, match="figures must be one of"):
+        assess(original, cloaked, ensemble, figures="fast")
 
 
 @pytest.mark.cpu_level
@@ -447,6 +496,24 @@ def test_job_checks_its_figure_tiles():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="figure tiles must be"):
             Job(figure_tiles=bad)
+
+
+def test_job_figures_mode_reaches_assess_and_keeps_earlier_keys(models_dir, ensemble, original):
+    """``Job(figures="quick")`` is checked, changes the job's key (its rows differ), and gives quick figures;
+    the default ``full`` leaves the key of a job as it was before the choice existed."""
+    from glazeish.config import ProtectConfig
+    from glazeish.imageio import Artwork
+    from glazeish.job import Cloaker, Job
+    from glazeish.protect import Protector
+
+    with pytest.raises(ValueError, match="figures must be one of"):
+        Job(figures="fast")
+    assert "figures" not in Job().fingerprint() and Job(figures="quick").fingerprint()["figures"] == "quick"
+    config = ProtectConfig(steps=1, device="cpu", precision="fp32", models_dir=str(models_dir))
+    cloaker = Cloaker(Job(config=config, figures="quick"), Protector(config, ensemble=ensemble))
+    art = Artwork(rgb=original[:64, :64].copy())
+    figs = cloaker.figures(art, cloaker.cloak(art))
+    assert figs.before.uniform is None and figs.before.cloak.view_flip is not None
 
 
 # --- grain on flat fills, the change beyond a tint (issue 27) --------------------------------------

@@ -70,6 +70,17 @@ def test_write_report(tmp_path, ensemble, original, cloaked, cloak_figures):
     assert "mimic&#x27;s view vs the original&#x27;s" in text and "jpeg75" in text and "same PSNR" in text
 
 
+def test_report_of_quick_figures_leaves_the_same_linf_column_empty(ensemble, original, cloaked, cloak_figures):
+    """Quick figures have no same-L∞ baseline: its column says "–", the other columns are the full report's."""
+    from glazeish.report import table_rows
+
+    quick, full = table_rows(assess(original, cloaked, ensemble, figures="quick")), table_rows(cloak_figures)
+    assert [r[0] for r in quick] == [r[0] for r in full if not r[0].startswith("ꟻLIP")]  # no pixels' ꟻLIP
+    full = [r for r in full if not r[0].startswith("ꟻLIP")]
+    assert all(q[3] == "–" for q in quick if "L∞" not in q[0]) and [q[:3] for q in quick] == [f[:3] for f in full]
+    assert [q[4] for q in quick] == [f[4] for f in full]
+
+
 def test_report_downscales_pictures_and_handles_identical(tmp_path, ensemble, original):
     big = np.asarray(Image.fromarray(original).resize((800, 600), Image.BICUBIC))
     f = assess(big, big.copy(), ensemble, purifications=())

@@ -9,14 +9,14 @@ table of what they mean in words.
 * :mod:`.verdicts` — thresholds and words (:func:`judge`, :func:`one_line`).
 """
 
-from .assess import assess, build_purifications, linf_levels, load_pair
+from .assess import FIGURE_MODES, assess, build_purifications, linf_levels, load_pair
 from .baselines import baselines, mse_levels, rescaled_to_mse, same_psnr_noise, uniform_noise
 from .figures import Comparison, Figures, Purified, Summary, VersionFigures, jsonable
 from .measure import Evaluator, Request
 from .verdicts import Verdict, judge, one_line
 
 __all__ = [
-    "assess", "baselines", "build_purifications", "linf_levels", "load_pair", "mse_levels", "rescaled_to_mse",
+    "FIGURE_MODES", "assess", "baselines", "build_purifications", "linf_levels", "load_pair", "mse_levels", "rescaled_to_mse",
     "same_psnr_noise", "uniform_noise", "Comparison", "Figures", "Purified", "Summary", "VersionFigures", "jsonable", "Evaluator", "Request", "Verdict", "judge",
     "one_line",
 ]

@@ -34,6 +34,12 @@ LARGE_CHANGE = 32
 #: a crop resized to fit): :func:`load_pair` refuses them
 MIN_PAIR_PSNR = 20.0
 ASPECT_TOLERANCE = 0.01  # a cloak resized by another tool may differ from the original by this much in aspect
+#: what :func:`assess` measures (its ``figures``): ``full`` — the cloak, same-PSNR noise and same-L∞ uniform noise,
+#: before and after each purification, with the ꟻLIP of the ``flip`` versions and of their views; ``quick`` —
+#: without the uniform baseline, and with the ꟻLIP of the views only. Quick keeps every figure the verdict words
+#: are made of, bit for bit (the words are the same by construction), in 6 passes through the models instead of 8
+#: with one purification (benchmarks/figures_cost/RESULTS.md)
+FIGURE_MODES = ("full", "quick")
 
 
 def linf_levels(original: np.ndarray, cloaked: np.ndarray, alpha: np.ndarray | None = None) -> int:
@@ -103,6 +109,7 @@ def assess(
     purifications: Sequence | str | None = ("jpeg75",),
     flip: Sequence[str] = ("cloak",),
     cache: dict | None = None,
+    figures: str = "full",
 ) -> Figures:
     """All the "did it work?" figures for one pair (see :class:`~glazeish.evaluation.figures.Figures`).
 
@@ -119,8 +126,14 @@ def assess(
         flip: the versions (``cloak``, ``noise``, ``uniform``) whose ꟻLIP error is computed (~0.4 s per 512²
             each on a CPU); ``()`` for none.
         cache: a dict kept between calls on the same original (the benchmark's protections): what each
-            purification does to the original is then measured once.
+            purification does to the original is then measured once, and the passes of the original and of its
+            purified copies are made once for all the calls (the same bits either way).
+        figures: ``full`` or ``quick`` (:data:`FIGURE_MODES`): quick leaves out the same-L∞ uniform baseline
+            (``Comparison.uniform`` is None) and the pixels' ꟻLIP, and keeps the views' ꟻLIP of the ``flip``
+            versions (the protection words read it); every figure it gives is the same bits as in full.
     """
+    if figures not in FIGURE_MODES:
+        raise ValueError(f"figures must be one of {', '.join(FIGURE_MODES)}, not {figures!r}")
     original, cloaked = np.asarray(original), np.asarray(cloaked)
     _check_pair(original, cloaked)
     ev = models if isinstance(models, Evaluator) else Evaluator(models)
@@ -131,10 +144,14 @@ def assess(
     if budget < 0:
         raise ValueError(f"eps must be ≥ 0 (in 1/255 units), not {budget}")
 
-    noise, uniform = baselines(original, cloaked, budget, seed, alpha)
-    x, xc, xn, xu = (to_tensor(a).to(ev.device) for a in (original, cloaked, noise, uniform))
+    quick = figures == "quick"
+    noise, uniform = baselines(original, cloaked, budget, seed, alpha, uniform=not quick)
+    versions = {"cloak": cloaked, "noise": noise, **({} if uniform is None else {"uniform": uniform})}
+    x = to_tensor(original).to(ev.device)
+    tensors = {k: to_tensor(a).to(ev.device) for k, a in versions.items()}
+    memo = None if cache is None else cache.setdefault("codes", {})  # the clean passes, for the next call
     cache = {} if cache is None else cache
-    before, after = _measure(ev, purifiers, (x, xc, xn, xu), alpha, cache, tuple(flip))
+    before, after = _measure(ev, purifiers, x, tensors, alpha, cache, memo, _flips(tuple(flip), quick))
     release_freed_memory()  # the model passes' working memory
     return Figures(
         width=int(original.shape[1]), height=int(original.shape[0]), eps_levels=budget, eps_inferred=inferred,
@@ -145,32 +162,45 @@ def assess(
     )
 
 
-def _measure(ev: Evaluator, purifiers: list, versions: tuple, alpha: np.ndarray | None, cache: dict,
-             flip: tuple[str, ...]) -> tuple[Comparison, dict]:
-    """The cloak and its baselines against the original (``before``), and per purification the purified
-    versions against the purified original (``after``: figures by version and the clean copy's PSNR)."""
-    x, xc, xn, xu = versions
+def _flips(flip: tuple[str, ...], quick: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the versions whose pixels' ꟻLIP is computed, those whose views' ꟻLIP is): quick keeps only the views'
+    (~0.4 s per 512² each on a CPU), which the protection words read."""
+    return ((), flip) if quick else (flip, flip)
+
+
+def _comparison(figs: dict, clean_copy: float | None) -> Comparison:
+    """A :class:`Comparison` from figures by version name (no ``uniform``: not measured)."""
+    return Comparison(figs["cloak"], figs["noise"], figs.get("uniform"), clean_copy)
+
+
+def _measure(ev: Evaluator, purifiers: list, x: torch.Tensor, versions: dict[str, torch.Tensor],
+             alpha: np.ndarray | None, cache: dict, memo: dict | None,
+             flips: tuple[tuple[str, ...], tuple[str, ...]]) -> tuple[Comparison, dict]:
+    """The versions (the cloak and its baselines, ``1×3×H×W`` in [0, 1]) against the original ``x``
+    (``before``), and per purification the purified versions against the purified original (``after``: figures
+    by version and the clean copy's PSNR)."""
+    names = list(versions)
+    flip, view_flip = flips
     # every purification sees the same batch (its output must not depend on what was cached before)
-    purified = {p.name: p(torch.cat([x, xc, xn, xu])).split(1) for p in purifiers}
+    purified = {p.name: dict(zip(["x", *names], p(torch.cat([x, *versions.values()])).split(1))) for p in purifiers}
     same = [p for p in purifiers if p.keeps_size]
-    # one pass: the cloak and its baselines against the original, with the purified originals against the
-    # original (what each purification costs) unless cached; then per purification the purified versions
-    # against the purified original. A purified original is a version of the first request and the reference
-    # of its own (the same tensor), so it is encoded once; the artwork's pixels need no encoding.
-    requests = [Request(x, {"cloak": xc, "noise": xn, "uniform": xu,
-                            **{f"p:{p.name}": purified[p.name][0] for p in same if ("cost", p.name) not in cache}},
-                        flip=flip)]
+    # one pass: the versions against the original, with the purified originals against the original (what each
+    # purification costs) unless cached; then per purification the purified versions against the purified
+    # original. A purified original is a version of the first request and the reference of its own (the same
+    # tensor), so it is encoded once; the artwork's pixels need no encoding.
+    costs = {f"p:{p.name}": purified[p.name]["x"] for p in same if ("cost", p.name) not in cache}
+    requests = [Request(x, {**versions, **costs}, flip=flip, flip_views=view_flip)]
     for p in same:
-        px, pc, pn, pu = purified[p.name]
-        requests.append(Request(px, {"cloak": pc, "noise": pn, "uniform": pu}, artwork=x, views=p.gives_view))
-    (figs, clean_copy), *afters = ev.compare_many(requests, alpha=alpha)
+        px, pv = purified[p.name]["x"], {k: purified[p.name][k] for k in names}
+        requests.append(Request(px, pv, artwork=x, views=p.gives_view))
+    (figs, clean_copy), *afters = ev.compare_many(requests, alpha=alpha, memo=memo)
     after = dict(zip((p.name for p in same), afters))
     for p in same:
         cache.setdefault(("cost", p.name), figs.get(f"p:{p.name}"))
     for p in purifiers:
         if not p.keeps_size:
-            after[p.name] = _measure_resized(ev, p, x, purified[p.name], alpha, cache)
-    return Comparison(figs["cloak"], figs["noise"], figs["uniform"], clean_copy), after
+            after[p.name] = _measure_resized(ev, p, x, purified[p.name], alpha, cache, memo)
+    return _comparison(figs, clean_copy), after
 
 
 def _survival(ev: Evaluator, purifiers: list, before: Comparison, after: dict, cache: dict) -> dict[str, Purified]:
@@ -179,26 +209,27 @@ def _survival(ev: Evaluator, purifiers: list, before: Comparison, after: dict, c
     adv0, least = _advantage(before, ev.mimic and ev.mimic.name, first)
     result: dict[str, Purified] = {}
     for p in purifiers:
-        figs_p, copy = after[p.name]
-        comp = Comparison(figs_p["cloak"], figs_p["noise"], figs_p["uniform"], copy)
+        comp = _comparison(*after[p.name])
         adv, _ = _advantage(comp, ev.mimic and ev.mimic.name, first)
         result[p.name] = Purified(p.name, p.description, comp, cache[("cost", p.name)], retained(adv, adv0, least))
     return result
 
 
-def _measure_resized(ev: Evaluator, p, x: torch.Tensor, outs, alpha: np.ndarray | None, cache: dict):
+def _measure_resized(ev: Evaluator, p, x: torch.Tensor, outs: dict[str, torch.Tensor], alpha: np.ndarray | None,
+                     cache: dict, memo: dict | None):
     """The figures after a purification that changes the size (a platform's downscale), measured at the size it
-    gives: the purified versions against the purified original, judged against the original plainly resized
-    (:meth:`~glazeish.purify.Purification.resized`), which is also what the purification's cost is measured
-    against. Returns ``(figures by version, the purified original's view PSNR against that artwork)``."""
-    px, pc, pn, pu = outs
+    gives: the purified versions (``outs``, with the purified original as ``x``) against the purified original,
+    judged against the original plainly resized (:meth:`~glazeish.purify.Purification.resized`), which is also
+    what the purification's cost is measured against. Returns ``(figures by version, the purified original's
+    view PSNR against that artwork)``."""
+    px = outs["x"]
     art = p.resized(x)
     h, w = px.shape[-2:]
     small_alpha = None if alpha is None else np.asarray(Image.fromarray(np.asarray(alpha)).resize((w, h), Image.NEAREST))
-    requests = [Request(px, {"cloak": pc, "noise": pn, "uniform": pu}, artwork=art)]
+    requests = [Request(px, {k: v for k, v in outs.items() if k != "x"}, artwork=art)]
     if ("cost", p.name) not in cache:
         requests.append(Request(art, {"cost": px}))
-    (figs, copy), *cost = ev.compare_many(requests, alpha=small_alpha)
+    (figs, copy), *cost = ev.compare_many(requests, alpha=small_alpha, memo=memo)
     if cost:
         cache[("cost", p.name)] = cost[0][0]["cost"]
     return figs, copy

@@ -127,7 +127,8 @@ def _scaled_to_mse(original: np.ndarray, pattern: np.ndarray, target_mse: float,
 
 
 def baselines(original: np.ndarray, cloaked: np.ndarray, eps_levels: float, seed: int = 0,
-              alpha: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The two baselines of a cloak: ``(same-PSNR Gaussian noise, same-L∞ uniform noise)``, ``H×W×3`` uint8."""
+              alpha: np.ndarray | None = None, uniform: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """The two baselines of a cloak: ``(same-PSNR Gaussian noise, same-L∞ uniform noise)``, ``H×W×3`` uint8;
+    the second None unless ``uniform`` (the quick figures leave it out)."""
     return (same_psnr_noise(original, mse_levels(cloaked, original, alpha), seed, alpha),
-            uniform_noise(original, eps_levels, seed, alpha))
+            uniform_noise(original, eps_levels, seed, alpha) if uniform else None)

@@ -71,23 +71,32 @@ class VersionFigures:
 class Comparison:
     """A cloak and its baselines, each measured against the same reference (the original, or the original
     after the same purification). ``clean_copy_psnr``: PSNR of the reference's own view ``D(E(r))`` against
-    the artwork (the autoencoder's own error)."""
+    the artwork (the autoencoder's own error). ``uniform`` is None where it was not measured (the quick
+    figures, :func:`~glazeish.evaluation.assess`'s ``figures="quick"``)."""
 
     cloak: VersionFigures
     noise: VersionFigures
-    uniform: VersionFigures
+    uniform: VersionFigures | None
     clean_copy_psnr: float | None = None
 
     def baseline(self, which: str = "noise") -> VersionFigures:
+        """The figures of one baseline (ValueError for an unknown name, or one that was not measured)."""
         if which not in BASELINES:
             raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, not {which!r}")
+        if getattr(self, which) is None:
+            raise ValueError(f"the {which} baseline was not measured (quick figures)")
         return getattr(self, which)
+
+    def measured(self, which: str) -> bool:
+        """Whether the baseline ``which`` was measured (``noise`` always is; ``uniform`` not in quick figures)."""
+        return which in BASELINES and getattr(self, which) is not None
 
     def view_gap(self, which: str = "noise", detinted: bool = False) -> float | None:
         """How many dB further the cloak moved the mimic's view than the baseline did (> 0: further); with
-        ``detinted``, both views with their colour statistics matched first (the change beyond a tint)."""
+        ``detinted``, both views with their colour statistics matched first (the change beyond a tint). None
+        without a mimic's view, or where the baseline was not measured."""
         attr = "view_psnr_detinted" if detinted else "view_psnr"
-        if getattr(self.cloak, attr) is None:
+        if getattr(self.cloak, attr) is None or not self.measured(which):
             return None
         return capped(getattr(self.baseline(which), attr)) - capped(getattr(self.cloak, attr))
 
@@ -133,7 +142,7 @@ class Summary:
 
     view_psnr: float | None  # the cloak's mimic view vs the original's, dB (absolute damage; lower = more)
     view_gap: float | None  # dB further than same-PSNR noise moved it
-    view_gap_uniform: float | None  # dB further than same-L∞ uniform noise moved it
+    view_gap_uniform: float | None  # dB further than same-L∞ uniform noise moved it (None: not measured)
     view_psnr_detinted: float | None  # view_psnr once the view's colour statistics match the original view's
     view_gap_detinted: float | None  # the gap to same-PSNR noise, both views de-tinted
     view_flip: float | None  # ꟻLIP of the cloak's mimic view against the original's (None: not computed)
@@ -141,7 +150,7 @@ class Summary:
     copy_psnr: float | None  # what a model trained on the cloak reproduces vs the artwork, dB
     clean_copy_psnr: float | None  # the same for the original
     latent_ratio: dict[str, float]  # per encoder, × same-PSNR noise's displacement
-    latent_ratio_uniform: dict[str, float]
+    latent_ratio_uniform: dict[str, float]  # empty where the uniform baseline was not measured (quick)
     retained: dict[str, float | None]  # per purification, share of the advantage left
 
     @property
@@ -197,7 +206,8 @@ class Figures:
             copy_psnr=b.cloak.copy_psnr,
             clean_copy_psnr=b.clean_copy_psnr,
             latent_ratio={e: b.latent_ratio(e, "noise") for e in self.encoders},
-            latent_ratio_uniform={e: b.latent_ratio(e, "uniform") for e in self.encoders},
+            latent_ratio_uniform={e: b.latent_ratio(e, "uniform") for e in self.encoders} if b.measured("uniform")
+            else {},
             retained={name: p.retained for name, p in self.purified.items()},
         )
 

@@ -27,12 +27,21 @@ several comparisons that share images (a purified original is a version in one a
 in one pass over the tiles, and one image at a time is faster than a batch on a CPU (measured, 8 images at
 512² on one thread: 2.4 s vs 3.0 s each in fp32, 0.6 s vs 0.85 s in bf16) and makes an image's figures
 independent of what else is measured with it.
+
+Passes are not repeated across calls either, without changing a bit (the same pixels through the same kernels
+give the same bits): the 8-bit views of the tiles an evaluator measured are kept (:data:`VIEW_MEMO_BYTES`), so
+:meth:`Evaluator.views` of the original and the cloak right after their figures (the HTML report, the web page's
+previews) costs no pass; and a caller that measures several cloaks of one original passes a ``memo`` dict
+(:func:`~glazeish.evaluation.assess`'s ``cache``) that keeps the codes of the references (the original and its
+purified copies), which are then passed once for all the cloaks (``benchmarks/figures_cost/``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Collection, Sequence
 
@@ -49,6 +58,19 @@ from .figures import VersionFigures
 
 #: the benchmark's metrics beyond the headline figures (``extended=True``), in ``VersionFigures.extra``
 EXTENDED = ("ms_ssim", "linf", "rms", "view_ssim", "copy_ssim", "style", "copy_style", "decoy_corr", "decoy_psnr")
+#: bytes of 8-bit views an :class:`Evaluator` keeps after measuring them (the most recent first): every view of
+#: one :func:`~glazeish.evaluation.assess` of an image up to ~1.4 MP (8 images), or of 4 sampled 512² tiles of a
+#: larger one, so that :meth:`Evaluator.views` of its original and cloak needs no pass
+VIEW_MEMO_BYTES = 32 << 20
+
+
+def fingerprint(t: torch.Tensor) -> bytes:
+    """16 bytes that tell apart the shapes and float32 values of two ``…×H×W`` tensors (sha256 of the bytes):
+    what the memos of passes are keyed by, so that the same pixels in a new tensor find the pass already made."""
+    a = np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+    h = hashlib.sha256(repr(a.shape).encode())
+    h.update(memoryview(a).cast("B"))
+    return h.digest()[:16]
 
 
 def _db(sq: float, n: float) -> float:
@@ -83,6 +105,13 @@ class Request:
     #: the reference and versions are already what the mimic reproduces (a purification that adapts the
     #: autoencoder itself gives its adapted copy): the view figures compare them as they are
     views: bool = False
+    #: the versions whose views' ꟻLIP is computed; None: those of ``flip`` (the quick figures keep the views'
+    #: ꟻLIP, which the protection words read, and skip the pixels', which they do not)
+    flip_views: Collection[str] | None = None
+
+    @property
+    def view_flip(self) -> tuple[str, ...]:
+        return tuple(self.flip if self.flip_views is None else self.flip_views)
 
 
 @dataclass
@@ -126,6 +155,8 @@ class Evaluator:
         if sample < 0:
             raise ValueError(f"sample must be ≥ 0 tiles (0: every tile), not {sample}")
         self.sample = int(sample)
+        self._view_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (precision, fingerprint) -> H×W×3 uint8
+        self._memo_lock = threading.Lock()  # the web page's workers share one evaluator
 
     @property
     def device(self) -> torch.device:
@@ -137,20 +168,45 @@ class Evaluator:
 
     @torch.no_grad()
     def views(self, *images: np.ndarray) -> list[np.ndarray]:
-        """The mimic's view ``D(E(x))`` of each ``H×W×3`` uint8 image, as uint8 of the same size (tiled)."""
+        """The mimic's view ``D(E(x))`` of each ``H×W×3`` uint8 image, as uint8 of the same size (tiled). A tile
+        whose view was computed lately (by :meth:`compare_many`, or here) is taken from the view memo: the same
+        bytes, without the pass."""
         if self.mimic is None:
             raise ValueError(f"the mimic's view needs an encoder with a decoder (e.g. taef2); got {', '.join(self.names)}")
         out = []
         dev = self.device
         for a in images:
             x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float().div(255).to(dev)
-            v = torch.empty_like(x)
+            v = np.empty((*x.shape[-2:], 3), np.uint8)
             for t in plan_tiles(*x.shape[-2:], self.tile, 0):
-                with self._autocast(dev):
-                    view = self.mimic.round_trip(channels_last(t.slice(x)))
-                t.slice(v)[:] = view.float()
-            out.append(to_uint8(v))
+                xt = t.slice(x)
+                key = (self.precision, fingerprint(xt))
+                view = self._recall_view(key)
+                if view is None:
+                    with self._autocast(dev):
+                        view = to_uint8(self.mimic.round_trip(channels_last(xt)).float())
+                    self._keep_view(key, view)
+                v[t.top : t.top + t.h, t.left : t.left + t.w] = view  # to_uint8 works value by value: tiles compose
+            out.append(v)
         return out
+
+    def _recall_view(self, key: tuple) -> np.ndarray | None:
+        """A kept ``h×w×3`` uint8 view, or None."""
+        with self._memo_lock:
+            view = self._view_memo.get(key)
+            if view is not None:
+                self._view_memo.move_to_end(key)
+            return view
+
+    def _keep_view(self, key: tuple, view: np.ndarray) -> None:
+        """Keep a view (``h×w×3`` uint8) in the view memo, forgetting the least recently used beyond
+        :data:`VIEW_MEMO_BYTES`."""
+        with self._memo_lock:
+            self._view_memo[key] = view
+            self._view_memo.move_to_end(key)
+            total = sum(v.nbytes for v in self._view_memo.values())
+            while total > VIEW_MEMO_BYTES and len(self._view_memo) > 1:
+                total -= self._view_memo.popitem(last=False)[1].nbytes
 
     def tiles(self, height: int, width: int) -> tuple[list[Tile], list[Tile]]:
         """(every tile of a ``height×width`` image, the tiles whose model figures are measured)."""
@@ -174,26 +230,57 @@ class Evaluator:
         artwork: torch.Tensor | None = None,
         alpha: np.ndarray | None = None,
         flip: Collection[str] = (),
+        memo: dict | None = None,
     ) -> tuple[dict[str, VersionFigures], float | None]:
         """Figures of each version against ``reference`` (all ``1×3×H×W`` float in [0, 1], same size).
 
         ``artwork``: what ``copy_psnr`` judges the mimic's copies against (default: the reference);
         ``alpha`` (``H×W`` uint8): visibility figures count only pixels with alpha > 0; ``flip``: the versions
-        whose ꟻLIP error is computed (it costs ~0.4 s per 512² on a CPU). Returns the figures by version name
-        and the PSNR of the reference's own view ``D(E(r))`` against the artwork (None without a decoder).
+        whose ꟻLIP error is computed (it costs ~0.4 s per 512² on a CPU); ``memo``: as in :meth:`compare_many`.
+        Returns the figures by version name and the PSNR of the reference's own view ``D(E(r))`` against the
+        artwork (None without a decoder).
         """
-        return self.compare_many([Request(reference, versions, artwork, tuple(flip))], alpha=alpha)[0]
+        return self.compare_many([Request(reference, versions, artwork, tuple(flip))], alpha=alpha, memo=memo)[0]
 
     @torch.no_grad()
     def compare_many(
-        self, requests: Sequence[Request], *, alpha: np.ndarray | None = None
+        self, requests: Sequence[Request], *, alpha: np.ndarray | None = None, memo: dict | None = None
     ) -> list[tuple[dict[str, VersionFigures], float | None]]:
         """:meth:`compare` for each request, in one pass over the tiles: every distinct tensor (by identity)
         among the references and versions is encoded and decoded once per tile, whichever requests share it.
         All tensors must have the same size (one ``alpha`` and one tiling for all). Returns one
-        ``(figures by version, the reference's view PSNR against the artwork)`` per request, in order."""
+        ``(figures by version, the reference's view PSNR against the artwork)`` per request, in order.
+
+        ``memo``: a dict the caller keeps between calls on one original (:func:`~glazeish.evaluation.assess`'s
+        ``cache``): the references' codes are stored in it, and an image tile whose pixels it holds is not passed
+        through the models again (the same pixels give the same bits: the figures do not change)."""
         if not requests:
             return []
+        jobs, encoded, given, refs = self._jobs(requests)
+        dev = self.device
+        mask = None if alpha is None else torch.from_numpy(np.asarray(alpha) > 0).to(dev)[None, None].float()
+        accs: list[dict] = [defaultdict(float) for _ in jobs]
+        linfs: list[dict[str, float]] = [defaultdict(float) for _ in jobs]
+        tiles, sampled = self.tiles(*jobs[0][0].shape[-2:])
+        for t in tiles:
+            mt = None if mask is None else t.slice(mask)
+            codes = self._codes(t, encoded, given, refs, memo) if t in sampled else None
+            for (x, art, vs, flip, view_flip), acc, linf in zip(jobs, accs, linfs):
+                self._pixels(t, x, vs, mt, flip, acc, linf)
+                if codes is not None:
+                    acc["mpx"] += t.h * t.w
+                    self._latents(t, x, art, vs, codes, acc, view_flip)
+        out = []
+        for (_, _, vs, flip, view_flip), acc, linf in zip(jobs, accs, linfs):
+            clean_copy = _db(acc["clean_copy"], acc["mpx"] * 3) if self.mimic else None
+            out.append((self._collect(acc, linf, vs, flip, view_flip), clean_copy))
+        return out
+
+    def _jobs(self, requests: Sequence[Request]) -> tuple[list[tuple], list[torch.Tensor], set[int], set[int]]:
+        """The requests' tensors on the device in float32, each distinct tensor (by identity) moved once:
+        ``(jobs, images, given, references)`` — per request ``(reference, artwork, versions, flip, view flip)``;
+        the distinct images to pass through the models; the ids of those that are views already
+        (:attr:`Request.views`); the ids of the references. Raises ValueError when the sizes differ."""
         dev = self.device
         on_dev: dict[int, torch.Tensor] = {}  # id of a tensor as given -> it on the device, float32
 
@@ -206,30 +293,35 @@ class Evaluator:
         for r in requests:
             x = put(r.reference)
             vs = {k: put(v) for k, v in r.versions.items()}
-            jobs.append((x, x if r.artwork is None else put(r.artwork), vs, tuple(r.flip)))
+            jobs.append((x, x if r.artwork is None else put(r.artwork), vs, tuple(r.flip), r.view_flip))
         shape = jobs[0][0].shape
-        for x, art, vs, _ in jobs:
+        for x, art, vs, *_ in jobs:
             for k, v in {"the reference": x, "the artwork": art, **{f"version {k!r}": v for k, v in vs.items()}}.items():
                 if v.shape != shape:
                     raise ValueError(f"{k} is {tuple(v.shape)}, the first reference {tuple(shape)}")
-        encoded = list({id(t): t for x, _, vs, _ in jobs for t in (x, *vs.values())}.values())
-        given = {id(t) for r in requests if r.views for t in (r.reference, *r.versions.values())}
-        mask = None if alpha is None else torch.from_numpy(np.asarray(alpha) > 0).to(dev)[None, None].float()
-        accs: list[dict] = [defaultdict(float) for _ in jobs]
-        linfs: list[dict[str, float]] = [defaultdict(float) for _ in jobs]
-        tiles, sampled = self.tiles(*shape[-2:])
-        for t in tiles:
-            mt = None if mask is None else t.slice(mask)
-            codes = {id(img): self._code(t.slice(img), id(img) in given) for img in encoded} if t in sampled else None
-            for (x, art, vs, flip), acc, linf in zip(jobs, accs, linfs):
-                self._pixels(t, x, vs, mt, flip, acc, linf)
-                if codes is not None:
-                    acc["mpx"] += t.h * t.w
-                    self._latents(t, x, art, vs, codes, acc, flip)
-        out = []
-        for (_, _, vs, flip), acc, linf in zip(jobs, accs, linfs):
-            clean_copy = _db(acc["clean_copy"], acc["mpx"] * 3) if self.mimic else None
-            out.append((self._collect(acc, linf, vs, flip), clean_copy))
+        images = list({id(t): t for x, _, vs, *_ in jobs for t in (x, *vs.values())}.values())
+        given = {id(put(t)) for r in requests if r.views for t in (r.reference, *r.versions.values())}
+        return jobs, images, given, {id(x) for x, *_ in jobs}
+
+    def _codes(self, t: Tile, images: list[torch.Tensor], given: set[int], refs: set[int],
+               memo: dict | None) -> dict[int, _Code]:
+        """The code of tile ``t`` of each image (by id): from ``memo`` where it holds the tile's pixels, else
+        passed through the models (the references' codes then stored in it). Each view is kept in the view
+        memo, from which :meth:`views` answers without a pass."""
+        out = {}
+        keep = self.mimic is not None and self.mimic.multiple == self.multiple  # views() pads to the mimic's
+        for img in images:
+            xt, is_view = t.slice(img), id(img) in given
+            fp = fingerprint(xt) if keep or memo is not None else b""
+            key = ("code", self.precision, tuple(self.names), self.multiple, is_view, fp)
+            code = memo.get(key) if memo is not None else None
+            if code is None:
+                code = self._code(xt, is_view)
+                if memo is not None and id(img) in refs:
+                    memo[key] = code
+            if keep and not is_view:
+                self._keep_view((self.precision, fp), to_uint8(code.view))
+            out[id(img)] = code
         return out
 
     # -- one tile --------------------------------------------------------------------------------
@@ -313,7 +405,7 @@ class Evaluator:
 
     # -- sums to figures ---------------------------------------------------------------------------
 
-    def _collect(self, acc, linf, vs, flip) -> dict[str, VersionFigures]:
+    def _collect(self, acc, linf, vs, flip, view_flip) -> dict[str, VersionFigures]:
         # pixel figures are over every tile (px), model figures over the sampled ones (mpx)
         px, mpx, vis = acc["px"], acc["mpx"], max(acc["vis"], 1e-12)
         out = {}
@@ -340,7 +432,7 @@ class Evaluator:
             out[k] = VersionFigures(
                 psnr=_db(acc["sq", k], 3 * vis), ssim=acc["ssim", k] / vis, latent=latent, view_psnr=view,
                 copy_psnr=copy, flip=acc["flip", k] / vis if k in flip else None, view_psnr_detinted=detinted,
-                view_flip=acc["view_flip", k] / mpx if self.mimic and k in flip and mpx else None,
+                view_flip=acc["view_flip", k] / mpx if self.mimic and k in view_flip and mpx else None,
                 grain=grain, extra=extra,
             )
         return out
