@@ -265,6 +265,10 @@ class ProtectOptions:
                                "every step over this many px (odd; 0 = off): the change there becomes smooth "
                                "shading instead of grain. 9 on line art: grain on the paper 1.2 -> 0.3/255 "
                                "with the same effect; on flat colour it costs effect (benchmarks/adaptive).")
+    fill_chroma = typer.Option(False, "--fill-chroma", help="On flat fills (cel colour, paper), change colour "
+                               "only, never lightness: the grain there is colour grain, which the eye resolves "
+                               "far more coarsely. Line art keeps its protection with a quarter of the visible "
+                               "grain; flat colour loses about a third of it (benchmarks/adaptive).")
     budget = typer.Option(None, help="flat (the same eps everywhere), perceptual (less change on "
                           "flat colour and smooth gradients, up to eps on texture and edges) or "
                           "masked (an energy budget moved from flat colour to texture, up to eps "
@@ -328,6 +332,7 @@ def protect(
     transforms: Optional[str] = ProtectOptions.transforms,
     eot_reference: str = ProtectOptions.eot_reference,
     fill_smooth: int = ProtectOptions.fill_smooth,
+    fill_chroma: bool = ProtectOptions.fill_chroma,
     budget: Optional[str] = ProtectOptions.budget,
     platform: Optional[str] = ProtectOptions.platform,
     max_side: Optional[int] = ProtectOptions.max_side,
@@ -371,7 +376,7 @@ def protect(
                                target=str(target) if target else None, seed=seed, device=device,
                                precision=precision, models_dir=str(models) if models else None,
                                robust=_robust(robust, transforms), budget=budget, rms_levels=rms, start=start,
-                               eot_reference=eot_reference, fill_smooth=fill_smooth)
+                               eot_reference=eot_reference, fill_smooth=fill_smooth, fill_chroma=fill_chroma)
         OBJECTIVES[config.objective]
         platforms = parse_platforms(platform)
         if platforms and (transforms or robust is not None):

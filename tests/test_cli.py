@@ -273,3 +273,17 @@ def test_lossy_output_figures_describe_the_file_written(small_painting, tmp_path
     psnr = 10 * np.log10(255**2 / np.mean((a - b) ** 2))
     assert row["figures"]["before"]["cloak"]["psnr"] == pytest.approx(psnr, abs=0.05) and psnr < 30
     assert row["figures"]["linf"] == int(np.abs(a - b).max())
+
+
+def test_fill_chroma_changes_the_fills_colour_not_their_lightness(tmp_path, models_dir):
+    img = np.full((64, 64, 3), (200, 140, 80), np.uint8)  # an orange cel with an ink stroke
+    img[28:36, 8:56] = 20
+    Image.fromarray(img).save(tmp_path / "cel.png")
+    r = run("protect", tmp_path / "cel.png", "-o", tmp_path / "out", "--models", models_dir, "--steps", "2",
+            "--no-eval", "--precision", "fp32", "--fill-chroma")
+    assert r.exit_code == 0, r.output
+    out = np.asarray(Image.open(tmp_path / "out" / "cel.protected.png")).astype(float)
+    change = out[:16] - img[:16]  # far from the stroke: all fill
+    luma = change @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.abs(change).max() >= 1  # the fill does change...
+    assert np.abs(luma).max() <= 0.75  # ...in colour: its lightness moves by 8-bit rounding at most
