@@ -393,6 +393,19 @@ def test_a_planted_checkpoint_is_never_run(tmp_path):
     assert len(losses) == cfg.steps and any("ignoring checkpoint" in m for m in seen)
 
 
+class _Counting:
+    """A protection with a cache key that counts its calls (and inverts the image)."""
+
+    name, cache_key = "stub", "k1"
+
+    def __init__(self):
+        self.calls = 0
+
+    def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
+        self.calls += 1
+        return 255 - rgb
+
+
 def test_arms_draws_and_the_statistics_null(small_set, models_dir, tmp_path):
     """The evidence a sceptic asks for: several draws of each seeded arm, a same-PSNR noise arm paired with its
     cloak unit by unit, a JPEG arm, and a null that only moves the latents' per-channel statistics."""
@@ -410,6 +423,13 @@ def test_arms_draws_and_the_statistics_null(small_set, models_dir, tmp_path):
     assert torch.allclose(null[0].std((1, 2)), moved[0].std((1, 2)), atol=1e-4)
     assert torch.corrcoef(torch.stack([null[0].flatten(), clean[0].flatten()]))[0, 1] > 0.99
     run.run()
+    # a wrapping arm reads what it wraps through the run's cache (a cloak with a cache key: made once)
+    assert isinstance(run.versions[3].prot.inner, mimic.run._CachedInner)
+    stub = _Counting()
+    wrapped = mimic.run._CachedInner(run, stub, 1)
+    first = wrapped.protect(run.originals[0], run.keys[0])
+    assert np.array_equal(wrapped.protect(run.originals[0], run.keys[0]), first) and stub.calls == 1
+    assert (run.work / "cache" / "stub-k1-d1" / f"{run.keys[0]}.png").is_file()
     summary = _read(tmp_path / "o" / "summary.csv")
     style = {r["protection"]: r for r in summary if r["metric"] == "style"}
     assert set(style) == {"none", "random", "same-psnr:random", "jpeg75:random", "statnull:random"}

@@ -108,6 +108,21 @@ def _seeded(prot) -> bool:
 
 
 
+class _CachedInner:
+    """The protection that a same-PSNR / JPEG arm wraps, read through the run's cache of its own arm (the same
+    file, key and draw): otherwise every wrapping arm would cloak every image again, minutes each, for the same
+    pixels (a cloak is deterministic for its seed). Everything but ``protect`` is the wrapped protection's."""
+
+    def __init__(self, run: MimicRun, inner, draw: int):
+        self._run, self._inner, self._draw = run, inner, draw
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    def protect(self, rgb: np.ndarray, key: str) -> np.ndarray:
+        return self._run._cached(self._inner, self._draw, rgb, key)
+
+
 class MimicRun:
     """Loads the encoders once and runs a :class:`MimicConfig` (see the module doc)."""
 
@@ -142,6 +157,8 @@ class MimicRun:
             draws = c.draws if _seeded(first) else 1
             for k in range(draws):
                 prot = first if k == 0 else make_protection(name, ctx(k))
+                if getattr(prot, "inner", None) is not None:
+                    prot.inner = _CachedInner(self, prot.inner, k)
                 label = ("statnull:" if null else "") + name + (f"#{k}" if draws > 1 else "")
                 self.versions.append(Version(label, prot, k, null))
         self.protections = self.versions  # what the report iterates over, in order
@@ -173,11 +190,14 @@ class MimicRun:
 
     def protected(self, version: Version, k: int) -> np.ndarray:
         """Protected pixels of image ``k`` (cached as PNG under WORK/cache, like ``bench run``'s cache)."""
-        rgb, key = self.originals[k], self.keys[k]
-        prot = version.prot
+        return self._cached(version.prot, version.draw, self.originals[k], self.keys[k])
+
+    def _cached(self, prot, draw: int, rgb: np.ndarray, key: str) -> np.ndarray:
+        """``prot``'s output for one image (``H×W×3`` uint8, the original's size), read from or written to
+        WORK/cache/<protection>-<its key>-d<draw>/<image key>.png (no cache for a protection without a key)."""
         path = None
         if prot.cache_key is not None:
-            path = self.work / "cache" / f"{_safe(prot.name)}-{prot.cache_key}-d{version.draw}" / f"{key}.png"
+            path = self.work / "cache" / f"{_safe(prot.name)}-{prot.cache_key}-d{draw}" / f"{key}.png"
             if path.is_file():
                 try:
                     cached = read_image(path).rgb
