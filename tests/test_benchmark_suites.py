@@ -68,6 +68,24 @@ def test_amortised_training_takes_a_step_on_64px_crops(tmp_path, models_dir, pai
     assert (tmp_path / "train.log").read_text().splitlines()[1].startswith("1\t")  # one step logged
 
 
+def test_figures_cost_times_the_parts_and_compares_quick_on_a_64px_image(tmp_path, tiny_painting):
+    """Both parts on one 64 px crop, one repeat: every pass is named by its image, the views after the figures
+    and the second cloak's clean passes come from what the figures kept, and quick passes 6 images to full's 8
+    with the same words."""
+    where = ("--out", str(tmp_path / "out"), "--scratch", str(tmp_path / "scratch"))
+    run("figures_cost/cost.py", "--part", "breakdown", "--breakdown-images", str(tiny_painting), "--repeats", "1",
+        *where, timeout=300)
+    run("figures_cost/cost.py", "--part", "quick", "--images", str(tiny_painting), *where, timeout=300)
+    by = {r["setting"]: r for r in rows(tmp_path / "out" / "breakdown.jsonl")}
+    passes = {s: sum(v["n"] for k, v in r["parts"].items() if k.startswith("encoder")) for s, r in by.items()}
+    assert passes == {"full": 8, "views_fresh": 2, "views_memo": 0, "cached_second": 6, "quick": 6}
+    assert not any("other image" in k for r in by.values() for k in r["parts"])
+    (row,) = rows(tmp_path / "out" / "quick.jsonl")
+    assert (row["full"]["passes"], row["quick"]["passes"]) == (8, 6) and row["quick"]["words"] == row["full"]["words"]
+    text = (tmp_path / "out" / "RESULTS.md").read_text()
+    assert text.count("<!-- generated:") == 5 and "| **total** |" in text and "Quick says the same words" in text
+
+
 @pytest.mark.parametrize("rel", ["cloak_search/search.py", "adaptive/adaptive.py"])
 def test_results_tables_come_from_the_committed_rows(rel):
     """``--report`` rebuilds every generated table of the suite's RESULTS.md from its rows: unchanged bytes."""
