@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from . import generator
 from .attack import OPTIMIZERS, REFERENCES, SCHEDULES
 from .budget import budget_map, masked_budget
 from .device import resolve_device, resolve_precision
@@ -150,8 +151,9 @@ class ProtectConfig:
             ``transformed`` (the view of the untouched image under the same transform: how a purified cloak is
             judged, against the equally purified original; one more forward pass per transformed step).
         start: where the attack starts: ``random`` (uniform noise in the budget, PGD's start), ``zero``,
-            ``learned`` (the pattern shipped for this encoder and objective, :mod:`glazeish.warmstart`) or the
-            path of a pattern PNG (fingerprinted by its bytes).
+            ``learned`` (the pattern shipped for this encoder and objective, :mod:`glazeish.warmstart`),
+            ``network`` (the image-conditioned generator shipped for them, :mod:`glazeish.generator`; with
+            ``steps=0`` it alone is the cloak) or the path of a pattern PNG (fingerprinted by its bytes).
         tile, overlap: images larger than ``tile`` px are cloaked in overlapping tiles (flat memory).
     """
 
@@ -225,13 +227,17 @@ class ProtectConfig:
             raise ValueError(f"transform order must be random or cycle, not {self.transform_order!r}")
         if self.eot_reference not in REFERENCES:
             raise ValueError(f"EOT reference must be {' or '.join(REFERENCES)}, not {self.eot_reference!r}")
-        if self.start not in ("random", "zero", "learned") and not Path(self.start).is_file():
-            raise ValueError(f"start must be random, zero, learned or a pattern PNG, not {self.start!r}")
-        if self.start not in ("random", "zero", "learned"):
+        named = ("random", "zero", "learned", generator.NETWORK)
+        if self.start not in named and not Path(self.start).is_file():
+            raise ValueError(f"start must be random, zero, learned, network or a pattern PNG, not {self.start!r}")
+        if self.start not in named:
             open_pattern(self.start).close()  # its size, before any work (ValueError if too large)
-        if self.start == "learned" and not shipped_path(self.encoder, self.objective).exists():
+        if self.start in ("learned", generator.NETWORK):
             for name, _ in parse_ensemble(self.encoder):  # an unknown encoder is said as such, not as no start
                 ENCODERS[name]
+        if self.start == generator.NETWORK:  # shipped for the pair, and undamaged (sha256): before any work
+            generator.verify_shipped(self.encoder, self.objective)
+        if self.start == "learned" and not shipped_path(self.encoder, self.objective).exists():
             raise ValueError(f"no learned start for encoder {self.encoder!r} with objective {self.objective!r} "
                              f"(shipped: {', '.join(available()) or 'none'}); use start random, or train one with "
                              "benchmarks/amortised/train.py")
@@ -283,12 +289,14 @@ class ProtectConfig:
 
     def fingerprint(self) -> dict:
         """Every field that decides the cloak, resolved (the target pattern and a start pattern by their bytes'
-        sha256: a ``learned`` start is the file shipped with this version)."""
+        sha256: a ``learned`` or ``network`` start is the file shipped with this version)."""
         fp = fingerprint_of(self.resolved())
         if fp.get("target"):
             fp["target"] = _file_digest(fp["target"])
         if fp.get("start") == "learned":
             fp["start"] = "learned:" + _file_digest(shipped_path(self.encoder, self.objective))
+        elif fp.get("start") == generator.NETWORK:
+            fp["start"] = "network:" + _file_digest(generator.shipped_path(self.encoder, self.objective))
         elif fp.get("start") not in ("random", "zero"):
             fp["start"] = _file_digest(fp["start"])
         return fp

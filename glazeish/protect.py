@@ -17,11 +17,11 @@ from .attack import PGD, StepCallback
 from .config import PRESETS, ProtectConfig  # noqa: F401  (PRESETS re-exported: the presets live with the config)
 from .device import release_freed_memory, resolve_device, resolve_precision
 from .encoders import Ensemble, load_encoders
+from .generator import make_start
 from .imageio import Artwork, pad_to_multiple, read_image, to_uint8
 from .objectives import make_objective
 from .tiling import Tile, cloak_tiled, plan_tiles
 from .transforms import make_transforms
-from .warmstart import resolve_start
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Protector:
         target = read_image(self.config.target).tensor()[0] if self.config.target else None
         self.objective = make_objective(self.config.objective, target)
         self.transforms = make_transforms(self.config.robust, self.ensemble, self.precision) if self.config.robust else []
-        self.start = resolve_start(self.config.start, self.config.encoder, self.config.objective)
+        self.start = make_start(self.config.start, self.config.encoder, self.config.objective)
         self.attack()  # what PGD refuses (an objective that needs a decoder none of the models has): once, here
         self.load_seconds = time.perf_counter() - t0
 
@@ -126,7 +126,8 @@ class Protector:
             progress: StepCallback | None = None
             if callback is not None:
                 progress = lambda i, n, loss: callback(Step(i, n, index + 1, n_tiles, loss))  # noqa: E731
-            start = None if self.start is None else self.start.field(tile.h, tile.w, tile.top, tile.left)
+            # a network's start looks at the tile's clean pixels (earlier tiles' cloaks are only context)
+            start = None if self.start is None else self.start.start_for(tile.slice(xp), tile.top, tile.left)
             return self.attack(progress, seed=seed + 1009 * index, origin=(tile.top, tile.left))(xs, es, start)
 
         out = cloak_tiled(attack_tile, xp, eps_map, self.eps, self._tile(), c.overlap, self.ensemble.multiple)

@@ -76,6 +76,11 @@ class StartPattern:
         cols = (torch.arange(width) + left) % pw
         return self.pattern.float()[:, rows][:, :, cols].unsqueeze(0)
 
+    def start_for(self, x: torch.Tensor, top: int = 0, left: int = 0) -> torch.Tensor:
+        """The start of the window ``x`` (``B×3×h×w``) at (``top``, ``left``) of the image: the pattern's
+        :meth:`field` there (whatever the pixels; :class:`glazeish.generator.StartNetwork` looks at them)."""
+        return self.field(*x.shape[-2:], top, left)
+
     def save(self, path: str | Path, note: dict | None = None) -> None:
         """Write the pattern as an 8-bit RGB PNG (and ``note`` as JSON next to it, ``.json``)."""
         path = Path(path)

@@ -1,4 +1,5 @@
-"""Train the learned start (glazeish.warmstart) for one encoder and objective, on CPU, once.
+"""Train the learned start (glazeish.warmstart) or the generator start (glazeish.generator, ``--network``) for
+one encoder and objective, on CPU, once.
 
 Training data: the *train split* of the shared images (within each kind, sorted by name, the even positions:
 paintings 0,2,..,10, flat 0,2,4, line 0,2) plus procedurally drawn art (flat-colour shapes with ink outlines,
@@ -7,10 +8,14 @@ held-out split that `benchmarks/amortised/evaluate.py` scores on; nothing of the
 
     python benchmarks/amortised/train.py                                  # the shipped taef2 / mimic-away pattern
     python benchmarks/amortised/train.py --steps 20 --out /tmp/p.png      # a smoke run
+    python benchmarks/amortised/train.py --network    # the shipped taef2 / mimic-away generator (from the pattern)
     python benchmarks/amortised/train.py --report   # RESULTS.md's tables from the committed held-out rows
 
-Writes the pattern PNG and its JSON note (how it was trained) and `train.log` (one line per step) next to it
-unless `--log` says otherwise. `--report` trains nothing: it rewrites the generated tables of RESULTS.md from
+Writes the pattern PNG (or the generator's .safetensors) and its JSON note (how it was trained) and `train.log`
+(`train-network.log`; one line per step) next to this script unless `--log` says otherwise. The generator starts
+as the shipped pattern (its periodic code; the layer that adds the image's part zero) and is trained on the same
+batches, budget, objective and JPEG/identity steps; same command, same bytes (``torch.manual_seed`` and seeded
+crops, on one thread). `--report` trains nothing: it rewrites the generated tables of RESULTS.md from
 the held-out rows beside it (``heldout.jsonl``, ``heldout-paintings-pattern.jsonl``, which
 ``benchmarks/cloak_search/search.py`` measured; the commands are in RESULTS.md).
 """
@@ -25,6 +30,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +43,9 @@ from glazeish.device import cpu_name, resolve_precision
 from glazeish.encoders import load_encoders
 from glazeish.objectives import make_objective
 from glazeish.transforms import make_transforms
-from glazeish.warmstart import fit_pattern, shipped_path
+from glazeish.generator import Generator, fit_generator
+from glazeish.generator import shipped_path as network_path
+from glazeish.warmstart import StartPattern, fit_pattern, shipped_path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -108,6 +116,10 @@ def crops(images: list[np.ndarray], crop: int, batch: int, steps: int, seed: int
 # RESULTS.md's tables, from the held-out rows
 
 
+#: the generator's Adam steps: ~40 min on one thread of the 2-core EPYC (bf16), like the pattern's 400 on the Xeon
+NETWORK_STEPS = 600
+
+
 #: a candidate's label in the held-out table: (on its first row, on the others)
 LABELS = {"default": ("default (8 steps)", "default"), "learned-s4": ("**fast** = learned-s4", "fast"),
           "learned-s0": ("learned-s0 (the pattern alone)", "learned-s0")}
@@ -174,10 +186,42 @@ def pattern_table(pattern: list[dict], heldout: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _time_share(sel: list[dict], base: list[dict]) -> str:
+    """The candidate's cloak seconds over the baseline's on the same images (same run: images the outer loop)."""
+    secs = {r["image"]: r["seconds"] for r in base}
+    return f"{sum(r['seconds'] for r in sel) / sum(secs[r['image']] for r in sel):.2f}"
+
+
+def network_table(rows: list[dict], cands: list[str], baseline: str = "default") -> str:
+    """Mean (min–max) per candidate and kind of rows measured through ``assess`` (``grain`` = the high-pass RMS
+    change on flat fills, in levels); ``÷ default's``: the mean gap, and the cloak seconds, over the baseline's."""
+    lines = ["mean (min–max) per kind; `seconds ÷ default's`: the cloak's seconds over the default's on the same "
+             "images, in the same run", "",
+             "| candidate | kind | n | PSNR | grain | view PSNR | gap | gap ÷ default's | JPEG view PSNR | JPEG gap "
+             "| transfer | seconds ÷ default's |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cands:
+        for kind in KINDS:
+            sel = [r for r in rows if r["candidate"] == c and r["kind"] == kind]
+            base = [r for r in rows if r["candidate"] == baseline and r["kind"] == kind]
+            if not sel:
+                continue
+            psnr = _stats(sel, "psnr")
+            if _mean(sel, "psnr") < PSNR_TARGET:
+                head, rest = psnr.split(" ", 1)
+                psnr = f"**{head}** {rest}"
+            grain = [r["grain"] for r in sel if r["grain"] is not None]
+            lines.append(f"| {c} | {kind} | {len(sel)} | {psnr} | {statistics.mean(grain) if grain else 0:.2f} | "
+                         f"{_stats(sel, 'view_psnr')} | {_stats(sel, 'gap')} | {_share(sel, base)} | "
+                         f"{_stats(sel, 'jpeg_view_psnr')} | {_mean(sel, 'jpeg_gap'):.2f} | {_mean(sel, 'transfer'):.2f} "
+                         f"| {_time_share(sel, base)} |")
+    return "\n".join(lines)
+
+
 def tables(folder: Path = HERE) -> dict:
     """The generated tables of RESULTS.md by name; their arguments are files of ``folder`` and candidates."""
     return {"heldout": lambda file, cands: heldout_table(read_rows(folder / file), cands.split(",")),
-            "pattern": lambda file, heldout: pattern_table(read_rows(folder / file), read_rows(folder / heldout))}
+            "pattern": lambda file, heldout: pattern_table(read_rows(folder / file), read_rows(folder / heldout)),
+            "network": lambda file, cands: network_table(read_rows(folder / file), cands.split(","))}
 
 
 def report(folder: Path = HERE) -> str:
@@ -185,15 +229,23 @@ def report(folder: Path = HERE) -> str:
     return regenerate((folder / "RESULTS.md").read_text(), tables(folder))
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoder", default="taef2")
     ap.add_argument("--intensity", default="default", help="the preset whose objective, budget and EOT it learns")
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--network", action="store_true",
+                    help="train the image-conditioned generator (glazeish.generator) instead of the pattern")
+    ap.add_argument("--steps", type=int, default=None, help="Adam steps (default: 400 for the pattern, "
+                    f"{NETWORK_STEPS} for the generator)")
     ap.add_argument("--batch", type=int, default=6)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--period", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--lr", type=float, default=None, help="Adam's rate (default: 0.05 for the pattern, "
+                    "0.002 for the generator's convolutions)")
+    ap.add_argument("--code-lr", type=float, default=0.02, help="with --network: Adam's rate for its periodic code")
+    ap.add_argument("--widths", default="16,32,48,64", help="with --network: channels at 1, 1/2, 1/4, 1/8 resolution")
+    ap.add_argument("--loss", choices=("log", "plain"), default="log",
+                    help="with --network: minimise -log(distance) per image (log) or the objective's mean (plain)")
     ap.add_argument("--procedural", type=int, default=12, help="procedurally drawn images added to the train split")
     ap.add_argument("--kinds", default=",".join(KINDS), help="the kinds of shared images whose train split it uses")
     ap.add_argument("--seed", type=int, default=0)
@@ -201,29 +253,66 @@ def main(argv: list[str] | None = None) -> None:
                     help="the first pattern (zero: the shipped one; the JPEG steps give it a gradient)")
     ap.add_argument("--models-dir", default=str(MODELS))
     ap.add_argument("--precision", default="auto")
-    ap.add_argument("--out", default=None, help="pattern PNG (default: the shipped one for encoder + objective)")
-    ap.add_argument("--log", default=None, help="per-step log (default: train.log next to this script)")
+    ap.add_argument("--out", default=None, help="pattern PNG or generator .safetensors (default: the shipped one "
+                    "for encoder + objective)")
+    ap.add_argument("--log", default=None, help="per-step log (default: train.log, or train-network.log with "
+                    "--network, next to this script)")
     ap.add_argument("--report", action="store_true",
                     help="rewrite the generated tables of RESULTS.md from the committed rows instead of training")
     args = ap.parse_args(argv)
+    args.kinds = [k for k in args.kinds.split(",") if k]
+    if not args.kinds or set(args.kinds) - set(KINDS):
+        ap.error(f"--kinds takes a comma-separated list of {', '.join(KINDS)}")
+    if args.steps is None:
+        args.steps = NETWORK_STEPS if args.network else 400
+    if args.lr is None:
+        args.lr = 0.002 if args.network else 0.05
+    return args
+
+
+def train_pattern(args, cfg: ProtectConfig, ens, batches, note, precision: str) -> tuple[Path, Callable[[dict], None]]:
+    """Fit the pattern; returns where it goes and how to write it with its note."""
+    transforms = make_transforms(cfg.robust, ens) if cfg.robust else []
+    pattern = fit_pattern(ens, make_objective(cfg.objective), batches, cfg, period=args.period, lr=args.lr,
+                          transforms=transforms, precision=precision, seed=args.seed, init=args.init, log=note)
+    out = Path(args.out) if args.out else shipped_path(args.encoder, cfg.objective)
+    return out, lambda meta: pattern.save(out, note={**meta, "period": args.period, "init": args.init})
+
+
+def train_network(args, cfg: ProtectConfig, ens, batches, note, precision: str) -> tuple[Path, Callable[[dict], None]]:
+    """Fit the generator, starting from the shipped pattern of (encoder, objective) (its code; the rest learns
+    what each image changes of it); returns where it goes and how to write it with its note."""
+    transforms = make_transforms(cfg.robust, ens) if cfg.robust else []
+    init = shipped_path(args.encoder, cfg.objective)
+    torch.manual_seed(args.seed)  # the convolutions' initial weights
+    net = Generator.from_pattern(StartPattern.load(init), widths=[int(w) for w in args.widths.split(",")])
+    fit_generator(net, ens, make_objective(cfg.objective), batches, cfg, lr=args.lr, code_lr=args.code_lr,
+                  transforms=transforms, precision=precision, seed=args.seed, log_distance=args.loss == "log",
+                  log=note)
+    out = Path(args.out) if args.out else network_path(args.encoder, cfg.objective)
+    params = sum(p.numel() for p in net.parameters())
+
+    def save(meta: dict) -> None:
+        sha = net.save(out, note={**meta, "widths": list(net.widths), "period": net.period, "parameters": params,
+                                  "code_lr": args.code_lr, "loss": args.loss,
+                                  "init": f"the code from {init.parent.name}/{init.name}, the last layer zero"})
+        print(f"sha256 {sha}", file=sys.stderr)
+
+    return out, save
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     if args.report:
         (HERE / "RESULTS.md").write_text(report())
         return
-
     torch.manual_seed(args.seed)
     cfg = ProtectConfig(intensity=args.intensity, encoder=args.encoder)
-    out = Path(args.out) if args.out else shipped_path(args.encoder, cfg.objective)
-    log_path = Path(args.log) if args.log else Path(__file__).with_name("train.log")
-    device = torch.device("cpu")
-    precision = resolve_precision(args.precision, device)
-    ens = load_encoders(args.encoder, args.models_dir, device)
-    objective = make_objective(cfg.objective)
-    transforms = make_transforms(cfg.robust, ens) if cfg.robust else []
-
-    kinds = [k for k in args.kinds.split(",") if k]
-    if not kinds or set(kinds) - set(KINDS):
-        ap.error(f"--kinds takes a comma-separated list of {', '.join(KINDS)}")
-    train = [p for k in kinds for p in split(k, "train")]
+    default_log = "train-network.log" if args.network else "train.log"
+    log_path = Path(args.log) if args.log else Path(__file__).with_name(default_log)
+    precision = resolve_precision(args.precision, torch.device("cpu"))
+    ens = load_encoders(args.encoder, args.models_dir, torch.device("cpu"))
+    train = [p for k in args.kinds for p in split(k, "train")]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in train]
     images += [np.asarray(im) for im in procedural(args.procedural, 384, args.seed)]
     t0 = time.perf_counter()
@@ -241,15 +330,14 @@ def main(argv: list[str] | None = None) -> None:
                       file=sys.stderr)
 
         batches = crops(images, args.crop, args.batch, args.steps, args.seed)
-        pattern = fit_pattern(ens, objective, batches, cfg, period=args.period, lr=args.lr, transforms=transforms,
-                              precision=precision, seed=args.seed, init=args.init, log=note)
+        out, save = (train_network if args.network else train_pattern)(args, cfg, ens, batches, note, precision)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pattern.save(out, note={
+    save({
         "encoder": args.encoder, "objective": cfg.objective, "intensity": args.intensity,
         "budget": {"eps_levels": cfg.eps_levels, "cap": cfg.budget_cap, "floor": cfg.budget_floor,
                    "rms_levels": cfg.rms_levels}, "robust": cfg.robust,
-        "period": args.period, "steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr,
-        "seed": args.seed, "init": args.init, "precision": precision, "procedural_images": args.procedural,
+        "steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr,
+        "seed": args.seed, "precision": precision, "procedural_images": args.procedural,
         "train_images": [f"{p.parent.name}/{p.name}" for p in train],
         "heldout_images": [f"{k}/{p.name}" for k in KINDS for p in split(k, "heldout")],
         "loss_first_25": float(np.mean(losses[:25])), "loss_last_25": float(np.mean(losses[-25:])),
@@ -257,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.python_version()}",
         "command": "python benchmarks/amortised/train.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     })
-    print(f"wrote {out} ({math.prod(pattern.pattern.shape)} values) and {log_path}", file=sys.stderr)
+    print(f"wrote {out} and {log_path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
