@@ -134,6 +134,12 @@ CANDIDATES: dict[str, dict] = {
     "random-s6": {"library": True, "steps": 6},
     "random-s2": {"library": True, "steps": 2},
     "random-s3": {"library": True, "steps": 3},
+    # --- issue 31: the default from the image-conditioned generator (glazeish.generator): alone, then 1-4 steps ---
+    "network-s0": {"library": True, "start": "network", "steps": 0},
+    "network-s1": {"library": True, "start": "network", "steps": 1},
+    "network-s2": {"library": True, "start": "network", "steps": 2},
+    "network-s3": {"library": True, "start": "network", "steps": 3},
+    "network-s4": {"library": True, "start": "network", "steps": 4},
     # a pattern trained on the paintings of the train split only (benchmarks/amortised/train.py --kinds paintings
     # --procedural 0 --out benchmarks/_scratch/amortised/paintings.png): is the start what paintings lack?
     "paintings-pattern-s0": {"library": True, "start": str(ROOT / "benchmarks/_scratch/amortised/paintings.png"),
