@@ -186,3 +186,20 @@ def test_cat_survival_per_kind():
             ("paintings", "flat", "line")}
     assert (f"default keeps {kept['paintings']} % of its advantage on paintings, {kept['flat']} % on flat colour and "
             f"{kept['line']} % on line art ({len(rows)} crops;") in README
+
+
+def test_fill_chroma_on_whole_drawings():
+    """The README's --fill-chroma figures: means over the whole line (and flat) drawings of fullsize.jsonl."""
+    rows = jsonl("adaptive/fullsize.jsonl")
+
+    def mean(cand: str, kind: str, key: str) -> float:
+        return statistics.mean(r[key] for r in rows if r["candidate"] == cand and r["kind"] == kind)
+
+    lines = len({r["image"] for r in rows if r["kind"] == "line"})
+    assert (f"On the {['', 'one', 'two', 'three', 'four'][lines]} line drawings at full size it keeps a gap of "
+            f"{mean('chroma', 'line', 'gap'):.1f} dB (default {mean('default', 'line', 'gap'):.1f}) with a quarter of "
+            f"the lightness grain ({mean('chroma', 'line', 'grain_luma'):.2f}/255 instead of "
+            f"{mean('default', 'line', 'grain_luma'):.2f})") in README
+    assert (f"it loses over a third of the gap ({mean('chroma', 'flat', 'gap'):.1f} dB instead of "
+            f"{mean('default', 'flat', 'gap'):.1f})") in README
+    assert mean("chroma", "line", "grain_luma") < mean("default", "line", "grain_luma") / 3.5
