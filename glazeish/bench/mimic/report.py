@@ -163,7 +163,8 @@ def _markdown(out: Path, c: MimicConfig, n_images: int, rows: list[dict], summar
              f"(protect seeds from {c.protect_seed}), {c.samples} samples per seed ({c.sample_steps} Euler steps), "
              f"{c.n_ref} real reference crops, {c.bootstrap} bootstrap draws.",
              "", "Distances to real crops of the clean paintings (lower = closer to the artist's style); "
-             "95% bootstrap intervals over units (protection draw × training seed) and samples. *vs clean* = "
+             "95% bootstrap intervals over units (protection draw × training seed, each unit drawn with all its "
+             "samples; computed from `units.jsonl`). *vs clean* = "
              "distance / distance of the clean-trained model of the same seed (> 1: the protection degraded "
              "what the model learned); *vs same-PSNR noise* = distance / distance of the model trained on "
              "noise with the protection's own MSE, same draw and seed (> 1: more than any change of that size).",
