@@ -85,3 +85,20 @@ def test_amortised_tables_come_from_the_heldout_rows():
     assert results.read_text().count("<!-- generated:") == 2
     assert m.report() == results.read_text()
     assert "python benchmarks/amortised/train.py --report" in m.__doc__
+
+
+def test_mimic_summary_comes_from_its_rows(tmp_path):
+    """``glazeish bench mimic --report --out benchmarks/mimic`` rebuilds ``summary.csv``, ``results.md`` and the
+    generated block of RESULTS.md from the committed rows (``units.jsonl``, ``results.csv``, ``config.json``)
+    alone: unchanged bytes. The rows stay small (no tensors)."""
+    from glazeish.bench.mimic import report_from_rows
+
+    here = BENCH / "mimic"
+    for name in ("config.json", "units.jsonl", "results.csv", "RESULTS.md"):
+        (tmp_path / name).write_bytes((here / name).read_bytes())
+    report_from_rows(tmp_path)
+    for name in ("summary.csv", "results.md", "RESULTS.md"):
+        assert (tmp_path / name).read_bytes() == (here / name).read_bytes(), name
+    assert (here / "RESULTS.md").read_text().count("<!-- generated: results.md -->") == 1
+    assert "glazeish bench mimic --report --out benchmarks/mimic" in (here / "RESULTS.md").read_text()
+    assert (here / "units.jsonl").stat().st_size < 400_000
