@@ -203,3 +203,20 @@ def test_fill_chroma_on_whole_drawings():
     assert (f"it loses over a third of the gap ({mean('chroma', 'flat', 'gap'):.1f} dB instead of "
             f"{mean('default', 'flat', 'gap'):.1f})") in README
     assert mean("chroma", "line", "grain_luma") < mean("default", "line", "grain_luma") / 3.5
+
+
+def test_mimicry_training_figures():
+    """The README's mimicry figures: the style distance of each arm's samples ÷ the clean-trained model's, with the
+    95 % bootstrap interval over units, from benchmarks/mimic/summary.csv (which tests/test_benchmark_reports.py
+    recomputes from the run's per-unit rows)."""
+    with rows_file("mimic/summary.csv").open(newline="") as f:
+        style = {r["protection"]: r for r in csv.DictReader(f) if r["metric"] == "style"}
+
+    def ratio(arm: str, interval: bool = True) -> str:
+        r = style[f"{arm}glazeish-default"]
+        ci = f" [{float(r['ratio_lo']):.2f}, {float(r['ratio_hi']):.2f}]" if interval else ""
+        return f"{float(r['ratio']):.2f}×{ci}"
+
+    assert f"models trained on default-cloaked paintings land {ratio('')} as far from the artist's style" in README
+    assert f"versus {ratio('same-psnr:')} for same-PSNR noise, and {ratio('jpeg75:', False)} after a JPEG" in README
+    assert f"to the cloak's already gives {ratio('statnull:')}, and the samples look much alike" in README
