@@ -30,7 +30,7 @@ def __getattr__(name: str) -> Any:
     imported when first asked for; kept in the package's namespace afterwards, so it is looked up once."""
     if name in _HOMES:
         value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:
+    elif name.isidentifier() and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         value = importlib.import_module(f".{name}", __name__)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,8 +35,11 @@ def cache_file() -> Path:
 
 def source_digest() -> str:
     """sha256 of every module of the package, names and bytes: what the facts were gathered from."""
+    files = sorted(PACKAGE.rglob("*.py"))
+    if not files:  # imported from a zip or from bytecode alone: nothing to tell one version from another
+        raise OSError(f"{PACKAGE}: no source to digest")
     h = hashlib.sha256()
-    for f in sorted(PACKAGE.rglob("*.py")):
+    for f in files:
         data = f.read_bytes()
         h.update(f"{f.relative_to(PACKAGE).as_posix()}\0{len(data)}\0".encode())
         h.update(data)

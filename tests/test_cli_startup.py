@@ -96,6 +96,10 @@ def test_help_facts_are_the_registries_and_follow_the_source(tmp_path, monkeypat
     helpfacts.cache_file().write_text("{not json")
     assert helpfacts.help_facts() == facts
     assert json.loads(helpfacts.cache_file().read_text())["facts"] == facts
+    # no source to tell versions apart (a zip, bytecode only): gathered every time, never kept
+    helpfacts.cache_file().unlink()
+    monkeypatch.setattr(helpfacts, "PACKAGE", tmp_path / "no-source")
+    assert helpfacts.help_facts() == facts and not helpfacts.cache_file().exists()
 
 
 def test_bench_is_listed_without_importing_it_and_runs_as_before(tmp_path):
