@@ -102,3 +102,13 @@ def test_mimic_summary_comes_from_its_rows(tmp_path):
     assert (here / "RESULTS.md").read_text().count("<!-- generated: results.md -->") == 1
     assert "glazeish bench mimic --report --out benchmarks/mimic" in (here / "RESULTS.md").read_text()
     assert (here / "units.jsonl").stat().st_size < 400_000
+
+
+def test_figures_cost_tables_come_from_its_rows():
+    """``cost.py --report`` rebuilds the breakdown, the quick-vs-full tables and the verdict from
+    ``breakdown.jsonl`` and ``quick.jsonl`` (no model)."""
+    m = suite("figures_cost/cost.py")
+    results = BENCH / "figures_cost" / "RESULTS.md"
+    assert results.read_text().count("<!-- generated:") == 5
+    assert m.report() == results.read_text()
+    assert "python benchmarks/figures_cost/cost.py --report" in m.__doc__
