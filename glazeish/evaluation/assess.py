@@ -144,14 +144,10 @@ def assess(
     if budget < 0:
         raise ValueError(f"eps must be ≥ 0 (in 1/255 units), not {budget}")
 
-    quick = figures == "quick"
-    noise, uniform = baselines(original, cloaked, budget, seed, alpha, uniform=not quick)
-    versions = {"cloak": cloaked, "noise": noise, **({} if uniform is None else {"uniform": uniform})}
-    x = to_tensor(original).to(ev.device)
-    tensors = {k: to_tensor(a).to(ev.device) for k, a in versions.items()}
+    x, versions = _versions(original, cloaked, budget, seed, alpha, figures == "quick", ev.device)
     memo = None if cache is None else cache.setdefault("codes", {})  # the clean passes, for the next call
     cache = {} if cache is None else cache
-    before, after = _measure(ev, purifiers, x, tensors, alpha, cache, memo, _flips(tuple(flip), quick))
+    before, after = _measure(ev, purifiers, x, versions, alpha, cache, memo, _flips(tuple(flip), figures == "quick"))
     release_freed_memory()  # the model passes' working memory
     return Figures(
         width=int(original.shape[1]), height=int(original.shape[0]), eps_levels=budget, eps_inferred=inferred,
@@ -160,6 +156,15 @@ def assess(
         visible=1.0 if alpha is None else float((np.asarray(alpha) > 0).mean()),
         warnings=_pair_warnings(linf, budget, inferred), measured=ev.measured_share(*original.shape[:2]),
     )
+
+
+def _versions(original: np.ndarray, cloaked: np.ndarray, budget: float, seed: int, alpha: np.ndarray | None,
+              quick: bool, device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(the original, {"cloak", "noise"[, "uniform"]: version})`` as ``1×3×H×W`` float in [0, 1] on ``device``:
+    the cloak and its baselines (no uniform one in quick figures)."""
+    noise, uniform = baselines(original, cloaked, budget, seed, alpha, uniform=not quick)
+    versions = {"cloak": cloaked, "noise": noise, **({} if uniform is None else {"uniform": uniform})}
+    return to_tensor(original).to(device), {k: to_tensor(a).to(device) for k, a in versions.items()}
 
 
 def _flips(flip: tuple[str, ...], quick: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
