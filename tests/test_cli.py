@@ -287,3 +287,18 @@ def test_fill_chroma_changes_the_fills_colour_not_their_lightness(tmp_path, mode
     luma = change @ np.array([0.2126, 0.7152, 0.0722])
     assert np.abs(change).max() >= 1  # the fill does change...
     assert np.abs(luma).max() <= 0.75  # ...in colour: its lightness moves by 8-bit rounding at most
+
+
+def test_quick_figures_leave_out_the_uniform_baseline_and_say_the_same_words(small_painting, tmp_path, models_dir):
+    out = {}
+    for mode in ("full", "quick"):
+        r = run("protect", small_painting, "-o", tmp_path / mode, "--models", models_dir, "--steps", "1",
+                "--json", "--figures", mode, "--precision", "fp32")
+        assert r.exit_code == 0, r.output
+        out[mode] = json.loads(r.stdout.strip().splitlines()[-1])
+    full, quick = (out[m]["figures"] for m in ("full", "quick"))
+    assert quick["before"]["uniform"] is None and full["before"]["uniform"] is not None
+    assert quick["summary"]["view_gap"] == full["summary"]["view_gap"]
+    r = run("check", small_painting, tmp_path / "quick" / "painting.protected.png", "--models", models_dir,
+            "--figures", "most")
+    assert r.exit_code != 0 and "figures must be one of" in r.output
