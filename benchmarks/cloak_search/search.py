@@ -140,6 +140,8 @@ CANDIDATES: dict[str, dict] = {
     "network-s2": {"library": True, "start": "network", "steps": 2},
     "network-s3": {"library": True, "start": "network", "steps": 3},
     "network-s4": {"library": True, "start": "network", "steps": 4},
+    "network-s1-a4": {"library": True, "start": "network", "steps": 1, "alpha_levels": 4},
+    "network-s2-a4": {"library": True, "start": "network", "steps": 2, "alpha_levels": 4},
     # a pattern trained on the paintings of the train split only (benchmarks/amortised/train.py --kinds paintings
     # --procedural 0 --out benchmarks/_scratch/amortised/paintings.png): is the start what paintings lack?
     "paintings-pattern-s0": {"library": True, "start": str(ROOT / "benchmarks/_scratch/amortised/paintings.png"),
