@@ -128,7 +128,8 @@ class Generator(nn.Module):
         save_file(tensors, str(path), metadata={"generator": shape})
         digest = sha256_of(path)
         if note is not None:
-            path.with_suffix(".json").write_text(json.dumps({**note, "sha256": digest}, indent=1, sort_keys=True) + "\n")
+            text = json.dumps({**note, "sha256": digest}, indent=1, sort_keys=True)
+            path.with_suffix(".json").write_text(text + "\n")
         return digest
 
     @classmethod

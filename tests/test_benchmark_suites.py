@@ -68,6 +68,19 @@ def test_amortised_training_takes_a_step_on_64px_crops(tmp_path, models_dir, pai
     assert (tmp_path / "train.log").read_text().splitlines()[1].startswith("1\t")  # one step logged
 
 
+def test_amortised_network_training_takes_a_step_and_notes_its_sha256(tmp_path, models_dir):
+    run("amortised/train.py", "--network", "--steps", "1", "--batch", "1", "--crop", "64", "--procedural", "0",
+        "--models-dir", str(models_dir), "--out", str(tmp_path / "g.safetensors"), "--log", str(tmp_path / "n.log"))
+    from glazeish.generator import Generator
+    from glazeish.weights import sha256_of
+
+    note = json.loads((tmp_path / "g.json").read_text())
+    assert note["sha256"] == sha256_of(tmp_path / "g.safetensors")
+    assert note["command"].startswith("python benchmarks/amortised/train.py --network --steps 1")
+    assert Generator.load(tmp_path / "g.safetensors", note["sha256"]).period == 64
+    assert (tmp_path / "n.log").read_text().splitlines()[1].startswith("1\t")
+
+
 def test_figures_cost_times_the_parts_and_compares_quick_on_a_64px_image(tmp_path, tiny_painting):
     """Both parts on one 64 px crop, one repeat: every pass is named by its image, the views after the figures
     and the second cloak's clean passes come from what the figures kept, and quick passes 6 images to full's 8

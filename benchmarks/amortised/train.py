@@ -192,13 +192,14 @@ def _time_share(sel: list[dict], base: list[dict]) -> str:
     return f"{sum(r['seconds'] for r in sel) / sum(secs[r['image']] for r in sel):.2f}"
 
 
-def network_table(rows: list[dict], cands: list[str], baseline: str = "default") -> str:
+def network_table(rows: list[dict], cands: list[str], baseline: str = "default", timed: bool = True) -> str:
     """Mean (min–max) per candidate and kind of rows measured through ``assess`` (``grain`` = the high-pass RMS
-    change on flat fills, in levels); ``÷ default's``: the mean gap, and the cloak seconds, over the baseline's."""
-    lines = ["mean (min–max) per kind; `seconds ÷ default's`: the cloak's seconds over the default's on the same "
-             "images, in the same run", "",
-             "| candidate | kind | n | PSNR | grain | view PSNR | gap | gap ÷ default's | JPEG view PSNR | JPEG gap "
-             "| transfer | seconds ÷ default's |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    change on flat fills, in levels); ``÷ default's``: the mean gap, and (``timed``: candidates cloaked in the
+    baseline's run) the cloak seconds, over the baseline's."""
+    head = ("mean (min–max) per kind; `seconds ÷ default's`: the cloak's seconds over the default's on the same "
+            "images, in the same run") if timed else "mean (min–max) per kind"
+    lines = [head, "", "| candidate | kind | n | PSNR | grain | view PSNR | gap | gap ÷ default's | JPEG view PSNR | "
+             "JPEG gap | transfer |" + (" seconds ÷ default's |" if timed else ""), "|---" * (12 if timed else 11) + "|"]
     for c in cands:
         for kind in KINDS:
             sel = [r for r in rows if r["candidate"] == c and r["kind"] == kind]
@@ -209,11 +210,22 @@ def network_table(rows: list[dict], cands: list[str], baseline: str = "default")
             if _mean(sel, "psnr") < PSNR_TARGET:
                 head, rest = psnr.split(" ", 1)
                 psnr = f"**{head}** {rest}"
-            grain = [r["grain"] for r in sel if r["grain"] is not None]
-            lines.append(f"| {c} | {kind} | {len(sel)} | {psnr} | {statistics.mean(grain) if grain else 0:.2f} | "
+            grain = [r["grain"] for r in sel if r["grain"] is not None]  # None: no flat fill to show grain on
+            grain_text = f"{statistics.mean(grain):.2f}" if grain else "–"
+            lines.append(f"| {c} | {kind} | {len(sel)} | {psnr} | {grain_text} | "
                          f"{_stats(sel, 'view_psnr')} | {_stats(sel, 'gap')} | {_share(sel, base)} | "
-                         f"{_stats(sel, 'jpeg_view_psnr')} | {_mean(sel, 'jpeg_gap'):.2f} | {_mean(sel, 'transfer'):.2f} "
-                         f"| {_time_share(sel, base)} |")
+                         f"{_stats(sel, 'jpeg_view_psnr')} | {_mean(sel, 'jpeg_gap'):.2f} | "
+                         f"{_mean(sel, 'transfer'):.2f} |" + (f" {_time_share(sel, base)} |" if timed else ""))
+    return "\n".join(lines)
+
+
+def timing_table(rows: list[dict]) -> str:
+    """``search.py --timing`` rows: each candidate's median cloak seconds over interleaved rounds, and its ratio to
+    the first candidate's (the baseline) in the same run."""
+    lines = ["| candidate | image | rounds | median seconds | ÷ " + rows[0]["baseline"] + "'s |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['candidate']} | {r['image'][:5]}, {r['width']}×{r['height']} | {r['rounds']} | "
+                     f"{r['median']:.2f} | {r['ratio']:.3f} |")
     return "\n".join(lines)
 
 
@@ -221,7 +233,10 @@ def tables(folder: Path = HERE) -> dict:
     """The generated tables of RESULTS.md by name; their arguments are files of ``folder`` and candidates."""
     return {"heldout": lambda file, cands: heldout_table(read_rows(folder / file), cands.split(",")),
             "pattern": lambda file, heldout: pattern_table(read_rows(folder / file), read_rows(folder / heldout)),
-            "network": lambda file, cands: network_table(read_rows(folder / file), cands.split(","))}
+            "network": lambda file, cands: network_table(read_rows(folder / file), cands.split(",")),
+            "network-untimed": lambda file, cands: network_table(read_rows(folder / file), cands.split(","),
+                                                                 timed=False),
+            "timing": lambda file: timing_table(read_rows(folder / file))}
 
 
 def report(folder: Path = HERE) -> str:
