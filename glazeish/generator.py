@@ -16,8 +16,9 @@ zero *is* a pattern (``u = tanh(code)``): training starts from the shipped patte
 should change of it. A tile of a large image passes its ``top, left`` so that the code continues across tiles.
 
 Shipped generators are ``glazeish/assets/networks/<encoder>-<objective>.safetensors`` (no pickle), each with a
-JSON note saying what it was trained on and by which command (``benchmarks/amortised/train_network.py``); the
-file's sha256 is checked against :data:`SHIPPED` before it is used.
+JSON note saying what it was trained on and by which command (``benchmarks/amortised/train.py --network``); the
+file's sha256 is checked against :data:`SHIPPED` before it is used. Measured on the held-out images:
+``benchmarks/amortised/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def verify_shipped(encoder: str, objective: str) -> Path:
     name, path = f"{encoder}-{objective}", shipped_path(encoder, objective)
     if name not in SHIPPED or not path.is_file():
         raise ValueError(f"no network start for encoder {encoder!r} with objective {objective!r} (shipped: "
-                         f"{', '.join(available()) or 'none'}); train one with benchmarks/amortised/train_network.py")
+                         f"{', '.join(available()) or 'none'}); train one with benchmarks/amortised/train.py --network")
     return check_sha256(path, SHIPPED[name])
 
 
@@ -189,7 +190,7 @@ def load_shipped(encoder: str, objective: str) -> Generator:
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """One intra-op thread: the generator's kernels then give the same bits on any machine's thread count
-    (it is ~1/20 of an encoder's work, so one thread costs little)."""
+    (at 512² it takes ~0.25 s on one thread, a twelfth of one attack step, so one thread costs little)."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

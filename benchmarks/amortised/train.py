@@ -30,7 +30,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from glazeish import __version__
 from glazeish.config import ProtectConfig
 from glazeish.device import cpu_name, resolve_precision
-from glazeish.encoders import load_encoders
+from glazeish.encoders import Ensemble, load_encoders
 from glazeish.objectives import make_objective
 from glazeish.transforms import make_transforms
 from glazeish.generator import Generator, fit_generator
@@ -198,8 +198,10 @@ def network_table(rows: list[dict], cands: list[str], baseline: str = "default",
     baseline's run) the cloak seconds, over the baseline's."""
     head = ("mean (min–max) per kind; `seconds ÷ default's`: the cloak's seconds over the default's on the same "
             "images, in the same run") if timed else "mean (min–max) per kind"
-    lines = [head, "", "| candidate | kind | n | PSNR | grain | view PSNR | gap | gap ÷ default's | JPEG view PSNR | "
-             "JPEG gap | transfer |" + (" seconds ÷ default's |" if timed else ""), "|---" * (12 if timed else 11) + "|"]
+    columns = ("| candidate | kind | n | PSNR | grain | view PSNR | gap | gap ÷ default's | JPEG view PSNR | "
+               "JPEG gap | ")
+    lines = [head, "", columns + ("transfer | seconds ÷ default's |" if timed else "transfer |"),
+             "|---" * (12 if timed else 11) + "|"]
     for c in cands:
         for kind in KINDS:
             sel = [r for r in rows if r["candidate"] == c and r["kind"] == kind]
@@ -222,7 +224,7 @@ def network_table(rows: list[dict], cands: list[str], baseline: str = "default",
 def timing_table(rows: list[dict]) -> str:
     """``search.py --timing`` rows: each candidate's median cloak seconds over interleaved rounds, and its ratio to
     the first candidate's (the baseline) in the same run."""
-    lines = ["| candidate | image | rounds | median seconds | ÷ " + rows[0]["baseline"] + "'s |", "|---|---|---|---|---|"]
+    lines = [f"| candidate | image | rounds | median seconds | ÷ {rows[0]['baseline']}'s |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['candidate']} | {r['image'][:5]}, {r['width']}×{r['height']} | {r['rounds']} | "
                      f"{r['median']:.2f} | {r['ratio']:.3f} |")
@@ -285,7 +287,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def train_pattern(args, cfg: ProtectConfig, ens, batches, note, precision: str) -> tuple[Path, Callable[[dict], None]]:
+#: what a trainer returns: where its result goes, and how to write it there with a note (a dict)
+Trained = tuple[Path, Callable[[dict], None]]
+
+
+def train_pattern(args: argparse.Namespace, cfg: ProtectConfig, ens: Ensemble, batches: Iterator[torch.Tensor],
+                  note: Callable[[int, float], None], precision: str) -> Trained:
     """Fit the pattern; returns where it goes and how to write it with its note."""
     transforms = make_transforms(cfg.robust, ens) if cfg.robust else []
     pattern = fit_pattern(ens, make_objective(cfg.objective), batches, cfg, period=args.period, lr=args.lr,
@@ -294,7 +301,8 @@ def train_pattern(args, cfg: ProtectConfig, ens, batches, note, precision: str) 
     return out, lambda meta: pattern.save(out, note={**meta, "period": args.period, "init": args.init})
 
 
-def train_network(args, cfg: ProtectConfig, ens, batches, note, precision: str) -> tuple[Path, Callable[[dict], None]]:
+def train_network(args: argparse.Namespace, cfg: ProtectConfig, ens: Ensemble, batches: Iterator[torch.Tensor],
+                  note: Callable[[int, float], None], precision: str) -> Trained:
     """Fit the generator, starting from the shipped pattern of (encoder, objective) (its code; the rest learns
     what each image changes of it); returns where it goes and how to write it with its note."""
     transforms = make_transforms(cfg.robust, ens) if cfg.robust else []
