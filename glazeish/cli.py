@@ -244,7 +244,9 @@ class ProtectOptions:
     start = typer.Option(None, help="Where the optimisation starts: random (uniform noise in the "
                          "budget, as PGD does), zero, learned (a pattern trained offline for the "
                          "encoder and objective and shipped with glazeish, so that fewer steps reach "
-                         "the protection: the fast preset's) or a pattern PNG. Default: the preset's.")
+                         "the protection: the fast preset's), network (an image-conditioned generator whose "
+                         "weights train.py --network makes into the model folder; --steps 0 uses it alone) "
+                         "or a pattern PNG. Default: the preset's.")
     rms = typer.Option(None, help="Energy bound in 1/255 units: the change's RMS stays at most this "
                        "(a PSNR bound; 2.95 is about 38.7 dB). Default: the preset's ("
                        + ", ".join(f"{k}: {p.rms_levels or 'none'}" for k, p in HELP_PRESETS.items())

@@ -235,8 +235,8 @@ class ProtectConfig:
         if self.start in ("learned", generator.NETWORK):
             for name, _ in parse_ensemble(self.encoder):  # an unknown encoder is said as such, not as no start
                 ENCODERS[name]
-        if self.start == generator.NETWORK:  # shipped for the pair, and undamaged (sha256): before any work
-            generator.verify_shipped(self.encoder, self.objective)
+        if self.start == generator.NETWORK:  # known for the pair, present and undamaged (sha256): before any work
+            generator.verify_shipped(self.encoder, self.objective, self.models_dir)
         if self.start == "learned" and not shipped_path(self.encoder, self.objective).exists():
             raise ValueError(f"no learned start for encoder {self.encoder!r} with objective {self.objective!r} "
                              f"(shipped: {', '.join(available()) or 'none'}); use start random, or train one with "
@@ -296,7 +296,7 @@ class ProtectConfig:
         if fp.get("start") == "learned":
             fp["start"] = "learned:" + _file_digest(shipped_path(self.encoder, self.objective))
         elif fp.get("start") == generator.NETWORK:
-            fp["start"] = "network:" + _file_digest(generator.shipped_path(self.encoder, self.objective))
+            fp["start"] = "network:sha256:" + generator.SHIPPED[f"{self.encoder}-{self.objective}"]  # (checked)
         elif fp.get("start") not in ("random", "zero"):
             fp["start"] = _file_digest(fp["start"])
         return fp

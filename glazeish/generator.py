@@ -15,9 +15,11 @@ multiple of the encoders' grid); the code is also the logit its output adds to, 
 zero *is* a pattern (``u = tanh(code)``): training starts from the shipped pattern and learns what the image
 should change of it. A tile of a large image passes its ``top, left`` so that the code continues across tiles.
 
-Shipped generators are ``glazeish/assets/networks/<encoder>-<objective>.safetensors`` (no pickle), each with a
-JSON note saying what it was trained on and by which command (``benchmarks/amortised/train.py --network``); the
-file's sha256 is checked against :data:`SHIPPED` before it is used. Measured on the held-out images:
+A generator's weights are not part of the repository (no weight file is committed). They are looked for where the
+encoders' weights are (``--models``, ``$GLAZEISH_MODELS``, the cache: :func:`glazeish.weights.search_dirs`) as
+``glazeish-generator-<encoder>-<objective>.safetensors`` (no pickle), made by ``benchmarks/amortised/train.py
+--network --out <that folder>``; their sha256 is checked against :data:`SHIPPED` before use. The JSON note of
+what it was trained on, by which command, ships in ``glazeish/assets/networks/``. Measured on the held-out images:
 ``benchmarks/amortised/RESULTS.md``.
 """
 
@@ -41,10 +43,10 @@ from .errors import first_line
 from .imageio import pad_to_multiple
 from .objectives import Objective
 from .warmstart import Budgeted, StartPattern, resolve_start
-from .weights import WeightsError, sha256_of
+from .weights import WeightsError, search_dirs, sha256_of
 
-ASSETS = Path(__file__).resolve().parent / "assets" / "networks"
-#: the sha256 each shipped generator must have (the file changes only with a re-training, committed with it)
+ASSETS = Path(__file__).resolve().parent / "assets" / "networks"  # the notes (text), not the weights
+#: the sha256 each known generator's weights must have (the bytes train.py --network wrote; its note says how)
 SHIPPED: dict[str, str] = {
     "taef2-mimic-away": "d309cee18436e72ae7d9acb5fae02898e351f7c0d8c9e393b9e18c331291930d",
 }
@@ -151,22 +153,34 @@ class Generator(nn.Module):
         return g.eval().requires_grad_(False)
 
 
-def shipped_path(encoder: str, objective: str) -> Path:
-    return ASSETS / f"{encoder}-{objective}.safetensors"
+def file_name(encoder: str, objective: str) -> str:
+    """The weights' file name of the generator of (encoder, objective)."""
+    return f"glazeish-generator-{encoder}-{objective}.safetensors"
+
+
+def note_path(encoder: str, objective: str) -> Path:
+    """The shipped JSON note of the generator of (encoder, objective): what it was trained on and how."""
+    return ASSETS / f"{encoder}-{objective}.json"
 
 
 def available() -> list[str]:
-    """The shipped generators, as ``<encoder>-<objective>`` names."""
-    return sorted(p.stem for p in ASSETS.glob("*.safetensors"))
+    """The known generators (a pinned sha256 and a shipped note), as ``<encoder>-<objective>`` names."""
+    return sorted(SHIPPED)
 
 
-def verify_shipped(encoder: str, objective: str) -> Path:
-    """The shipped generator file of (encoder, objective), its sha256 checked against :data:`SHIPPED`: ValueError
-    if none ships for the pair, :class:`~glazeish.weights.WeightsError` (one line) if the file is damaged."""
-    name, path = f"{encoder}-{objective}", shipped_path(encoder, objective)
-    if name not in SHIPPED or not path.is_file():
-        raise ValueError(f"no network start for encoder {encoder!r} with objective {objective!r} (shipped: "
+def verify_shipped(encoder: str, objective: str, models_dir: str | Path | None = None) -> Path:
+    """The weights of the generator of (encoder, objective) from the model folders, their sha256 checked against
+    :data:`SHIPPED`: ValueError if none is known for the pair or its file is in none of the folders,
+    :class:`~glazeish.weights.WeightsError` (one line) if the file is damaged."""
+    name, file = f"{encoder}-{objective}", file_name(encoder, objective)
+    if name not in SHIPPED:
+        raise ValueError(f"no network start for encoder {encoder!r} with objective {objective!r} (known: "
                          f"{', '.join(available()) or 'none'}); train one with benchmarks/amortised/train.py --network")
+    dirs = search_dirs(models_dir)
+    path = next((d / file for d in dirs if (d / file).is_file()), None)
+    if path is None:
+        raise ValueError(f"the network start needs {file} in {', '.join(map(str, dirs))}; make it with "
+                         f"benchmarks/amortised/train.py --network --out <one of them>/{file}")
     return check_sha256(path, SHIPPED[name])
 
 
@@ -175,16 +189,16 @@ def check_sha256(path: Path, sha256: str) -> Path:
     try:
         digest = sha256_of(path)
     except OSError as e:
-        raise WeightsError(f"{path}: cannot read the generator ({e.strerror or e}); reinstall glazeish") from None
+        raise WeightsError(f"{path}: cannot read the generator ({e.strerror or e})") from None
     if digest != sha256:
         raise WeightsError(f"{path}: sha256 {digest[:16]}… does not match the expected {sha256[:16]}…; the file is "
-                           "damaged: reinstall glazeish (it ships with the package)")
+                           "damaged or from another training: make it again with benchmarks/amortised/train.py --network")
     return path
 
 
-def load_shipped(encoder: str, objective: str) -> Generator:
-    """The shipped generator of (encoder, objective), checked by :func:`verify_shipped`."""
-    return Generator.load(verify_shipped(encoder, objective))
+def load_shipped(encoder: str, objective: str, models_dir: str | Path | None = None) -> Generator:
+    """The generator of (encoder, objective) from the model folders, checked by :func:`verify_shipped`."""
+    return Generator.load(verify_shipped(encoder, objective, models_dir))
 
 
 @contextlib.contextmanager
@@ -214,11 +228,12 @@ class StartNetwork:
             return g(x.detach().float(), top, left)
 
 
-def make_start(start: str, encoder: str, objective: str) -> StartNetwork | StartPattern | None:
-    """What a :class:`~glazeish.config.ProtectConfig` ``start`` names: the shipped generator for ``network``,
-    else :func:`glazeish.warmstart.resolve_start`'s pattern (or None for random/zero)."""
+def make_start(start: str, encoder: str, objective: str,
+               models_dir: str | Path | None = None) -> StartNetwork | StartPattern | None:
+    """What a :class:`~glazeish.config.ProtectConfig` ``start`` names: the generator for ``network`` (from the model
+    folders), else :func:`glazeish.warmstart.resolve_start`'s pattern (or None for random/zero)."""
     if start == NETWORK:
-        return StartNetwork(load_shipped(encoder, objective))
+        return StartNetwork(load_shipped(encoder, objective, models_dir))
     return resolve_start(start, encoder, objective)
 
 

@@ -76,7 +76,7 @@ class Protector:
         target = read_image(self.config.target).tensor()[0] if self.config.target else None
         self.objective = make_objective(self.config.objective, target)
         self.transforms = make_transforms(self.config.robust, self.ensemble, self.precision) if self.config.robust else []
-        self.start = make_start(self.config.start, self.config.encoder, self.config.objective)
+        self.start = make_start(self.config.start, self.config.encoder, self.config.objective, self.config.models_dir)
         self.attack()  # what PGD refuses (an objective that needs a decoder none of the models has): once, here
         self.load_seconds = time.perf_counter() - t0
 

@@ -3,6 +3,8 @@ determinism, the attack's first iterate within the budget, the config's checks."
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -28,6 +30,20 @@ def _generator(seed: int = 0, period: int = 16) -> Generator:
         for p in (g.code, g.out.weight, g.out.bias):
             p.normal_(0, 0.5)
     return g.eval().requires_grad_(False)
+
+
+@pytest.fixture
+def network_models(tmp_path, models_dir, monkeypatch) -> str:
+    """A model folder holding the real weights and a generator for taef2/mimic-away, its sha256 pinned as the
+    known one (generator weights are never committed: a user makes them with train.py --network)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for f in models_dir.glob("taef2_*.pth"):
+        (folder / f.name).symlink_to(f)
+    g = _generator(period=64)
+    sha = g.save(folder / gen.file_name("taef2", "mimic-away"))
+    monkeypatch.setitem(gen.SHIPPED, "taef2-mimic-away", sha)
+    return str(folder)
 
 
 @pytest.mark.parametrize("size", [(64, 64), (72, 40), (37, 100), (8, 8)])
@@ -116,32 +132,38 @@ def test_first_iterate_is_within_the_budget():
     assert (d.square().flatten(1).mean(1).sqrt() <= budget.rms + 1e-6).all()
 
 
-def test_config_refuses_what_it_cannot_use_before_any_work(monkeypatch):
+def test_config_refuses_what_it_cannot_use_before_any_work(network_models, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="start must be random, zero, learned, network"):
         ProtectConfig(start="netwrok")
     with pytest.raises(ValueError, match="no network start for encoder 'taesana'"):
         ProtectConfig(start="network", encoder="taesana", objective="texture")
     with pytest.raises(ValueError, match="unknown encoder 'nosuch'"):  # said as such, not as no network
         ProtectConfig(start="network", encoder="nosuch")
-    assert ProtectConfig(start="network").fingerprint()["start"].startswith("network:sha256:")
-    monkeypatch.setitem(gen.SHIPPED, "taef2-mimic-away", "0" * 64)  # as if the shipped file were damaged
+    monkeypatch.delenv("GLAZEISH_MODELS", raising=False)
+    monkeypatch.setenv("GLAZEISH_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ValueError, match="the network start needs glazeish-generator-taef2-mimic-away.safetensors") as e:
+        ProtectConfig(start="network")  # a model folder without the weights: said, with how to make them
+    assert len(str(e.value).splitlines()) == 1
+    fp = ProtectConfig(start="network", models_dir=network_models).fingerprint()["start"]
+    assert fp == "network:sha256:" + gen.SHIPPED["taef2-mimic-away"]
+    monkeypatch.setitem(gen.SHIPPED, "taef2-mimic-away", "0" * 64)  # as if the file were damaged
     with pytest.raises(WeightsError, match="does not match") as e:
-        ProtectConfig(start="network")
+        ProtectConfig(start="network", models_dir=network_models)
     assert len(str(e.value).splitlines()) == 1
 
 
-def test_the_shipped_generator_has_its_note():
+def test_the_known_generator_has_its_note():
     assert "taef2-mimic-away" in gen.available()
-    note = gen.shipped_path("taef2", "mimic-away").with_suffix(".json").read_text()
+    note = gen.note_path("taef2", "mimic-away").read_text()
     assert "heldout_images" in note and "train_images" in note and gen.SHIPPED["taef2-mimic-away"] in note
-    assert gen.shipped_path("taef2", "mimic-away").stat().st_size <= 1 << 20
+    assert 4 * json.loads(note)["parameters"] <= 1 << 20  # its fp32 weights stay under 1 MB
 
 
 @pytest.mark.parametrize("tile", [512, 64])  # one tile, and 2×2 tiles (each from its own clean pixels)
-def test_protector_from_the_network_stays_in_budget_and_is_deterministic(models_dir, tile):
+def test_protector_from_the_network_stays_in_budget_and_is_deterministic(network_models, tile):
     rng = np.random.default_rng(0)
     art = Artwork(rgb=(rng.random((96, 112, 3)) * 255).astype(np.uint8))
-    base = dict(models_dir=str(models_dir), precision="fp32", tile=tile, overlap=16)
+    base = dict(models_dir=network_models, precision="fp32", tile=tile, overlap=16)
     alone = Protector(ProtectConfig(start="network", steps=0, **base)).protect(art).rgb
     again = Protector(ProtectConfig(start="network", steps=0, **base)).protect(art).rgb
     one = Protector(ProtectConfig(start="network", steps=1, **base)).protect(art).rgb
@@ -152,7 +174,7 @@ def test_protector_from_the_network_stays_in_budget_and_is_deterministic(models_
         assert 0 < np.abs(d).max() <= 12 and np.sqrt(np.mean(d**2)) <= 2.95 + 0.6  # + the 8-bit rounding
 
 
-def test_cli_cloaks_from_the_network_start(tmp_path, models_dir):
+def test_cli_cloaks_from_the_network_start(tmp_path, network_models):
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -161,7 +183,7 @@ def test_cli_cloaks_from_the_network_start(tmp_path, models_dir):
     art = tmp_path / "art.png"
     Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(art)
     r = CliRunner().invoke(app, ["protect", str(art), "-o", str(tmp_path / "out"), "--start", "network", "--steps",
-                                 "0", "--no-eval", "--json", "--quiet", "--models", str(models_dir)])
+                                 "0", "--no-eval", "--json", "--quiet", "--models", network_models])
     assert r.exit_code == 0, r.stderr
     out = np.asarray(Image.open(tmp_path / "out" / "art.protected.png").convert("RGB"))
     assert 0 < np.abs(out.astype(int) - np.asarray(Image.open(art))).max() <= 12

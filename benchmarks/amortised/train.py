@@ -44,7 +44,8 @@ from glazeish.encoders import Ensemble, load_encoders
 from glazeish.objectives import make_objective
 from glazeish.transforms import make_transforms
 from glazeish.generator import Generator, fit_generator
-from glazeish.generator import shipped_path as network_path
+from glazeish.generator import file_name as network_file
+from glazeish.weights import cache_dir
 from glazeish.warmstart import StartPattern, fit_pattern, shipped_path
 
 HERE = Path(__file__).resolve().parent
@@ -312,7 +313,7 @@ def train_network(args: argparse.Namespace, cfg: ProtectConfig, ens: Ensemble, b
     fit_generator(net, ens, make_objective(cfg.objective), batches, cfg, lr=args.lr, code_lr=args.code_lr,
                   transforms=transforms, precision=precision, seed=args.seed, log_distance=args.loss == "log",
                   log=note)
-    out = Path(args.out) if args.out else network_path(args.encoder, cfg.objective)
+    out = Path(args.out) if args.out else cache_dir() / network_file(args.encoder, cfg.objective)
     params = sum(p.numel() for p in net.parameters())
 
     def save(meta: dict) -> None:
