@@ -42,7 +42,7 @@ from .encoders import Ensemble
 from .errors import first_line
 from .imageio import pad_to_multiple
 from .objectives import Objective
-from .warmstart import Budgeted, StartPattern, resolve_start
+from .warmstart import Budgeted, StartPattern, budget_map_of, resolve_start
 from .weights import WeightsError, search_dirs, sha256_of
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "networks"  # the notes (text), not the weights
@@ -245,8 +245,7 @@ def first_iterate(generator: Generator, x: torch.Tensor, budget: Budgeted) -> to
     """The attack's first iterate from the generator, differentiable in its weights: ``project(x + G(x)·eps_map)``
     under ``budget``'s map and energy bound (the projection's energy scale a constant, as in
     :func:`glazeish.warmstart.fit_pattern`)."""
-    e = budget.eps_map(x)
-    e = torch.full_like(x[:, :1], budget.eps) if e is None else e
+    e = budget_map_of(budget, x)
     return project(x + generator(x) * e, x, e, budget.rms)
 
 

@@ -44,7 +44,33 @@ def residual_bodies(module: nn.Module) -> list[nn.Module]:
     return out
 
 
-class SkipGradient:
+class _ResidualHooks:
+    """Forward hooks on the last layer of every residual body of the attacked encoders, registered on entering and
+    removed on leaving (a change to the encoders that lasts exactly as long as the ``with`` block)."""
+
+    def __init__(self, models: Iterable):
+        self.layers = [layer for m in models for layer in residual_bodies(getattr(m, "encoder", m))]
+        self._hooks: list = []
+
+    @property
+    def active(self) -> bool:
+        raise NotImplementedError
+
+    def _hook(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __enter__(self):
+        if self.active:
+            self._hooks = [layer.register_forward_hook(self._hook) for layer in self.layers]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+
+class SkipGradient(_ResidualHooks):
     """Skip gradient (Wu et al., ICLR 2020, "Skip connections matter"): in every residual block of the attacked
     encoders, the gradient through the block's body is scaled by ``gamma`` (< 1), so more of it follows the skip
     connections, which carry the early, low-level features (edges, colours) that other encoders compute too.
@@ -61,25 +87,18 @@ class SkipGradient:
     def __init__(self, models: Iterable, gamma: float = 0.5):
         if not 0 < gamma <= 1:
             raise ValueError(f"skip gradient gamma must lie in (0, 1], not {gamma}")
+        super().__init__(models)
         self.gamma = float(gamma)
-        self.layers = [layer for m in models for layer in residual_bodies(getattr(m, "encoder", m))]
-        self._hooks: list = []
+
+    @property
+    def active(self) -> bool:
+        return self.gamma != 1
 
     def _hook(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
         return _ScaleGrad.apply(output, self.gamma) if output.requires_grad else output
 
-    def __enter__(self) -> "SkipGradient":
-        if self.gamma != 1:
-            self._hooks = [layer.register_forward_hook(self._hook) for layer in self.layers]
-        return self
 
-    def __exit__(self, *exc) -> None:
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
-
-
-class Ghost:
+class Ghost(_ResidualHooks):
     """Ghost networks' skip erosion (Li et al., AAAI 2020, "Learning transferable adversarial examples via ghost
     networks"): every step sees another member of a family of encoders made from the attacked one by scaling each
     residual block's body by a factor drawn uniformly from ``[1 - r, 1 + r]``. The cloak then has to move all of
@@ -96,21 +115,14 @@ class Ghost:
     def __init__(self, models: Iterable, r: float = 0.22, seed: int = 0):
         if not 0 <= r < 1:
             raise ValueError(f"ghost erosion range must lie in [0, 1), not {r}")
+        super().__init__(models)
         self.r = float(r)
-        self.layers = [layer for m in models for layer in residual_bodies(getattr(m, "encoder", m))]
         self.gen = torch.Generator().manual_seed(seed)
-        self._hooks: list = []
+
+    @property
+    def active(self) -> bool:
+        return self.r != 0
 
     def _hook(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
         factor = 1 + self.r * (2 * float(torch.rand((), generator=self.gen)) - 1)
         return output * factor
-
-    def __enter__(self) -> "Ghost":
-        if self.r:
-            self._hooks = [layer.register_forward_hook(self._hook) for layer in self.layers]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []

@@ -145,6 +145,13 @@ def resolve_start(start: str, encoder: str, objective: str) -> StartPattern | No
 # training (offline, once per encoder and objective)
 
 
+def budget_map_of(budget: Budgeted, x: torch.Tensor) -> torch.Tensor:
+    """``budget``'s per-pixel L∞ map for ``x`` (``B×3×H×W``): its ``eps_map``, or the flat ``eps`` as a ``B×1×H×W``
+    map where it has none: what a start is scaled by."""
+    e = budget.eps_map(x)
+    return torch.full_like(x[:, :1], budget.eps) if e is None else e
+
+
 def fit_pattern(
     ensemble: Ensemble,
     objective: Objective,
@@ -190,8 +197,7 @@ def fit_pattern(
         x = x.to(device).float().contiguous(memory_format=torch.channels_last)
         with autocast(device, precision):
             losses = [(objective.setup(model, x), w) for model, w in ensemble]
-        e = budget.eps_map(x)
-        e = torch.full_like(x[:, :1], budget.eps) if e is None else e
+        e = budget_map_of(budget, x)
         pattern = StartPattern(u)
         field = pattern.field(*x.shape[-2:]).to(device)
         x0 = project(x + field * e, x, e, budget.rms)  # the attack's first iterate (PGD's `start`)
