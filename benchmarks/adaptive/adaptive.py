@@ -136,13 +136,15 @@ def lightness_and_flip(original, cloaked) -> dict:
     """What a person sees of the change (``H×W×3`` uint8 each): *grain_luma*, the high-pass RMS of its lightness
     (Rec. 709 luma) on flat fills in 1/255 (``grain`` is all three channels'), and *flip*, the cloak's mean ꟻLIP
     error against the original."""
+    import torch
+
     from glazeish import metrics
     from glazeish.attack import LUMA
     from glazeish.imageio import to_tensor
 
     x, xc = to_tensor(original), to_tensor(cloaked)
     fills = metrics.flat_mask(x)
-    w = __import__("torch").tensor(LUMA).view(1, 3, 1, 1)
+    w = torch.tensor(LUMA).view(1, 3, 1, 1)
     luma = ((xc - x) * w).sum(1, keepdim=True)
     n = float(fills.sum())
     grain = math.sqrt(float((metrics.high_pass(luma).square() * fills).sum()) / n) * 255 if n else None
