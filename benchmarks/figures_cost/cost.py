@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import math
 import os
 import platform
 import shlex
@@ -350,7 +351,7 @@ def quick_vs_full(args) -> None:
 
 def _median_parts(rows: list[dict]) -> tuple[dict[str, tuple[int, float]], float]:
     """Per part (count of the first repeat, median seconds over the repeats), and the median total seconds."""
-    names = {k for r in rows for k in r["parts"]}
+    names = sorted({k for r in rows for k in r["parts"]})  # sorted: a set's order changes the float sums
     med = {k: (rows[0]["parts"].get(k, {"n": 0})["n"],
                statistics.median(r["parts"].get(k, {"s": 0.0})["s"] for r in rows)) for k in names}
     return med, statistics.median(r["seconds"] for r in rows)
@@ -386,9 +387,9 @@ def breakdown_table(rows: list[dict], image: str) -> str:
         lines.append(f"| {name} | " + " | ".join(cell(*per[s][0].get(name, (0, 0.0))) for s in settings) + " |")
     for which in ("encoder", "decoder"):
         total = [(sum(n for k, (n, _) in per[s][0].items() if k.startswith(which)),
-                  sum(v for k, (_, v) in per[s][0].items() if k.startswith(which))) for s in settings]
+                  math.fsum(v for k, (_, v) in per[s][0].items() if k.startswith(which))) for s in settings]
         lines.append(f"| **all {which} passes** | " + " | ".join(f"**{cell(*t)}**" if t[0] else "" for t in total) + " |")
-    rest = [per[s][1] - sum(v for _, v in per[s][0].values()) for s in settings]
+    rest = [per[s][1] - math.fsum(v for _, v in per[s][0].values()) for s in settings]
     lines.append("| the rest (PSNR, grain, de-tinting, copies: sums and masks) | "
                  + " | ".join(f"{v:.2f} s" for v in rest) + " |")
     lines.append("| **total** | " + " | ".join(f"**{per[s][1]:.2f} s**" for s in settings) + " |")
