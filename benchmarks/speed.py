@@ -9,6 +9,7 @@ thread settings are those a user gets. Peak RSS comes from `os.wait4` (that chil
     python benchmarks/speed.py --grid figures --out benchmarks/speed/figures       # 2048²: sampled vs all-tile figures
     python benchmarks/speed.py --grid amortised --sizes 512x512 --out benchmarks/speed/amortised512   # its 512² rows
     python benchmarks/speed.py --grid laptop --out benchmarks/speed/laptop   # 512² natively and held to AVX2 (fp32)
+    python benchmarks/speed.py --grid targets --out benchmarks/speed/targets   # issue 31's targets, held out, in U
     python benchmarks/speed.py --report   # every RESULTS.md and speed.png under benchmarks/speed/ from its rows
 
 Writes `results.jsonl` (one row per run), `RESULTS.md` (tables) and `speed.png` (time and memory vs pixels).
@@ -114,6 +115,28 @@ def laptop_grid() -> list[tuple[tuple[int, int], int, list[str], str]]:
     return runs
 
 
+#: issue 31's held-out images (odd positions of each kind, as benchmarks/amortised splits them), centre-cropped
+TARGET_IMAGES = {"painting": "paintings/00003-0-vincent-van-gogh_olive-picking-1889-2.png", "flat": "flat/flat_02.png",
+                 "line": "line/line_02.png"}
+
+
+def targets_grid() -> list[tuple]:
+    """Issue 31's targets through the CLI, whole processes with figures, at both CPU levels, neighbours in time
+    (``--grid targets``): ``fast`` and the default on three held-out 512² crops (with the quick figures, the
+    CLI's default); on the painting also full figures, 4 steps from the network and the network alone; 2048²
+    ``fast`` on the painting."""
+    painting = [["--intensity", "fast"], ["--intensity", "default"], ["--intensity", "fast", "--figures", "full"],
+                ["--intensity", "default", "--figures", "full"], ["--intensity", "fast", "--start", "network"],
+                ["--start", "network", "--steps", "0"]]
+    runs = []
+    for kind, size, configs in [("painting", 512, painting), ("flat", 512, painting[:2]), ("line", 512, painting[:2]),
+                                ("painting", 2048, painting[:1])]:
+        for extra in configs:
+            for level in LEVELS:
+                runs.append(((size, size), 2, ["--precision", "auto", *extra], level, kind))
+    return runs
+
+
 def amortised_grid() -> list[tuple[tuple[int, int], int, list[str]]]:
     """The default next to the learned start: the ``fast`` preset (4 steps from it) and the pattern alone
     (``--start learned --steps 0``), with and without figures, at 512² and 2048², neighbours in time so that a
@@ -152,6 +175,22 @@ def grid(quick: bool) -> list[tuple[tuple[int, int], int, list[str]]]:
     if quick:
         runs = [r for r in runs if r[0] == (256, 256)][:4]
     return runs
+
+
+def make_crops(scratch: Path, sizes: list[tuple[int, int]]) -> dict[tuple, Path]:
+    """The held-out images of :data:`TARGET_IMAGES`, centre-cropped square and resized (Lanczos) to each size."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for kind, rel in TARGET_IMAGES.items():
+        im = Image.open(SHARED / "images" / rel).convert("RGB")
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        for w, h in sizes:
+            p = scratch / f"{kind}_{w}x{h}.png"
+            if not p.exists():
+                im.crop((left, top, left + side, top + side)).resize((w, h), Image.LANCZOS).save(p)
+            out[(w, h), kind] = p
+    return out
 
 
 def make_batch(scratch: Path, n: int = 20, size: int = 512) -> Path:
@@ -287,6 +326,25 @@ def levels_table(rows: list[dict], units: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def targets_table(rows: list[dict], units: list[dict]) -> str:
+    """The targets grid: each run at each level in seconds and in U (that level's encoder pass), with its
+    protection (the mimic-view gap vs same-PSNR noise) and peak memory."""
+    u = {lv: float(np.median([r["u_seconds"] for r in units if r["level"] == lv])) for lv in LEVELS}
+    lines = ["| image | size | args | level | cloak s | cloak U | process s | process U | peak RSS GB | PSNR | "
+             "mimic gap dB |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        args = r["cmd"].split("--precision auto")[-1].strip()
+        head = f"| {r['image']} | {r['size']} | `{args}` | {r['level']} |"
+        if "error" in r:
+            lines.append(f"{head} error: {r['error']} | | | | | | |")
+            continue
+        s = r["figures"]["summary"]
+        lines.append(f"{head} {r['seconds']:.1f} | {r['seconds'] / u[r['level']]:.1f} | {r['process_wall_s']:.1f} | "
+                     f"{r['process_wall_s'] / u[r['level']]:.1f} | {r['peak_rss_gb']:.2f} | "
+                     f"{r['figures']['before']['cloak']['psnr']:.1f} | {s['view_gap']:.1f} |")
+    return "\n".join(lines)
+
+
 def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict], dict | None]:
     """A results.jsonl's rows as (runs, U measurements, the batch run or None)."""
     units = [r for r in rows if r.get("unit")]
@@ -298,11 +356,12 @@ def tables(rows: list[dict]) -> dict:
     """The generated blocks of a RESULTS.md by name, from one results.jsonl's rows."""
     runs, units, batch = split_rows(rows)
     return {"runs": lambda: runs_table(runs), "batch": lambda: batch_table(batch),
-            "units": lambda: units_line(units), "levels": lambda: levels_table(runs, units)}
+            "units": lambda: units_line(units), "levels": lambda: levels_table(runs, units),
+            "targets": lambda: targets_table(runs, units)}
 
 
 #: the folders of committed runs: the full grid and one per other grid
-FOLDERS = ("", "amortised", "amortised512", "figures", "laptop")
+FOLDERS = ("", "amortised", "amortised512", "figures", "laptop", "targets")
 
 
 def report(folder: Path) -> str:
@@ -353,6 +412,31 @@ def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
     plot(rows, out / "speed.png")
 
 
+def summarise_targets(rows: list[dict], units: list[dict], out: Path) -> None:
+    """A fresh RESULTS.md of the targets grid (the machine written here once, the U line and table generated)."""
+    lines = [
+        "# Issue 31's targets: whole processes at both CPU levels, in U",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}. "
+        "Each row is one `glazeish protect --json` process (read, cloak, figures, write, Python and torch "
+        "start-up) on a held-out image (odd position of its kind, centre-cropped square, Lanczos), 2 threads; "
+        "`avx2` rows hold oneDNN and ATen to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`): an "
+        "AVX2 laptop's kernels and fp32. The two levels of a run are neighbours in time.",
+        "",
+        "Command: `python benchmarks/speed.py --grid targets --out benchmarks/speed/targets`",
+        "",
+        REPORT_NOTE,
+        "",
+        "<!-- generated: units -->",
+        "<!-- end generated -->",
+        "",
+        "<!-- generated: targets -->",
+        "<!-- end generated -->",
+        "",
+    ]
+    (out / "RESULTS.md").write_text(regenerate("\n".join(lines), tables(rows + units)))
+
+
 def summarise_levels(rows: list[dict], units: list[dict], out: Path) -> None:
     """A fresh RESULTS.md of the laptop grid (the machine written here once, the U line and table generated)."""
     lines = [
@@ -384,7 +468,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE)
     ap.add_argument("--scratch", type=Path, default=ROOT / "benchmarks" / "_scratch" / "speed")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--grid", choices=("full", "amortised", "figures", "laptop"), default="full",
+    ap.add_argument("--grid", choices=("full", "amortised", "figures", "laptop", "targets"), default="full",
                     help="full: the committed grid; amortised: the default next to --start learned; figures: 2048² "
                     "with sampled vs all-tile figures (no batch run for either)")
     ap.add_argument("--sizes", default="", help="only the grid's runs at these sizes (WxH, comma-separated)")
@@ -395,25 +479,30 @@ def main() -> None:
         report_all()
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = {"amortised": amortised_grid, "figures": figures_grid, "laptop": laptop_grid}.get(
+    runs = {"amortised": amortised_grid, "figures": figures_grid, "laptop": laptop_grid, "targets": targets_grid}.get(
         args.grid, lambda: grid(args.quick))()
     if args.sizes:
         keep = {tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")}
         runs = [r for r in runs if r[0] in keep]
-    images = make_inputs(args.scratch, sorted({r[0] for r in runs}))
+    sizes = sorted({r[0] for r in runs})
+    images = make_crops(args.scratch, sizes) if args.grid == "targets" else make_inputs(args.scratch, sizes)
+    levelled = args.grid in ("laptop", "targets")
     rows, units = [], []
     with open(args.out / "results.jsonl", "w") as log:
-        if args.grid == "laptop":  # U before and after the runs, at each level
+        if levelled:  # U before and after the runs, at each level
             units += [unit_seconds(level) for level in LEVELS]
-        for i, (size, threads, extra, *level) in enumerate(runs, 1):
-            row = run_one(images[size], args.scratch / "out", threads, extra, *level)
+        for i, (size, threads, extra, *rest) in enumerate(runs, 1):
+            image = images[size, rest[1]] if len(rest) > 1 else images[size]
+            row = run_one(image, args.scratch / "out", threads, extra, *rest[:1])
             row["size"] = f"{size[0]}×{size[1]}"
+            if len(rest) > 1:
+                row["image"] = rest[1]
             rows.append(row)
             log.write(json.dumps(row) + "\n")
             log.flush()
             print(f"[{i}/{len(runs)}] {row['size']} t={threads} {' '.join(extra)} {row['level']}: "
                   f"{row.get('image_seconds', row.get('error'))}", file=sys.stderr, flush=True)
-        if args.grid == "laptop":
+        if levelled:
             units += [unit_seconds(level) for level in LEVELS]
             for u in units:
                 log.write(json.dumps(u) + "\n")
@@ -421,8 +510,8 @@ def main() -> None:
         if not args.quick and args.grid == "full":
             batch = run_batch(make_batch(args.scratch), args.scratch / "out-batch")
             log.write(json.dumps(batch) + "\n")
-    if args.grid == "laptop":
-        summarise_levels(rows, units, args.out)
+    if levelled:
+        (summarise_targets if args.grid == "targets" else summarise_levels)(rows, units, args.out)
     else:
         summarise(rows, args.out, batch)
     print((args.out / "RESULTS.md").read_text())

@@ -60,7 +60,7 @@ def test_single_run_suites_say_how_to_report(rel):
     assert f"python benchmarks/{rel} --report" in suite(rel).__doc__
 
 
-@pytest.mark.parametrize("sub", ["", "amortised", "amortised512", "figures", "laptop"])
+@pytest.mark.parametrize("sub", ["", "amortised", "amortised512", "figures", "laptop", "targets"])
 def test_speed_tables_come_from_their_rows(sub):
     """``speed.py --report`` rebuilds each committed grid's RESULTS.md from the ``results.jsonl`` beside it."""
     m = suite("speed.py")
