@@ -290,15 +290,19 @@ def test_fill_chroma_changes_the_fills_colour_not_their_lightness(tmp_path, mode
 
 
 def test_quick_figures_leave_out_the_uniform_baseline_and_say_the_same_words(small_painting, tmp_path, models_dir):
+    """Quick is the default (benchmarks/figures_cost: the same words on every shared image); full adds the
+    same-L∞ baseline and leaves every figure quick reports as it was."""
     out = {}
-    for mode in ("full", "quick"):
-        r = run("protect", small_painting, "-o", tmp_path / mode, "--models", models_dir, "--steps", "1",
-                "--json", "--figures", mode, "--precision", "fp32")
+    for mode in ("full", None):
+        chosen = ["--figures", mode] if mode else []
+        r = run("protect", small_painting, "-o", tmp_path / str(mode), "--models", models_dir, "--steps", "1",
+                "--json", "--precision", "fp32", *chosen)
         assert r.exit_code == 0, r.output
         out[mode] = json.loads(r.stdout.strip().splitlines()[-1])
-    full, quick = (out[m]["figures"] for m in ("full", "quick"))
+    full, quick = (out[m]["figures"] for m in ("full", None))
     assert quick["before"]["uniform"] is None and full["before"]["uniform"] is not None
     assert quick["summary"]["view_gap"] == full["summary"]["view_gap"]
-    r = run("check", small_painting, tmp_path / "quick" / "painting.protected.png", "--models", models_dir,
+    assert quick["before"]["cloak"] == full["before"]["cloak"] | {"flip": None}
+    r = run("check", small_painting, tmp_path / "None" / "painting.protected.png", "--models", models_dir,
             "--figures", "most")
     assert r.exit_code != 0 and "figures must be one of" in r.output

@@ -288,6 +288,7 @@ def test_a_large_upload_gets_its_time_and_posting_sizes_before_cloak(tmp_path):
     job2 = at_2048.job()
     g = ui.forecasts([big], at_2048, job2, book, ui.speed_key(job2.config))["/x/big.png"]
     assert g.size == (2048, 1365) and g.seconds == pytest.approx(f.offers[0].seconds)
+    assert job.figures == "quick"  # as the CLI's: the same words as full, fewer passes
     on_insta = ui.Settings(platforms=("instagram",))
     job3 = on_insta.job()
     h = ui.forecasts([big], on_insta, job3, book, ui.speed_key(job3.config))["/x/big.png"]

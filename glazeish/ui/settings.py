@@ -73,7 +73,8 @@ class Settings:
 
     def job(self, models_dir: str | None = None, device: str = "auto", precision: str = "auto",
             max_pixels: int = DEFAULT_MAX_PIXELS) -> Job:
-        """The :class:`~glazeish.job.Job` of these settings: PNG out, figures with JPEG q75 survival."""
+        """The :class:`~glazeish.job.Job` of these settings: PNG out, the quick figures (as the CLI's) with JPEG
+        q75 survival."""
         config = self.config(models_dir, device, precision)
         platforms = tuple(p.name for p in parse_platforms(self.platforms))
         if self.export not in FORMATS:
@@ -82,7 +83,7 @@ class Settings:
         extra = export_purification(self)
         purify = (SURVIVAL_PURIFICATION,) + ((extra,) if extra and extra != "jpeg:75" else ())
         return Job(config=config, meta=self.metadata_options(config), fmt="png", evaluate=True, purify=purify,
-                   max_pixels=max_pixels, platforms=platforms, max_side=side)
+                   max_pixels=max_pixels, platforms=platforms, max_side=side, figures="quick")
 
     def preset(self, config: ProtectConfig) -> str:
         """The preset's name when its values are the ones used, else ``custom``."""
