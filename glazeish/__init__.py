@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import Any
-
+from ._lazy import lazy_names
 from ._version import __version__  # noqa: F401  (glazeish.__version__)
 
 #: the public names and the module each comes from: imported on first use (PEP 562), so that ``import
@@ -25,18 +22,4 @@ _HOMES = {
 __all__ = list(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
-    """A public name, or a submodule (``glazeish.attack`` was an attribute once the package had imported it),
-    imported when first asked for; kept in the package's namespace afterwards, so it is looked up once."""
-    if name in _HOMES:
-        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    elif name.isidentifier() and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, globals(), _HOMES)

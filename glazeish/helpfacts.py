@@ -25,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parent
 PRESET_FIELDS = ("eps_levels", "steps", "summary", "budget", "rms_levels", "robust")
 #: the facts :func:`gather` returns; a kept file without one of them is gathered again
 KEYS = ("presets", "encoders", "objectives", "transforms", "purifications", "platforms", "default_robust",
-        "default_max_pixels")
+        "default_max_pixels", "bench")
 
 
 def cache_file() -> Path:
@@ -49,12 +49,13 @@ def source_digest() -> str:
 def gather() -> dict[str, Any]:
     """The facts from the live registries (imports torch). As JSON reads them back, so that a help built
     from kept facts and one built from gathered facts are the same bytes."""
+    from .bench.protections import DEFAULT_PROTECTIONS, PROTECTIONS, QUICK_PROTECTIONS
     from .config import PRESETS
     from .encoders import ENCODERS
     from .imageio import DEFAULT_MAX_PIXELS
     from .objectives import OBJECTIVES
     from .platforms import PLATFORMS
-    from .purify import PURIFICATIONS
+    from .purify import DEFAULT_PURIFICATIONS, PURIFICATIONS, QUICK_PURIFICATIONS
     from .transforms import DEFAULT_ROBUST, TRANSFORMS
 
     facts = {
@@ -62,6 +63,9 @@ def gather() -> dict[str, Any]:
         "encoders": ENCODERS.help(), "objectives": OBJECTIVES.help(), "transforms": TRANSFORMS.help(),
         "purifications": PURIFICATIONS.help(), "platforms": list(PLATFORMS), "default_robust": DEFAULT_ROBUST,
         "default_max_pixels": DEFAULT_MAX_PIXELS,
+        "bench": {"protections": PROTECTIONS.help(), "default_protections": list(DEFAULT_PROTECTIONS),
+                  "quick_protections": list(QUICK_PROTECTIONS), "default_purifications": list(DEFAULT_PURIFICATIONS),
+                  "quick_purifications": list(QUICK_PURIFICATIONS)},
     }
     return json.loads(json.dumps(facts))
 

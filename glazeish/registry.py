@@ -18,6 +18,7 @@ so every kind is built the same way::
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any, ClassVar, Generic, Iterator, TypeVar
 
@@ -64,15 +65,28 @@ class Registered:
 class Registry(Generic[T]):
     """The registered classes of one kind (``kind`` names them in messages), in registration order."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, plugins: tuple[str, ...] = ()):
+        """``plugins``: modules (absolute names) that register more entries, imported when the registry is
+        first read rather than when it is defined: a module can then define the registry, and a command's
+        ``--help`` that only names the module pays nothing for its plug-ins (the benchmark's peers import
+        torch)."""
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
+        self._plugins = list(plugins)
+
+    @property
+    def _all(self) -> dict[str, T]:
+        """Every entry, the plug-ins imported first (once; each is dropped before its import, so that its own
+        registering does not import it again)."""
+        while self._plugins:
+            importlib.import_module(self._plugins.pop(0))
+        return self._entries
 
     def alias(self, name: str, spec: str) -> None:
         """Let ``name`` stand for ``spec`` (``jpeg75`` for ``jpeg:75``): the one place where a setting that became
         an argument keeps its old name. An alias takes no argument of its own."""
-        if name in self._entries:
+        if name in self._all:
             raise ValueError(f"{self.kind} name {name!r} is already an entry")
         self[spec]  # the entry it names exists
         self._aliases[name] = spec
@@ -100,32 +114,32 @@ class Registry(Generic[T]):
         self._entries.pop(name, None)
 
     def __contains__(self, name: str) -> bool:
-        return parse_spec(self.resolve(name))[0] in self._entries
+        return parse_spec(self.resolve(name))[0] in self._all
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        return iter(self._all)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._all)
 
     def __getitem__(self, spec: str) -> T:
         name, arg = parse_spec(self.resolve(spec))
         if name in self._aliases:  # an alias given an argument
             raise ValueError(f"{name!r} takes no ':' argument (got {name}:{arg}); it stands for {self._aliases[name]}")
         try:
-            return self._entries[name]
+            return self._all[name]
         except KeyError:
-            known = ", ".join([*self._entries, *self._aliases])
+            known = ", ".join([*self._all, *self._aliases])
             raise ValueError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def get(self, name: str, default=None):
-        return self._entries.get(name, default)
+        return self._all.get(name, default)
 
     def items(self):
-        return self._entries.items()
+        return self._all.items()
 
     def names(self) -> list[str]:
-        return list(self._entries)
+        return list(self._all)
 
     def help(self, sep: str = "; ") -> str:
         """``name: description`` of every entry, for ``--help`` texts (aliases after the entry they name)."""
@@ -133,7 +147,7 @@ class Registry(Generic[T]):
             also = [a for a, spec in self._aliases.items() if parse_spec(spec)[0] == n]
             return (f"{n}: {c.description}" if c.description else n) + (f" ({', '.join(also)})" if also else "")
 
-        return sep.join(line(n, c) for n, c in self._entries.items())
+        return sep.join(line(n, c) for n, c in self._all.items())
 
     def build(self, spec: str, **context: Any):
         """Build the entry named by ``spec`` (``name`` or ``name:arg``) with ``context`` (see the module doc)."""

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "diffusers", "gradio", "numpy", "PIL", "kornia")
 #: every help the top-level app and its own commands print, and ``version``
 LIGHT = (["--help"], [], ["protect", "--help"], ["check", "--help"], ["encoders", "--help"], ["ui", "--help"],
-         ["version", "--help"], ["version"])
+         ["version", "--help"], ["version"], ["bench", "--help"], ["bench", "run", "--help"],
+         ["bench", "report", "--help"], ["bench", "mimic", "--help"])
 
 # invoke each command line in turn in this interpreter; print what they wrote and which heavy modules came in
 _INVOKE = """
@@ -46,6 +47,7 @@ def test_help_imports_no_torch_and_says_the_same_as_gathered(tmp_path):
     assert again["outputs"] == first["outputs"]
     protect_help = again["outputs"][2]
     assert "--intensity" in protect_help and "mimic-away" in protect_help and "taef2" in protect_help
+    assert "photoguard-encoder-style" in again["outputs"][9]  # bench run's help names the peers (a plug-in)
 
 
 def test_console_entry_point_help_imports_no_torch(tmp_path):

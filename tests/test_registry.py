@@ -5,6 +5,7 @@ same context, the documented shape and range, deterministic, and — where it ch
 from __future__ import annotations
 
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -191,3 +192,25 @@ def test_every_registered_entry_keeps_the_contract(kind, name, request, tmp_path
         check(name, request, tmp_path)
     else:
         check(name, request)
+
+
+def test_plugins_register_when_the_registry_is_first_read(tmp_path, monkeypatch):
+    """A plug-in module is imported on the first read (not when the registry is made), once, and its entries
+    are then there for every read; registering does not import it."""
+    (tmp_path / "glazeish_test_plugin.py").write_text(
+        "from glazeish.registry import Registered\nimport test_registry_home as home\n"
+        "@home.THINGS.register\nclass Extra(Registered):\n    name = 'extra'\n")
+    (tmp_path / "test_registry_home.py").write_text(
+        "from glazeish.registry import Registry\nTHINGS = Registry('thing', plugins=('glazeish_test_plugin',))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import test_registry_home as home
+
+    class Own(Registered):
+        name = "own"
+
+    home.THINGS.register(Own)
+    assert "glazeish_test_plugin" not in sys.modules
+    assert home.THINGS.names() == ["own", "extra"] and "glazeish_test_plugin" in sys.modules
+    assert "extra" in home.THINGS and home.THINGS["extra"].name == "extra" and len(home.THINGS) == 2
+    for mod in ("glazeish_test_plugin", "test_registry_home"):
+        sys.modules.pop(mod)

@@ -13,12 +13,15 @@
 * :mod:`.cli` — ``glazeish bench run|report|mimic``.
 """
 
-from . import peers  # noqa: F401  (registers the peers' protections)
-from .harness import Bench, BenchConfig
-from .protections import PROTECTIONS, BenchContext, Protection, make_protection, register_protection
-from .results import CSV_FIELDS, MetricInfo, metric_info
+from .._lazy import lazy_names
 
-__all__ = [
-    "CSV_FIELDS", "Bench", "BenchConfig", "MetricInfo", "metric_info", "PROTECTIONS", "BenchContext", "Protection",
-    "make_protection", "register_protection",
-]
+#: the public names and the module each comes from, imported on first use (importing the protections registers
+#: the peers): ``glazeish bench --help`` imports this package and needs none of them
+_HOMES = {
+    "Bench": "harness", "BenchConfig": "harness", "CSV_FIELDS": "results", "MetricInfo": "results",
+    "metric_info": "results", "PROTECTIONS": "protections", "BenchContext": "protections",
+    "Protection": "protections", "make_protection": "protections", "register_protection": "protections",
+}
+
+__all__ = list(_HOMES)
+__getattr__, __dir__ = lazy_names(__name__, globals(), _HOMES)

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, List, Optional
 import typer
 
 from ..errors import first_line
-from ..purify import DEFAULT_PURIFICATIONS, QUICK_PURIFICATIONS
-from .protections import DEFAULT_PROTECTIONS, PROTECTIONS, QUICK_PROTECTIONS
+from ..helpfacts import help_facts
 
 if TYPE_CHECKING:
     from .harness import Bench
@@ -28,8 +27,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DEFAULT_PURIFS = ",".join(["none", *DEFAULT_PURIFICATIONS])
-QUICK_PURIFS = ",".join(["none", *QUICK_PURIFICATIONS])
+#: the registries' words (kept by :mod:`glazeish.helpfacts`, so that ``--help`` imports no torch)
+_FACTS = help_facts()["bench"]
+DEFAULT_PROTECTIONS, QUICK_PROTECTIONS = _FACTS["default_protections"], _FACTS["quick_protections"]
+DEFAULT_PURIFS = ",".join(["none", *_FACTS["default_purifications"]])
+QUICK_PURIFS = ",".join(["none", *_FACTS["quick_purifications"]])
 
 
 def _fail(msg: str) -> None:
@@ -73,7 +75,7 @@ class RunOptions:
                           show_default=False)
     out = typer.Option(Path("benchmarks/protection"), "--out", "-o", help="Results folder (CSV, tables, plots).")
     protections = typer.Option(
-        None, help=f"Comma-separated; 'default' = {','.join(DEFAULT_PROTECTIONS)}. Registered: {PROTECTIONS.help()}.")
+        None, help=f"Comma-separated; 'default' = {','.join(DEFAULT_PROTECTIONS)}. Registered: {_FACTS['protections']}.")
     purifications = typer.Option(
         None, help=f"Comma-separated (see glazeish.purify; 'none' is always measured). Default: {DEFAULT_PURIFS}.")
     encoders = typer.Option("taef2,taesana", help="Encoders whose latent displacement is reported (attacked "

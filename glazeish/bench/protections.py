@@ -28,7 +28,7 @@ from ..config import PRESETS
 from ..imageio import IMAGE_SUFFIXES, ImageError, read_image
 from ..registry import Registered, Registry, split_specs
 
-PROTECTIONS: Registry = Registry("protection")
+PROTECTIONS: Registry = Registry("protection", plugins=("glazeish.bench.peers",))  # plug-in: the peers
 
 #: what ``bench run`` compares by default (external needs ``--external DIR``): the peers (:mod:`.peers`) at their
 #: published settings and at glazeish-default's PSNR, then glazeish's presets
@@ -326,3 +326,4 @@ def split_protections(names: str | list[str], external: dict[str, str] | None = 
             out.append(n)
     out.extend(external or {})
     return list(dict.fromkeys(out))
+
