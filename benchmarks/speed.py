@@ -412,51 +412,33 @@ def summarise(rows: list[dict], out: Path, batch: dict | None = None) -> None:
     plot(rows, out / "speed.png")
 
 
+def _write_levelled(out: Path, title: str, setup: str, table: str, rows: list[dict]) -> None:
+    """A fresh RESULTS.md of a grid run at both CPU levels: the machine and ``setup`` written here once, the U
+    line and the ``table`` block generated."""
+    machine_line = (f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, "
+                    f"Python {platform.python_version()}.")
+    lines = [f"# {title}", "", f"{machine_line} {setup}", "", REPORT_NOTE, "",
+             "<!-- generated: units -->", "<!-- end generated -->", "",
+             f"<!-- generated: {table} -->", "<!-- end generated -->", ""]
+    (out / "RESULTS.md").write_text(regenerate("\n".join(lines), tables(rows)))
+
+
 def summarise_targets(rows: list[dict], units: list[dict], out: Path) -> None:
-    """A fresh RESULTS.md of the targets grid (the machine written here once, the U line and table generated)."""
-    lines = [
-        "# Issue 31's targets: whole processes at both CPU levels, in U",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}. "
+    """A fresh RESULTS.md of the targets grid."""
+    _write_levelled(out, "Issue 31's targets: whole processes at both CPU levels, in U", (
         "Each row is one `glazeish protect --json` process (read, cloak, figures, write, Python and torch "
         "start-up) on a held-out image (odd position of its kind, centre-cropped square, Lanczos), 2 threads; "
         "`avx2` rows hold oneDNN and ATen to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`): an "
-        "AVX2 laptop's kernels and fp32. The two levels of a run are neighbours in time.",
-        "",
-        "Command: `python benchmarks/speed.py --grid targets --out benchmarks/speed/targets`",
-        "",
-        REPORT_NOTE,
-        "",
-        "<!-- generated: units -->",
-        "<!-- end generated -->",
-        "",
-        "<!-- generated: targets -->",
-        "<!-- end generated -->",
-        "",
-    ]
-    (out / "RESULTS.md").write_text(regenerate("\n".join(lines), tables(rows + units)))
+        "AVX2 laptop's kernels and fp32. The two levels of a run are neighbours in time.\n\n"
+        "Command: `python benchmarks/speed.py --grid targets --out benchmarks/speed/targets`"), "targets", rows + units)
 
 
 def summarise_levels(rows: list[dict], units: list[dict], out: Path) -> None:
-    """A fresh RESULTS.md of the laptop grid (the machine written here once, the U line and table generated)."""
-    lines = [
-        "# Speed on the laptop class",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}. "
+    """A fresh RESULTS.md of the laptop grid."""
+    _write_levelled(out, "Speed on the laptop class", (
         "Each row is one `glazeish protect --json` process on the van Gogh painting at 512², 2 threads; "
         "`avx2` rows hold oneDNN and ATen to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`): the "
-        "kernels and precision (fp32) of an AVX2 laptop, on this machine's cores and caches.",
-        "",
-        REPORT_NOTE,
-        "",
-        "<!-- generated: units -->",
-        "<!-- end generated -->",
-        "",
-        "<!-- generated: levels -->",
-        "<!-- end generated -->",
-        "",
-    ]
-    (out / "RESULTS.md").write_text(regenerate("\n".join(lines), tables(rows + units)))
+        "kernels and precision (fp32) of an AVX2 laptop, on this machine's cores and caches."), "levels", rows + units)
 
 
 #: the sentence under a RESULTS.md's set-up that says how its blocks are rebuilt
