@@ -429,7 +429,7 @@ def test_outputs_and_figures_unchanged_by_the_evaluation_layer(tmp_path, paintin
     Image.fromarray(crop_rgb(painting_path, 136, 104, 100, 150)).save(src)
     res = CliRunner().invoke(app, ["protect", str(src), "-o", str(tmp_path / "out"), "--precision", "fp32",
                                    "--steps", "3", "--seed", "1", "--json", "--no-metadata", "--purify", "none",
-                                   "--models", str(models_dir)])
+                                   "--figures", "full", "--models", str(models_dir)])  # full: the uniform baseline
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)
     rgb = np.asarray(Image.open(row["output"]).convert("RGB"))
