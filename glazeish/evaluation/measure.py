@@ -17,10 +17,10 @@ in fp32 on a 2-core CPU) are measured on at most ``k`` tiles spread evenly over 
 instead of 16 (what that changes is measured in ``benchmarks/figures_sampled/``).
 
 Everything runs without gradients, the sums in float32; the encoders and the decoder run in the evaluator's
-``precision``: fp32 by default, and in every figure glazeish reports, because bf16 autocast (~3x faster on a
-CPU with native bf16) moves the noise baselines' view PSNR by up to ~1 dB: their views sit 31-42 dB from the
-original's, where bf16's rounding is of the size of the difference measured
-(``benchmarks/figures_precision/RESULTS.md``).
+``precision``: fp32 by default, and in every figure glazeish reports, because bf16 autocast (2-3x faster on a
+CPU with native bf16) moves the noise baselines' view PSNR by up to ~1.3 dB, and a bf16 encoder before an fp32
+decoder still by up to ~0.3 dB: their views sit 31-42 dB from the original's, where bf16's rounding is of the
+size of the difference measured (``benchmarks/figures_precision/RESULTS.md``).
 
 Each image is encoded (and decoded) once per call and one at a time: :meth:`Evaluator.compare_many` measures
 several comparisons that share images (a purified original is a version in one and the reference of the next)
