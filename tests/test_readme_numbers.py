@@ -220,3 +220,33 @@ def test_mimicry_training_figures():
     assert f"models trained on default-cloaked paintings land {ratio('')} as far from the artist's style" in README
     assert f"versus {ratio('same-psnr:')} for same-PSNR noise, and {ratio('jpeg75:', False)} after a JPEG" in README
     assert f"to the cloak's already gives {ratio('statnull:')}, and the samples look much alike" in README
+
+
+def test_speed_against_the_targets():
+    """The targets paragraph: each figure is the range over the held-out images of ``speed/targets`` rows."""
+    rows = [r for r in jsonl("speed/targets/results.jsonl") if "seconds" in r and not r.get("unit")]
+    units = [r for r in jsonl("speed/targets/results.jsonl") if r.get("unit")]
+    u = {lv: statistics.median(r["u_seconds"] for r in units if r["level"] == lv) for lv in ("native", "avx2")}
+
+    def span(fmt: str, args: str, level: str, key, size: str = "512×512") -> str:
+        got = sorted(key(r) for r in rows if r["size"] == size and r["level"] in level.split(",")
+                     and r["cmd"].split("--precision auto")[-1].strip() == args)
+        lo, hi = fmt.format(got[0]), fmt.format(got[-1])
+        return lo if lo == hi else f"{lo}–{hi}"
+
+    def in_u(r):
+        return r["process_wall_s"] / u[r["level"]]
+
+    fast, default, alone = "--intensity fast", "--intensity default", "--start network --steps 0"
+    assert f"U = {u['avx2']:.2f} s held to AVX2, {u['native']:.2f} s natively" in README
+    assert (f"`fast` takes {span('{:.0f}', fast, 'avx2', in_u)} U held to AVX2 "
+            f"({span('{:.0f}', fast, 'avx2', lambda r: r['process_wall_s'])} s; "
+            f"{span('{:.0f}', fast, 'native', in_u)} U natively) and keeps "
+            f"{span('{:.1f}', fast, 'avx2,native', lambda r: r['figures']['summary']['view_gap'])} dB of gap") in README
+    assert (f"the default {span('{:.0f}', default, 'avx2', in_u)} U "
+            f"({span('{:.0f}', default, 'avx2', lambda r: r['process_wall_s'])} s; "
+            f"{span('{:.0f}', default, 'native', in_u)} U natively)") in README
+    assert f"keeps only {span('{:.1f}', alone, 'avx2,native', lambda r: r['figures']['summary']['view_gap'])} dB" in README
+    assert f"takes {span('{:.0f}', alone, 'avx2', in_u)} U held to AVX2, almost all of it the figures" in README
+    assert (f"2048² `fast` took {span('{:.0f}', fast, 'avx2', in_u, '2048×2048')} U held to AVX2 "
+            f"({span('{:.0f}', fast, 'avx2', lambda r: r['process_wall_s'], '2048×2048')} s)") in README
