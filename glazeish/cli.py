@@ -539,8 +539,9 @@ class CheckOptions:
                            "gives the mimic's view. Comma-separated for several.")
     models = typer.Option(None, "--models", help=MODELS_HELP)
     eps = typer.Option(None, help="Budget of the same-L-inf noise baseline in 1/255 units "
-                       "(default: the cloak's own largest change).")
-    figures_mode = typer.Option("quick", "--figures", help=FIGURES_HELP)
+                       "(default: the cloak's own largest change); asks for the full figures, which have it.")
+    figures_mode = typer.Option(None, "--figures", show_default=False,
+                                help=FIGURES_HELP + " Default: quick, or full when --eps is given.")
     purify = typer.Option("jpeg75", help="Purifications to test survival against, comma-separated, "
                           "with their setting after a colon (jpeg:60,resize:0.5,impress++,platform:instagram; "
                           "'platforms' for every platform that re-encodes; 'none' for none). Registered: "
@@ -583,7 +584,8 @@ def check(
     max_pixels: int = CheckOptions.max_pixels,
     figure_tiles: int = CheckOptions.figure_tiles,
 ):
-    """Did the cloak work? Compare ORIGINAL and CLOAKED with noise of the same PSNR and of the same L-inf.
+    """Did the cloak work? Compare ORIGINAL and CLOAKED with noise of the same PSNR (and, with --figures full,
+    of the same L-inf).
 
     Prints plain-language verdicts on visibility, protection (what a model trained on the image would
     reproduce, and how far that is from the original's) and survival of a JPEG re-save; exits 2 with one line
@@ -597,6 +599,9 @@ def check(
     from .report import write_report
     from .weights import WeightsError
 
+    if eps is not None and figures_mode == "quick":
+        fail("--eps sets the same-L-inf baseline, which --figures quick leaves out: drop one of them")
+    figures_mode = figures_mode or ("full" if eps is not None else "quick")
     dest = None if report is None else _report_dest(report, original, cloaked)
     try:
         platforms = parse_platforms(platform)

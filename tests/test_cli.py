@@ -303,6 +303,13 @@ def test_quick_figures_leave_out_the_uniform_baseline_and_say_the_same_words(sma
     assert quick["before"]["uniform"] is None and full["before"]["uniform"] is not None
     assert quick["summary"]["view_gap"] == full["summary"]["view_gap"]
     assert quick["before"]["cloak"] == full["before"]["cloak"] | {"flip": None}
-    r = run("check", small_painting, tmp_path / "None" / "painting.protected.png", "--models", models_dir,
-            "--figures", "most")
+    cloaked = tmp_path / "None" / "painting.protected.png"
+    r = run("check", small_painting, cloaked, "--models", models_dir, "--figures", "most")
     assert r.exit_code != 0 and "figures must be one of" in r.output
+    # check --eps sets the same-L∞ baseline: it asks for the full figures, and refuses an explicit quick
+    r = run("check", small_painting, cloaked, "--models", models_dir, "--eps", "3", "--json", "--purify", "none")
+    assert r.exit_code == 0, r.output
+    checked = json.loads(r.stdout)
+    assert checked["before"]["uniform"] is not None and checked["eps_levels"] == 3
+    r = run("check", small_painting, cloaked, "--models", models_dir, "--eps", "3", "--figures", "quick")
+    assert r.exit_code == 2 and "--figures quick leaves out" in r.output
