@@ -177,18 +177,23 @@ def grid(quick: bool) -> list[tuple[tuple[int, int], int, list[str]]]:
     return runs
 
 
+def centre_square(im: Image.Image) -> Image.Image:
+    """The largest centred square of ``im``."""
+    side = min(im.size)
+    left, top = (im.width - side) // 2, (im.height - side) // 2
+    return im.crop((left, top, left + side, top + side))
+
+
 def make_crops(scratch: Path, sizes: list[tuple[int, int]]) -> dict[tuple, Path]:
     """The held-out images of :data:`TARGET_IMAGES`, centre-cropped square and resized (Lanczos) to each size."""
     scratch.mkdir(parents=True, exist_ok=True)
     out = {}
     for kind, rel in TARGET_IMAGES.items():
-        im = Image.open(SHARED / "images" / rel).convert("RGB")
-        side = min(im.size)
-        left, top = (im.width - side) // 2, (im.height - side) // 2
+        im = centre_square(Image.open(SHARED / "images" / rel).convert("RGB"))
         for w, h in sizes:
             p = scratch / f"{kind}_{w}x{h}.png"
             if not p.exists():
-                im.crop((left, top, left + side, top + side)).resize((w, h), Image.LANCZOS).save(p)
+                im.resize((w, h), Image.LANCZOS).save(p)
             out[(w, h), kind] = p
     return out
 
@@ -205,9 +210,7 @@ def make_batch(scratch: Path, n: int = 20, size: int = 512) -> Path:
         im = Image.open(srcs[i % len(srcs)]).convert("RGB")
         if i >= len(srcs):  # second pass: mirrored, so no two inputs are the same picture
             im = im.transpose(Image.FLIP_LEFT_RIGHT)
-        side = min(im.size)
-        left, top = (im.width - side) // 2, (im.height - side) // 2
-        im.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS).save(p)
+        centre_square(im).resize((size, size), Image.LANCZOS).save(p)
     return folder
 
 
@@ -300,9 +303,14 @@ def plot(rows: list[dict], dest: Path) -> None:
         print(f"plot skipped: {e}", file=sys.stderr)
 
 
+def unit_by_level(units: list[dict]) -> dict[str, float]:
+    """U at each CPU level: the median of its measurements before and after the runs."""
+    return {lv: float(np.median([r["u_seconds"] for r in units if r["level"] == lv])) for lv in LEVELS}
+
+
 def units_line(units: list[dict]) -> str:
     """U at each CPU level (the laptop grid), median of its measurements before and after the runs."""
-    u = {lv: float(np.median([r["u_seconds"] for r in units if r["level"] == lv])) for lv in LEVELS}
+    u = unit_by_level(units)
     cls = {r["level"]: (r["cpu_class"], r["precision"]) for r in units}
     return ("U = one forward + backward of the TAEF2 encoder at 512² in the precision `auto` picks, median of 5, "
             "measured before and after the runs: " + "; ".join(
@@ -311,7 +319,7 @@ def units_line(units: list[dict]) -> str:
 
 def levels_table(rows: list[dict], units: list[dict]) -> str:
     """The laptop grid's table: each preset at each level, in seconds and in U (that level's encoder pass)."""
-    u = {lv: float(np.median([r["u_seconds"] for r in units if r["level"] == lv])) for lv in LEVELS}
+    u = unit_by_level(units)
     lines = ["| level | preset | figures | cloak s | cloak U | image s | process s | process U | peak RSS GB |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -329,7 +337,7 @@ def levels_table(rows: list[dict], units: list[dict]) -> str:
 def targets_table(rows: list[dict], units: list[dict]) -> str:
     """The targets grid: each run at each level in seconds and in U (that level's encoder pass), with its
     protection (the mimic-view gap vs same-PSNR noise) and peak memory."""
-    u = {lv: float(np.median([r["u_seconds"] for r in units if r["level"] == lv])) for lv in LEVELS}
+    u = unit_by_level(units)
     lines = ["| image | size | args | level | cloak s | cloak U | process s | process U | peak RSS GB | PSNR | "
              "mimic gap dB |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

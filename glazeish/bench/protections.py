@@ -326,4 +326,3 @@ def split_protections(names: str | list[str], external: dict[str, str] | None = 
             out.append(n)
     out.extend(external or {})
     return list(dict.fromkeys(out))
-
