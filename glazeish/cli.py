@@ -245,8 +245,9 @@ class ProtectOptions:
                          "budget, as PGD does), zero, learned (a pattern trained offline for the "
                          "encoder and objective and shipped with glazeish, so that fewer steps reach "
                          "the protection: the fast preset's), network (an image-conditioned generator whose "
-                         "weights train.py --network makes into the model folder; --steps 0 uses it alone) "
-                         "or a pattern PNG. Default: the preset's.")
+                         "weights train.py --network makes into the model folder; --steps 0 uses it alone), "
+                         "a pattern PNG, or a generator's .safetensors that you trained (used as it is). "
+                         "Default: the preset's.")
     rms = typer.Option(None, help="Energy bound in 1/255 units: the change's RMS stays at most this "
                        "(a PSNR bound; 2.95 is about 38.7 dB). Default: the preset's ("
                        + ", ".join(f"{k}: {p.rms_levels or 'none'}" for k, p in HELP_PRESETS.items())

@@ -153,7 +153,8 @@ class ProtectConfig:
         start: where the attack starts: ``random`` (uniform noise in the budget, PGD's start), ``zero``,
             ``learned`` (the pattern shipped for this encoder and objective, :mod:`glazeish.warmstart`),
             ``network`` (the image-conditioned generator shipped for them, :mod:`glazeish.generator`; with
-            ``steps=0`` it alone is the cloak) or the path of a pattern PNG (fingerprinted by its bytes).
+            ``steps=0`` it alone is the cloak), or the path of a pattern PNG or of a generator's ``.safetensors``
+            (one you trained, used as it is: no pinned sha256; both fingerprinted by their bytes).
         tile, overlap: images larger than ``tile`` px are cloaked in overlapping tiles (flat memory).
     """
 
@@ -229,8 +230,11 @@ class ProtectConfig:
             raise ValueError(f"EOT reference must be {' or '.join(REFERENCES)}, not {self.eot_reference!r}")
         named = ("random", "zero", "learned", generator.NETWORK)
         if self.start not in named and not Path(self.start).is_file():
-            raise ValueError(f"start must be random, zero, learned, network or a pattern PNG, not {self.start!r}")
-        if self.start not in named:
+            raise ValueError("start must be random, zero, learned, network, a pattern PNG or a generator's "
+                             f".safetensors, not {self.start!r}")
+        if self.start not in named and generator.is_generator_file(self.start):
+            generator.Generator.load(self.start)  # a damaged or foreign file: one line, before any work
+        elif self.start not in named:
             open_pattern(self.start).close()  # its size, before any work (ValueError if too large)
         if self.start in ("learned", generator.NETWORK):
             for name, _ in parse_ensemble(self.encoder):  # an unknown encoder is said as such, not as no start

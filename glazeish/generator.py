@@ -228,12 +228,20 @@ class StartNetwork:
             return g(x.detach().float(), top, left)
 
 
+def is_generator_file(start: str) -> bool:
+    """Whether a ``start`` names a generator's weights file (``.safetensors``) rather than a pattern PNG."""
+    return Path(start).suffix.lower() == ".safetensors"
+
+
 def make_start(start: str, encoder: str, objective: str,
                models_dir: str | Path | None = None) -> StartNetwork | StartPattern | None:
     """What a :class:`~glazeish.config.ProtectConfig` ``start`` names: the generator for ``network`` (from the model
-    folders), else :func:`glazeish.warmstart.resolve_start`'s pattern (or None for random/zero)."""
+    folders, sha256-pinned) or a generator's weights file (as it is), else :func:`glazeish.warmstart.resolve_start`'s
+    pattern (or None for random/zero)."""
     if start == NETWORK:
         return StartNetwork(load_shipped(encoder, objective, models_dir))
+    if is_generator_file(start):
+        return StartNetwork(Generator.load(start))
     return resolve_start(start, encoder, objective)
 
 

@@ -187,3 +187,21 @@ def test_cli_cloaks_from_the_network_start(tmp_path, network_models):
     assert r.exit_code == 0, r.stderr
     out = np.asarray(Image.open(tmp_path / "out" / "art.protected.png").convert("RGB"))
     assert 0 < np.abs(out.astype(int) - np.asarray(Image.open(art))).max() <= 12
+
+
+def test_a_generator_file_is_a_start_as_it_is(network_models, tmp_path):
+    """Your own generator (train.py --network --out mine.safetensors) by its path: no pinned sha256, the same
+    cloak as the pinned one with the same bytes, fingerprinted by its bytes; a damaged file is one line."""
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes((tmp_path / "models" / gen.file_name("taef2", "mimic-away")).read_bytes())
+    art = Artwork(rgb=(np.random.default_rng(1).random((64, 80, 3)) * 255).astype(np.uint8))
+    base = dict(models_dir=network_models, precision="fp32", steps=0)
+    by_path = ProtectConfig(start=str(mine), **base)
+    pinned = ProtectConfig(start="network", **base).fingerprint()["start"]
+    assert by_path.fingerprint()["start"] == pinned.removeprefix("network:")  # "sha256:<the same bytes'>"
+    assert np.array_equal(Protector(by_path).protect(art).rgb,
+                          Protector(ProtectConfig(start="network", **base)).protect(art).rgb)
+    (tmp_path / "bad.safetensors").write_bytes(b"not weights")
+    with pytest.raises(WeightsError, match="bad.safetensors: not a generator saved by glazeish") as e:
+        ProtectConfig(start=str(tmp_path / "bad.safetensors"))
+    assert len(str(e.value).splitlines()) == 1
