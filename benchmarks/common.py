@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 from pathlib import Path
 from typing import Callable
@@ -90,3 +91,73 @@ def report_from_rows(folder: str | os.PathLike, tables: Callable[[list[dict]], d
     whose blocks all come from one rows file)."""
     folder = Path(folder)
     return regenerate((folder / "RESULTS.md").read_text(), tables(read_rows(folder / rows)))
+
+
+def cloak_path(scratch: Path, candidate: str, crop: int, image: Path) -> Path:
+    """Where a run keeps the 8-bit cloak of ``image`` (``--figure`` draws from there)."""
+    return scratch / candidate / f"{crop or 'full'}" / f"{image.stem}.png"
+
+
+def split(kind: str, part: str) -> list[Path]:
+    """The ``train`` (even positions) or ``heldout`` (odd positions) images of one kind, sorted by name: the
+    learned starts train on the first and are judged on the second."""
+    files = shared_images(kind)
+    return files[0::2] if part == "train" else files[1::2]
+
+
+def procedural(n: int, size: int, seed: int) -> list:
+    """Flat-colour drawings (filled shapes, dark outlines) and line art (pen strokes on off-white paper with
+    faint grain) as PIL images: the kinds of art the shared set has few of (the learned starts' training data)."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        line = i % 2 == 1
+        paper = tuple(rng.randint(236, 252) for _ in range(3))
+        im = Image.new("RGB", (size, size), paper if line else tuple(rng.randint(0, 255) for _ in range(3)))
+        d = ImageDraw.Draw(im)
+        for _ in range(rng.randint(4, 12)):
+            box = sorted(rng.randint(-size // 4, size + size // 4) for _ in range(2))
+            boy = sorted(rng.randint(-size // 4, size + size // 4) for _ in range(2))
+            ink = tuple(rng.randint(0, 60) for _ in range(3))
+            width = rng.randint(1, 4)
+            if line:
+                pts = [(rng.randint(0, size), rng.randint(0, size)) for _ in range(rng.randint(3, 7))]
+                d.line(pts, fill=ink, width=width, joint="curve")
+            else:
+                fill = tuple(rng.randint(0, 255) for _ in range(3))
+                shape = rng.choice([d.ellipse, d.rectangle, d.polygon])
+                if shape is d.polygon:
+                    d.polygon([(rng.randint(0, size), rng.randint(0, size)) for _ in range(rng.randint(3, 6))],
+                              fill=fill, outline=ink, width=width)
+                else:
+                    shape([box[0], boy[0], box[1], boy[1]], fill=fill, outline=ink, width=width)
+        if line:
+            grain = np.random.default_rng(seed + i).normal(0, 1.5, (size, size, 1))
+            im = Image.fromarray(np.clip(np.asarray(im, np.float32) + grain, 0, 255).astype(np.uint8))
+        out.append(im.filter(ImageFilter.SMOOTH) if rng.random() < 0.5 else im)
+    return out
+
+
+def crops(images: list[np.ndarray], crop: int, batch: int, steps: int, seed: int):
+    """``steps`` batches of ``batch`` random crops (``B×3×crop×crop`` torch tensors in [0, 1]) with flips, 90°
+    turns and a mild brightness/contrast/saturation jitter."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        out = []
+        for _ in range(batch):
+            a = images[rng.integers(len(images))]
+            h, w = a.shape[:2]
+            top, left = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
+            c = a[top:top + crop, left:left + crop].astype(np.float32) / 255
+            c = np.rot90(c, rng.integers(4))
+            if rng.random() < 0.5:
+                c = c[:, ::-1]
+            grey = c.mean(2, keepdims=True)
+            c = grey + (c - grey) * rng.uniform(0.8, 1.2)  # saturation
+            c = (c - 0.5) * rng.uniform(0.85, 1.15) + 0.5 + rng.uniform(-0.05, 0.05)  # contrast, brightness
+            out.append(torch.from_numpy(np.ascontiguousarray(np.clip(c, 0, 1))).permute(2, 0, 1))
+        yield torch.stack(out)

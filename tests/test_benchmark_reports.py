@@ -82,7 +82,7 @@ def test_amortised_tables_come_from_the_heldout_rows():
     """``train.py --report`` rebuilds the held-out tables of its RESULTS.md (no training, no model)."""
     m = suite("amortised/train.py")
     results = BENCH / "amortised" / "RESULTS.md"
-    assert results.read_text().count("<!-- generated:") == 6
+    assert results.read_text().count("<!-- generated:") == 8
     assert m.report() == results.read_text()
     assert "python benchmarks/amortised/train.py --report" in m.__doc__
 

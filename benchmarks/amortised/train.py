@@ -23,10 +23,8 @@ the held-out rows beside it (``heldout.jsonl``, ``heldout-paintings-pattern.json
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
-import random
 import statistics
 import sys
 import time
@@ -35,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
 from glazeish import __version__
 from glazeish.config import ProtectConfig
@@ -50,67 +48,7 @@ from glazeish.warmstart import StartPattern, fit_pattern, shipped_path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from common import KINDS, MODELS, read_rows, regenerate, shared_images  # noqa: E402
-
-
-def split(kind: str, part: str) -> list[Path]:
-    """The ``train`` (even positions) or ``heldout`` (odd positions) images of one kind, sorted by name."""
-    files = shared_images(kind)
-    return files[0::2] if part == "train" else files[1::2]
-
-
-def procedural(n: int, size: int, seed: int) -> list[Image.Image]:
-    """Flat-colour drawings (filled shapes, dark outlines) and line art (pen strokes on off-white paper with
-    faint grain): the kinds of art the shared set has few of."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        line = i % 2 == 1
-        paper = tuple(rng.randint(236, 252) for _ in range(3))
-        im = Image.new("RGB", (size, size), paper if line else tuple(rng.randint(0, 255) for _ in range(3)))
-        d = ImageDraw.Draw(im)
-        for _ in range(rng.randint(4, 12)):
-            box = sorted(rng.randint(-size // 4, size + size // 4) for _ in range(2))
-            boy = sorted(rng.randint(-size // 4, size + size // 4) for _ in range(2))
-            ink = tuple(rng.randint(0, 60) for _ in range(3))
-            width = rng.randint(1, 4)
-            if line:
-                pts = [(rng.randint(0, size), rng.randint(0, size)) for _ in range(rng.randint(3, 7))]
-                d.line(pts, fill=ink, width=width, joint="curve")
-            else:
-                fill = tuple(rng.randint(0, 255) for _ in range(3))
-                shape = rng.choice([d.ellipse, d.rectangle, d.polygon])
-                if shape is d.polygon:
-                    d.polygon([(rng.randint(0, size), rng.randint(0, size)) for _ in range(rng.randint(3, 6))],
-                              fill=fill, outline=ink, width=width)
-                else:
-                    shape([box[0], boy[0], box[1], boy[1]], fill=fill, outline=ink, width=width)
-        if line:
-            grain = np.random.default_rng(seed + i).normal(0, 1.5, (size, size, 1))
-            im = Image.fromarray(np.clip(np.asarray(im, np.float32) + grain, 0, 255).astype(np.uint8))
-        out.append(im.filter(ImageFilter.SMOOTH) if rng.random() < 0.5 else im)
-    return out
-
-
-def crops(images: list[np.ndarray], crop: int, batch: int, steps: int, seed: int):
-    """``steps`` batches of ``batch`` random crops (``B×3×crop×crop`` in [0, 1]) with flips, 90° turns and a
-    mild brightness/contrast/saturation jitter."""
-    rng = np.random.default_rng(seed)
-    for _ in range(steps):
-        out = []
-        for _ in range(batch):
-            a = images[rng.integers(len(images))]
-            h, w = a.shape[:2]
-            top, left = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
-            c = a[top:top + crop, left:left + crop].astype(np.float32) / 255
-            c = np.rot90(c, rng.integers(4))
-            if rng.random() < 0.5:
-                c = c[:, ::-1]
-            grey = c.mean(2, keepdims=True)
-            c = grey + (c - grey) * rng.uniform(0.8, 1.2)  # saturation
-            c = (c - 0.5) * rng.uniform(0.85, 1.15) + 0.5 + rng.uniform(-0.05, 0.05)  # contrast, brightness
-            out.append(torch.from_numpy(np.ascontiguousarray(np.clip(c, 0, 1))).permute(2, 0, 1))
-        yield torch.stack(out)
+from common import KINDS, MODELS, crops, procedural, read_rows, regenerate, split  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -232,6 +170,19 @@ def timing_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def agreement_table(rows: list[dict], cands: list[str]) -> str:
+    """``distill.py agree`` rows: per kind, the mean (min–max) cosine of each start's perturbation with the
+    default's cloak of the same held-out crop."""
+    lines = ["| start | " + " | ".join(KINDS) + " |", "|---" * (len(KINDS) + 1) + "|"]
+    for c in cands:
+        cells = []
+        for kind in KINDS:
+            v = [r[c] for r in rows if r["kind"] == kind]
+            cells.append(f"{statistics.mean(v):.2f} ({min(v):.2f}–{max(v):.2f})" if v else "–")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables(folder: Path = HERE) -> dict:
     """The generated tables of RESULTS.md by name; their arguments are files of ``folder`` and candidates."""
     return {"heldout": lambda file, cands: heldout_table(read_rows(folder / file), cands.split(",")),
@@ -239,7 +190,8 @@ def tables(folder: Path = HERE) -> dict:
             "network": lambda file, cands: network_table(read_rows(folder / file), cands.split(",")),
             "network-untimed": lambda file, cands: network_table(read_rows(folder / file), cands.split(","),
                                                                  timed=False),
-            "timing": lambda file: timing_table(read_rows(folder / file))}
+            "timing": lambda file: timing_table(read_rows(folder / file)),
+            "agreement": lambda file, cands: agreement_table(read_rows(folder / file), cands.split(","))}
 
 
 def report(folder: Path = HERE) -> str:

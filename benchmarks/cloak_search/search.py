@@ -44,7 +44,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from common import KINDS, MODELS, ROOT, SCRATCH, centre_crop, pick_images, read_rows, regenerate  # noqa: E402
+from common import (KINDS, MODELS, ROOT, SCRATCH, centre_crop, cloak_path, pick_images, read_rows,  # noqa: E402
+                    regenerate)
 #: visibility and damage targets of the issue, per kind: (PSNR >=, view PSNR <=, gap >=, jpeg view PSNR <=)
 TARGETS = {"paintings": (37.5, 25.0, 12.0, 26.0), "flat": (38.5, 20.0, 12.0, None), "line": (38.5, 20.0, 12.0, None)}
 
@@ -142,6 +143,10 @@ CANDIDATES: dict[str, dict] = {
     "network-s4": {"library": True, "start": "network", "steps": 4},
     "network-s1-a4": {"library": True, "start": "network", "steps": 1, "alpha_levels": 4},
     "network-s2-a4": {"library": True, "start": "network", "steps": 2, "alpha_levels": 4},
+    # the generator distilled from the default's cloaks (benchmarks/amortised/distill.py), then fine-tuned on the
+    # objective (--finetune): alone and with 2 steps
+    **{f"{name}-s{n}": {"library": True, "start": str(SCRATCH / "distill" / f"{name}.safetensors"), "steps": n}
+       for name in ("distilled", "distilled-ft", "distilled-cos") for n in (0, 2)},
     # a pattern trained on the paintings of the train split only (benchmarks/amortised/train.py --kinds paintings
     # --procedural 0 --out benchmarks/_scratch/amortised/paintings.png): is the start what paintings lack?
     "paintings-pattern-s0": {"library": True, "start": str(ROOT / "benchmarks/_scratch/amortised/paintings.png"),
@@ -260,11 +265,6 @@ def make_config(name: str, models_dir: str, precision: str):
         spec["eps"] = spec["eps"] * spec.setdefault("budget_cap", 3.0)
     rename = {"eps": "eps_levels", "rms": "rms_levels", "alpha": "alpha_levels"}
     return ProtectConfig(**fixed, **{rename.get(k, k): v for k, v in spec.items()})
-
-
-def cloak_path(scratch: Path, candidate: str, crop: int, image: Path) -> Path:
-    """Where a run keeps the 8-bit cloak of ``image`` (``--figure`` draws from there)."""
-    return scratch / candidate / f"{crop or 'full'}" / f"{image.stem}.png"
 
 
 def run(args) -> None:
