@@ -22,13 +22,18 @@ Specs accepted by :func:`load_encoders`: a registered name (``taef2``, ``taesana
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,6 +41,79 @@ from . import tae, weights
 from .device import keep_freed_memory
 from .registry import Registered, Registry, split_specs
 from .weights import WeightFile
+
+
+def fingerprint(t: torch.Tensor) -> bytes:
+    """16 bytes that tell apart the shapes and float32 values of two ``…×H×W`` tensors (sha256 of the bytes):
+    what the memos of passes are keyed by, so that the same pixels in a new tensor find the pass already made."""
+    a = np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+    h = hashlib.sha256(repr(a.shape).encode())
+    h.update(memoryview(a).cast("B"))
+    return h.digest()[:16]
+
+
+class PassMemo:
+    """The last ``capacity`` clean passes of one model, ``(E(x), D(E(x)) or None)`` by :func:`pass_key`, kept
+    while :func:`sharing_passes` is open. Thread-safe; what it returns must not be changed in place."""
+
+    def __init__(self, capacity: int = 4):
+        self.capacity = capacity
+        self._items: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple, value: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+
+_SHARING = threading.Lock()  # guards the models' memo and count of open sharing_passes blocks
+
+
+@contextlib.contextmanager
+def sharing_passes(models: Iterable[LatentModel]) -> Iterator[None]:
+    """Within the block, each model's :meth:`LatentModel.clean_passes` are kept and reused.
+
+    The attack's objective passes the clean image through the model once to know what to push away from. The
+    figures after the cloak pass the same original again. With the same pixels, layout, precision and threads
+    the kernels give the same bits (the tests check it), so that second pass is taken from the memo. On a CPU
+    that cloaks in fp32, this saves one encoder and one decoder pass per image. Outside any block nothing is
+    kept, so no figure or count depends on what ran before. Blocks may nest and overlap across threads (the web
+    page's workers share models): the memo goes when the last one closes.
+    """
+    models = list(models)
+    with _SHARING:
+        for m in models:
+            m._sharing = getattr(m, "_sharing", 0) + 1
+            if m._sharing == 1:
+                m.memo = PassMemo()
+    try:
+        yield
+    finally:
+        with _SHARING:
+            for m in models:
+                m._sharing -= 1
+                if m._sharing == 0:
+                    m.memo = None
+
+
+def pass_key(model: nn.Module, x: torch.Tensor) -> tuple:
+    """Everything that decides the bits of a pass of ``x`` through ``model``: the pixels, their layout, the
+    weights' dtype, the autocast state and the thread count (some kernels' rounding follows it)."""
+    dev = x.device.type
+    cast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+    weights = next(model.parameters(), torch.empty(0)).dtype
+    return (tuple(x.shape), x.stride(), x.dtype, str(x.device), weights, cast, torch.get_num_threads(),
+            fingerprint(x))
 
 
 class LatentModel(nn.Module):
@@ -47,6 +125,7 @@ class LatentModel(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.multiple = multiple
+        self.memo: PassMemo | None = None  # set while sharing_passes is open
 
     @property
     def has_decoder(self) -> bool:
@@ -66,6 +145,23 @@ class LatentModel(nn.Module):
         if self.decoder is None:
             raise ValueError(f"encoder {self.name!r} has no decoder")
         return self.decoder(z).clamp(0, 1)
+
+    def clean_passes(self, x: torch.Tensor, decode: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``E(x)`` and, with ``decode``, ``D(E(x))`` (else None) of a clean ``B×3×H×W`` ``x`` in [0, 1] (H, W
+        multiples of :attr:`multiple`), without gradients, in the current autocast. Inside
+        :func:`sharing_passes` each is computed once for the same pixels, layout and precision: what the attack's
+        objective and the figures after it share. Not to be changed in place."""
+        memo: PassMemo | None = getattr(self, "memo", None)  # (a subclass that skipped __init__ has none)
+        key = pass_key(self, x) if memo is not None else None
+        hit = memo.get(key) if memo is not None else None
+        if hit is not None and (hit[1] is not None or not decode):
+            return hit
+        with torch.no_grad():
+            z = hit[0] if hit is not None else self.encode(x)
+            view = self.decode(z) if decode else None
+        if memo is not None:
+            memo.put(key, (z, view))
+        return z, view
 
     def round_trip(self, x: torch.Tensor) -> torch.Tensor:
         """The mimic's view ``D(E(x))`` of ``B×3×H×W`` in [0, 1] (any size: padded and cropped back)."""

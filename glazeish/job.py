@@ -22,6 +22,7 @@ import numpy as np
 
 from ._version import __version__
 from .config import ProtectConfig, digest, fingerprint_of, machine_local
+from .encoders import sharing_passes
 from .errors import first_line
 from .evaluation import FIGURE_MODES, Evaluator, Figures, assess, judge
 from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Artwork, Found, ImageError, read_image, resized, save_image
@@ -360,6 +361,11 @@ class Cloaker:
             raise ImageError(f"{src}: failed ({type(e).__name__}: {first_line(e)})") from e
 
     def _cloak_file(self, src, dest, write_to, overwrite, callback, say) -> FileResult:
+        # the attack's clean passes of the original are the figures' too (same bits; one pass pair saved in fp32)
+        with sharing_passes(self.protector.ensemble.models):
+            return self._cloak_and_measure(src, dest, write_to, overwrite, callback, say)
+
+    def _cloak_and_measure(self, src, dest, write_to, overwrite, callback, say) -> FileResult:
         job = self.job
         t0 = time.perf_counter()
         art = read_image(src, max_pixels=job.max_pixels)

@@ -212,8 +212,8 @@ class MimicView(Objective):
         if not model.has_decoder:
             return TargetedTexture(self.target).at(*self.origin).setup(model, x)
         with torch.no_grad():
-            z0 = model.encode(x)
-            view0 = model.decode(z0).float()
+            z0, view0 = model.clean_passes(x)  # the figures after the cloak find this pass made
+            view0 = view0.float()
             ref = view0 if self.untargeted else fit_target(self.target, x, self.origin)
             base = _per_image_mse(view0, ref if not self.untargeted else torch.full_like(view0, 0.5)).clamp_min(1e-8)
         sign = -1.0 if self.untargeted else 1.0

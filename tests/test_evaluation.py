@@ -576,3 +576,29 @@ def test_a_change_that_is_mostly_colour_is_called_a_colour_shift(ensemble, origi
     assert v.protection == "faint" and tint_share(s.view_psnr, s.view_psnr_detinted) >= TINT_SHARE
     assert any(x.startswith("Colour shift: ") and "beyond it, the copy" in x for x in v.sentences)
     assert "% of the change is colour" in one_line("a.png", f)
+
+
+def test_the_attacks_clean_passes_serve_the_figures_without_changing_a_bit(ensemble, original, tmp_path,
+                                                                            monkeypatch):
+    """A cloak in fp32 passes the original through the encoder and decoder to know what to push away from;
+    ``cloak_file``'s figures then take that pass instead of making it again: one encoder and one decoder pass
+    fewer, the very same figures, and nothing kept once the file is done."""
+    from glazeish import job as job_module
+    from glazeish.config import ProtectConfig
+    from glazeish.job import Cloaker, Job
+    from glazeish.protect import Protector
+
+    art = tmp_path / "art.png"
+    Image.fromarray(original).save(art)
+    config = ProtectConfig(steps=1, precision="fp32", device="cpu")
+    cloaker = Cloaker(Job(config=config), Protector(config, ensemble=ensemble))
+    model = ensemble.models[0]
+    with counting(model) as shared:
+        a = cloaker.cloak_file(art, tmp_path / "a.png")
+    assert model.memo is None
+    monkeypatch.setattr(job_module, "sharing_passes", lambda models: contextlib.nullcontext())
+    with counting(model) as alone:
+        b = cloaker.cloak_file(art, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert a.figures.to_dict() == b.figures.to_dict()
+    assert {k: alone[k] - shared[k] for k in alone} == {"encode": 1, "decode": 1}

@@ -33,12 +33,13 @@ give the same bits): the 8-bit views of the tiles an evaluator measured are kept
 :meth:`Evaluator.views` of the original and the cloak right after their figures (the HTML report, the web page's
 previews) costs no pass; and a caller that measures several cloaks of one original passes a ``memo`` dict
 (:func:`~glazeish.evaluation.assess`'s ``cache``) that keeps the codes of the references (the original and its
-purified copies), which are then passed once for all the cloaks (``benchmarks/figures_cost/``).
+purified copies), which are then passed once for all the cloaks (``benchmarks/figures_cost/``). Within
+:func:`~glazeish.encoders.sharing_passes` (``glazeish protect`` opens it around each file), the original's passes
+that the attack's objective made in the same precision (fp32: a CPU without native bf16) are taken as they are.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections import OrderedDict, defaultdict
@@ -50,7 +51,7 @@ import torch
 
 from .. import metrics
 from ..device import PRECISIONS, autocast, channels_last, resolve_precision
-from ..encoders import Ensemble, LatentModel, first_with_decoder
+from ..encoders import Ensemble, LatentModel, fingerprint, first_with_decoder
 from ..imageio import pad_to_multiple, to_uint8
 from ..objectives import fit_target
 from ..tiling import Tile, plan_tiles
@@ -62,15 +63,6 @@ EXTENDED = ("ms_ssim", "linf", "rms", "view_ssim", "copy_ssim", "style", "copy_s
 #: one :func:`~glazeish.evaluation.assess` of an image up to ~1.4 MP (8 images), or of 4 sampled 512² tiles of a
 #: larger one, so that :meth:`Evaluator.views` of its original and cloak needs no pass
 VIEW_MEMO_BYTES = 32 << 20
-
-
-def fingerprint(t: torch.Tensor) -> bytes:
-    """16 bytes that tell apart the shapes and float32 values of two ``…×H×W`` tensors (sha256 of the bytes):
-    what the memos of passes are keyed by, so that the same pixels in a new tensor find the pass already made."""
-    a = np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
-    h = hashlib.sha256(repr(a.shape).encode())
-    h.update(memoryview(a).cast("B"))
-    return h.digest()[:16]
 
 
 def _db(sq: float, n: float) -> float:
@@ -335,9 +327,10 @@ class Evaluator:
         latents, view = {}, None
         for model in self.models:
             with self._autocast(b.device):
-                z = model.encode(b)
+                # the attack's objective may have made the original's passes already (same bits: PassMemo)
+                z, full = model.clean_passes(b, decode=model is self.mimic and not is_view)
                 if model is self.mimic:
-                    view = xt.float() if is_view else model.decode(z)[..., :h, :w].float()
+                    view = xt.float() if is_view else full[..., :h, :w].float()
             latents[model.name] = z.float()
         return _Code(latents, view)
 
