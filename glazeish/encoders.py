@@ -106,6 +106,21 @@ def sharing_passes(models: Iterable[LatentModel]) -> Iterator[None]:
                     m.memo = None
 
 
+@contextlib.contextmanager
+def counting_passes(model: LatentModel) -> Iterator[dict[str, int]]:
+    """While open, the images that go through ``model``'s encoder and decoder: ``{"encode": n, "decode": m}``
+    (forward hooks): what a test or a benchmark counts to show which passes a change saves."""
+    counts = {"encode": 0, "decode": 0}
+    parts = [(k, part) for k, part in (("encode", model.encoder), ("decode", model.decoder)) if part is not None]
+    handles = [part.register_forward_hook(lambda mod, args, out, k=k: counts.__setitem__(k, counts[k] + len(args[0])))
+               for k, part in parts]
+    try:
+        yield counts
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def pass_key(model: nn.Module, x: torch.Tensor) -> tuple:
     """Everything that decides the bits of a pass of ``x`` through ``model``: the pixels, their layout, the
     weights' dtype, the autocast state and the thread count (some kernels' rounding follows it)."""

@@ -46,7 +46,8 @@ def test_suites_say_how_to_run_them(rel):
     assert f"python benchmarks/{rel}" in doc
 
 
-@pytest.mark.parametrize("rel", ["figures_precision.py", "figures_sampled.py", "frontier.py", "memory_reuse.py"])
+@pytest.mark.parametrize("rel", ["figures_precision.py", "figures_sampled.py", "frontier.py", "memory_reuse.py",
+                                 "shared_passes.py"])
 def test_single_run_suites_tables_come_from_their_rows(rel):
     """``--report`` rebuilds every generated block of the suite's RESULTS.md from its ``results.jsonl``."""
     m = suite(rel)
@@ -55,7 +56,8 @@ def test_single_run_suites_tables_come_from_their_rows(rel):
     assert m.report() == results.read_text()
 
 
-@pytest.mark.parametrize("rel", ["figures_precision.py", "figures_sampled.py", "frontier.py", "memory_reuse.py"])
+@pytest.mark.parametrize("rel", ["figures_precision.py", "figures_sampled.py", "frontier.py", "memory_reuse.py",
+                                 "shared_passes.py"])
 def test_single_run_suites_say_how_to_report(rel):
     assert f"python benchmarks/{rel} --report" in suite(rel).__doc__
 

@@ -117,6 +117,7 @@ def test_protect_default_tables_come_from_its_rows():
 
 
 @pytest.mark.parametrize("script", ["figures_precision.py", "figures_sampled.py", "frontier.py", "memory_reuse.py",
+                                    "shared_passes.py",
                                     "speed.py", "preset_examples.py", "ray/throughput.py"])
 def test_suites_without_a_small_mode_at_least_start(script):
     """These measure full-size images or time whole runs (minutes): their command line is parsed, their imports

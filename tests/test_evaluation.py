@@ -39,6 +39,7 @@ from glazeish.evaluation.verdicts import (
     tint_share,
     visibility,
 )
+from glazeish.encoders import counting_passes
 from glazeish.imageio import ImageError, save_image, to_tensor
 
 EPS = 4  # 1/255 units
@@ -188,17 +189,7 @@ def test_encoder_without_decoder(taesana, original, cloaked):
 # --- one pass: each image encoded once; precision -----------------------------------------------------
 
 
-@contextlib.contextmanager
-def counting(model):
-    """Counts the images that go through ``model``'s encoder and decoder (``{"encode": n, "decode": m}``)."""
-    counts = {"encode": 0, "decode": 0}
-    handles = [part.register_forward_hook(lambda mod, args, out, k=k: counts.__setitem__(k, counts[k] + len(args[0])))
-               for k, part in (("encode", model.encoder), ("decode", model.decoder))]
-    try:
-        yield counts
-    finally:
-        for h in handles:
-            h.remove()
+counting = counting_passes  # the images through a model's encoder and decoder while open
 
 
 def test_assess_encodes_each_distinct_image_once(ensemble, original, cloaked):
