@@ -93,7 +93,7 @@ def sharing_passes(models: Iterable[LatentModel]) -> Iterator[None]:
     models = list(models)
     with _SHARING:
         for m in models:
-            m._sharing = getattr(m, "_sharing", 0) + 1
+            m._sharing = getattr(m, "_sharing", 0) + 1  # (a subclass that skipped __init__ has none)
             if m._sharing == 1:
                 m.memo = PassMemo()
     try:
@@ -141,6 +141,7 @@ class LatentModel(nn.Module):
         self.decoder = decoder
         self.multiple = multiple
         self.memo: PassMemo | None = None  # set while sharing_passes is open
+        self._sharing = 0  # open sharing_passes blocks over this model
 
     @property
     def has_decoder(self) -> bool:

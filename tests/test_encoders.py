@@ -297,3 +297,25 @@ def test_fused_conv_relu_is_the_same_bits_as_conv_then_relu(dtype, layout):
     assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
     native = "bf16" in native_precisions("cpu")  # elsewhere bf16 is emulated, and oneDNN has no fused kernel
     assert ("ConvReLU" in fused[2]) == (layout == torch.channels_last and dtype == torch.bfloat16 and native)
+
+
+def test_sharing_passes_keeps_a_clean_pass_only_while_open_and_only_for_the_same_bits():
+    """Inside the block a clean pass of the same pixels, layout and precision is made once; a different layout
+    or thread count is a new pass; nested blocks keep the memo until the last one closes; outside, every call
+    passes the model."""
+    from glazeish.encoders import LatentModel, counting_passes, sharing_passes
+
+    torch.manual_seed(0)
+    model = LatentModel("tiny", torch.nn.Conv2d(3, 4, 3, stride=8), torch.nn.ConvTranspose2d(4, 3, 8, stride=8))
+    x = torch.rand(1, 3, 16, 16)
+    with counting_passes(model) as n:
+        with sharing_passes([model]):
+            z, view = model.clean_passes(x)
+            with sharing_passes([model]):
+                again = model.clean_passes(x.clone())  # the same bits in a new tensor
+            assert again[0] is z and again[1] is view and model.memo is not None
+            model.clean_passes(x.contiguous(memory_format=torch.channels_last))  # another layout: another pass
+        assert model.memo is None
+        model.clean_passes(x)
+    assert n == {"encode": 3, "decode": 3}
+    assert torch.equal(model.clean_passes(x)[1], view)
