@@ -140,6 +140,15 @@ def procedural(n: int, size: int, seed: int) -> list:
     return out
 
 
+def training_images(kinds, n_procedural: int, seed: int) -> list[np.ndarray]:
+    """The learned starts' training images as ``H×W×3`` uint8: the train split of each of ``kinds`` and
+    ``n_procedural`` procedurally drawn 384² images."""
+    from PIL import Image
+
+    images = [np.asarray(Image.open(p).convert("RGB")) for k in kinds for p in split(k, "train")]
+    return images + [np.asarray(im) for im in procedural(n_procedural, 384, seed)]
+
+
 def crops(images: list[np.ndarray], crop: int, batch: int, steps: int, seed: int):
     """``steps`` batches of ``batch`` random crops (``B×3×crop×crop`` torch tensors in [0, 1]) with flips, 90°
     turns and a mild brightness/contrast/saturation jitter."""

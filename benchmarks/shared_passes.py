@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "shared_passes"
 sys.path.insert(0, str(HERE.parent))
-from common import MODELS, SHARED, centre_crop, read_rows, regenerate  # noqa: E402
+from common import MODELS, SHARED, centre_crop, report_from_rows  # noqa: E402
 
 PAINTING = SHARED / "images" / "paintings" / "00003-0-vincent-van-gogh_olive-picking-1889-2.png"
 
@@ -73,7 +73,10 @@ def run(args) -> None:
                     log.write(json.dumps(row) + "\n")
                     log.flush()
                     print(json.dumps(row), file=sys.stderr)
-    (args.out / "RESULTS.md").write_text(report(args.out))
+    results = args.out / "RESULTS.md"
+    if not results.exists():  # a first run: the page around the generated block
+        results.write_text(TEMPLATE)
+    results.write_text(report(args.out))
 
 
 def table(rows: list[dict]) -> str:
@@ -108,9 +111,8 @@ def table(rows: list[dict]) -> str:
 
 
 def report(folder: Path = HERE) -> str:
-    rows = read_rows(folder / "results.jsonl")
-    text = (folder / "RESULTS.md").read_text() if (folder / "RESULTS.md").exists() else TEMPLATE
-    return regenerate(text, {"passes": lambda: table(rows)})
+    """RESULTS.md of ``folder`` with its block rebuilt from ``results.jsonl``."""
+    return report_from_rows(folder, lambda rows: {"passes": lambda: table(rows)})
 
 
 TEMPLATE = """# Sharing the attack's clean passes with the figures (issue 31, item 2)

@@ -37,8 +37,8 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from common import (KINDS, MODELS, SCRATCH, centre_crop, cloak_path, crops, pick_images, procedural,  # noqa: E402
-                    split)
+from common import (KINDS, MODELS, SCRATCH, centre_crop, cloak_path, crops, pick_images,  # noqa: E402
+                    training_images)
 
 FOLDER = SCRATCH / "distill"
 
@@ -50,14 +50,6 @@ def config():
     return ProtectConfig(intensity="default", encoder="taef2", models_dir=str(MODELS), device="cpu")
 
 
-def train_images(seed: int, n_procedural: int) -> list[np.ndarray]:
-    """``train.py``'s training images: the train split of every kind and procedurally drawn art."""
-    from PIL import Image
-
-    images = [np.asarray(Image.open(p).convert("RGB")) for k in KINDS for p in split(k, "train")]
-    return images + [np.asarray(im) for im in procedural(n_procedural, 384, seed)]
-
-
 def teach(args: argparse.Namespace) -> None:
     """The teacher's perturbations ``δ* = cloak - x`` (float, before 8-bit rounding) of ``batches × 8`` crops,
     saved with the crops as one ``teacher.pt``."""
@@ -67,7 +59,7 @@ def teach(args: argparse.Namespace) -> None:
     p = Protector(config())
     xs, ds = [], []
     t0 = time.perf_counter()
-    for i, x in enumerate(crops(train_images(args.seed, args.procedural), args.crop, 8, args.batches, args.seed)):
+    for i, x in enumerate(crops(training_images(KINDS, args.procedural, args.seed), args.crop, 8, args.batches, args.seed)):
         x = x.float()
         adv = p.attack(seed=args.seed + i)(x, p.config.eps_map(x))
         xs.append(x.half())
@@ -120,6 +112,7 @@ def distil(args: argparse.Namespace, log) -> "Generator":  # noqa: F821
 
 def finetune(gen, args: argparse.Namespace, log) -> None:
     """``args.finetune`` steps of ``train.py --network``'s objective training, from the distilled weights."""
+    from glazeish.device import resolve_precision
     from glazeish.encoders import load_encoders
     from glazeish.generator import fit_generator
     from glazeish.objectives import make_objective
@@ -127,17 +120,11 @@ def finetune(gen, args: argparse.Namespace, log) -> None:
 
     cfg = config()
     ens = load_encoders("taef2", str(MODELS), torch.device("cpu"))
-    batches = crops(train_images(args.seed, args.procedural), args.crop, 6, args.finetune, args.seed + 1)
+    batches = crops(training_images(KINDS, args.procedural, args.seed), args.crop, 6, args.finetune, args.seed + 1)
     t0 = time.perf_counter()
     fit_generator(gen, ens, make_objective(cfg.objective), batches, cfg, lr=args.lr, code_lr=args.code_lr,
-                  transforms=make_transforms(cfg.robust, ens), precision=_precision(),
+                  transforms=make_transforms(cfg.robust, ens), precision=resolve_precision("auto", torch.device("cpu")),
                   seed=args.seed, log=lambda s, v: log((0 if args.init else args.steps) + s, v, time.perf_counter() - t0))
-
-
-def _precision() -> str:
-    from glazeish.device import resolve_precision
-
-    return resolve_precision("auto", torch.device("cpu"))
 
 
 def train(args: argparse.Namespace) -> None:

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from glazeish import __version__
 from glazeish.config import ProtectConfig
@@ -48,7 +47,7 @@ from glazeish.warmstart import StartPattern, fit_pattern, shipped_path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from common import KINDS, MODELS, crops, procedural, read_rows, regenerate, split  # noqa: E402
+from common import KINDS, MODELS, crops, read_rows, regenerate, split, training_images  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -289,8 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     precision = resolve_precision(args.precision, torch.device("cpu"))
     ens = load_encoders(args.encoder, args.models_dir, torch.device("cpu"))
     train = [p for k in args.kinds for p in split(k, "train")]
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in train]
-    images += [np.asarray(im) for im in procedural(args.procedural, 384, args.seed)]
+    images = training_images(args.kinds, args.procedural, args.seed)
     t0 = time.perf_counter()
     losses: list[float] = []
     log_path.parent.mkdir(parents=True, exist_ok=True)
